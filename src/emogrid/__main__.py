@@ -1,0 +1,5 @@
+import sys
+
+from emogrid.cli import main
+
+sys.exit(main())

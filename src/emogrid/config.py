@@ -1,0 +1,296 @@
+"""Load, default and validate a study config.
+
+Layering mirrors Snakemake: `config.yaml` first, then each `--configfile` deep-merged on top
+(mappings merge, lists and scalars replace). Defaults come from the JSON Schema
+(`workflow/schemas/config.schema.yaml`), which is also what validates the result. Every
+problem is reported as a ConfigError naming the key and what was expected; checks a schema
+can't express (cross references, taxonomy sizes, readable paths) follow the schema pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emogrid.errors import ConfigError, DataError
+from emogrid.methods import BUILTIN_METHODS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = "config.yaml"
+SWEEPABLE_SECTIONS = ("train", "lora", "ia3", "adalora", "loraplus", "quant")
+MAX_ERRORS = 12
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"config file {path}: cannot read it ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of keys at the top level, "
+                          f"got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict, overlay: dict) -> dict:
+    """Snakemake's rule: nested mappings merge key by key; anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(configfiles: list[str] | tuple[str, ...] = (),
+                base: str | os.PathLike | None = DEFAULT_CONFIG) -> dict:
+    """Read base config (if it exists) plus overlays, then default and validate."""
+    raw: dict = {}
+    if base is not None and Path(base).is_file():
+        raw = read_yaml(base)
+    for path in configfiles:
+        raw = deep_merge(raw, read_yaml(path))
+    return finalize(raw)
+
+
+def finalize(raw: dict) -> dict:
+    """Defaults + schema + semantic checks. Returns a new, fully defaulted config."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping, got {type(raw).__name__}")
+    schema = load_schema()
+    config = apply_defaults(copy.deepcopy(raw), schema, schema)
+    check_schema(config, schema)
+    check_semantics(config)
+    return config
+
+
+# ---------------------------------------------------------------- defaults
+
+def _resolve(node: dict, root: dict) -> dict:
+    while isinstance(node, dict) and "$ref" in node:
+        ref = node["$ref"]
+        node = {**root["$defs"][ref.rsplit("/", 1)[-1]], **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def apply_defaults(value: Any, node: dict, root: dict) -> Any:
+    """Fill in schema `default`s for missing keys, recursing into present objects."""
+    node = _resolve(node, root)
+    if not isinstance(value, dict) or "properties" not in node:
+        if isinstance(value, dict) and isinstance(node.get("additionalProperties"), dict):
+            sub = node["additionalProperties"]
+            return {k: apply_defaults(v, sub, root) for k, v in value.items()}
+        return value
+    for key, sub in node["properties"].items():
+        sub_resolved = _resolve(sub, root)
+        if key not in value and "default" in sub_resolved:
+            value[key] = copy.deepcopy(sub_resolved["default"])
+        if key in value:
+            value[key] = apply_defaults(value[key], sub_resolved, root)
+    return value
+
+
+# ---------------------------------------------------------------- schema errors
+
+def _key(path) -> str:
+    parts = []
+    for p in path:
+        parts.append(f"[{p}]" if isinstance(p, int) else ("." + str(p) if parts else str(p)))
+    return "".join(parts) or "(top level)"
+
+
+def _expected(node: dict) -> str:
+    if "enum" in node:
+        return "one of " + ", ".join(map(str, node["enum"]))
+    if "pattern" in node and node.get("type") == "string":
+        return "a name of letters, digits, '.', '_' or '-' (starting with a letter or digit)"
+    kind = node.get("type", "a value")
+    if isinstance(kind, list):
+        kind = " or ".join(kind)
+    bounds = []
+    for word, sym in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+                      ("exclusiveMaximum", "<")):
+        if word in node:
+            bounds.append(f"{sym} {node[word]}")
+    return f"{kind}" + (f" {' and '.join(bounds)}" if bounds else "")
+
+
+def _describe(error, root: dict) -> str:
+    key = _key(error.absolute_path)
+    value = error.instance
+    v = error.validator
+    if v == "anyOf" and error.context:
+        # sweepable leaf: report against the branch the user meant (list = sweep, else value)
+        branch = 1 if isinstance(value, list) else 0
+        subs = [e for e in error.context if e.schema_path and e.schema_path[0] == branch]
+        if subs:
+            best = min(subs, key=lambda e: len(e.absolute_path))
+            msg = _describe(best, root)
+            return msg + (" (a list here makes the key a swept axis)" if branch == 1 else "")
+    if v == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(value) - set(allowed)) if isinstance(value, dict) else []
+        msgs = []
+        for name in extra:
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            msgs.append(f"{key}: unknown key '{name}'{hint}; allowed keys: {', '.join(allowed)}")
+        return "; ".join(msgs) or f"{key}: {error.message}"
+    if v == "required":
+        return f"{key}: missing required key {error.message.split(' ')[0]}"
+    if v == "minItems":
+        return f"{key}: must not be empty (expected at least {error.validator_value} item(s))"
+    if v == "uniqueItems":
+        return f"{key}: values must be distinct, got {value!r}"
+    if v == "propertyNames":
+        return (f"{key}: the name {error.instance!r} is not allowed: use letters, digits, '.', '_' "
+                "or '-' (it becomes part of file paths and job names)")
+    if v == "pattern":
+        return (f"{key}: {value!r} is not a safe name: expected letters, digits and . _ - "
+                f"(pattern {error.validator_value}); names end up in paths and shell commands")
+    node = _resolve(error.schema, root)
+    msg = f"{key}: expected {_expected(node)}, got {value!r}"
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+", value):
+        msg += f" (a string: YAML reads {value} as text; write it with a dot, e.g. 1.0e-4)"
+    return msg
+
+
+def check_schema(config: dict, schema: dict) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    if errors:
+        lines = [_describe(e, schema) for e in errors[:MAX_ERRORS]]
+        more = f"\n  ... and {len(errors) - MAX_ERRORS} more" if len(errors) > MAX_ERRORS else ""
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(dict.fromkeys(lines)) + more)
+
+
+# ---------------------------------------------------------------- semantic checks
+
+def defined_methods(config: dict) -> dict:
+    return {**{name: {} for name in BUILTIN_METHODS}, **config.get("methods", {})}
+
+
+def check_semantics(config: dict) -> None:
+    problems: list[str] = []
+    grid, data = config["grid"], config["data"]
+
+    for i, name in enumerate(grid["models"]):
+        if name not in config["models"]:
+            problems.append(f"grid.models[{i}]: model '{name}' is not defined under models: "
+                            f"(defined: {', '.join(sorted(config['models'])) or 'none'})")
+    methods = defined_methods(config)
+    for i, name in enumerate(grid["methods"]):
+        if name not in methods:
+            problems.append(f"grid.methods[{i}]: method '{name}' is not defined (built-in: "
+                            f"{', '.join(BUILTIN_METHODS)}; add others under methods:)")
+    for name, entry in config["methods"].items():
+        if name not in BUILTIN_METHODS and "base" not in entry and "peft" not in entry:
+            problems.append(f"methods.{name}: a new method needs 'base' (one of "
+                            f"{', '.join(BUILTIN_METHODS)}) or 'peft'")
+        for section in SWEEPABLE_SECTIONS:
+            for k, v in (entry.get(section) or {}).items():
+                if k not in config[section]:
+                    problems.append(f"methods.{name}.{section}: unknown key '{k}'; allowed keys: "
+                                    f"{', '.join(sorted(config[section]))}")
+                elif isinstance(v, list):
+                    problems.append(f"methods.{name}.{section}.{k}: expected a single value; sweep "
+                                    f"it at the top level ({section}.{k}: [...]) instead")
+    for name, model in config["models"].items():
+        if model.get("package") and not model.get("path"):
+            try:
+                model["path"] = resolve_package_model(model["package"])
+            except ConfigError as err:
+                problems.append(f"models.{name}.package: {err}")
+                continue
+        if not model.get("id") and not model.get("path"):
+            problems.append(f"models.{name}: needs 'id' (a hub id), 'path' (a local directory) "
+                            "or 'package' (a Python package that ships it)")
+        path = model.get("path")
+        if path and not (Path(path) / "config.json").is_file():
+            problems.append(f"models.{name}.path: {path} is not a model directory "
+                            "(expected a folder with config.json)")
+
+    problems += _check_labels(config)
+    if not problems:
+        problems += _check_data_source(data)
+    if problems:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+
+
+def resolve_package_model(package: str) -> str:
+    """Model directory shipped inside an installed Python package (offline models)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise ConfigError(f"package '{package}' is not installed (pip install it, or use path:)") from None
+    getter = getattr(module, "get_model_path", None)
+    if getter is None:
+        raise ConfigError(f"package '{package}' has no get_model_path()")
+    return str(getter())
+
+
+def _check_labels(config: dict) -> list[str]:
+    from emogrid.data import taxonomy_labels
+
+    grid, data = config["grid"], config["data"]
+    problems = []
+    names = taxonomy_labels(data["taxonomy"])
+    selectable = [n for n in names if n != "neutral"]
+    if data["labels"] is not None:
+        unknown = [n for n in data["labels"] if n not in names]
+        if unknown:
+            problems.append(f"data.labels: unknown label(s) {unknown} for taxonomy "
+                            f"'{data['taxonomy']}' (labels: {', '.join(names)})")
+        if grid["labels"] != [len(data["labels"])]:
+            problems.append(f"grid.labels: with an explicit data.labels list of "
+                            f"{len(data['labels'])} names, grid.labels must be "
+                            f"[{len(data['labels'])}], got {grid['labels']}")
+    else:
+        for i, k in enumerate(grid["labels"]):
+            if k > len(selectable):
+                problems.append(f"grid.labels[{i}]: {k} labels requested but taxonomy "
+                                f"'{data['taxonomy']}' has only {len(selectable)} non-neutral labels")
+    for i, n in enumerate(grid["samples"]):
+        for k in grid["labels"]:
+            if n * data["val_fraction"] < k and data["mode"] == "single":
+                problems.append(f"grid.samples[{i}]: {n} samples x data.val_fraction "
+                                f"{data['val_fraction']} leaves fewer than one validation example "
+                                f"per label for {k} labels")
+                break
+    return problems
+
+
+def _check_data_source(data: dict) -> list[str]:
+    from emogrid.data import resolve_source
+
+    try:
+        resolve_source(data)
+    except DataError as err:
+        return [str(err)]
+    return []

@@ -1,0 +1,137 @@
+"""Expand a validated config into grid cells: pure, fast, shared by the Snakefile and the CLI.
+
+A cell is one training job: (dataset, model, method, labels k, samples n, seed) plus the
+values of every swept parameter the method actually reads. Its spec (what `emogrid train`
+receives) holds only what affects that cell, so changing a parameter reruns exactly the
+cells that use it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+
+from emogrid.config import SWEEPABLE_SECTIONS, defined_methods
+from emogrid.methods import BUILTIN_METHODS, Method, make_method, method_spec
+
+METHOD_FIELDS = ("peft", "quantize", "use_dora", "optim", "description")
+
+
+@dataclass(frozen=True)
+class Cell:
+    cell_id: str
+    axes: dict = field(hash=False)
+    spec: dict = field(hash=False, repr=False)
+
+    @property
+    def data_dir(self) -> str:
+        """Subset folder, relative to the results directory."""
+        return subset_dir(self.axes["dataset"], self.axes["labels"], self.axes["samples"],
+                          self.axes["seed"])
+
+    @property
+    def run_dir(self) -> str:
+        return f"runs/{self.cell_id}"
+
+
+def subset_dir(dataset: str, k: int, n: int, seed: int) -> str:
+    return f"data/{dataset}/k{k}_n{n}_s{seed}"
+
+
+def format_value(value) -> str:
+    """Path-safe, stable text for a swept value (1e-4 -> 0.0001, True -> true)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value).replace(",", "-")
+
+
+def find_sweeps(config: dict) -> dict[str, list]:
+    """{'lora.r': [8, 16], ...}: every list-valued leaf of a sweepable section."""
+    return {f"{section}.{key}": value
+            for section in SWEEPABLE_SECTIONS
+            for key, value in config.get(section, {}).items()
+            if isinstance(value, list)}
+
+
+def resolve_method(name: str, config: dict) -> tuple[Method, dict]:
+    """The registry entry with the config's overrides, and the method's section overrides."""
+    entry = defined_methods(config)[name]
+    base = BUILTIN_METHODS.get(entry.get("base", name))
+    params = ({f: getattr(base, f) for f in METHOD_FIELDS} | {"loraplus": "loraplus" in base.sections}
+              if base else {"quantize": "none"})
+    params.update({f: entry[f] for f in METHOD_FIELDS if f in entry})
+    method = make_method(params.pop("peft"), params.pop("quantize"), **params)
+    overrides = {s: dict(entry[s]) for s in SWEEPABLE_SECTIONS if entry.get(s)}
+    return method, overrides
+
+
+def config_hash(spec: dict) -> str:
+    blob = json.dumps({k: v for k, v in spec.items() if k != "config_hash"}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def expand_cells(config: dict) -> list[Cell]:
+    grid, data = config["grid"], config["data"]
+    sweeps = find_sweeps(config)
+    cells: list[Cell] = []
+    for model_name in grid["models"]:
+        model = config["models"][model_name]
+        model_spec = {"name": model_name, "id": model.get("id"), "path": model.get("path"),
+                      "revision": model.get("revision"),
+                      "trust_remote_code": bool(model.get("trust_remote_code", False))}
+        for method_name in grid["methods"]:
+            method, overrides = resolve_method(method_name, config)
+            relevant = {key: values for key, values in sweeps.items()
+                        if key.split(".")[0] in method.sections
+                        and key.split(".")[1] not in overrides.get(key.split(".")[0], {})}
+            keys = sorted(relevant)
+            for combo in itertools.product(*(relevant[k] for k in keys)):
+                chosen = dict(zip(keys, combo))
+                sections = _sections_for(config, method, overrides, chosen)
+                variant = "+".join(f"{k}={format_value(v)}" for k, v in chosen.items())
+                for k, n, seed in itertools.product(grid["labels"], grid["samples"], grid["seeds"]):
+                    cells.append(_make_cell(data, model_spec, method_name, method, sections,
+                                            variant, chosen, k, n, seed))
+    return cells
+
+
+def _sections_for(config: dict, method: Method, overrides: dict, chosen: dict) -> dict:
+    sections = {}
+    for section in method.sections:
+        values = copy.deepcopy(config[section])
+        if section == "train" and method.optim:
+            values["optim"] = method.optim
+        values.update(overrides.get(section, {}))
+        for key, value in chosen.items():
+            sec, leaf = key.split(".", 1)
+            if sec == section:
+                values[leaf] = value
+        sections[section] = values
+    return sections
+
+
+def _make_cell(data, model_spec, method_name, method, sections, variant, chosen, k, n, seed) -> Cell:
+    dataset = data["name"]
+    parts = [dataset, model_spec["name"], method_name] + ([variant] if variant else [])
+    cell_id = "/".join(parts + [f"k{k}_n{n}", f"s{seed}"])
+    axes = {"dataset": dataset, "model": model_spec["name"], "method": method_name,
+            "labels": k, "samples": n, "seed": seed, **chosen}
+    spec = {"cell": axes, "cell_id": cell_id, "model": model_spec,
+            "method": method_spec(method_name, method, sections),
+            **{s: v for s, v in sections.items() if s != "loraplus"},
+            "data": {"mode": data["mode"], "threshold": data["threshold"]}}
+    spec["config_hash"] = config_hash(spec)
+    return Cell(cell_id=cell_id, axes=axes, spec=spec)
+
+
+def subsets(cells: list[Cell]) -> list[tuple[str, int, int, int]]:
+    """Distinct (dataset, k, n, seed) subsets, in grid order: one data job each."""
+    seen = dict.fromkeys((c.axes["dataset"], c.axes["labels"], c.axes["samples"], c.axes["seed"])
+                         for c in cells)
+    return list(seen)

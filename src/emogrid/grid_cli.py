@@ -1,0 +1,48 @@
+"""`emogrid grid`: validate a study config and list its cells (what Snakemake will run)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+
+from emogrid.config import DEFAULT_CONFIG, load_config
+from emogrid.grid import expand_cells, find_sweeps, subsets
+
+
+def add_config_args(parser) -> None:
+    """The config options every grid-aware subcommand shares (mirrors Snakemake's)."""
+    parser.add_argument("--configfile", nargs="+", default=[], metavar="FILE",
+                        help=f"study files merged over {DEFAULT_CONFIG} (like snakemake --configfile)")
+    parser.add_argument("--base", default=DEFAULT_CONFIG,
+                        help="base config merged first (default: %(default)s; 'none' to skip)")
+
+
+def config_from_args(args) -> dict:
+    base = None if args.base in ("none", "") else args.base
+    return load_config(args.configfile, base=base)
+
+
+def configure_parser(parser) -> None:
+    add_config_args(parser)
+    parser.add_argument("--json", action="store_true", help="print cells as JSON lines")
+
+
+def run(args) -> int:
+    config = config_from_args(args)
+    cells = expand_cells(config)
+    if args.json:
+        for cell in cells:
+            sys.stdout.write(json.dumps({"cell_id": cell.cell_id, "axes": cell.axes}) + "\n")
+        return 0
+    for cell in cells:
+        print(cell.cell_id)
+    per_model = Counter(c.axes["model"] for c in cells)
+    per_method = Counter(c.axes["method"] for c in cells)
+    sweeps = find_sweeps(config)
+    print(f"\n{len(cells)} training cells, {len(subsets(cells))} data subsets", file=sys.stderr)
+    print("  per model:  " + ", ".join(f"{k} {v}" for k, v in per_model.items()), file=sys.stderr)
+    print("  per method: " + ", ".join(f"{k} {v}" for k, v in per_method.items()), file=sys.stderr)
+    if sweeps:
+        print("  swept:      " + ", ".join(f"{k}={v}" for k, v in sweeps.items()), file=sys.stderr)
+    return 0

@@ -1,0 +1,56 @@
+# Config -> validated grid. All logic lives in src/emogrid (config.py, grid.py, resources.py).
+import json
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from emogrid.config import SCHEMA_PATH, finalize
+from emogrid.errors import EmogridError
+from emogrid.grid import expand_cells, subset_dir, subsets
+
+RESULTS = "results"
+
+# Jobs run `python -m emogrid`: put this checkout's package first on the path, so conda
+# envs (which hold only the dependencies) and cluster nodes run exactly this code.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH")) if p
+)
+
+try:
+    config.update(finalize(config))
+except EmogridError as err:
+    # A user error: one clear message, no traceback, before any job is scheduled.
+    print(f"emogrid: {err}", file=sys.stderr)
+    sys.exit(2)
+validate(config, str(SCHEMA_PATH))  # Snakemake's own schema check (already passed above)
+
+CELLS = expand_cells(config)
+CELL_BY_ID = {cell.cell_id: cell for cell in CELLS}
+SUBSETS = subsets(CELLS)
+DATA_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "manifest.json")
+
+# The three grid-level wildcards are plain names/numbers; `cell` is a whole cell id.
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    k=r"\d+",
+    n=r"\d+",
+    seed=r"\d+",
+
+
+def cell_output(cell, name):
+    return f"{RESULTS}/{cell.run_dir}/{name}"
+
+
+def cell_of(wildcards):
+    try:
+        return CELL_BY_ID[wildcards.cell]
+    except KeyError:
+        raise ValueError(f"results/runs/{wildcards.cell} is not a cell of this grid "
+                         "(see `emogrid grid` for the cell ids)") from None
+
+
+def cell_data(wildcards):
+    cell = cell_of(wildcards)
+    return {name.split(".")[0]: f"{RESULTS}/{cell.data_dir}/{name}" for name in DATA_FILES}

@@ -1,0 +1,18 @@
+# One job per (dataset, labels k, samples n, seed): every model and method of that subset
+# reads these very files.
+
+
+rule prepare_data:
+    output:
+        multiext(f"{RESULTS}/data/{{dataset}}/k{{k}}_n{{n}}_s{{seed}}/",
+                 "train.jsonl", "val.jsonl", "test.jsonl", "manifest.json"),
+    params:
+        data=json.dumps(config["data"], sort_keys=True),
+        out=lambda wc: f"{RESULTS}/{subset_dir(wc.dataset, wc.k, wc.n, wc.seed)}",
+    log:
+        f"{RESULTS}/logs/data/{{dataset}}/k{{k}}_n{{n}}_s{{seed}}.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m emogrid prepare --data {params.data:q} --labels {wildcards.k} --samples {wildcards.n}"
+        " --seed {wildcards.seed} --out {params.out:q} > {log:q} 2>&1"
