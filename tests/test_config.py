@@ -1,0 +1,122 @@
+"""Every bad config a user can write gets one clear error naming the key; good ones default."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from emogrid.cli import main as cli
+from emogrid.config import deep_merge, finalize, load_config
+from emogrid.errors import ConfigError
+from tests.helpers import REPO
+
+BASE = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def with_(patch: dict) -> dict:
+    return deep_merge(copy.deepcopy(BASE), patch)
+
+
+def error_of(raw: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        finalize(raw)
+    return str(info.value)
+
+
+def test_default_config_is_valid_and_defaulted():
+    config = finalize(copy.deepcopy(BASE))
+    assert config["grid"]["labels"] == [2, 4, 8, 16]
+    assert config["train"]["batch_size"] == 4 and config["train"]["lr"] == 1e-4
+    # keys absent from config.yaml come from the schema's defaults
+    assert config["adalora"]["target_r"] == 8
+    assert config["loraplus"]["ratio"] == 16
+    assert config["data"]["threshold"] == 0.5
+
+
+@pytest.mark.parametrize("patch, expected", [
+    ({"trian": {"lr": 1.0e-4}}, "unknown key 'trian' (did you mean 'train'?)"),
+    ({"train": {"learning_rate": 1.0e-4}}, "train: unknown key 'learning_rate'"),
+    ({"lora": {"rank": 8}}, "lora: unknown key 'rank'"),
+    ({"train": {"batch_size": "four"}}, "train.batch_size: expected integer >= 1, got 'four'"),
+    ({"train": {"lr": "1e-4"}}, "YAML reads 1e-4 as text"),
+    ({"train": {"epochs": 0}}, "train.epochs: expected integer >= 1, got 0"),
+    ({"train": {"scheduler": "cosin"}}, "train.scheduler: expected one of cosine, linear"),
+    ({"grid": {"labels": []}}, "grid.labels: must not be empty"),
+    ({"grid": {"seeds": []}}, "grid.seeds: must not be empty"),
+    ({"grid": {"labels": [2, 2]}}, "grid.labels: values must be distinct"),
+    ({"lora": {"r": []}}, "lora.r: must not be empty"),
+    ({"lora": {"r": [8, "x"]}}, "lora.r[1]: expected integer >= 1, got 'x'"),
+    ({"data": {"mode": "multiple"}}, "data.mode: expected one of single, multi"),
+    ({"grid": {"models": ["bert-base", "roberta"]}}, "grid.models[1]: model 'roberta' is not defined"),
+    ({"grid": {"methods": ["qlora", "prefix"]}}, "grid.methods[1]: method 'prefix' is not defined"),
+    ({"grid": {"labels": [2, 28]}}, "grid.labels[1]: 28 labels requested but taxonomy 'original' has only 27"),
+    ({"data": {"taxonomy": "ekman"}, "grid": {"labels": [7]}}, "taxonomy 'ekman' has only 6"),
+    ({"models": {"my model": {"id": "x/y"}}}, "models: 'my model' is not a safe name"),
+    ({"models": {"bad": {"id": "x/y; rm -rf ~"}}}, "models.bad.id: 'x/y; rm -rf ~' is not a safe name"),
+    ({"grid": {"models": ["$(reboot)"]}}, "grid.models[0]: '$(reboot)' is not a safe name"),
+    ({"data": {"name": "../escape"}}, "data.name: '../escape' is not a safe name"),
+    ({"data": {"path": "/nonexistent/goemotions"}}, "/nonexistent/goemotions"),
+    ({"models": {"bert-base": {"path": "/nonexistent/model"}}}, "models.bert-base.path: /nonexistent/model is not a model directory"),
+    ({"methods": {"myrank": {"lora": {"r": 8}}}}, "methods.myrank: a new method needs 'base'"),
+    ({"methods": {"qlora": {"lora": {"r": [8, 16]}}}}, "sweep it at the top level"),
+    ({"lora": {"targets": "q_proj v_proj"}}, "lora.targets"),
+    ({"resources": {"train": {"slurm_account": "a b"}}}, "resources.train.slurm_account"),
+    ({"grid": {"samples": [10]}}, "grid.samples[0]: 10 samples x data.val_fraction 0.1 leaves fewer than one"),
+])
+def test_bad_config_names_key_and_expectation(patch, expected, monkeypatch):
+    monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
+    assert expected in error_of(with_(patch))
+
+
+def test_unreadable_data_dir_from_env_is_reported(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMOGRID_DATA_DIR", str(tmp_path / "missing"))
+    assert "EMOGRID_DATA_DIR" in error_of(copy.deepcopy(BASE))
+
+
+def test_missing_grid_section():
+    assert "missing required key 'grid'" in error_of({})
+
+
+def test_several_errors_reported_at_once():
+    msg = error_of(with_({"train": {"lr": -1.0, "epochs": 0}, "lora": {"rank": 8}}))
+    assert "train.lr" in msg and "train.epochs" in msg and "lora: unknown key 'rank'" in msg
+
+
+def test_explicit_labels_must_match_grid(monkeypatch):
+    monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
+    msg = error_of(with_({"data": {"labels": ["joy", "anger", "sadnes"]}, "grid": {"labels": [2]}}))
+    assert "unknown label(s) ['sadnes']" in msg and "grid.labels must be [3]" in msg
+    config = finalize(with_({"data": {"labels": ["joy", "anger"]}, "grid": {"labels": [2]}}))
+    assert config["data"]["labels"] == ["joy", "anger"]
+
+
+def test_studies_overlay_like_snakemake(tmp_path):
+    study = tmp_path / "s.yaml"
+    study.write_text("grid: {methods: [lora, full]}\ntrain: {lr: 2.0e-4}\n")
+    config = load_config([str(study)], base=REPO / "config.yaml")
+    assert config["grid"]["methods"] == ["lora", "full"]          # lists replace
+    assert config["grid"]["labels"] == [2, 4, 8, 16]              # untouched keys stay
+    assert config["train"]["lr"] == 2e-4 and config["train"]["batch_size"] == 4  # maps merge
+
+
+@pytest.mark.parametrize("study", sorted(p.name for p in (REPO / "studies").glob("*.yaml")))
+def test_every_study_file_is_valid(study, monkeypatch):
+    monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
+    load_config([str(REPO / "studies" / study)], base=REPO / "config.yaml")
+
+
+def test_cli_reports_user_error_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid: {models: [bert-base], methods: [lora], labels: []}\n")
+    assert cli(["grid", "--base", str(REPO / "config.yaml"), "--configfile", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "grid.labels: must not be empty" in err and "Traceback" not in err
+
+
+def test_cli_reports_unparsable_yaml(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid: [unclosed\n")
+    assert cli(["grid", "--base", "none", "--configfile", str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
