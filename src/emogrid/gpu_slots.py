@@ -1,0 +1,265 @@
+"""`emogrid gpu-slot`: run a command holding its own GPU(s) on a shared machine.
+
+Snakemake only *counts* GPUs (`--resources gpu=N`); it never says which GPU a job should
+use, so two concurrent jobs would both land on GPU 0. This wrapper hands out GPUs with one
+lock file per GPU:
+
+    emogrid gpu-slot [--gpus N] [--need K] [--lock-dir DIR] -- CMD ARGS...
+
+1. Under a scheduler that already assigned devices (SLURM sets CUDA_VISIBLE_DEVICES for a
+   job that asked for `--gpus`/`--gres`), the assignment is honoured: no lock, no change.
+   Inside a SLURM job that got no GPU, the command runs unchanged as well.
+2. With 0 GPUs (a CPU machine, or a cell that needs none) the command runs with
+   CUDA_VISIBLE_DEVICES="" and takes no lock.
+3. Otherwise it takes K free slots out of N (a non-blocking `fcntl.flock` on
+   `DIR/gpu-<id>.lock`, waiting while all are busy), sets CUDA_VISIBLE_DEVICES to them and
+   *execs* the command. The locked file descriptor is inherited by the command, so the slot is
+   held exactly as long as the command (or a child it passed the descriptor to) lives, and the
+   OS releases it whatever way the job ends, SIGKILL included. Exit codes and signals are the
+   command's own: there is no wrapper process left in between.
+
+N, the number of GPUs: `--gpus`, else env EMOGRID_GPUS, else the length of the id list (below),
+else the number of /dev/nvidia<k> devices (0 on a machine without NVIDIA GPUs).
+The ids handed out: env EMOGRID_GPU_IDS (e.g. "2,3"), else a CUDA_VISIBLE_DEVICES the user
+exported outside any scheduler (so `CUDA_VISIBLE_DEVICES=2,3 snakemake ...` shares GPUs 2 and 3
+among the jobs), else 0..N-1. The lock directory is machine-wide by default
+(/tmp/emogrid-gpu-locks, env EMOGRID_GPU_LOCK_DIR) so that two studies running at once on one
+machine don't share a GPU either. `emogrid gpu-slot --list` shows who holds which slot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import fcntl
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from emogrid.errors import EmogridError
+
+DEFAULT_LOCK_DIR = "/tmp/emogrid-gpu-locks"
+POLL_SECONDS = 0.25
+WAIT_MESSAGE_EVERY = 60.0
+
+# Variables that mean "a scheduler started this process and owns device assignment".
+SCHEDULER_VARS = ("SLURM_JOB_ID", "SLURM_JOBID")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]*$")  # an index, or a GPU-/MIG- UUID
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gpus", type=_nonneg_int, default=None, metavar="N",
+                   help="GPUs on this machine (default: env EMOGRID_GPUS, else the id list, "
+                        "else the count of /dev/nvidia<k>); 0 = run on CPU")
+    p.add_argument("--need", type=_nonneg_int, default=1, metavar="K",
+                   help="GPUs this command needs (default 1; 0 = run on CPU)")
+    p.add_argument("--lock-dir", default=None, metavar="DIR",
+                   help=f"one lock file per GPU (default: env EMOGRID_GPU_LOCK_DIR, else {DEFAULT_LOCK_DIR})")
+    p.add_argument("--list", action="store_true", help="show the slots and who holds them, then exit")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def under_scheduler(env: dict) -> bool:
+    return any(env.get(name) for name in SCHEDULER_VARS)
+
+
+def parse_ids(text: str, where: str) -> list[str]:
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    for gpu_id in ids:
+        if not _ID_RE.match(gpu_id):
+            raise EmogridError(f"{where}: {gpu_id!r} is not a GPU index or UUID")
+    if len(set(ids)) != len(ids):
+        raise EmogridError(f"{where}: duplicate GPU ids in {text!r}")
+    return ids
+
+
+def detect_gpu_count() -> int:
+    """Number of NVIDIA devices, without importing torch or calling nvidia-smi."""
+    return sum(1 for dev in Path("/dev").glob("nvidia*") if re.fullmatch(r"nvidia\d+", dev.name))
+
+
+def gpu_pool(gpus: int | None, env: dict) -> list[str]:
+    """The GPU ids this machine hands out (possibly empty)."""
+    ids: list[str] | None = None
+    if env.get("EMOGRID_GPU_IDS", "").strip():
+        ids = parse_ids(env["EMOGRID_GPU_IDS"], "EMOGRID_GPU_IDS")
+    elif env.get("CUDA_VISIBLE_DEVICES", "").strip() and not under_scheduler(env):
+        ids = parse_ids(env["CUDA_VISIBLE_DEVICES"], "CUDA_VISIBLE_DEVICES")
+    if gpus is None and env.get("EMOGRID_GPUS", "").strip():
+        try:
+            gpus = _nonneg_int(env["EMOGRID_GPUS"].strip())
+        except argparse.ArgumentTypeError as err:
+            raise EmogridError(f"EMOGRID_GPUS: {err}") from None
+    if ids is None:
+        count = detect_gpu_count() if gpus is None else gpus
+        return [str(i) for i in range(count)]
+    if gpus is None:
+        return ids
+    if gpus > len(ids):
+        raise EmogridError(f"--gpus {gpus} but only {len(ids)} GPU ids are allowed ({','.join(ids)})",
+                           hint="set EMOGRID_GPU_IDS / CUDA_VISIBLE_DEVICES to all the GPUs to use")
+    return ids[:gpus]
+
+
+# --------------------------------------------------------------------------- locking
+
+
+def lock_dir(arg: str | None, env: dict) -> Path:
+    path = Path(arg or env.get("EMOGRID_GPU_LOCK_DIR") or DEFAULT_LOCK_DIR)
+    if not path.is_dir():
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if str(path) == DEFAULT_LOCK_DIR:
+                os.chmod(path, 0o1777)  # machine-wide: any user may create slot files
+        except OSError as err:
+            raise EmogridError(f"cannot create the GPU lock directory {path}: {err}",
+                               hint="pass --lock-dir or set EMOGRID_GPU_LOCK_DIR") from None
+    return path
+
+
+def _lock_path(directory: Path, gpu_id: str) -> Path:
+    return directory / f"gpu-{gpu_id}.lock"
+
+
+def try_lock(directory: Path, gpu_id: str) -> int | None:
+    """A file descriptor holding an exclusive lock on this GPU's slot, or None if it is busy."""
+    path = _lock_path(directory, gpu_id)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError as err:
+        raise EmogridError(f"cannot open GPU slot file {path}: {err}",
+                           hint="pass --lock-dir or set EMOGRID_GPU_LOCK_DIR to a writable folder") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    try:
+        os.fchmod(fd, 0o666)  # best effort, so other users can lock it later
+    except OSError:
+        pass
+    return fd
+
+
+def acquire(directory: Path, pool: list[str], need: int, *, poll: float = POLL_SECONDS,
+            log=None) -> dict[str, int]:
+    """Block until `need` slots of `pool` are free; return {gpu_id: locked fd}.
+
+    All-or-nothing per attempt: a partial set is released before waiting again, so two jobs
+    that each need two GPUs can't deadlock holding one each.
+    """
+    started = time.monotonic()
+    last_message = None
+    while True:
+        held: dict[str, int] = {}
+        for gpu_id in pool:
+            fd = try_lock(directory, gpu_id)
+            if fd is not None:
+                held[gpu_id] = fd
+                if len(held) == need:
+                    return held
+        for fd in held.values():
+            os.close(fd)
+        now = time.monotonic()
+        if log and (last_message is None or now - last_message >= WAIT_MESSAGE_EVERY):
+            log(f"emogrid gpu-slot: all {len(pool)} GPU slots busy (need {need}); waiting "
+                f"({now - started:.0f} s so far; `emogrid gpu-slot --list` shows the holders)")
+            last_message = now
+        time.sleep(poll)
+
+
+def _describe(fd: int, gpu_ids: list[str], command: list[str]) -> None:
+    info = (f"pid={os.getpid()} gpus={','.join(gpu_ids)} since={time.strftime('%Y-%m-%dT%H:%M:%S')} "
+            f"host={os.uname().nodename} cmd={' '.join(command)[:300]}\n")
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode("utf-8", "replace"), 0)
+    except OSError:
+        pass
+
+
+def list_slots(directory: Path, pool: list[str]) -> int:
+    print(f"lock dir: {directory}   GPUs: {','.join(pool) if pool else '(none)'}")
+    for gpu_id in pool:
+        fd = try_lock(directory, gpu_id)
+        if fd is not None:
+            os.close(fd)
+            print(f"  gpu {gpu_id}: free")
+        else:
+            text = _lock_path(directory, gpu_id).read_text(errors="replace").strip()
+            print(f"  gpu {gpu_id}: busy  {text}")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _exec(command: list[str], env: dict) -> int:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(command[0], command, env)
+    except OSError as err:  # only returns on failure
+        print(f"emogrid gpu-slot: cannot run {command[0]!r}: {err}", file=sys.stderr)
+        return 127 if isinstance(err, FileNotFoundError) else 126
+    return 0  # unreachable
+
+
+def run(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    command = list(args.command or [])
+    if command and command[0] == "--":
+        command = command[1:]
+
+    if args.list:
+        return list_slots(lock_dir(args.lock_dir, env), gpu_pool(args.gpus, env))
+    if not command:
+        raise EmogridError("no command given", hint="emogrid gpu-slot [--gpus N] -- CMD ARGS...")
+
+    # 1. a scheduler (or an outer gpu-slot) already decided
+    if env.get("EMOGRID_GPU_SLOT") is not None and "CUDA_VISIBLE_DEVICES" in env:
+        return _exec(command, env)
+    if under_scheduler(env):
+        return _exec(command, env)
+
+    pool = gpu_pool(args.gpus, env)
+    # 2. CPU
+    if not pool or args.need == 0:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        env["EMOGRID_GPU_SLOT"] = ""
+        return _exec(command, env)
+    if args.need > len(pool):
+        raise EmogridError(f"this job needs {args.need} GPUs but the machine offers {len(pool)} "
+                           f"({','.join(pool)})", hint="lower resources.train.gpu or declare more GPUs")
+
+    # 3. lock K slots and exec with the locks inherited
+    directory = lock_dir(args.lock_dir, env)
+    held = acquire(directory, pool, args.need, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    gpu_ids = list(held)
+    for fd in held.values():
+        _describe(fd, gpu_ids, command)
+        os.set_inheritable(fd, True)
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
+    env["EMOGRID_GPU_SLOT"] = ",".join(gpu_ids)
+    print(f"emogrid gpu-slot: CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}", file=sys.stderr, flush=True)
+    code = _exec(command, env)
+    for fd in held.values():  # exec failed
+        os.close(fd)
+    return code

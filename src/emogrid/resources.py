@@ -1,0 +1,175 @@
+"""Per-job resources from the study config, in Snakemake's (and the SLURM plugin's) vocabulary.
+
+    resources:                      # config.yaml
+      train: {gpu: 1, mem_mb: 32000, runtime: 240, cpus_per_task: 4,
+              slurm_partition: gpu, slurm_account: my_lab}
+      data:  {mem_mb: 4000, runtime: 15}
+      report: {mem_mb: 4000}
+    models:
+      gpt2-xl: {id: ..., resources: {mem_mb: 64000, constraint: a100}}   # wins for its cells
+
+Keys (only those set are returned; Snakemake passes them to sbatch through the plugin):
+  gpu -> --gpus, gres -> --gres (use one of the two), mem_mb -> --mem, runtime (minutes) -> -t,
+  cpus_per_task -> --cpus-per-task, slurm_partition -> -p, slurm_account -> -A,
+  constraint -> -C.
+On a workstation only `gpu` matters: it is counted against `--resources gpu=N`.
+
+Planner hook: `train_resources(config, cell, planned_mem_mb=...)` (or `rule_resources(...,
+planner=fn)`) fills `mem_mb` from a memory estimate (x `resources.safety_margin`) whenever the
+config sets no `mem_mb` for that cell. An explicit mem_mb always wins.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Callable, Mapping
+
+from emogrid.errors import ConfigError
+
+INT_KEYS = ("gpu", "mem_mb", "runtime", "cpus_per_task")
+STR_KEYS = ("gres", "slurm_partition", "slurm_account", "constraint")
+KEYS = INT_KEYS + STR_KEYS
+# keys the config may hold that are not Snakemake resources (the planner reads them)
+PLANNER_KEYS = ("gpu_mem_mb",)
+STEPS = ("train", "data", "report")
+DEFAULT_SAFETY_MARGIN = 1.2
+
+# Same pattern as the schema's safe_string: no spaces, quotes, `;`, `$` or backticks, so a value
+# can never break the sbatch command line. constraint may also use SLURM's & | [ ] * operators.
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=,/+-]{0,127}$")
+_SAFE_CONSTRAINT = re.compile(r"^[A-Za-z0-9\[(][A-Za-z0-9._:=,/+&|\[\]()*-]{0,127}$")
+_GRES = re.compile(r"^[A-Za-z0-9_]+(:[A-Za-z0-9_.]+)?(:\d+[TGM]?)?(,[A-Za-z0-9_]+(:[A-Za-z0-9_.]+)?(:\d+[TGM]?)?)*$")
+
+
+def validate_resources(res: Mapping[str, Any] | None, where: str) -> dict:
+    """Checked copy of one resources mapping (unknown keys, non-positive ints, unsafe strings)."""
+    if res is None:
+        return {}
+    if not isinstance(res, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of resources, got {type(res).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in res.items():
+        if key in PLANNER_KEYS:
+            continue
+        if key not in KEYS:
+            raise ConfigError(f"{where}.{key}: unknown resource", hint=f"known: {', '.join(KEYS + PLANNER_KEYS)}")
+        if value is None:
+            continue
+        if key in INT_KEYS:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{where}.{key}: expected an integer, got {value!r}")
+            minimum = 0 if key == "gpu" else 1
+            if value < minimum:
+                raise ConfigError(f"{where}.{key}: must be >= {minimum}, got {value}")
+        else:
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}.{key}: expected text, got {value!r}")
+            pattern = {"constraint": _SAFE_CONSTRAINT, "gres": _GRES}.get(key, _SAFE)
+            if not pattern.match(value):
+                raise ConfigError(f"{where}.{key}: {value!r} is not allowed here",
+                                  hint="letters, digits and . _ : = , / + - only (no spaces or quotes)")
+        out[key] = value
+    if "gpu" in out and "gres" in out:
+        raise ConfigError(f"{where}: set either gpu or gres, not both",
+                          hint="gpu: 1 asks for any GPU (--gpus=1); gres: gpu:a100:1 for a model")
+    return out
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    # gpu and gres are alternatives: whichever the more specific level sets replaces the other
+    if "gres" in override:
+        merged.pop("gpu", None)
+    if "gpu" in override:
+        merged.pop("gres", None)
+    merged.update(override)
+    return merged
+
+
+def _model_name(cell) -> str:
+    if isinstance(cell, str):
+        return cell
+    axes = getattr(cell, "axes", cell)
+    if isinstance(axes, Mapping):
+        if isinstance(axes.get("cell"), Mapping):  # a spec
+            axes = axes["cell"]
+        if "model" in axes:
+            return str(axes["model"])
+    raise TypeError(f"cannot find the model of {cell!r}")
+
+
+def _section(config: Mapping, step: str) -> dict:
+    resources = config.get("resources") or {}
+    return validate_resources(resources.get(step), f"resources.{step}")
+
+
+def step_resources(config: Mapping, step: str) -> dict:
+    """Resources of a non-training step (`data`, `report`) from config['resources'][step]."""
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; one of {STEPS}")
+    return _section(config, step)
+
+
+def train_resources(config: Mapping, cell, planned_mem_mb: float | None = None) -> dict:
+    """Resources of one training cell: resources.train, then models[<model>].resources on top.
+
+    `cell`: a grid Cell, its axes or spec dict, or a model name. `planned_mem_mb`: the planner's
+    host-memory estimate for the cell; used (x resources.safety_margin, rounded up) only when
+    no mem_mb is configured.
+    """
+    merged = _section(config, "train")
+    model = _model_name(cell)
+    model_cfg = (config.get("models") or {}).get(model) or {}
+    merged = _merge(merged, validate_resources(model_cfg.get("resources"), f"models.{model}.resources"))
+    if "mem_mb" not in merged and planned_mem_mb:
+        margin = float((config.get("resources") or {}).get("safety_margin", DEFAULT_SAFETY_MARGIN))
+        merged["mem_mb"] = int(math.ceil(float(planned_mem_mb) * margin))
+    return merged
+
+
+def rule_resources(config: Mapping, step: str, cell_of: Callable | None = None, *,
+                   planner: Callable[[Any], float | None] | None = None) -> dict:
+    """The `resources:` of a rule, for `resources: **rule_resources(config, "train", cell_of)`.
+
+    data/report: plain values. train: one callable per key (a model may set keys the others
+    don't; a callable that returns None leaves the key unset for that job). `planner(cell)`
+    may return a planned mem_mb (see train_resources).
+    """
+    if step != "train":
+        return step_resources(config, step)
+    if cell_of is None:
+        raise ValueError("train resources need cell_of(wildcards) -> cell")
+    keys = set(_section(config, "train"))
+    for name, model_cfg in (config.get("models") or {}).items():
+        keys |= set(validate_resources((model_cfg or {}).get("resources"), f"models.{name}.resources"))
+    if planner is not None:
+        keys.add("mem_mb")
+
+    def getter(key: str):
+        def value(wildcards):
+            cell = cell_of(wildcards)
+            planned = planner(cell) if planner is not None else None
+            return train_resources(config, cell, planned_mem_mb=planned).get(key)
+        return value
+
+    return {key: getter(key) for key in sorted(keys)}
+
+
+def gpu_slot_args(global_resources: Mapping | None) -> str:
+    """`--gpus N` for `emogrid gpu-slot` when the run declared `--resources gpu=N`, else ''.
+
+    Pass `workflow.global_resources` (Snakemake 9 wraps values in Resource objects). Without a
+    declaration gpu-slot detects the GPUs itself, and under SLURM it keeps SLURM's assignment.
+    """
+    if not global_resources or "gpu" not in global_resources:
+        return ""
+    value = global_resources["gpu"]
+    value = getattr(value, "value", value)
+    if value is None:
+        return ""
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        return ""
+    return f"--gpus {max(count, 0)}"

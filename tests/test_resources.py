@@ -1,0 +1,89 @@
+"""Per-rule resources from config: merge order, validation, planner hook, Snakemake glue."""
+
+from __future__ import annotations
+
+import pytest
+
+from emogrid.errors import ConfigError
+from emogrid.resources import gpu_slot_args, rule_resources, step_resources, train_resources
+
+CONFIG = {
+    "resources": {
+        "train": {"gpu": 1, "mem_mb": 32000, "runtime": 240, "cpus_per_task": 4,
+                  "slurm_partition": "gpu", "slurm_account": "my_lab"},
+        "data": {"mem_mb": 4000, "runtime": 15, "cpus_per_task": 1},
+        "safety_margin": 1.5,
+    },
+    "models": {
+        "big": {"id": "org/big", "resources": {"mem_mb": 64000, "gres": "gpu:a100:1", "constraint": "a100"}},
+        "small": {"id": "org/small"},
+        "planned": {"id": "org/p"},
+    },
+}
+
+
+def test_train_merges_model_over_step():
+    assert train_resources(CONFIG, "small") == CONFIG["resources"]["train"]
+    big = train_resources(CONFIG, {"model": "big", "labels": 2})
+    assert big["mem_mb"] == 64000 and big["gres"] == "gpu:a100:1" and big["constraint"] == "a100"
+    assert "gpu" not in big, "gres on the model replaces the step's gpu (they are alternatives)"
+    assert big["slurm_partition"] == "gpu" and big["runtime"] == 240
+
+
+def test_only_set_keys_and_other_steps():
+    assert step_resources(CONFIG, "data") == {"mem_mb": 4000, "runtime": 15, "cpus_per_task": 1}
+    assert step_resources(CONFIG, "report") == {}
+    assert train_resources({"models": {}}, "x") == {}
+
+
+def test_planner_hook_fills_mem_only_when_unset():
+    cfg = {"resources": {"train": {"gpu": 1}, "safety_margin": 1.5}, "models": {}}
+    assert train_resources(cfg, "m", planned_mem_mb=1000)["mem_mb"] == 1500
+    assert train_resources(CONFIG, "small", planned_mem_mb=1000)["mem_mb"] == 32000
+
+
+@pytest.mark.parametrize("bad", [
+    {"mem_mb": 0}, {"mem_mb": -5}, {"runtime": "2h"}, {"gpu": True}, {"cpus_per_task": 1.5},
+    {"slurm_partition": "gpu; rm -rf /"}, {"slurm_account": "a b"}, {"constraint": "$(id)"},
+    {"gres": "gpu:1 --wrap x"}, {"nodes": 2}, {"gpu": 1, "gres": "gpu:1"},
+])
+def test_invalid_values_are_config_errors(bad):
+    with pytest.raises(ConfigError):
+        train_resources({"resources": {"train": bad}, "models": {}}, "m")
+
+
+def test_valid_edge_values():
+    cfg = {"resources": {"train": {"gpu": 0, "constraint": "a100|h100", "gres": None}}, "models": {}}
+    assert train_resources(cfg, "m") == {"gpu": 0, "constraint": "a100|h100"}
+
+
+def test_rule_resources_callables():
+    class Cell:
+        def __init__(self, model):
+            self.axes = {"model": model}
+
+    cells = {"b": Cell("big"), "s": Cell("small")}
+
+    class WC:
+        def __init__(self, cell):
+            self.cell = cell
+
+    res = rule_resources(CONFIG, "train", lambda wc: cells[wc.cell])
+    assert {"gpu", "gres", "mem_mb", "constraint", "slurm_partition"} <= set(res)
+    assert res["gres"](WC("s")) is None and res["gpu"](WC("s")) == 1
+    assert res["gres"](WC("b")) == "gpu:a100:1" and res["gpu"](WC("b")) is None
+    assert rule_resources(CONFIG, "data") == step_resources(CONFIG, "data")
+    planned = rule_resources({"resources": {"train": {"gpu": 1}}, "models": {}}, "train",
+                             lambda wc: Cell("m"), planner=lambda cell: 100)
+    assert planned["mem_mb"](WC("x")) == 120
+
+
+def test_gpu_slot_args():
+    class Resource:
+        def __init__(self, value):
+            self.value = value
+
+    assert gpu_slot_args({"gpu": Resource(2), "_cores": Resource(4)}) == "--gpus 2"
+    assert gpu_slot_args({"gpu": 0}) == "--gpus 0"
+    assert gpu_slot_args({"_cores": Resource(4)}) == ""
+    assert gpu_slot_args(None) == ""
