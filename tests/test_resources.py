@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emogrid.errors import ConfigError
-from emogrid.resources import gpu_slot_args, rule_resources, step_resources, train_resources
+from emogrid.resources import declared_gpus, export_declared_gpus, rule_resources, step_resources, train_resources
 
 CONFIG = {
     "resources": {
@@ -78,12 +78,17 @@ def test_rule_resources_callables():
     assert planned["mem_mb"](WC("x")) == 120
 
 
-def test_gpu_slot_args():
+def test_declared_gpus():
     class Resource:
         def __init__(self, value):
             self.value = value
 
-    assert gpu_slot_args({"gpu": Resource(2), "_cores": Resource(4)}) == "--gpus 2"
-    assert gpu_slot_args({"gpu": 0}) == "--gpus 0"
-    assert gpu_slot_args({"_cores": Resource(4)}) == ""
-    assert gpu_slot_args(None) == ""
+    assert declared_gpus({"gpu": Resource(2), "_cores": Resource(4)}) == 2
+    assert declared_gpus({"gpu": 0}) == 0
+    assert declared_gpus({"_cores": Resource(4)}) is None
+    assert declared_gpus(None) is None
+    env = {}
+    assert export_declared_gpus({"gpu": Resource(3)}, env) == 3 and env == {"EMOGRID_GPUS": "3"}
+    env = {"EMOGRID_GPUS": "1"}
+    export_declared_gpus({}, env)
+    assert env == {"EMOGRID_GPUS": "1"}

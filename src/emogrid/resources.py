@@ -156,20 +156,32 @@ def rule_resources(config: Mapping, step: str, cell_of: Callable | None = None, 
     return {key: getter(key) for key in sorted(keys)}
 
 
-def gpu_slot_args(global_resources: Mapping | None) -> str:
-    """`--gpus N` for `emogrid gpu-slot` when the run declared `--resources gpu=N`, else ''.
+def declared_gpus(global_resources: Mapping | None) -> int | None:
+    """N of `--resources gpu=N` (profile or command line), or None when the run declared none.
 
-    Pass `workflow.global_resources` (Snakemake 9 wraps values in Resource objects). Without a
-    declaration gpu-slot detects the GPUs itself, and under SLURM it keeps SLURM's assignment.
+    Pass `workflow.global_resources` (Snakemake 9 wraps values in Resource objects). The
+    Snakefile exports it as EMOGRID_GPUS for `emogrid gpu-slot` -- through the environment, not
+    a param or the shell template, so changing the GPU count never reruns finished cells.
+    Without a declaration gpu-slot detects the GPUs itself; under SLURM it keeps SLURM's choice.
     """
     if not global_resources or "gpu" not in global_resources:
-        return ""
+        return None
     value = global_resources["gpu"]
     value = getattr(value, "value", value)
-    if value is None:
-        return ""
+    if value is None or isinstance(value, bool):
+        return None
     try:
-        count = int(value)
+        return max(int(value), 0)
     except (TypeError, ValueError):
-        return ""
-    return f"--gpus {max(count, 0)}"
+        return None
+
+
+def export_declared_gpus(global_resources: Mapping | None, environ=None) -> int | None:
+    """Set EMOGRID_GPUS from the declared gpu resource (for the jobs this Snakemake starts)."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    count = declared_gpus(global_resources)
+    if count is not None:
+        environ["EMOGRID_GPUS"] = str(count)
+    return count

@@ -1,5 +1,6 @@
 # One job per (dataset, labels k, samples n, seed): every model and method of that subset
 # reads these very files.
+from emogrid.resources import rule_resources  # resources.data of config.yaml
 
 
 rule prepare_data:
@@ -9,6 +10,8 @@ rule prepare_data:
     params:
         data=json.dumps(config["data"], sort_keys=True),
         out=lambda wc: f"{RESULTS}/{subset_dir(wc.dataset, wc.k, wc.n, wc.seed)}",
+    resources:
+        **rule_resources(config, "data"),
     log:
         f"{RESULTS}/logs/data/{{dataset}}/k{{k}}_n{{n}}_s{{seed}}.log",
     conda:

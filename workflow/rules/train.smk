@@ -1,5 +1,12 @@
 # One job per grid cell. The spec parameter holds everything that affects the cell, so a
 # changed hyperparameter reruns exactly the cells that use it.
+# Resources (gpu/gres, mem_mb, runtime, cpus_per_task, slurm_partition, slurm_account,
+# constraint) come from config resources.train + models.<name>.resources (emogrid.resources).
+# `emogrid gpu-slot` gives each concurrent job its own GPU on a workstation (one lock file per
+# GPU; EMOGRID_GPUS = the declared `--resources gpu=N`) and keeps SLURM's assignment on a cluster.
+from emogrid.resources import export_declared_gpus, rule_resources
+
+export_declared_gpus(workflow.global_resources)
 
 
 rule train:
@@ -17,8 +24,9 @@ rule train:
         out=lambda wc: f"{RESULTS}/{cell_of(wc).run_dir}",
     resources:
         attempt=lambda wc, attempt: attempt,
+        **rule_resources(config, "train", cell_of),
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m emogrid train --spec {params.spec:q} --data {params.data:q} --out {params.out:q}"
+        "python -m emogrid gpu-slot -- python -m emogrid train --spec {params.spec:q} --data {params.data:q} --out {params.out:q}"
         " --attempt {resources.attempt}"
