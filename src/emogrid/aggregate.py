@@ -1,0 +1,572 @@
+"""Collect finished grid cells into tidy tables (`emogrid aggregate`).
+
+Reads every ``metrics.json`` and ``failure.json`` under a runs directory (layout and fields:
+docs/CONTRACTS.md) and writes, under the tables directory:
+
+``cells.csv`` / ``cells.parquet``
+    one row per cell: every axis (dataset, model, method, variant, labels, samples, seed and
+    each swept parameter as its own column, e.g. ``lora.r``), ``status`` (ok / failed /
+    invalid / pending), the error of a failed cell, every scalar metric as
+    ``{split}_{metric}`` (``val_accuracy``, ``test_f1_macro``, ...), every efficiency field
+    under its own name (``trainable_params``, ``train_seconds``, ...) and a few provenance
+    fields. With ``--config`` the expected-but-missing cells are rows with status pending.
+``summary.csv`` / ``summary.parquet``
+    one row per (cell without seed, metric): mean, std, n and a 95% confidence interval of
+    the mean over seeds from Student's t (df = n - 1): ``ci95_t_half``, ``ci95_t_low``,
+    ``ci95_t_high``; ``n_failed`` counts failed seeds of the group.
+``comparisons.csv``
+    paired method comparisons: for two arms (method + variant) of the same model on the very
+    same subsets (dataset, labels, samples, seed), the mean of the per-seed differences
+    a - b with its 95% t interval, the paired t test p-value and win counts; once per subset
+    (scope ``subset``) and pooled over all matched subsets of a model (scope ``model``) and
+    of the whole study (scope ``study``).
+``per_class.csv``
+    long table of per-class precision / recall / F1 / support per cell and split.
+``levels.json``
+    the order of models, methods, variants, label counts and sample sizes (config order when
+    ``--config`` is given) so every table and figure uses the same order.
+
+Then the paper tables (`emogrid.tables`). Never crashes on a partial, mixed-version or
+unreadable tree: bad files become rows with status ``invalid``; an empty tree is a clear
+`EmogridError`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from emogrid.atomic import atomic_path, write_json
+from emogrid.errors import EmogridError
+
+BASE_AXES = ["dataset", "model", "method", "labels", "samples", "seed"]
+INT_AXES = ("labels", "samples", "seed")
+# columns that identify a cell; swept parameters are added after these
+ID_COLUMNS = ["cell_id", "dataset", "model", "method", "variant", "labels", "samples", "seed"]
+META_COLUMNS = ["mode", "status", "error_type", "error", "hint"]
+PROVENANCE_KEYS = ["device", "precision", "git_commit", "config_hash", "data_checksum", "finished"]
+NON_SCALAR_METRICS = {"labels", "per_class", "confusion_matrix"}
+# metrics summarised over seeds and compared between methods
+COMPARE_METRICS = ["test_accuracy", "test_f1_macro"]
+CI_METHOD = "Student t, 95%, two-sided, df = n - 1 (over seeds)"
+
+_CELL_ID_RE = re.compile(
+    r"^(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?P<method>[^/]+)(?:/(?P<variant>[^/]+))?"
+    r"/k(?P<labels>\d+)_n(?P<samples>\d+)/s(?P<seed>\d+)$"
+)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def parse_cell_id(cell_id: str) -> dict[str, Any]:
+    """Axes from a cell id (``{dataset}/{model}/{method}[/{variant}]/k{K}_n{N}/s{SEED}``)."""
+    m = _CELL_ID_RE.match(cell_id)
+    if not m:
+        return {}
+    out: dict[str, Any] = {k: v for k, v in m.groupdict().items() if v is not None}
+    for key in INT_AXES:
+        out[key] = int(out[key])
+    variant = out.get("variant")
+    if variant:
+        for part in variant.split("+"):
+            if "=" in part:
+                key, value = part.split("=", 1)
+                out[key] = _parse_scalar(value)
+    return out
+
+
+def _parse_scalar(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return repr(value)
+    return str(value)
+
+
+def make_variant(swept: dict[str, Any]) -> str:
+    """``lora.r=8+train.lr=0.0001`` from swept parameters (keys sorted), '' when none."""
+    parts = [f"{k}={_format_value(v)}" for k, v in sorted(swept.items()) if v is not None]
+    return "+".join(parts)
+
+
+def find_result_files(runs_dir: Path) -> dict[str, dict[str, Path]]:
+    """cell_id -> {"metrics": path, "failure": path} for every result file under runs_dir."""
+    found: dict[str, dict[str, Path]] = {}
+    if not runs_dir.is_dir():
+        return found
+    for root, dirs, files in os.walk(runs_dir):
+        # checkpoints and adapters never hold results; skip them (they can be large)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "adapter"]
+        for name, kind in (("metrics.json", "metrics"), ("failure.json", "failure")):
+            if name in files:
+                rel = Path(root).relative_to(runs_dir).as_posix()
+                found.setdefault(rel, {})[kind] = Path(root) / name
+    return found
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (int, float, str, bool))
+
+
+def _read_json(path: Path) -> tuple[dict | None, str | None]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except (OSError, ValueError) as err:
+        return None, f"{type(err).__name__}: {err}"
+    if not isinstance(obj, dict):
+        return None, f"expected a JSON object, got {type(obj).__name__}"
+    return obj, None
+
+
+def _mode(metrics: dict) -> str:
+    return "multi" if ("exact_match" in metrics or "f1_micro" in metrics) else "single"
+
+
+def cell_row(rel_id: str, paths: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One tidy row (and its per-class rows) from the result files of one cell folder.
+
+    metrics.json wins over a stale failure.json. Missing fields become NaN; unknown scalar
+    fields become columns (mixed-version trees aggregate side by side).
+    """
+    row: dict[str, Any] = {"cell_id": rel_id}
+    per_class: list[dict[str, Any]] = []
+    obj, err = None, None
+    kind = "metrics" if "metrics" in paths else "failure"
+    obj, err = _read_json(paths[kind])
+    if obj is None and kind == "metrics" and "failure" in paths:
+        kind = "failure"
+        obj, err = _read_json(paths["failure"])
+
+    axes = parse_cell_id(rel_id)
+    if obj is not None and isinstance(obj.get("cell"), dict):
+        axes.update({k: v for k, v in obj["cell"].items() if _scalar(v)})
+    if obj is not None and isinstance(obj.get("cell_id"), str) and obj["cell_id"] != rel_id:
+        row["cell_id_recorded"] = obj["cell_id"]
+    swept = {k: v for k, v in axes.items() if k not in BASE_AXES and k != "variant"}
+    row.update({k: v for k, v in axes.items() if k != "variant"})
+    row["variant"] = axes.get("variant") or make_variant(swept)
+
+    if obj is None:
+        row.update(status="invalid", error_type="UnreadableResult",
+                   error=f"{paths[kind].name}: {err}")
+        return row, per_class
+
+    status = obj.get("status") or ("ok" if kind == "metrics" else "failed")
+    if kind == "failure":
+        status = "failed"
+    row["status"] = str(status)
+    error = obj.get("error")
+    if isinstance(error, dict):
+        row["error_type"] = error.get("type")
+        row["error"] = error.get("message")
+        row["hint"] = error.get("hint")
+    elif error is not None:
+        row["error"] = str(error)
+
+    for split in ("val", "test"):
+        metrics = obj.get(split)
+        if not isinstance(metrics, dict):
+            continue
+        if split == "test" or "mode" not in row:
+            row["mode"] = _mode(metrics)
+        for key, value in metrics.items():
+            if key in NON_SCALAR_METRICS or not _scalar(value):
+                continue
+            row[f"{split}_{key}"] = value
+        pc = metrics.get("per_class")
+        if isinstance(pc, dict):
+            for label, vals in pc.items():
+                if isinstance(vals, dict):
+                    per_class.append({"cell_id": rel_id, "split": split, "label": str(label),
+                                      **{k: vals.get(k) for k in ("precision", "recall", "f1", "support")}})
+    eff = obj.get("efficiency")
+    if isinstance(eff, dict):
+        row.update({k: v for k, v in eff.items() if _scalar(v) and k not in row})
+    prov = obj.get("provenance")
+    if isinstance(prov, dict):
+        row.update({k: prov.get(k) for k in PROVENANCE_KEYS if _scalar(prov.get(k))})
+    return row, per_class
+
+
+def _natural_key(value: Any):
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def expected_cells(configfiles: Iterable[str] = (), config: dict | None = None) -> list[dict[str, Any]]:
+    """The cells a study expects: [{"cell_id", axes...}] in grid order.
+
+    From config files (overlays on config.yaml, as `snakemake --configfile`) or from an
+    already loaded config dict (the `aggregate` rule passes Snakemake's config as JSON).
+    """
+    from emogrid.config import finalize, load_config
+    from emogrid.grid import expand_cells
+
+    config = finalize(config) if config is not None else load_config(list(configfiles))
+    out = []
+    for cell in expand_cells(config):
+        row = {"cell_id": str(cell.cell_id)}
+        row.update({k: v for k, v in dict(cell.axes).items() if _scalar(v)})
+        out.append(row)
+    return out
+
+
+def collect(runs_dir: str | os.PathLike, expected: list[dict[str, Any]] | None = None
+            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cells, per_class) DataFrames from a runs directory; pending rows for ``expected``."""
+    runs_dir = Path(runs_dir)
+    files = find_result_files(runs_dir)
+    rows, pc_rows = [], []
+    for rel_id in sorted(files):
+        row, pcs = cell_row(rel_id, files[rel_id])
+        rows.append(row)
+        pc_rows.extend(pcs)
+    if expected:
+        seen = {r["cell_id"] for r in rows}
+        for cell in expected:
+            if cell["cell_id"] not in seen:
+                axes = {k: v for k, v in cell.items() if k != "variant"}
+                swept = {k: v for k, v in axes.items() if k not in BASE_AXES and k != "cell_id"}
+                variant = parse_cell_id(cell["cell_id"]).get("variant") or make_variant(swept)
+                rows.append({**axes, "variant": variant, "status": "pending"})
+        expected_ids = {c["cell_id"] for c in expected}
+        for row in rows:
+            row["in_grid"] = row["cell_id"] in expected_ids
+    if not rows:
+        raise EmogridError(
+            f"no results under {runs_dir}: found no metrics.json or failure.json"
+            + ("" if runs_dir.is_dir() else " (the directory does not exist)"),
+            hint="run the grid first (snakemake --cores all), or point --runs at the runs directory",
+        )
+    cells = _order_columns(pd.DataFrame.from_records(rows))
+    per_class = pd.DataFrame.from_records(pc_rows) if pc_rows else pd.DataFrame(
+        columns=["cell_id", "split", "label", "precision", "recall", "f1", "support"])
+    if len(per_class):
+        keys = [c for c in axis_columns(cells) if c != "cell_id"] + ["mode"]
+        per_class = per_class.merge(cells[["cell_id"] + [k for k in keys if k in cells]],
+                                    on="cell_id", how="left")
+    return cells, per_class
+
+
+def swept_columns(cells: pd.DataFrame) -> list[str]:
+    known = set(ID_COLUMNS) | set(META_COLUMNS)
+    return [c for c in cells.columns if "." in c and c not in known
+            and not c.startswith(("val_", "test_"))]
+
+
+def axis_columns(cells: pd.DataFrame) -> list[str]:
+    return [c for c in ID_COLUMNS if c in cells.columns] + swept_columns(cells)
+
+
+def _order_columns(cells: pd.DataFrame) -> pd.DataFrame:
+    for col in ID_COLUMNS + META_COLUMNS:
+        if col not in cells.columns:
+            cells[col] = pd.NA if col not in ("variant",) else ""
+    cells["variant"] = cells["variant"].fillna("").astype(str)
+    for col in INT_AXES:
+        cells[col] = pd.to_numeric(cells[col], errors="coerce").astype("Int64")
+    for col in swept_columns(cells):
+        values = pd.to_numeric(cells[col], errors="coerce")
+        if values.notna().sum() == cells[col].notna().sum() and values.notna().any() \
+                and (values.dropna() % 1 == 0).all() and not pd.api.types.is_bool_dtype(cells[col]):
+            cells[col] = values.astype("Int64")
+    first = axis_columns(cells) + META_COLUMNS
+    metric_cols = sorted(c for c in cells.columns if c.startswith(("val_", "test_")))
+    rest = [c for c in cells.columns if c not in first and c not in metric_cols]
+    cells = cells[first + metric_cols + rest]
+    sort_cols = [c for c in ("dataset", "model", "method", "variant", "labels", "samples", "seed")]
+    return cells.sort_values(sort_cols, kind="stable", na_position="last").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def t_quantile(n: np.ndarray | pd.Series, level: float = 0.95) -> np.ndarray:
+    """Two-sided Student t quantile for sample sizes n (df = n - 1); NaN where n < 2."""
+    from scipy.stats import t as student_t
+
+    n = np.asarray(n, dtype=float)
+    df = np.where(n >= 2, n - 1, np.nan)
+    return student_t.ppf(0.5 + level / 2, df)
+
+
+def group_columns(cells: pd.DataFrame) -> list[str]:
+    """Columns that identify a cell without its seed."""
+    return [c for c in axis_columns(cells) if c not in ("cell_id", "seed")]
+
+
+def metric_columns(cells: pd.DataFrame) -> list[str]:
+    """Numeric metric + efficiency columns worth summarising over seeds."""
+    skip = set(axis_columns(cells)) | set(META_COLUMNS) | {"in_grid", "cell_id_recorded"}
+    out = []
+    for col in cells.columns:
+        if col in skip or col in PROVENANCE_KEYS:
+            continue
+        series = cells[col]
+        if pd.api.types.is_bool_dtype(series):
+            continue
+        if pd.api.types.is_numeric_dtype(series):
+            out.append(col)
+    return out
+
+
+def summarize(cells: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std, n and a 95% t interval over seeds per (cell without seed, metric)."""
+    keys = group_columns(cells) + ["mode"]
+    columns = keys + ["metric", "mean", "std", "n", "ci95_t_half", "ci95_t_low",
+                      "ci95_t_high", "n_failed", "ci_method"]
+    ok = cells[cells["status"] == "ok"]
+    metrics = metric_columns(cells)
+    if ok.empty or not metrics:
+        return pd.DataFrame(columns=columns)
+    grouped = ok.groupby(keys, dropna=False, sort=False)[metrics]
+    mean = grouped.mean().stack(future_stack=True).rename("mean")
+    std = grouped.std(ddof=1).stack(future_stack=True).rename("std")
+    n = grouped.count().stack(future_stack=True).rename("n")
+    out = pd.concat([mean, std, n], axis=1).reset_index()
+    out = out.rename(columns={out.columns[len(keys)]: "metric"})
+    out = out[out["n"] > 0].copy()
+    out["n"] = out["n"].astype(int)
+    half = t_quantile(out["n"]) * out["std"] / np.sqrt(out["n"])
+    out["ci95_t_half"] = half
+    out["ci95_t_low"] = out["mean"] - half
+    out["ci95_t_high"] = out["mean"] + half
+    failed = (cells[cells["status"] == "failed"].groupby(keys, dropna=False, sort=False)
+              .size().rename("n_failed").reset_index())
+    out = out.merge(failed, on=keys, how="left") if len(failed) else out.assign(n_failed=0)
+    out["n_failed"] = out["n_failed"].fillna(0).astype(int)
+    out["ci_method"] = CI_METHOD
+    return out[columns].reset_index(drop=True)
+
+
+def arm_label(method: str, variant: str) -> str:
+    return f"{method} [{variant}]" if variant else str(method)
+
+
+def compare_methods(cells: pd.DataFrame, levels: dict[str, list] | None = None,
+                    metrics: list[str] = COMPARE_METRICS) -> pd.DataFrame:
+    """Paired differences between arms (method + variant) on the same model and subsets.
+
+    A pair of seeds is matched when dataset, mode, model, labels, samples and seed agree:
+    both arms trained and evaluated on the very same examples. The difference a - b is
+    positive when arm a (earlier in the study's method order) scores higher.
+    """
+    from scipy.stats import t as student_t
+
+    columns = ["scope", "dataset", "mode", "model", "labels", "samples", "metric",
+               "method_a", "variant_a", "method_b", "variant_b", "n_pairs", "mean_a", "mean_b",
+               "diff_mean", "diff_std", "ci95_t_low", "ci95_t_high", "t_stat", "p_value",
+               "wins_a", "wins_b", "ties"]
+    ok = cells[cells["status"] == "ok"]
+    metrics = [m for m in metrics if m in ok.columns]
+    if ok.empty or not metrics:
+        return pd.DataFrame(columns=columns)
+    unit = ["dataset", "mode", "model", "labels", "samples", "seed"]
+    ok = ok.assign(mode=ok["mode"].fillna("single"), arm=list(zip(ok["method"], ok["variant"])))
+    order = _arm_order(ok, levels)
+    results = []
+    for metric in metrics:
+        wide = ok.pivot_table(index=unit, columns="arm", values=metric, aggfunc="mean")
+        arms = [a for a in order if a in wide.columns]
+        for i, a in enumerate(arms):
+            for b in arms[i + 1:]:
+                pair = wide[[a, b]].dropna()
+                if pair.empty:
+                    continue
+                diff = (pair[a] - pair[b]).rename("d").to_frame()
+                diff["a"], diff["b"] = pair[a], pair[b]
+                diff = diff.reset_index()
+                scopes = [("subset", ["dataset", "mode", "model", "labels", "samples"]),
+                          ("model", ["dataset", "mode", "model"]),
+                          ("study", ["dataset", "mode"])]
+                for scope, keys in scopes:
+                    for key, g in diff.groupby(keys, dropna=False, sort=False):
+                        key = dict(zip(keys, key))
+                        results.append({"scope": scope, **key, "metric": metric,
+                                        "method_a": a[0], "variant_a": a[1],
+                                        "method_b": b[0], "variant_b": b[1],
+                                        **_paired_stats(g, student_t)})
+    out = pd.DataFrame.from_records(results)
+    if out.empty:
+        return pd.DataFrame(columns=columns)
+    for col in columns:
+        if col not in out:
+            out[col] = pd.NA
+    return out[columns]
+
+
+def _paired_stats(g: pd.DataFrame, student_t) -> dict[str, Any]:
+    d = g["d"].to_numpy(dtype=float)
+    n = len(d)
+    mean = float(d.mean())
+    std = float(d.std(ddof=1)) if n > 1 else math.nan
+    if n > 1 and std > 1e-12 * max(1.0, abs(mean)):
+        se = std / math.sqrt(n)
+        half = float(student_t.ppf(0.975, n - 1)) * se
+        t_stat = mean / se
+        p = float(2 * student_t.sf(abs(t_stat), n - 1))
+    elif n > 1:  # identical differences: the interval collapses
+        std = 0.0
+        half, t_stat = 0.0, (math.copysign(math.inf, mean) if mean else math.nan)
+        p = 0.0 if mean else 1.0
+    else:
+        half = t_stat = p = math.nan
+    return {"n_pairs": n, "mean_a": float(g["a"].mean()), "mean_b": float(g["b"].mean()),
+            "diff_mean": mean, "diff_std": std, "ci95_t_low": mean - half,
+            "ci95_t_high": mean + half, "t_stat": t_stat, "p_value": p,
+            "wins_a": int((d > 0).sum()), "wins_b": int((d < 0).sum()), "ties": int((d == 0).sum())}
+
+
+def _arm_order(ok: pd.DataFrame, levels: dict[str, list] | None) -> list[tuple[str, str]]:
+    arms = set(ok["arm"])
+    methods = (levels or {}).get("method") or sorted({a[0] for a in arms}, key=_natural_key)
+    rank = {m: i for i, m in enumerate(methods)}
+    return sorted(arms, key=lambda a: (rank.get(a[0], len(rank)), _natural_key(a[0]), a[1]))
+
+
+def compute_levels(cells: pd.DataFrame, expected: list[dict[str, Any]] | None = None) -> dict:
+    """Order of every axis: first appearance in the expected grid (config order), else natural."""
+    levels: dict[str, list] = {}
+    source = pd.DataFrame.from_records(expected) if expected else None
+    for col in ["dataset", "model", "method", "variant", "labels", "samples", "seed",
+                *swept_columns(cells)]:
+        values: list = []
+        if source is not None and col in source:
+            values = [v for v in dict.fromkeys(source[col].tolist()) if not _isna(v)]
+            if col in INT_AXES or col == "variant":
+                values = sorted(values, key=_natural_key) if col != "variant" else values
+        if col in cells:
+            extra = sorted({v for v in cells[col].tolist() if not _isna(v)} - set(values),
+                           key=_natural_key)
+            values = values + extra if values else extra
+        if col in INT_AXES:
+            values = sorted(values, key=_natural_key)
+        levels[col] = [_jsonable(v) for v in values]
+    if source is None or "variant" not in source:
+        levels["variant"] = sorted(levels.get("variant", []), key=lambda v: (v != "", v))
+    levels["from_config"] = expected is not None
+    return levels
+
+
+def _isna(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Object columns with mixed types (mixed-version trees) become strings for parquet."""
+    df = df.copy()
+    for col in df.columns:
+        if df[col].dtype == object:
+            kinds = {type(v) for v in df[col].dropna().tolist()}
+            if len(kinds) > 1:
+                df[col] = df[col].map(lambda v: v if _isna(v) else str(v)).astype("string")
+    return df
+
+
+def write_frame(df: pd.DataFrame, path: Path, parquet: bool = False) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    if parquet:
+        with atomic_path(path.with_suffix(".parquet")) as tmp:
+            _arrow_safe(df).to_parquet(tmp, index=False)
+
+
+def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
+              configfiles: list[str] | None = None, tables: bool = True,
+              config: dict | None = None, expected: list[dict[str, Any]] | None = None
+              ) -> dict[str, Any]:
+    """Collect, summarise, compare, write. Returns the frames and timings.
+
+    The expected grid (pending rows, axis order) comes from `expected`, else `config` (a
+    config dict), else `configfiles`; without any, only the files found are reported.
+    """
+    t0 = time.perf_counter()
+    if expected is None and (config is not None or configfiles):
+        expected = expected_cells(configfiles or (), config=config)
+    cells, per_class = collect(runs_dir, expected)
+    levels = compute_levels(cells, expected)
+    summary = summarize(cells)
+    comparisons = compare_methods(cells, levels)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_frame(cells, out_dir / "cells.csv", parquet=True)
+    write_frame(summary, out_dir / "summary.csv", parquet=True)
+    write_frame(comparisons, out_dir / "comparisons.csv")
+    write_frame(per_class, out_dir / "per_class.csv")
+    write_json(out_dir / "levels.json", levels)
+    result = {"cells": cells, "summary": summary, "comparisons": comparisons,
+              "per_class": per_class, "levels": levels}
+    if tables:
+        from emogrid import tables as tables_mod
+
+        result["tables"] = tables_mod.write_tables(out_dir, cells, summary, per_class,
+                                                   comparisons, levels)
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", default="results/runs",
+                        help="runs directory holding {cell_id}/metrics.json (default: %(default)s)")
+    parser.add_argument("--out", default="results/tables",
+                        help="tables directory to write (default: %(default)s)")
+    parser.add_argument("--config", "--configfile", dest="config", action="append", default=[],
+                        help="study config(s); adds pending rows for cells not yet run and "
+                             "orders models/methods as in the config")
+    parser.add_argument("--config-json", default=None,
+                        help="the study config as JSON (what the Snakemake rule passes) instead of --config")
+    parser.add_argument("--no-tables", action="store_true",
+                        help="write only the tidy data (cells, summary, comparisons), no paper tables")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = None
+    if args.config_json:
+        try:
+            config = json.loads(args.config_json)
+        except ValueError as err:
+            raise EmogridError(f"--config-json: not valid JSON ({err})") from None
+    result = aggregate(args.runs, args.out, args.config or None, tables=not args.no_tables,
+                       config=config)
+    counts = result["cells"]["status"].value_counts().to_dict()
+    parts = ", ".join(f"{counts[k]} {k}" for k in ("ok", "failed", "invalid", "pending") if k in counts)
+    print(f"emogrid aggregate: {len(result['cells'])} cells ({parts}) -> {args.out} "
+          f"in {result['seconds']:.2f}s")
+    return 0

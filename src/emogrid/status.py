@@ -1,0 +1,188 @@
+"""Terminal view of a study grid (`emogrid status`): done / failed / running / pending per cell.
+
+Grouped like the study heatmap: one block per method, rows model (and swept variant),
+columns labels k x samples n, one symbol per seed. Fits 80 columns (wide grids are split
+into column chunks); ``--json`` prints the same facts for scripts.
+
+State of a cell (files under ``{results}/runs/{cell_id}/``, see docs/CONTRACTS.md):
+done = metrics.json; failed = failure.json (and no metrics.json); running = a .checkpoint/
+folder only (training started, or was interrupted); pending = nothing yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from emogrid.errors import EmogridError
+
+STATES = ("done", "failed", "running", "pending")
+SYMBOLS = {"done": "●", "failed": "✗", "running": "◐", "pending": "·"}
+ASCII_SYMBOLS = {"done": "#", "failed": "x", "running": "~", "pending": "."}
+BASE_AXES = ("dataset", "model", "method", "labels", "samples", "seed")
+
+
+def cell_state(run_dir: Path) -> str:
+    if (run_dir / "metrics.json").is_file():
+        return "done"
+    if (run_dir / "failure.json").is_file():
+        return "failed"
+    if (run_dir / ".checkpoint").exists():
+        return "running"
+    return "pending"
+
+
+def _error(run_dir: Path) -> dict | None:
+    try:
+        obj = json.loads((run_dir / "failure.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return {"type": "UnreadableFailure", "message": str(err)}
+    error = obj.get("error") if isinstance(obj, dict) else None
+    if isinstance(error, dict):
+        return {k: error.get(k) for k in ("type", "message", "hint")}
+    return {"type": None, "message": str(error)}
+
+
+def grid_status(results_dir: str | os.PathLike, expected: list[dict[str, Any]]) -> dict[str, Any]:
+    """State of every expected cell plus result folders outside the grid."""
+    results_dir = Path(results_dir)
+    runs = results_dir / "runs"
+    cells = []
+    for cell in expected:
+        run_dir = runs / cell["cell_id"]
+        state = cell_state(run_dir)
+        entry = {"cell_id": cell["cell_id"], "status": state,
+                 "axes": {k: v for k, v in cell.items() if k != "cell_id"}}
+        if state == "failed":
+            entry["error"] = _error(run_dir)
+        cells.append(entry)
+    counts = {s: sum(1 for c in cells if c["status"] == s) for s in STATES}
+    counts["total"] = len(cells)
+    known = {c["cell_id"] for c in cells}
+    extra = []
+    if runs.is_dir():
+        from emogrid.aggregate import find_result_files
+
+        extra = sorted(cid for cid in find_result_files(runs) if cid not in known)
+    return {"results": str(results_dir), "counts": counts, "cells": cells, "outside_grid": extra}
+
+
+def _variant(axes: dict) -> str:
+    from emogrid.aggregate import make_variant
+
+    return axes.get("variant") or make_variant({k: v for k, v in axes.items() if k not in BASE_AXES})
+
+
+def _variant_of(cell: dict) -> str:
+    from emogrid.aggregate import parse_cell_id
+
+    parsed = parse_cell_id(cell["cell_id"])
+    return parsed.get("variant") or _variant(cell["axes"])
+
+
+def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
+           show_errors: int = 20) -> str:
+    sym = ASCII_SYMBOLS if ascii_only else SYMBOLS
+    cells = status["cells"]
+    c = status["counts"]
+    total = c["total"] or 1
+    lines = [f"{c['done']}/{c['total']} done ({100 * c['done'] / total:.0f}%) · {c['failed']} failed · "
+             f"{c['running']} running · {c['pending']} pending",
+             "legend: " + "  ".join(f"{sym[s]} {s}" for s in STATES) + "   (one symbol per seed)"]
+    datasets = list(dict.fromkeys(x["axes"]["dataset"] for x in cells))
+    methods = list(dict.fromkeys(x["axes"]["method"] for x in cells))
+    ks = sorted({int(x["axes"]["labels"]) for x in cells})
+    ns = sorted({int(x["axes"]["samples"]) for x in cells})
+    cols = [(k, n) for k in ks for n in ns]
+    seeds = list(dict.fromkeys(x["axes"]["seed"] for x in cells))
+    by_key: dict[tuple, dict] = {}
+    for x in cells:
+        a = x["axes"]
+        key = (a["dataset"], a["method"], a["model"], _variant_of(x), int(a["labels"]), int(a["samples"]))
+        by_key.setdefault(key, {})[a["seed"]] = x["status"]
+    col_w = max(len(seeds), max((len(f"n={n}") for n in ns), default=3), 4)
+    for ds in datasets:
+        for method in methods:
+            rows = list(dict.fromkeys((k[2], k[3]) for k in by_key if k[0] == ds and k[1] == method))
+            if not rows:
+                continue
+            states = [s for k, v in by_key.items() if k[0] == ds and k[1] == method for s in v.values()]
+            done = sum(s == "done" for s in states)
+            head = f"{method}" + (f" ({ds})" if len(datasets) > 1 else "")
+            lines += ["", f"{head}: {done}/{len(states)} done"
+                      + "".join(f", {sum(s == st for s in states)} {st}" for st in ("failed", "running")
+                                if any(s == st for s in states))]
+            labels = [m + (f" {v}" if v else "") for m, v in rows]
+            label_w = min(max(len(x) for x in labels), max(12, width // 3))
+            per_chunk = max(1, (width - label_w - 1) // (col_w + 1))
+            for start in range(0, len(cols), per_chunk):
+                chunk = cols[start:start + per_chunk]
+                k_line, n_line = " " * label_w, " " * label_w
+                prev_k = None
+                for k, n in chunk:
+                    k_line += " " + (f"k={k}" if k != prev_k else "").ljust(col_w)
+                    n_line += " " + f"n={n}".ljust(col_w)
+                    prev_k = k
+                lines += [k_line.rstrip(), n_line.rstrip()]
+                for (model, variant), label in zip(rows, labels):
+                    text = label if len(label) <= label_w else label[:label_w - 1] + "…"
+                    line = text.ljust(label_w)
+                    for k, n in chunk:
+                        seen = by_key.get((ds, method, model, variant, k, n), {})
+                        cell = "".join(sym[seen[s]] for s in seeds if s in seen) or "-"
+                        line += " " + cell.ljust(col_w)
+                    lines.append(line.rstrip())
+    failed = [x for x in cells if x["status"] == "failed"]
+    if failed:
+        lines += ["", f"failed cells ({len(failed)}):"]
+        for x in failed[:show_errors]:
+            err = x.get("error") or {}
+            msg = ": ".join(str(v) for v in (err.get("type"), err.get("message")) if v)
+            lines.append(_clip(f"  {x['cell_id']}", width))
+            if msg:
+                lines.append(_clip(f"    {msg}", width))
+            if err.get("hint"):
+                lines.append(_clip(f"    hint: {err['hint']}", width))
+        if len(failed) > show_errors:
+            lines.append(f"  … {len(failed) - show_errors} more (emogrid status --json)")
+    if status["outside_grid"]:
+        lines += ["", f"{len(status['outside_grid'])} result folder(s) outside this grid "
+                      "(other config or older sweep), e.g.", _clip("  " + status["outside_grid"][0], width)]
+    return "\n".join(lines) + "\n"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "--configfile", dest="config", action="append", default=[],
+                        help="study config overlay(s) on config.yaml, as for snakemake --configfile")
+    parser.add_argument("--results", default="results", help="results directory (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--ascii", action="store_true", help="ASCII symbols only (# x ~ .)")
+    parser.add_argument("--width", type=int, default=None,
+                        help="terminal width (default: detected, at most 100)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from emogrid.aggregate import expected_cells
+
+    expected = expected_cells(args.config)
+    if not expected:
+        raise EmogridError("the config expands to no cells")
+    status = grid_status(args.results, expected)
+    if args.json:
+        json.dump(status, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return 0
+    width = args.width or min(shutil.get_terminal_size((80, 24)).columns, 100)
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower()
+    ascii_only = args.ascii or "utf" not in encoding
+    sys.stdout.write(render(status, width=width, ascii_only=ascii_only))
+    return 0

@@ -1,0 +1,343 @@
+"""Paper tables from the tidy aggregates: CSV, Markdown and LaTeX (booktabs).
+
+Written by `emogrid aggregate` into the tables directory (fixed names, so Snakemake can
+declare them):
+
+- ``study_accuracy.*`` / ``study_f1_macro.*``: rows model x method (x variant), columns
+  labels k x samples n; test-set mean ± 95% CI half-width over seeds (Student t), in %;
+  the best mean per column (after rounding) is bold (Markdown/LaTeX) or starred (CSV); a
+  cell with fewer seeds than the study's usual count says ``(n=2)``; ``–`` = no result.
+- ``efficiency.*``: per model x method: trainable parameters and %, train time, peak
+  memory, training throughput (means over the cells of that pair).
+- ``per_class_f1.*``: test F1 per class, rows (k, class), columns model / method, at the
+  largest sample size of each k (or the one asked for).
+- ``method_comparisons.*``: paired method differences pooled over the study and per model.
+- ``problems.md``: failed, unreadable and pending cells with their errors.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emogrid.atomic import write_text
+
+CI_NOTE = ("mean ± 95% CI half-width over seeds (Student t, df = n−1), test set, in %. "
+           "Best per column in bold. (n=…) marks cells with fewer seeds; – = no finished seed.")
+DASH = "–"
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                 "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: Any) -> str:
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def arm_label(method: str, variant: str) -> str:
+    return f"{method} [{variant}]" if variant else str(method)
+
+
+def _rank(levels: dict, key: str):
+    order = {v: i for i, v in enumerate(levels.get(key, []))}
+    return lambda v: (order.get(v, len(order)), str(v))
+
+
+def _row_keys(frame: pd.DataFrame, levels: dict) -> list[str]:
+    keys = ["model", "method", "variant"]
+    if frame["dataset"].nunique(dropna=True) > 1:
+        keys = ["dataset"] + keys
+    return keys
+
+
+def _sorted_rows(rows: list[tuple], keys: list[str], levels: dict) -> list[tuple]:
+    rankers = [_rank(levels, k) for k in keys]
+    return sorted(rows, key=lambda r: tuple(f(v) for f, v in zip(rankers, r)))
+
+
+def study_pivot(summary: pd.DataFrame, metric: str, levels: dict) -> dict[str, Any]:
+    """Numbers behind a study table: row keys, column keys, mean / half / n and best marks."""
+    sub = summary[summary["metric"] == metric]
+    if sub.empty:
+        return {"rows": [], "cols": [], "row_keys": [], "cells": {}, "best": set(), "n_mode": 0}
+    row_keys = _row_keys(sub, levels)
+    rows = _sorted_rows(list(dict.fromkeys(map(tuple, sub[row_keys].astype(object).values.tolist()))),
+                        row_keys, levels)
+    cols = sorted(dict.fromkeys(zip(sub["labels"].astype(int), sub["samples"].astype(int))))
+    cells: dict[tuple, dict] = {}
+    for rec in sub.to_dict("records"):
+        key = tuple(rec[k] for k in row_keys)
+        cells[(key, (int(rec["labels"]), int(rec["samples"])))] = rec
+    n_mode = int(sub["n"].mode().max())
+    best: set[tuple] = set()
+    group_of = (lambda r: r[0]) if row_keys[0] == "dataset" else (lambda r: None)
+    for col in cols:
+        for group in dict.fromkeys(group_of(r) for r in rows):
+            cand = [(r, round(100 * cells[(r, col)]["mean"], 1)) for r in rows
+                    if group_of(r) == group and (r, col) in cells]
+            if cand:
+                top = max(v for _, v in cand)
+                best.update((r, col) for r, v in cand if v == top)
+    return {"rows": rows, "cols": cols, "row_keys": row_keys, "cells": cells, "best": best,
+            "n_mode": n_mode}
+
+
+def format_mean_ci(rec: dict | None, n_mode: int, scale: float = 100.0, digits: int = 1) -> str:
+    if rec is None or rec.get("mean") is None or pd.isna(rec.get("mean")):
+        return DASH
+    text = f"{scale * rec['mean']:.{digits}f}"
+    half = rec.get("ci95_t_half")
+    if half is not None and not pd.isna(half):
+        text += f" ± {scale * half:.{digits}f}"
+    if int(rec.get("n", 0)) != n_mode:
+        text += f" (n={int(rec['n'])})"
+    return text
+
+
+def _row_label_cells(row: tuple, row_keys: list[str]) -> list[str]:
+    values = dict(zip(row_keys, row))
+    out = [str(values["dataset"])] if "dataset" in values else []
+    return out + [str(values["model"]), arm_label(values["method"], values["variant"])]
+
+
+def _header_names(row_keys: list[str]) -> list[str]:
+    return (["Dataset"] if "dataset" in row_keys else []) + ["Model", "Method"]
+
+
+def render_study(piv: dict, title: str) -> dict[str, str]:
+    """The study pivot as {"csv", "md", "tex"} text."""
+    rows, cols, row_keys = piv["rows"], piv["cols"], piv["row_keys"] or ["model", "method", "variant"]
+    heads = _header_names(row_keys)
+    col_names = [f"k={k} n={n}" for k, n in cols]
+    body_plain, body_md, body_tex = [], [], []
+    for r in rows:
+        labels = _row_label_cells(r, row_keys)
+        plain, md, tex = list(labels), list(labels), [latex_escape(x) for x in labels]
+        for c in cols:
+            text = format_mean_ci(piv["cells"].get((r, c)), piv["n_mode"])
+            is_best = (r, c) in piv["best"]
+            plain.append(text + (" *" if is_best else ""))
+            md.append(f"**{text}**" if is_best else text)
+            t = latex_escape(text).replace("±", r"$\pm$").replace(DASH, "--")
+            tex.append(rf"\textbf{{{t}}}" if is_best else t)
+        body_plain.append(plain)
+        body_md.append(md)
+        body_tex.append(tex)
+
+    csv = pd.DataFrame(body_plain, columns=heads + col_names).to_csv(index=False)
+    md_lines = [f"**{title}** — {CI_NOTE}", "", "| " + " | ".join(heads + col_names) + " |",
+                "|" + "|".join([":--"] * len(heads) + ["--:"] * len(cols)) + "|"]
+    md_lines += ["| " + " | ".join(r) + " |" for r in body_md]
+    if not rows:
+        md_lines.append("| " + " | ".join(["(no finished cells)"] + [""] * (len(heads) - 1)) + " |")
+    md = "\n".join(md_lines) + "\n"
+
+    ks = list(dict.fromkeys(k for k, _ in cols))
+    spec = "l" * len(heads) + "".join("@{\\hspace{1em}}" + "r" * sum(1 for c in cols if c[0] == k)
+                                      for k in ks)
+    tex = [f"% {title}: {CI_NOTE}", "% needs \\usepackage{booktabs}", rf"\begin{{tabular}}{{{spec}}}",
+           r"\toprule"]
+    if cols:
+        top = [""] * len(heads)
+        rules, start = [], len(heads) + 1
+        for k in ks:
+            width = sum(1 for c in cols if c[0] == k)
+            top.append(rf"\multicolumn{{{width}}}{{c}}{{$k={k}$}}")
+            rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
+            start += width
+        tex.append(" & ".join(top) + r" \\")
+        tex.append(" ".join(rules))
+    tex.append(" & ".join(heads + [f"$n={n}$" for _, n in cols]) + r" \\")
+    tex.append(r"\midrule")
+    tex += [" & ".join(r) + r" \\" for r in body_tex]
+    tex += [r"\bottomrule", r"\end{tabular}"]
+    return {"csv": csv, "md": md, "tex": "\n".join(tex) + "\n"}
+
+
+def _human(value: float) -> str:
+    if value is None or pd.isna(value):
+        return DASH
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= div:
+            return f"{value / div:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+EFFICIENCY_COLUMNS = [
+    ("trainable_params", "Trainable params", lambda v: _human(v)),
+    ("trainable_percent", "Trainable %", lambda v: DASH if pd.isna(v) else f"{v:.2f}"),
+    ("train_seconds", "Train time (s)", lambda v: DASH if pd.isna(v) else f"{v:.1f}"),
+    ("peak_memory_mb", "Peak memory (MB)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
+    ("train_samples_per_second", "Samples/s", lambda v: DASH if pd.isna(v) else f"{v:.1f}"),
+]
+
+
+def efficiency_frame(cells: pd.DataFrame, levels: dict) -> pd.DataFrame:
+    ok = cells[cells["status"] == "ok"]
+    cols = [c for c, _, _ in EFFICIENCY_COLUMNS if c in ok.columns]
+    keys = _row_keys(cells, levels) if len(ok) else ["model", "method", "variant"]
+    if ok.empty or not cols:
+        return pd.DataFrame(columns=keys + [c for c, _, _ in EFFICIENCY_COLUMNS] + ["cells", "memory_kind"])
+    frame = ok.groupby(keys, dropna=False, sort=False)[cols].mean(numeric_only=True)
+    frame["cells"] = ok.groupby(keys, dropna=False, sort=False).size()
+    if "peak_memory_kind" in ok:
+        frame["memory_kind"] = ok.groupby(keys, dropna=False, sort=False)["peak_memory_kind"].agg(
+            lambda s: "/".join(sorted({str(v) for v in s.dropna()})))
+    frame = frame.reset_index()
+    order = _sorted_rows([tuple(r) for r in frame[keys].values.tolist()], keys, levels)
+    frame["_o"] = [order.index(tuple(r)) for r in frame[keys].values.tolist()]
+    return frame.sort_values("_o").drop(columns="_o").reset_index(drop=True)
+
+
+def render_efficiency(frame: pd.DataFrame) -> dict[str, str]:
+    keys = [k for k in ("dataset", "model", "method", "variant") if k in frame.columns]
+    present = [(c, h, f) for c, h, f in EFFICIENCY_COLUMNS if c in frame.columns]
+    heads = _header_names(keys) + [h for _, h, _ in present] + ["Cells"]
+    body = []
+    for rec in frame.to_dict("records"):
+        row = _row_label_cells(tuple(rec[k] for k in keys), keys)
+        row += [f(rec[c]) for c, _, f in present] + [str(int(rec["cells"]))]
+        body.append(row)
+    note = ("means over the finished cells of each model × method (all k, n, seeds); "
+            "peak memory is GPU memory on CUDA, else process RSS")
+    csv = frame.to_csv(index=False)
+    md = "\n".join([f"**Efficiency** — {note}", "", "| " + " | ".join(heads) + " |",
+                    "|" + "|".join([":--"] * (len(heads) - len(present) - 1) + ["--:"] * (len(present) + 1)) + "|"]
+                   + ["| " + " | ".join(r) + " |" for r in body]) + "\n"
+    spec = "l" * (len(heads) - len(present) - 1) + "r" * (len(present) + 1)
+    tex = [f"% Efficiency: {note}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+           " & ".join(latex_escape(h) for h in heads) + r" \\", r"\midrule"]
+    tex += [" & ".join(latex_escape(x).replace(DASH, "--") for x in r) + r" \\" for r in body]
+    tex += [r"\bottomrule", r"\end{tabular}"]
+    return {"csv": csv, "md": md, "tex": "\n".join(tex) + "\n"}
+
+
+def per_class_selection(per_class: pd.DataFrame, samples: int | None = None) -> pd.DataFrame:
+    """Test per-class F1, mean over seeds, at `samples` (default: the largest n of each k)."""
+    if per_class.empty or "f1" not in per_class:
+        return pd.DataFrame(columns=["dataset", "labels", "samples", "label", "model", "method",
+                                     "variant", "f1", "n"])
+    pc = per_class[per_class["split"] == "test"].copy()
+    if samples is not None:
+        pc = pc[pc["samples"] == samples]
+    else:
+        largest = pc.groupby(["dataset", "labels"])["samples"].transform("max")
+        pc = pc[pc["samples"] == largest]
+    keys = ["dataset", "labels", "samples", "label", "model", "method", "variant"]
+    return (pc.groupby(keys, dropna=False, sort=False)["f1"].agg(["mean", "count"])
+            .rename(columns={"mean": "f1", "count": "n"}).reset_index())
+
+
+def render_per_class(sel: pd.DataFrame, levels: dict) -> dict[str, str]:
+    if sel.empty:
+        empty = "no per-class results\n"
+        return {"csv": sel.to_csv(index=False), "md": empty, "tex": "% " + empty}
+    arms = _sorted_rows(list(dict.fromkeys(map(tuple, sel[["model", "method", "variant"]].values.tolist()))),
+                        ["model", "method", "variant"], levels)
+    arm_names = [f"{m} / {arm_label(me, v)}" for m, me, v in arms]
+    multi_ds = sel["dataset"].nunique() > 1
+    index_keys = (["dataset"] if multi_ds else []) + ["labels", "samples", "label"]
+    wide = sel.pivot_table(index=index_keys, columns=["model", "method", "variant"], values="f1",
+                           aggfunc="mean", sort=False)
+    ds_rank = _rank(levels, "dataset")
+    first_seen = {lab: i for i, lab in enumerate(dict.fromkeys(sel["label"]))}
+    wide = wide.loc[sorted(wide.index, key=lambda idx: (
+        (ds_rank(idx[0]),) if multi_ds else ()) + tuple(int(x) for x in idx[-3:-1])
+        + (first_seen.get(idx[-1], 0),))]
+    rows = []
+    for idx, rec in wide.iterrows():
+        idx = idx if isinstance(idx, tuple) else (idx,)
+        vals = [rec.get(a, np.nan) for a in arms]
+        rows.append(([str(x) for x in idx], vals))
+    heads = (["Dataset"] if multi_ds else []) + ["k", "n", "Class"] + arm_names
+    fmt = lambda v: DASH if pd.isna(v) else f"{100 * v:.1f}"
+    csv = pd.DataFrame([i + [None if pd.isna(v) else v for v in vals] for i, vals in rows],
+                       columns=heads).to_csv(index=False)
+    note = "test F1 per class (%), mean over seeds, at the largest sample size of each k"
+    md = "\n".join([f"**Per-class F1** — {note}", "", "| " + " | ".join(heads) + " |",
+                    "|" + "|".join([":--"] * (len(heads) - len(arms)) + ["--:"] * len(arms)) + "|"]
+                   + ["| " + " | ".join(i + [fmt(v) for v in vals]) + " |" for i, vals in rows]) + "\n"
+    spec = "l" * (len(heads) - len(arms)) + "r" * len(arms)
+    tex = [f"% Per-class F1: {note}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+           " & ".join(latex_escape(h) for h in heads) + r" \\", r"\midrule"]
+    tex += [" & ".join([latex_escape(x) for x in i] + [fmt(v).replace(DASH, "--") for v in vals]) + r" \\"
+            for i, vals in rows]
+    tex += [r"\bottomrule", r"\end{tabular}"]
+    return {"csv": csv, "md": md, "tex": "\n".join(tex) + "\n"}
+
+
+def render_comparisons(comparisons: pd.DataFrame) -> dict[str, str]:
+    sub = comparisons[comparisons["scope"].isin(["study", "model"])] if len(comparisons) else comparisons
+    heads = ["Scope", "Metric", "A", "B", "Pairs", "Δ (A−B) pp", "95% CI (t)", "p (paired t)", "A wins / B wins"]
+    body = []
+    for rec in sub.to_dict("records"):
+        scope = f"{rec['dataset']}" if rec["scope"] == "study" else f"{rec['dataset']} / {rec['model']}"
+        p = rec["p_value"]
+        body.append([scope, str(rec["metric"]).replace("test_", ""),
+                     arm_label(rec["method_a"], rec["variant_a"]), arm_label(rec["method_b"], rec["variant_b"]),
+                     str(int(rec["n_pairs"])), f"{100 * rec['diff_mean']:+.2f}",
+                     DASH if pd.isna(rec["ci95_t_low"]) else
+                     f"[{100 * rec['ci95_t_low']:+.2f}, {100 * rec['ci95_t_high']:+.2f}]",
+                     DASH if pd.isna(p) else ("<0.001" if p < 0.001 else f"{p:.3f}"),
+                     f"{int(rec['wins_a'])} / {int(rec['wins_b'])}"])
+    note = ("paired over seeds of the same model on the same subsets (dataset, k, n, seed); "
+            "Δ > 0: A scores higher; pooled rows treat every matched (k, n, seed) as one pair")
+    md = "\n".join([f"**Paired method comparisons** — {note}", "", "| " + " | ".join(heads) + " |",
+                    "|" + "|".join([":--"] * 4 + ["--:"] * 5) + "|"]
+                   + ["| " + " | ".join(r) + " |" for r in body]) + "\n"
+    tex = [f"% Paired method comparisons: {note}", r"\begin{tabular}{llllrrrrr}", r"\toprule",
+           " & ".join(latex_escape(h).replace("Δ", r"$\Delta$").replace("−", "--") for h in heads) + r" \\",
+           r"\midrule"]
+    tex += [" & ".join(latex_escape(x).replace("Δ", r"$\Delta$").replace(DASH, "--") for x in r) + r" \\"
+            for r in body]
+    tex += [r"\bottomrule", r"\end{tabular}"]
+    return {"csv": sub.to_csv(index=False), "md": md, "tex": "\n".join(tex) + "\n"}
+
+
+def render_problems(cells: pd.DataFrame) -> str:
+    lines = ["# Cells without results", ""]
+    for status, title in (("failed", "Failed"), ("invalid", "Unreadable result files"),
+                          ("pending", "Pending (expected by the config, no result yet)")):
+        sub = cells[cells["status"] == status]
+        lines.append(f"## {title}: {len(sub)}")
+        lines.append("")
+        for rec in sub.to_dict("records"):
+            err = " ".join(str(x) for x in (rec.get("error_type"), rec.get("error"))
+                           if x is not None and not (isinstance(x, float) and math.isnan(x)))
+            hint = rec.get("hint")
+            hint = f" (hint: {hint})" if isinstance(hint, str) and hint else ""
+            lines.append(f"- `{rec['cell_id']}`" + (f": {err}{hint}" if err else ""))
+        lines.append("")
+    return "\n".join(lines)
+
+
+TABLE_FILES = [f"{stem}.{ext}" for stem in ("study_accuracy", "study_f1_macro", "efficiency",
+                                              "per_class_f1", "method_comparisons") for ext in ("csv", "md", "tex")] \
+    + ["problems.md"]
+
+
+def write_tables(out_dir: str | Path, cells: pd.DataFrame, summary: pd.DataFrame,
+                 per_class: pd.DataFrame, comparisons: pd.DataFrame, levels: dict,
+                 per_class_samples: int | None = None) -> list[Path]:
+    """Write every table (see TABLE_FILES); returns the paths written."""
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+
+    def put(stem: str, texts: dict[str, str]) -> None:
+        for ext, text in texts.items():
+            path = out_dir / f"{stem}.{ext}"
+            write_text(path, text)
+            written.append(path)
+
+    put("study_accuracy", render_study(study_pivot(summary, "test_accuracy", levels), "Test accuracy"))
+    put("study_f1_macro", render_study(study_pivot(summary, "test_f1_macro", levels), "Test macro-F1"))
+    put("efficiency", render_efficiency(efficiency_frame(cells, levels)))
+    put("per_class_f1", render_per_class(per_class_selection(per_class, per_class_samples), levels))
+    put("method_comparisons", render_comparisons(comparisons))
+    write_text(out_dir / "problems.md", render_problems(cells))
+    written.append(out_dir / "problems.md")
+    return written

@@ -1,0 +1,173 @@
+"""Synthetic results trees with known values, for the aggregate / tables / plots / status tests.
+
+The study: dataset goemotions (single-label), models tiny-a and tiny-b, methods full and lora
+(lora sweeps lora.r = 4, 8 -> two variants), labels k in {2, 4}, samples n in {100, 200},
+seeds 0, 1, 2. Test accuracy of a cell is
+
+    ACC = 0.50 + 0.05 * model_index + 0.02 * arm_index + 0.03 * (n == 200) - 0.04 * (k == 4)
+          + SEED_OFFSET[seed]            (SEED_OFFSET = -0.01, 0, +0.01)
+
+times ARM_SPREAD[arm_index] (1, 1, 2), so the mean over three seeds is the formula without the
+offset, the std is 0.01 (0.02 for lora r=8) and the 95% t half-width is
+t(0.975, 2) * std / sqrt(3). Macro-F1 = accuracy - 0.1.
+
+Partial-grid features:
+- MISSING: (tiny-b, full, k4, n200) has no files for any seed (a missing heatmap cell);
+- FAILED: (tiny-a, lora r=8, k4, n100, seed 2) has only failure.json (two seeds ok);
+- a multi-label dataset goemotions-ml: tiny-a / full / k4 / n100, seeds 0 and 1;
+- INVALID: a truncated metrics.json (mixed-version / crashed writer) when asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MODELS = ["tiny-a", "tiny-b"]
+# arms in study order: (method, variant, swept params)
+ARMS = [("full", "", {}), ("lora", "lora.r=4", {"lora.r": 4}), ("lora", "lora.r=8", {"lora.r": 8})]
+LABELS = [2, 4]
+SAMPLES = [100, 200]
+SEEDS = [0, 1, 2]
+SEED_OFFSET = {0: -0.01, 1: 0.0, 2: 0.01}
+# the last arm (lora r=8) spreads twice as much over seeds: std 0.02, so paired
+# differences against it have std 0.01 and a non-degenerate interval
+ARM_SPREAD = {0: 1, 1: 1, 2: 2}
+MISSING = ("tiny-b", "full", "", 4, 200)
+FAILED = ("tiny-a", "lora", "lora.r=8", 4, 100, 2)
+LABEL_NAMES = ["admiration", "gratitude", "amusement", "love"]
+T_975_DF2 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2)
+T_975_DF1 = 12.706204736174698
+
+
+def mean_acc(model: str, arm_index: int, k: int, n: int) -> float:
+    return (0.50 + 0.05 * MODELS.index(model) + 0.02 * arm_index + 0.03 * (n == 200)
+            - 0.04 * (k == 4))
+
+
+def cell_id(dataset, model, method, variant, k, n, seed) -> str:
+    mid = f"{method}/{variant}" if variant else method
+    return f"{dataset}/{model}/{mid}/k{k}_n{n}/s{seed}"
+
+
+def _metrics(acc: float, k: int, multi: bool = False) -> dict:
+    labels = LABEL_NAMES[:k]
+    per_class = {lab: {"precision": acc, "recall": acc, "f1": round(acc - 0.1 + 0.01 * i, 6),
+                       "support": 10} for i, lab in enumerate(labels)}
+    m = {"accuracy": acc, "precision_macro": acc, "recall_macro": acc, "f1_macro": acc - 0.1,
+         "precision_weighted": acc, "recall_weighted": acc, "f1_weighted": acc - 0.05,
+         "n": 10 * k, "labels": labels, "per_class": per_class}
+    if multi:
+        m.update(precision_micro=acc, recall_micro=acc, f1_micro=acc - 0.02, exact_match=acc)
+    else:
+        correct = round(10 * acc)
+        m["confusion_matrix"] = [[correct if i == j else (10 - correct if j == (i + 1) % k else 0)
+                                  for j in range(k)] for i in range(k)]
+    return m
+
+
+def _model_index(model: str) -> int:
+    return MODELS.index(model) if model in MODELS else 0
+
+
+def _efficiency(model: str, method: str, n: int) -> dict:
+    total = 1_000_000 * (1 + _model_index(model))
+    trainable = total if method == "full" else total // 100
+    return {"trainable_params": trainable, "total_params": total,
+            "trainable_percent": 100.0 * trainable / total,
+            "train_seconds": n / 10 * (2.0 if method == "full" else 1.0), "eval_seconds": 1.0,
+            "peak_memory_mb": 500.0 * (2 if method == "full" else 1) + 100 * _model_index(model),
+            "peak_memory_kind": "rss", "train_samples_per_second": 30.0, "train_tokens_per_second": 900.0,
+            "epochs_run": 3, "best_step": 20, "optimizer_steps": 30, "batch_size": 4, "grad_accum": 1}
+
+
+def _write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj), encoding="utf-8")
+
+
+def write_cell(runs: Path, dataset, model, method, variant, swept, k, n, seed, acc,
+               multi=False, failed=False, extra_prov=None) -> str:
+    cid = cell_id(dataset, model, method, variant, k, n, seed)
+    cell = {"dataset": dataset, "model": model, "method": method, "labels": k, "samples": n,
+            "seed": seed, **swept}
+    prov = {"versions": {"torch": "2.13.0"}, "device": "cpu", "precision": "fp32",
+            "git_commit": None, "config_hash": "abc", "data_checksum": "def",
+            "hostname": "h", "started": "2026-01-01T00:00:00", "finished": "2026-01-01T00:01:00"}
+    prov.update(extra_prov or {})
+    if failed:
+        _write(runs / cid / "failure.json", {
+            "cell": cell, "cell_id": cid, "status": "failed",
+            "error": {"type": "OutOfMemoryError", "message": "CUDA out of memory",
+                      "hint": "lower train.batch_size or use qlora"}, "provenance": prov})
+    else:
+        _write(runs / cid / "metrics.json", {
+            "cell": cell, "cell_id": cid, "status": "ok",
+            "val": _metrics(acc + 0.01, k, multi), "test": _metrics(acc, k, multi),
+            "efficiency": _efficiency(model, method, n), "provenance": prov})
+    return cid
+
+
+def expected_grid(dataset: str = "goemotions") -> list[dict]:
+    """Every cell of the single-label study (including MISSING and FAILED), grid order."""
+    out = []
+    for model in MODELS:
+        for method, variant, swept in ARMS:
+            for k in LABELS:
+                for n in SAMPLES:
+                    for seed in SEEDS:
+                        out.append({"cell_id": cell_id(dataset, model, method, variant, k, n, seed),
+                                    "dataset": dataset, "model": model, "method": method,
+                                    "labels": k, "samples": n, "seed": seed, **swept})
+    return out
+
+
+def build_tree(runs: Path, invalid: bool = False, multi: bool = True) -> Path:
+    runs = Path(runs)
+    for model in MODELS:
+        for ai, (method, variant, swept) in enumerate(ARMS):
+            for k in LABELS:
+                for n in SAMPLES:
+                    if (model, method, variant, k, n) == MISSING:
+                        continue
+                    for seed in SEEDS:
+                        acc = round(mean_acc(model, ai, k, n) + ARM_SPREAD[ai] * SEED_OFFSET[seed], 10)
+                        failed = (model, method, variant, k, n, seed) == FAILED
+                        write_cell(runs, "goemotions", model, method, variant, swept, k, n, seed,
+                                   acc, failed=failed)
+    if multi:
+        for seed in (0, 1):
+            write_cell(runs, "goemotions-ml", "tiny-a", "full", "", {}, 4, 100, seed,
+                       0.3 + 0.02 * seed, multi=True)
+    if invalid:
+        path = runs / cell_id("goemotions", "tiny-c", "full", "", 2, 100, 0) / "metrics.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"cell": {"model": "tiny-c", ', encoding="utf-8")
+    return runs
+
+
+def build_big_tree(runs: Path, n_models=3, n_methods=6, labels=(2, 4, 8), samples=(100, 200, 400, 800),
+                   seeds=(0, 1, 2, 3, 4)) -> int:
+    """A full-size tree (default 3 x 6 x 3 x 4 x 5 = 1,080 cells) for the timing check."""
+    count = 0
+    for mi in range(n_models):
+        for ai in range(n_methods):
+            for k in labels:
+                for n in samples:
+                    for seed in seeds:
+                        acc = 0.4 + 0.01 * mi + 0.005 * ai + 0.001 * seed
+                        model = f"model-{mi}"
+                        cid = cell_id("goemotions", model, f"method-{ai}", "", k, n, seed)
+                        labs = [f"label{i}" for i in range(k)]
+                        m = _metrics(acc, min(k, 4))
+                        m["labels"] = labs
+                        m["per_class"] = {lab: {"precision": acc, "recall": acc, "f1": acc, "support": 10}
+                                          for lab in labs}
+                        m["confusion_matrix"] = [[10 if i == j else 0 for j in range(k)] for i in range(k)]
+                        _write(runs / cid / "metrics.json", {
+                            "cell": {"dataset": "goemotions", "model": model, "method": f"method-{ai}",
+                                     "labels": k, "samples": n, "seed": seed},
+                            "cell_id": cid, "status": "ok", "val": m, "test": m,
+                            "efficiency": _efficiency("tiny-a", "lora", n), "provenance": {"device": "cpu"}})
+                        count += 1
+    return count
