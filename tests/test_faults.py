@@ -1,0 +1,253 @@
+"""Faults of the whole run, on the real Snakefile through profiles/workstation:
+
+* interrupting `snakemake` (Ctrl-C, or a hard kill + `--unlock`) and starting it again finishes
+  the grid without redoing any completed cell;
+* nothing a failure does (a failing cell, a retried cell, a job killed mid-write) corrupts or
+  deletes a finished cell's results;
+* concurrent training jobs of the real workflow never share a (fake) GPU.
+
+Training is replaced by a fast fake (`python -m emogrid train` is intercepted by a `python`
+shim on PATH) that honours the train contract's outputs and records each call, so these tests
+take seconds; data preparation is the real `emogrid prepare` on the local GoEmotions copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, require_data
+
+FAKE_TRAIN = textwrap.dedent(
+    r"""
+    import argparse, json, os, signal, sys, time
+    from pathlib import Path
+    from emogrid.atomic import write_json, write_jsonl
+
+    p = argparse.ArgumentParser()
+    for a in ("--spec", "--data", "--out", "--attempt"):
+        p.add_argument(a)
+    args = p.parse_args()
+    spec = json.loads(args.spec)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = spec["cell"]["model"]
+    start = time.time()
+    with open(os.environ["FAKE_CALLS"], "a") as fh:
+        fh.write(json.dumps({"cell": spec["cell_id"], "attempt": int(args.attempt), "pid": os.getpid(),
+                             "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": start}) + "\n")
+    time.sleep(float(os.environ.get("FAKE_SECONDS", "1")))
+    if model in os.environ.get("FAKE_CRASH", "").split(","):
+        # killed mid-write: half a metrics file in a temp name, then SIGKILL (no cleanup at all)
+        (out / ".metrics.json.crash.tmp").write_text('{"status": "ok", "val": {"accur')
+        os.kill(os.getpid(), signal.SIGKILL)
+    if model in os.environ.get("FAKE_FAIL", "").split(","):
+        write_json(out / "failure.json", {"cell_id": spec["cell_id"], "status": "failed",
+                                           "error": {"type": "RuntimeError", "message": "fake"}})
+        sys.exit(1)
+    end = time.time()
+    write_jsonl(out / "train_log.jsonl", [{"step": 1, "epoch": 1.0, "loss": 0.5}])
+    write_jsonl(out / "predictions.jsonl", [{"id": "x", "split": "test", "gold": [0], "pred": [0]}])
+    write_json(out / "metrics.json", {"cell": spec["cell"], "cell_id": spec["cell_id"], "status": "ok",
+                                      "fake": {"pid": os.getpid(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                               "start": start, "end": end}})
+    (out / "failure.json").unlink(missing_ok=True)
+    """
+)
+
+PYTHON_SHIM = textwrap.dedent(
+    """\
+    #!/bin/sh
+    # intercept `python -m emogrid train ...`; everything else is the real interpreter
+    if [ "$1" = "-m" ] && [ "$2" = "emogrid" ] && [ "$3" = "train" ]; then
+        shift 3
+        exec "{python}" "{fake}" "$@"
+    fi
+    exec "{python}" "$@"
+    """
+)
+
+MODELS = ("ma", "mb", "mc")
+SEEDS = (0, 1)
+
+
+def study_yaml(data: Path) -> str:
+    models = "\n".join(f"  {m}: {{id: org/{m}}}" for m in MODELS)
+    return textwrap.dedent(
+        f"""\
+        data: {{path: {data}}}
+        grid: {{labels: [2], samples: [40], models: [{", ".join(MODELS)}], methods: [lora], seeds: [{", ".join(map(str, SEEDS))}]}}
+        """
+    ) + "models:\n" + models + "\n"
+
+
+class Study:
+    def __init__(self, tmp: Path):
+        self.dir = tmp / "study"
+        self.dir.mkdir()
+        bindir = tmp / "bin"
+        bindir.mkdir()
+        fake = tmp / "fake_train.py"
+        fake.write_text(FAKE_TRAIN)
+        shim = bindir / "python"
+        shim.write_text(PYTHON_SHIM.format(python=sys.executable, fake=fake))
+        shim.chmod(0o755)
+        self.calls_file = tmp / "calls.jsonl"
+        self.config = tmp / "study.yaml"
+        self.config.write_text(study_yaml(require_data()))
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("SLURM_", "EMOGRID_GPU", "FAKE_")) and k != "CUDA_VISIBLE_DEVICES"}
+        self.env.update(PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}", FAKE_CALLS=str(self.calls_file),
+                        EMOGRID_GPU_LOCK_DIR=str(tmp / "gpu-locks"), PYTHONPATH=str(REPO / "src"))
+
+    def cmd(self, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(self.dir),
+                "--configfile", str(REPO / "config.yaml"), str(self.config),
+                "--profile", str(REPO / "profiles" / "workstation"),
+                "--until", "train", "--cores", "4", *extra, "--resources", "gpu=2"]
+
+    def run(self, *extra: str, timeout: int = 240, **env) -> subprocess.CompletedProcess:
+        proc = subprocess.run(self.cmd(*extra), cwd=self.dir, env={**self.env, **env},
+                              capture_output=True, text=True, timeout=timeout)
+        with open(self.dir.parent / "snakemake.log", "a") as fh:
+            fh.write(proc.stdout + proc.stderr)
+        return proc
+
+    def start(self, **env) -> subprocess.Popen:
+        log = open(self.dir.parent / "snakemake.log", "a")
+        return subprocess.Popen(self.cmd(), cwd=self.dir, env={**self.env, **env}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def metrics(self) -> list[Path]:
+        return sorted((self.dir / "results" / "runs").glob("**/metrics.json"))
+
+    def snapshot(self) -> dict[str, tuple[str, int]]:
+        """Every finished cell's files: sha256 and mtime (any rewrite changes the mtime)."""
+        snap = {}
+        for metrics in self.metrics():
+            for f in ("metrics.json", "predictions.jsonl", "train_log.jsonl"):
+                path = metrics.parent / f
+                snap[str(path.relative_to(self.dir))] = (hashlib.sha256(path.read_bytes()).hexdigest(),
+                                                         path.stat().st_mtime_ns)
+        return snap
+
+    def calls(self) -> list[dict]:
+        if not self.calls_file.exists():
+            return []
+        return [json.loads(line) for line in self.calls_file.read_text().splitlines() if line.strip()]
+
+    def wait_for_cells(self, proc: subprocess.Popen, count: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.metrics()) < count:
+            assert proc.poll() is None, "snakemake ended before the interruption"
+            assert time.monotonic() < deadline, "cells did not finish in time"
+            time.sleep(0.1)
+
+
+N_CELLS = len(MODELS) * len(SEEDS)
+
+
+def assert_untouched(before: dict, after: dict) -> None:
+    for path, (digest, mtime) in before.items():
+        assert path in after, f"{path} was deleted"
+        assert after[path] == (digest, mtime), f"{path} was rewritten"
+
+
+def test_interrupted_run_resumes_without_redoing_finished_cells(tmp_path):
+    study = Study(tmp_path)
+    proc = study.start(FAKE_SECONDS="1.5")
+    study.wait_for_cells(proc, 2)
+    os.killpg(proc.pid, signal.SIGINT)          # Ctrl-C in the terminal: snakemake and its jobs
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    before = study.snapshot()
+    finished = {json.loads((study.dir / p).read_text())["cell_id"] for p in before if p.endswith("metrics.json")}
+    assert 2 <= len(finished) < N_CELLS, "interrupt came too late to test anything"
+
+    rerun = study.run(FAKE_SECONDS="0.2")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert len(study.metrics()) == N_CELLS
+    assert_untouched(before, study.snapshot())
+    runs = {}
+    for call in study.calls():
+        runs[call["cell"]] = runs.get(call["cell"], 0) + 1
+    for cell in finished:
+        assert runs[cell] == 1, f"finished cell {cell} was trained again"
+    assert set(runs) == {json.loads(p.read_text())["cell_id"] for p in study.metrics()}
+
+
+def test_hard_killed_run_resumes_after_unlock(tmp_path):
+    study = Study(tmp_path)
+    proc = study.start(FAKE_SECONDS="1.5")
+    study.wait_for_cells(proc, 2)
+    os.killpg(proc.pid, signal.SIGKILL)          # the machine's session dies: no cleanup at all
+    killed_at = time.time()
+    proc.wait(timeout=30)
+    time.sleep(0.5)
+    before = study.snapshot()
+
+    locked = study.run(FAKE_SECONDS="0.2")
+    if locked.returncode != 0:                   # stale lock after SIGKILL: the documented recipe
+        assert "unlock" in (locked.stdout + locked.stderr).lower()
+        unlock = study.run("--unlock")
+        assert unlock.returncode == 0, unlock.stderr[-2000:]
+        again = study.run(FAKE_SECONDS="0.2")
+        assert again.returncode == 0, again.stderr[-3000:]
+    assert len(study.metrics()) == N_CELLS
+    # a cell whose job finished a split second before the kill may be marked incomplete and be
+    # redone; every other finished cell must be untouched
+    after = study.snapshot()
+    for path, (_digest, mtime) in before.items():
+        if after.get(path) != before[path]:
+            assert mtime / 1e9 > killed_at - 1.0, f"{path}, finished well before the kill, was redone"
+
+
+def test_failures_never_touch_finished_cells(tmp_path):
+    study = Study(tmp_path)
+    # ma cells fail (exit 1), mb cells are SIGKILLed mid-write, mc cells succeed
+    first = study.run(FAKE_SECONDS="0.2", FAKE_FAIL="ma", FAKE_CRASH="mb")
+    assert first.returncode != 0
+    done = study.metrics()
+    assert len(done) == len(SEEDS) and all("/mc/" in str(p) for p in done), done
+    before = study.snapshot()
+    # keep-going ran every cell; retries (1 in the profile) ran each failing cell twice
+    attempts = {}
+    for call in study.calls():
+        attempts.setdefault(call["cell"], []).append(call["attempt"])
+    for cell, tries in attempts.items():
+        assert sorted(tries) == ([1] if "/mc/" in cell else [1, 2]), (cell, tries)
+    for cell in (p for p in (study.dir / "results" / "runs").glob("**/ma/**/failure.json")):
+        assert json.loads(cell.read_text())["status"] == "failed"
+
+    # the same failures again, then a clean run: the finished cells never change
+    again = study.run(FAKE_SECONDS="0.2", FAKE_FAIL="ma", FAKE_CRASH="mb")
+    assert again.returncode != 0
+    assert_untouched(before, study.snapshot())
+    final = study.run(FAKE_SECONDS="0.2")
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert len(study.metrics()) == N_CELLS
+    assert_untouched(before, study.snapshot())
+    for metrics in study.metrics():
+        json.loads(metrics.read_text())  # whole files, never the crashed half-write
+    assert not list((study.dir / "results" / "runs").glob("**/mc/**/failure.json"))
+
+
+def test_workflow_jobs_never_share_a_gpu(tmp_path):
+    study = Study(tmp_path)
+    proc = study.run(FAKE_SECONDS="1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(p.read_text())["fake"] for p in study.metrics()]
+    assert {r["gpu"] for r in records} == {"0", "1"}
+    for gpu in ("0", "1"):
+        spans = sorted((r["start"], r["end"]) for r in records if r["gpu"] == gpu)
+        for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+            assert s2 >= e1, f"GPU {gpu} shared by two cells"
