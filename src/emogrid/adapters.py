@@ -1,0 +1,148 @@
+"""Apply a fine-tuning method (registry entry + spec sections) to a loaded model.
+
+Pure functions of (model, spec, family); no side effects at import, so the planner can use
+them on a meta-device model. peft is imported lazily (it costs seconds).
+"""
+
+from __future__ import annotations
+
+import math
+
+from emogrid.errors import CellError
+from emogrid.models import head_modules
+
+_LLAMA_ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
+_LLAMA_MLP = ["gate_proj", "up_proj", "down_proj"]
+
+# family -> target set -> module-name suffixes (peft matches `name == t or name.endswith("." + t)`).
+TARGETS: dict[str, dict[str, list[str]]] = {
+    "llama": {"attention": _LLAMA_ATTN, "all-linear": _LLAMA_ATTN + _LLAMA_MLP},
+    "qwen2": {"attention": _LLAMA_ATTN, "all-linear": _LLAMA_ATTN + _LLAMA_MLP},
+    "gemma3": {"attention": _LLAMA_ATTN, "all-linear": _LLAMA_ATTN + _LLAMA_MLP},
+    "gpt2": {"attention": ["c_attn", "attn.c_proj"], "all-linear": ["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"]},
+    "bert": {"attention": ["query", "key", "value", "attention.output.dense"],
+             "all-linear": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]},
+}
+
+# IA3 scales the *input* of these feed-forward modules (peft's own convention per family).
+IA3_FEEDFORWARD = {"llama": ["down_proj"], "qwen2": ["down_proj"], "gemma3": ["down_proj"],
+                   "gpt2": ["mlp.c_proj"], "bert": ["output.dense"]}
+
+
+def _matches(name: str, target: str) -> bool:
+    return name == target or name.endswith("." + target)
+
+
+def resolve_targets(model, family: str, targets: str) -> list[str]:
+    """Module-name suffixes for `attention`, `all-linear`, or a comma-separated explicit list.
+
+    Every name must match at least one module of `model`, else CellError (a retry won't help).
+    """
+    if targets in ("attention", "all-linear"):
+        if family not in TARGETS:
+            raise CellError(f"no `{targets}` target set for model family {family!r}",
+                            hint="give lora.targets as an explicit comma-separated list of module names")
+        names = list(TARGETS[family][targets])
+    else:
+        names = [t.strip() for t in str(targets).split(",") if t.strip()]
+        if not names:
+            raise CellError(f"empty target list {targets!r}", hint="use attention, all-linear or module names")
+    module_names = [n for n, _ in model.named_modules()]
+    missing = [t for t in names if not any(_matches(n, t) for n in module_names)]
+    if missing:
+        raise CellError(f"target modules {missing} not found in this {family} model",
+                        hint="check lora.targets / ia3.targets against the model's module names")
+    return names
+
+
+def _modules_to_save(spec: dict, family: str) -> list[str] | None:
+    if not spec.get("train", {}).get("train_head", True):
+        return None
+    return list(head_modules(family))
+
+
+def default_total_step(spec: dict) -> int:
+    """Optimizer steps of a cell, estimated from the spec (AdaLoRA needs it up front)."""
+    train = spec.get("train", {})
+    n_train = spec.get("data", {}).get("n_train") or spec.get("cell", {}).get("samples") or 1000
+    per_step = max(1, int(train.get("batch_size", 4)) * int(train.get("grad_accum", 1)))
+    return max(1, math.ceil(n_train / per_step) * int(train.get("epochs", 1)))
+
+
+def build_peft_config(spec: dict, model, family: str, num_labels: int, *, total_step: int | None = None):
+    """The peft config for a cell (None for full fine-tuning)."""
+    method = spec["method"]
+    kind = method.get("peft", "full")
+    if kind == "full":
+        return None
+    from peft import AdaLoraConfig, IA3Config, LoraConfig, TaskType
+
+    save = _modules_to_save(spec, family)
+    # SEQ_CLS makes peft add its own head names to modules_to_save; only wanted with the head on.
+    common = {"task_type": TaskType.SEQ_CLS if save else None, "modules_to_save": save}
+    lora = spec.get("lora", {})
+    fan_in_fan_out = family == "gpt2"  # GPT-2 uses Conv1D (weights stored transposed)
+    if kind == "lora":
+        return LoraConfig(r=int(lora.get("r", 8)), lora_alpha=float(lora.get("alpha", 16)),
+                          lora_dropout=float(lora.get("dropout", 0.0)),
+                          target_modules=resolve_targets(model, family, lora.get("targets", "attention")),
+                          use_dora=bool(method.get("use_dora")), fan_in_fan_out=fan_in_fan_out, **common)
+    if kind == "ia3":
+        ia3 = spec.get("ia3", {})
+        targets = resolve_targets(model, family, ia3.get("targets", "attention"))
+        feedforward = [t for t in IA3_FEEDFORWARD.get(family, []) if t in targets]
+        return IA3Config(target_modules=targets, feedforward_modules=feedforward,
+                         fan_in_fan_out=fan_in_fan_out, **common)
+    if kind == "adalora":
+        ada = spec.get("adalora", {})
+        total = int(total_step or default_total_step(spec))
+        tinit, tfinal = int(ada.get("tinit", 0)), int(ada.get("tfinal", 0))
+        if tinit + tfinal >= total:  # AdaLoRA refuses a schedule with no budgeting phase
+            tinit, tfinal = 0, 0
+        return AdaLoraConfig(init_r=int(ada.get("init_r", 12)), target_r=int(ada.get("target_r", 8)),
+                             tinit=tinit, tfinal=tfinal, deltaT=int(ada.get("delta_t", 1)),
+                             total_step=total, lora_alpha=float(lora.get("alpha", 16)),
+                             lora_dropout=float(lora.get("dropout", 0.0)),
+                             target_modules=resolve_targets(model, family, lora.get("targets", "attention")),
+                             fan_in_fan_out=fan_in_fan_out, **common)
+    raise CellError(f"method.peft {kind!r} is not one of full, lora, ia3, adalora")
+
+
+def apply_method(model, spec: dict, family: str, *, total_step: int | None = None):
+    """The model ready to train: every weight for `full`, else a PeftModel (QLoRA prepared for k-bit)."""
+    method = spec["method"]
+    quantized = method.get("quantize", "none") not in (None, "none")
+    if method.get("peft", "full") == "full":
+        if quantized:
+            raise CellError("full fine-tuning of a quantised model is not possible",
+                            hint="use method quantize: none for full, or a LoRA-family method with nf4/int8")
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    from peft import get_peft_model
+
+    if quantized:
+        from peft import prepare_model_for_kbit_training
+
+        # Gradient checkpointing off: cells are short sequences, memory is rarely the limit.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    num_labels = int(getattr(model.config, "num_labels", 2))
+    config = build_peft_config(spec, model, family, num_labels, total_step=total_step)
+    return get_peft_model(model, config)
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total), counted exactly as peft's `get_nb_trainable_parameters`."""
+    if hasattr(model, "get_nb_trainable_parameters"):
+        return tuple(int(x) for x in model.get_nb_trainable_parameters())
+    trainable = total = 0
+    for p in model.parameters():
+        n = p.numel()
+        if n == 0 and hasattr(p, "ds_numel"):
+            n = p.ds_numel
+        if p.__class__.__name__ == "Params4bit":  # packed: two 4-bit values per byte
+            n = n * 2 * (p.element_size() if hasattr(p, "element_size") else 1)
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return trainable, total

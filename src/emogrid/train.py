@@ -1,0 +1,651 @@
+"""`emogrid train`: train and evaluate one grid cell, write metrics.json (docs/CONTRACTS.md).
+
+Flow: spec + data -> model (+ adapter) -> HF Trainer (dynamic padding, eval each epoch for
+early stopping, checkpoints in <out>/.checkpoint for resume) -> val/test predictions ->
+metrics.json, predictions.jsonl, train_log.jsonl. Any failure leaves failure.json (not a
+Snakemake output) and a one-paragraph message; a retry reads it to skip hopeless retries
+and to halve the micro-batch after CUDA OOM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from transformers import Trainer, TrainerCallback
+
+from emogrid import atomic
+from emogrid.errors import CellError, DataError, EmogridError
+
+CHECKPOINT_DIR = ".checkpoint"
+log = logging.getLogger("emogrid.train")
+
+
+class NaNLossError(EmogridError):
+    """Training loss became NaN/inf."""
+
+
+class Preempted(BaseException):
+    """SIGTERM during training: a checkpoint was saved, outputs were not written."""
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def configure_parser(p) -> None:
+    p.add_argument("--spec", required=True, help="cell spec JSON, or @path to a JSON file")
+    p.add_argument("--data", required=True, help="subset directory (train/val/test.jsonl + manifest.json)")
+    p.add_argument("--out", required=True, help="cell run directory")
+    p.add_argument("--attempt", type=int, default=1, help="retry number (Snakemake's `attempt`), from 1")
+
+
+def run(args) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _setup_logging(out / "run.log")
+    started = _now()
+    spec: dict = {}
+    batch = {}
+    try:
+        spec = load_spec(args.spec)
+        batch = plan_attempt(spec, out, int(args.attempt))
+        run_cell(spec, Path(args.data), out, batch, started)
+        (out / "failure.json").unlink(missing_ok=True)
+        return 0
+    except (KeyboardInterrupt, Preempted) as err:  # the checkpoint stays for the resume
+        log.error("interrupted; the next run resumes from the last checkpoint")
+        print(f"emogrid train: interrupted; rerun to resume from {out / CHECKPOINT_DIR}", file=sys.stderr)
+        return 143 if isinstance(err, Preempted) else 130
+    except BaseException as err:  # noqa: BLE001 - every failure must leave a record
+        info = describe_failure(err, batch)
+        if not isinstance(err, EmogridError):
+            log.error("traceback:\n%s", traceback.format_exc())
+        write_failure(out, spec, info, batch, int(args.attempt), started)
+        msg = f"emogrid train: cell {spec.get('cell_id', '?')} failed: {info['type']}: {info['message']}"
+        if info.get("hint"):
+            msg += f" -- what to do: {info['hint']}"
+        msg += f" (details in {out / 'run.log'}, record in {out / 'failure.json'})"
+        log.error(msg)
+        print(msg, file=sys.stderr)
+        return 2 if not info["retryable"] else 1
+
+
+def load_spec(arg: str) -> dict:
+    try:
+        text = Path(arg[1:]).read_text(encoding="utf-8") if arg.startswith("@") else arg
+        spec = json.loads(text)
+    except (OSError, json.JSONDecodeError) as err:
+        raise CellError(f"cannot read the cell spec: {err}", hint="pass --spec as JSON or @path/to/spec.json") from err
+    for key in ("model", "method", "train"):
+        if key not in spec:
+            raise CellError(f"cell spec lacks the `{key}` block", hint="regenerate it with `emogrid grid`")
+    spec.setdefault("config_hash", config_hash(spec))
+    return spec
+
+
+def config_hash(spec: dict) -> str:
+    body = {k: v for k, v in spec.items() if k != "config_hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- retries and failures
+
+
+def plan_attempt(spec: dict, out: Path, attempt: int) -> dict:
+    """Micro-batch / accumulation for this attempt, after reading the previous failure.json."""
+    train = spec["train"]
+    batch = {"batch_size": int(train.get("batch_size", 4)), "grad_accum": int(train.get("grad_accum", 1))}
+    prev = _read_json(out / "failure.json") if attempt > 1 else None
+    if not prev or prev.get("provenance", {}).get("config_hash") != spec["config_hash"]:
+        return batch
+    err = prev.get("error", {})
+    if not err.get("retryable", True):
+        raise _Repeat(err)
+    if err.get("type") == "OutOfMemoryError":
+        prev_bs = int(prev.get("batch_size", batch["batch_size"]))
+        prev_acc = int(prev.get("grad_accum", batch["grad_accum"]))
+        if prev_bs <= 1:
+            raise _Repeat({**err, "retryable": False,
+                           "hint": "out of memory even at micro-batch 1: use qlora, a smaller model or train.max_length"})
+        batch = {"batch_size": prev_bs // 2, "grad_accum": prev_acc * 2}
+        log.info("attempt %d after CUDA OOM: micro-batch %d x accumulation %d (same effective batch)",
+                 attempt, batch["batch_size"], batch["grad_accum"])
+    return batch
+
+
+class _Repeat(EmogridError):
+    """The previous attempt hit an error a retry cannot fix; fail without loading anything."""
+
+    def __init__(self, err: dict):
+        super().__init__(f"not retrying: the previous attempt failed with {err.get('type')}: {err.get('message')}",
+                         hint=err.get("hint"))
+        self.previous = err
+
+
+def describe_failure(err: BaseException, batch: dict) -> dict:
+    import_torch = "torch" in sys.modules
+    if isinstance(err, _Repeat):
+        return {**err.previous, "retryable": False}
+    if import_torch:
+        import torch
+
+        if isinstance(err, torch.OutOfMemoryError):
+            bs = batch.get("batch_size", "?")
+            return {"type": "OutOfMemoryError", "retryable": True,
+                    "message": f"CUDA out of memory at micro-batch {bs}",
+                    "hint": "a retry halves the micro-batch and doubles grad accumulation; "
+                            "or lower train.batch_size / train.max_length, or use qlora"}
+    if isinstance(err, NaNLossError):
+        return {"type": "NaNLoss", "retryable": False, "message": str(err.args[0]), "hint": err.hint}
+    if isinstance(err, EmogridError):
+        return {"type": type(err).__name__, "retryable": False, "message": str(err.args[0]), "hint": err.hint}
+    return {"type": type(err).__name__, "retryable": True, "message": str(err) or repr(err),
+            "hint": "unexpected error (see the traceback in run.log); a retry may help if it was transient"}
+
+
+def write_failure(out: Path, spec: dict, info: dict, batch: dict, attempt: int, started: str) -> None:
+    record = {"cell": spec.get("cell", {}), "cell_id": spec.get("cell_id"), "status": "failed",
+              "error": info, "attempt": attempt, **batch,
+              "provenance": provenance(spec, None, started)}
+    atomic.write_json(out / "failure.json", record)
+
+
+# ---------------------------------------------------------------- the cell
+
+
+def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, on_model=None) -> dict:
+    """Train + evaluate one cell; `on_model(model)` sees the model before training (tests)."""
+    data = load_data(data_dir, spec)
+    import torch
+    from transformers import set_seed
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    seed = int(spec.get("cell", {}).get("seed", spec["train"].get("seed", 0)))
+    set_seed(seed)
+    if not torch.cuda.is_available():
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    from emogrid.adapters import apply_method, count_parameters
+    from emogrid.models import load_model
+
+    multi = data["multi_label"]
+    labels = data["labels"]
+    log.info("cell %s: %s / %s, %d labels, train %d val %d test %d, micro-batch %d x accum %d",
+             spec.get("cell_id"), spec["model"].get("name"), spec["method"].get("name"), len(labels),
+             len(data["train"]), len(data["val"]), len(data["test"]), batch["batch_size"], batch["grad_accum"])
+    model, tokenizer, family = load_model(spec, len(labels), multi_label=multi, labels=labels)
+    steps_per_epoch = math.ceil(len(data["train"]) / (batch["batch_size"] * batch["grad_accum"]))
+    total_steps = steps_per_epoch * int(spec["train"].get("epochs", 1))
+    model = apply_method(model, spec, family, total_step=total_steps)
+    trainable, total = count_parameters(model)
+    if on_model is not None:
+        on_model(model)
+    log.info("family %s, parameters: %d trainable of %d (%.3f%%)", family, trainable, total, 100 * trainable / total)
+
+    max_len = int(spec["train"].get("max_length", 128))
+    sets = {name: encode(tokenizer, rows, max_len, len(labels), multi) for name, rows in data.items()
+            if name in ("train", "val", "test")}
+    resume = find_checkpoint(out / CHECKPOINT_DIR, spec["config_hash"])
+    trainer, precision = build_trainer(spec, model, tokenizer, sets, out / CHECKPOINT_DIR, batch,
+                                       labels, multi, steps_per_epoch)
+    (out / CHECKPOINT_DIR).mkdir(exist_ok=True)
+    atomic.write_json(out / CHECKPOINT_DIR / "config_hash.json", {"config_hash": spec["config_hash"]})
+    if resume:
+        log.info("resuming from %s", resume)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    with _sigterm_checkpoint() as stop:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if stop.requested:
+        log.error("SIGTERM: checkpoint saved at step %d; the next run resumes from it", trainer.state.global_step)
+        raise Preempted
+    train_seconds = time.perf_counter() - t0
+    state = trainer.state
+    steps_here = state.global_step - _resumed_step(resume)
+
+    t0 = time.perf_counter()
+    evals = {}
+    predictions = []
+    for split in ("val", "test"):
+        evals[split], rows = evaluate_split(trainer, sets[split], data[split], labels, multi,
+                                            float(spec.get("data", {}).get("threshold", 0.5)), split)
+        predictions.extend(rows)
+    eval_seconds = time.perf_counter() - t0
+
+    n_train = len(sets["train"])
+    epochs_done = steps_here / max(steps_per_epoch, 1)
+    tokens_per_epoch = sum(len(x["input_ids"]) for x in sets["train"])
+    efficiency = {
+        "trainable_params": trainable, "total_params": total,
+        "trainable_percent": round(100.0 * trainable / total, 4),
+        "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
+        **peak_memory(),
+        "train_samples_per_second": round(n_train * epochs_done / train_seconds, 3) if train_seconds else 0.0,
+        "train_tokens_per_second": round(tokens_per_epoch * epochs_done / train_seconds, 3) if train_seconds else 0.0,
+        "epochs_run": int(math.ceil(round(state.epoch or 0, 6))),
+        "best_step": int(state.best_global_step or state.global_step),
+        "optimizer_steps": int(state.global_step),
+        "optimizer_steps_this_run": int(steps_here),
+        "resumed_from_step": _resumed_step(resume),
+        "batch_size": batch["batch_size"], "grad_accum": batch["grad_accum"],
+        "effective_batch_size": batch["batch_size"] * batch["grad_accum"],
+    }
+    log.info("done: val %s %.4f, test %s %.4f; %d optimizer steps (%d this run), %.1f s train",
+             spec["train"].get("metric", "accuracy"), evals["val"].get(spec["train"].get("metric", "accuracy"), float("nan")),
+             "accuracy", evals["test"]["accuracy"], state.global_step, steps_here, train_seconds)
+    del result
+    metrics = {"cell": spec.get("cell", {}), "cell_id": spec.get("cell_id"), "status": "ok",
+               "val": evals["val"], "test": evals["test"], "efficiency": efficiency,
+               "provenance": provenance(spec, data, started, precision)}
+    if spec["train"].get("save_adapter"):
+        save_adapter(model, tokenizer, out / "adapter")
+    atomic.write_jsonl(out / "predictions.jsonl", predictions)
+    atomic.write_jsonl(out / "train_log.jsonl", train_log(state.log_history))
+    atomic.write_json(out / "metrics.json", metrics)
+    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+    return metrics
+
+
+# ---------------------------------------------------------------- the trainer
+
+
+def precision_of(spec: dict) -> str:
+    import torch
+
+    from emogrid.models import bf16_supported
+
+    want = spec["train"].get("precision", "auto")
+    if want == "auto":
+        return "bf16" if bf16_supported() else "fp32"
+    if want == "fp16" and not torch.cuda.is_available():
+        raise CellError("train.precision fp16 needs a CUDA GPU", hint="use precision auto or fp32 on CPU")
+    return want
+
+
+def optimizer_name(spec: dict) -> str:
+    """`adamw_8bit` when the config or the method asks for it (QLoRA), else plain AdamW."""
+    from emogrid.methods import BUILTIN_METHODS
+
+    method = spec["method"]
+    optim = method.get("optim")
+    if optim is None and method.get("name") in BUILTIN_METHODS:
+        optim = BUILTIN_METHODS[method["name"]].optim
+    return optim or spec["train"].get("optim", "adamw")
+
+
+def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, multi, steps_per_epoch):
+    import torch
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments
+
+    train = spec["train"]
+    precision = precision_of(spec)
+    optim = optimizer_name(spec)
+    metric = train.get("metric", "accuracy")
+    cuda = torch.cuda.is_available()
+    seed = int(spec.get("cell", {}).get("seed", train.get("seed", 0)))
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir),
+        per_device_train_batch_size=batch["batch_size"],
+        gradient_accumulation_steps=batch["grad_accum"],
+        per_device_eval_batch_size=int(train.get("eval_batch_size", 64)),
+        learning_rate=float(train.get("lr", 1e-4)),
+        lr_scheduler_type=train.get("scheduler", "cosine"),
+        warmup_steps=float(train.get("warmup_ratio", 0.0)),  # a float < 1 is a ratio
+        weight_decay=float(train.get("weight_decay", 0.0)),
+        max_grad_norm=float(train.get("max_grad_norm", 1.0)),
+        num_train_epochs=float(train.get("epochs", 1)),
+        optim="adamw_bnb_8bit" if optim == "adamw_8bit" else "adamw_torch",
+        bf16=precision == "bf16", fp16=precision == "fp16",
+        # Eval + save once per epoch: all early stopping needs, and the resume points.
+        eval_strategy="epoch", save_strategy="epoch", save_total_limit=1,
+        load_best_model_at_end=True, metric_for_best_model=metric,
+        greater_is_better=metric not in ("loss",),
+        restore_callback_states_from_checkpoint=True,  # early-stopping patience survives a resume
+        logging_strategy="steps", logging_steps=max(1, steps_per_epoch // 4), logging_first_step=True,
+        logging_nan_inf_filter=False,  # the filter syncs host<->device every step and hides NaN
+        seed=seed, data_seed=seed,
+        use_cpu=not cuda, dataloader_num_workers=0, dataloader_pin_memory=cuda,
+        remove_unused_columns=False, label_names=["labels"],
+        report_to="none", disable_tqdm=True, save_only_model=False,
+    )
+    callbacks = [EarlyStoppingCallback(early_stopping_patience=int(train.get("patience", 2))),
+                 ProgressLog(), SigtermSave(), *([AdaLoraStep()] if spec["method"].get("peft") == "adalora" else [])]
+    collator = _Collator(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if cuda else None), multi)
+    trainer = CellTrainer(model=model, args=args, train_dataset=sets["train"], eval_dataset=sets["val"],
+                          data_collator=collator, compute_metrics=_eval_metrics(labels, multi, spec),
+                          callbacks=callbacks)
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # run.log has the progress; stdout stays quiet
+    trainer.loraplus_ratio = spec["method"].get("loraplus_ratio")
+    trainer.optim_8bit = optim == "adamw_8bit"
+    return trainer, precision
+
+
+class _Collator:
+    """Dynamic padding for the inputs; labels stacked as long (single) or float (multi-label)."""
+
+    def __init__(self, pad, multi: bool):
+        self.pad, self.multi = pad, multi
+
+    def __call__(self, features):
+        import torch
+
+        labels = [f["labels"] for f in features]
+        batch = self.pad([{"input_ids": f["input_ids"], "attention_mask": f["attention_mask"]} for f in features])
+        batch["labels"] = torch.tensor(labels, dtype=torch.float32 if self.multi else torch.long)
+        return batch
+
+
+def _eval_metrics(labels, multi, spec):
+    threshold = float(spec.get("data", {}).get("threshold", 0.5))
+
+    def compute(eval_pred):
+        from emogrid import metrics as M
+
+        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        gold = eval_pred.label_ids
+        gold_lists = [list(map(int, row.nonzero()[0])) for row in gold] if multi else [[int(g)] for g in gold]
+        result, _, _ = M.from_logits(logits, gold_lists, labels, multi, threshold)
+        return {k: v for k, v in result.items() if isinstance(v, float)}
+
+    return compute
+
+
+class CellTrainer(Trainer):
+    """Trainer with LoRA+ (peft's optimizer: B matrices at ratio x lr), optionally 8-bit."""
+
+    loraplus_ratio = None
+    optim_8bit = False
+
+    def create_optimizer(self, *args, **kwargs):
+        if self.optimizer is None and self.loraplus_ratio:
+            import torch
+            from peft.optimizers import create_loraplus_optimizer
+
+            if self.optim_8bit:
+                import bitsandbytes as bnb
+
+                cls = bnb.optim.AdamW8bit
+            else:
+                cls = torch.optim.AdamW
+            self.optimizer = create_loraplus_optimizer(
+                self.model, optimizer_cls=cls, lr=self.args.learning_rate,
+                loraplus_lr_ratio=float(self.loraplus_ratio), weight_decay=self.args.weight_decay)
+            return self.optimizer
+        return super().create_optimizer(*args, **kwargs)
+
+    # AdaLoRA saves adapters pruned to its current rank pattern and resizes the live modules to
+    # the live pattern on load, so a checkpoint from an earlier allocation cannot be loaded back
+    # (best model, resume). Checkpoints are saved and loaded unpruned instead: masked ranks are
+    # zeros in lora_E, so nothing is lost.
+    def _save(self, *args, **kwargs):
+        with _unpruned(self.model):
+            return super()._save(*args, **kwargs)
+
+    def _load_best_model(self, *args, **kwargs):
+        with _unpruned(self.model):
+            return super()._load_best_model(*args, **kwargs)
+
+    def _load_from_checkpoint(self, *args, **kwargs):
+        with _unpruned(self.model):
+            return super()._load_from_checkpoint(*args, **kwargs)
+
+
+class _unpruned:  # noqa: N801 - a context manager
+    def __init__(self, model):
+        configs = getattr(model, "peft_config", {}) or {}
+        self.configs = [c for c in configs.values() if type(c).__name__ == "AdaLoraConfig"]
+
+    def __enter__(self):
+        self.saved = [c.rank_pattern for c in self.configs]
+        for c in self.configs:
+            c.rank_pattern = None
+
+    def __exit__(self, *exc):
+        for c, pattern in zip(self.configs, self.saved):
+            c.rank_pattern = pattern
+        return False
+
+
+class ProgressLog(TrainerCallback):
+    """Human-readable progress in run.log; NaN loss stops the cell with a hint.
+
+    Checks only at logging steps (the loss is synced then anyway): no extra host syncs.
+    """
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" in logs:
+            loss = float(logs["loss"])
+            log.info("step %d/%d epoch %.2f loss %.4f lr %.3g", state.global_step, state.max_steps,
+                     logs.get("epoch", state.epoch or 0), loss, logs.get("learning_rate", float("nan")))
+            if not math.isfinite(loss):
+                raise NaNLossError(f"training loss became {loss} at step {state.global_step}",
+                                   hint="lower train.lr, raise train.warmup_ratio, or use precision fp32")
+        elif any(k.startswith("eval_") for k in logs):
+            shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in logs.items()
+                              if k.startswith("eval_") and isinstance(v, float) and "runtime" not in k
+                              and "per_second" not in k)
+            log.info("eval after epoch %.2f (step %d): %s", logs.get("epoch", state.epoch or 0), state.global_step, shown)
+
+
+class AdaLoraStep(TrainerCallback):
+    """AdaLoRA reallocates rank after each optimizer step (before zero_grad: it reads the grads)."""
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        base = getattr(model, "base_model", model)
+        base.update_and_allocate(state.global_step)
+
+
+class _SigtermStop:
+    requested = False
+
+
+class _sigterm_checkpoint:  # noqa: N801 - used as a context manager
+    """While training, SIGTERM (SLURM preemption/timeout) requests a checkpoint at the next step end."""
+
+    def __enter__(self):
+        import signal
+
+        self.state = _SigtermStop()
+        _STOP_FLAGS.append(self.state)
+        self.previous = signal.signal(signal.SIGTERM, self._handler)
+        return self.state
+
+    def _handler(self, signum, frame):
+        self.state.requested = True
+
+    def __exit__(self, *exc):
+        import signal
+
+        signal.signal(signal.SIGTERM, self.previous)
+        _STOP_FLAGS.remove(self.state)
+        return False
+
+
+_STOP_FLAGS: list[_SigtermStop] = []
+
+
+class SigtermSave(TrainerCallback):
+    """Turns a pending SIGTERM into save-and-stop at the end of the current optimizer step."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if any(flag.requested for flag in _STOP_FLAGS):
+            control.should_save = True
+            control.should_training_stop = True
+
+
+# ---------------------------------------------------------------- data
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def load_data(data_dir: Path, spec: dict) -> dict:
+    manifest = _read_json(data_dir / "manifest.json")
+    if manifest is None:
+        raise DataError(f"no readable manifest.json in {data_dir}", hint="run `emogrid prepare` for this subset first")
+    out = {"manifest": manifest, "labels": list(manifest["labels"])}
+    for split in ("train", "val", "test"):
+        path = data_dir / f"{split}.jsonl"
+        if not path.is_file():
+            raise DataError(f"missing {path}", hint="run `emogrid prepare` for this subset first")
+        out[split] = _read_jsonl(path)
+        if not out[split]:
+            raise DataError(f"{path} is empty", hint="increase samples or check the subset")
+    mode = spec.get("data", {}).get("mode") or manifest.get("mode", "single")
+    out["multi_label"] = mode == "multi"
+    return out
+
+
+def encode(tokenizer, rows: list[dict], max_len: int, k: int, multi: bool) -> list[dict]:
+    """Tokenise once per cell, unpadded (the collator pads each batch to its own longest)."""
+    enc = tokenizer([r["text"] for r in rows], truncation=True, max_length=max_len)
+    items = []
+    for i, r in enumerate(rows):
+        if multi:
+            label = [0.0] * k
+            for j in r["labels"]:
+                label[j] = 1.0
+        else:
+            label = int(r["labels"][0])
+        items.append({"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i], "labels": label})
+    return items
+
+
+def evaluate_split(trainer, dataset, rows, labels, multi, threshold, split):
+    from emogrid import metrics as M
+
+    output = trainer.predict(dataset, metric_key_prefix=split)
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    result, probs, pred = M.from_logits(logits, [r["labels"] for r in rows], labels, multi, threshold)
+    preds = M.pred_lists(pred, multi)
+    out_rows = [{"id": r.get("id"), "split": split, "gold": list(r["labels"]), "pred": preds[i],
+                 "probs": [round(float(p), 6) for p in probs[i]]} for i, r in enumerate(rows)]
+    return result, out_rows
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def find_checkpoint(ckpt_root: Path, chash: str) -> Path | None:
+    """Latest complete checkpoint of this very config, or None (a different config starts over)."""
+    if not ckpt_root.is_dir():
+        return None
+    stamp = _read_json(ckpt_root / "config_hash.json") or {}
+    if stamp.get("config_hash") != chash:
+        shutil.rmtree(ckpt_root, ignore_errors=True)
+        return None
+    done = [p for p in ckpt_root.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    if not done:
+        return None
+    return max(done, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def _resumed_step(resume: Path | None) -> int:
+    return int(resume.name.split("-")[-1]) if resume else 0
+
+
+def save_adapter(model, tokenizer, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+
+
+# ---------------------------------------------------------------- logs, efficiency, provenance
+
+
+def train_log(history: list[dict]) -> list[dict]:
+    rows = []
+    for h in history:
+        base = {"step": h.get("step"), "epoch": h.get("epoch")}
+        if "loss" in h:
+            rows.append({**base, "loss": h["loss"], "lr": h.get("learning_rate"),
+                         **({"grad_norm": h["grad_norm"]} if "grad_norm" in h else {})})
+        elif any(k.startswith("eval_") for k in h):
+            rows.append({**base, "eval": {k[5:]: v for k, v in h.items() if k.startswith("eval_")}})
+    return rows
+
+
+def peak_memory() -> dict:
+    import torch
+
+    if torch.cuda.is_available():
+        return {"peak_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1), "peak_memory_kind": "cuda"}
+    import resource
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"peak_memory_mb": round(kb / 1024, 1), "peak_memory_kind": "rss"}
+
+
+def provenance(spec: dict, data: dict | None, started: str, precision: str | None = None) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for pkg in ("emogrid", "torch", "transformers", "peft", "accelerate", "bitsandbytes", "scikit-learn"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = None
+    versions["python"] = sys.version.split()[0]
+    device = "cpu"
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            device = torch.cuda.get_device_name(0)
+    manifest = (data or {}).get("manifest") or {}
+    return {"versions": versions, "device": device, "precision": precision, "git_commit": git_commit(),
+            "config_hash": spec.get("config_hash"), "data_checksum": manifest.get("checksum"),
+            "hostname": socket.gethostname(), "started": started, "finished": _now()}
+
+
+def git_commit() -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return res.stdout.strip() or None if res.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _setup_logging(path: Path) -> None:
+    log.setLevel(logging.INFO)
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    fh = logging.FileHandler(path, encoding="utf-8")  # appends: a resumed run continues the log
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(fh)
+    log.propagate = False

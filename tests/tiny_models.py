@@ -1,0 +1,101 @@
+"""Tiny random models of every supported family, saved like a hub checkout.
+
+`build_tiny_model(family, out_dir) -> Path` writes config.json, model.safetensors and a small
+tokenizer (WordPiece for BERT, byte-level BPE for decoders) trained on GoEmotions text, so
+tests load them through the very code path used for hub ids. Deterministic for a family.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+FAMILIES = ("llama", "qwen2", "gpt2", "gemma3", "bert")
+VOCAB_SIZE = 512
+_FALLBACK_TEXT = [
+    "I love this so much, thank you!", "This is so sad, I am sorry for your loss.",
+    "Wow, that is amazing and surprising.", "I am so angry at this stupid thing.",
+    "Haha that is hilarious", "What do you mean? I am confused.", "Great job, well done!",
+    "That is disgusting and gross.", "I am scared of what comes next.", "Yes, I agree with you.",
+]
+
+
+def data_dir() -> Path:
+    """Real GoEmotions (original taxonomy) dir: env EMOGRID_DATA_DIR or <repo>/../shared/data."""
+    env = os.environ.get("EMOGRID_DATA_DIR")
+    base = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data" / "goemotions"
+    return base / "original" if (base / "original").is_dir() else base
+
+
+def corpus(limit: int = 5000) -> list[str]:
+    path = data_dir() / "train.tsv"
+    if path.is_file():
+        with open(path, encoding="utf-8") as fh:
+            return [line.split("\t", 1)[0] for _, line in zip(range(limit), fh)]
+    return _FALLBACK_TEXT * 20
+
+
+def _tokenizer(family: str):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if family == "bert":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        tok.train_from_iterator(corpus(), trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, special_tokens=special))
+        cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+        tok.decoder = decoders.WordPiece()
+        return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                       cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    special = ["<|endoftext|>"]
+    tok.train_from_iterator(corpus(), trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=special,
+                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    # No pad token on purpose: decoders ship without one and the loader must add it.
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                                   unk_token="<|endoftext|>")
+
+
+def _config(family: str, tok):
+    import transformers as tf
+
+    v = len(tok)
+    common = dict(vocab_size=v, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, max_position_embeddings=128)
+    if family == "llama":
+        return tf.LlamaConfig(num_key_value_heads=2, eos_token_id=tok.eos_token_id,
+                              bos_token_id=tok.bos_token_id, **common), tf.LlamaForCausalLM
+    if family == "qwen2":
+        return tf.Qwen2Config(num_key_value_heads=2, eos_token_id=tok.eos_token_id,
+                              bos_token_id=tok.bos_token_id, **common), tf.Qwen2ForCausalLM
+    if family == "gemma3":
+        return tf.Gemma3TextConfig(num_key_value_heads=2, head_dim=16, sliding_window=16,
+                                   eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
+                                   pad_token_id=None, **common), tf.Gemma3ForCausalLM
+    if family == "gpt2":
+        return tf.GPT2Config(vocab_size=v, n_embd=64, n_layer=2, n_head=4, n_positions=128,
+                             bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id), tf.GPT2LMHeadModel
+    if family == "bert":
+        return tf.BertConfig(pad_token_id=tok.pad_token_id, **common), tf.BertModel
+    raise ValueError(f"unknown family {family!r}; one of {FAMILIES}")
+
+
+def build_tiny_model(family: str, out_dir: Path) -> Path:
+    """Save a tiny random `family` model + tokenizer into out_dir (created) and return it."""
+    import torch
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = _tokenizer(family)
+    config, cls = _config(family, tok)
+    torch.manual_seed(0)
+    model = cls(config)
+    model.save_pretrained(out_dir)  # safetensors
+    tok.save_pretrained(out_dir)
+    return out_dir
