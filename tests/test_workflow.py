@@ -1,0 +1,50 @@
+"""The Snakemake DAG: one data job per subset, one training job per cell, plus report targets."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import job_counts, snakemake
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_default_config_dry_run_job_counts(tmp_path, monkeypatch):
+    monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
+    proc = snakemake(tmp_path, "-n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert counts["prepare_data"] == 4 * 3 * 3          # (labels, samples, seed)
+    assert counts["train"] == 4 * 3 * 5 * 3             # x models
+    assert counts["all"] == 1
+    assert counts.get("aggregate") == 1
+
+
+def test_swept_grid_dry_run_job_counts(tmp_path, monkeypatch):
+    monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
+    study = write(tmp_path / "sweep.yaml",
+                  "grid: {labels: [2, 4], samples: [800], models: [bert-base, gpt2-xl],"
+                  " methods: [lora, full], seeds: [0, 1]}\n"
+                  "lora: {r: [8, 16, 64]}\n")
+    proc = snakemake(tmp_path, "-n", configfiles=[study])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert counts["prepare_data"] == 2 * 1 * 2
+    # lora: 3 ranks; full ignores lora.r -> 1
+    assert counts["train"] == 2 * 1 * 2 * 2 * (3 + 1)
+    assert "results/runs/goemotions/gpt2-xl/lora/lora.r=64/k4_n800/s1/metrics.json" in proc.stdout
+
+
+@pytest.mark.parametrize("patch, expected", [
+    ("grid: {labels: []}\n", "grid.labels: must not be empty"),
+    ("grid: {models: [nope]}\n", "grid.models[0]: model 'nope' is not defined"),
+    ("train: {lr: 1e-4}\n", "YAML reads 1e-4 as text"),
+])
+def test_bad_config_stops_snakemake_with_one_message(tmp_path, patch, expected):
+    proc = snakemake(tmp_path, "-n", configfiles=[write(tmp_path / "bad.yaml", patch)])
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert expected in out and "Traceback" not in out
