@@ -352,9 +352,10 @@ def summarize(cells: pd.DataFrame) -> pd.DataFrame:
     out["ci95_t_half"] = half
     out["ci95_t_low"] = out["mean"] - half
     out["ci95_t_high"] = out["mean"] + half
-    failed = (cells[cells["status"] == "failed"].groupby(keys, dropna=False, sort=False)
+    fkeys = [k for k in keys if k != "mode"]  # a failed cell has no metrics, so no mode
+    failed = (cells[cells["status"] == "failed"].groupby(fkeys, dropna=False, sort=False)
               .size().rename("n_failed").reset_index())
-    out = out.merge(failed, on=keys, how="left") if len(failed) else out.assign(n_failed=0)
+    out = out.merge(failed, on=fkeys, how="left") if len(failed) else out.assign(n_failed=0)
     out["n_failed"] = out["n_failed"].fillna(0).astype(int)
     out["ci_method"] = CI_METHOD
     return out[columns].reset_index(drop=True)

@@ -105,7 +105,7 @@ def load_tables(tables_dir: str | Path) -> dict[str, Any]:
     levels = json.loads(lv_path.read_text()) if lv_path.is_file() else {}
     for frame in (cells, summary, per_class):
         if "variant" in frame:
-            frame["variant"] = frame["variant"].fillna("").astype(str)
+            frame["variant"] = frame["variant"].astype("string").fillna("").astype(str)
     return {"cells": cells, "summary": summary, "per_class": per_class, "levels": levels}
 
 

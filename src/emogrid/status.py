@@ -91,9 +91,11 @@ def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
     cells = status["cells"]
     c = status["counts"]
     total = c["total"] or 1
-    lines = [f"{c['done']}/{c['total']} done ({100 * c['done'] / total:.0f}%) · {c['failed']} failed · "
-             f"{c['running']} running · {c['pending']} pending",
-             "legend: " + "  ".join(f"{sym[s]} {s}" for s in STATES) + "   (one symbol per seed)"]
+    dot = ", " if ascii_only else " · "
+    lines = [f"{c['done']}/{c['total']} done ({100 * c['done'] / total:.0f}%){dot}{c['failed']} failed{dot}"
+             f"{c['running']} running{dot}{c['pending']} pending",
+             "  ".join(f"{sym[s]} {s}" for s in STATES) + "  (one per seed)"]
+    lines = [_clip(line, width) for line in lines]
     datasets = list(dict.fromkeys(x["axes"]["dataset"] for x in cells))
     methods = list(dict.fromkeys(x["axes"]["method"] for x in cells))
     ks = sorted({int(x["axes"]["labels"]) for x in cells})
@@ -120,8 +122,7 @@ def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
             labels = [m + (f" {v}" if v else "") for m, v in rows]
             label_w = min(max(len(x) for x in labels), max(12, width // 3))
             per_chunk = max(1, (width - label_w - 1) // (col_w + 1))
-            for start in range(0, len(cols), per_chunk):
-                chunk = cols[start:start + per_chunk]
+            for chunk in _chunks(cols, per_chunk):
                 k_line, n_line = " " * label_w, " " * label_w
                 prev_k = None
                 for k, n in chunk:
@@ -154,6 +155,20 @@ def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
         lines += ["", f"{len(status['outside_grid'])} result folder(s) outside this grid "
                       "(other config or older sweep), e.g.", _clip("  " + status["outside_grid"][0], width)]
     return "\n".join(lines) + "\n"
+
+
+def _chunks(cols: list[tuple[int, int]], size: int) -> list[list[tuple[int, int]]]:
+    """Columns in chunks of at most `size`, breaking between label counts where possible."""
+    chunks: list[list] = [[]]
+    for k in dict.fromkeys(k for k, _ in cols):
+        group = [c for c in cols if c[0] == k]
+        if chunks[-1] and len(chunks[-1]) + len(group) > size:
+            chunks.append([])
+        for col in group:
+            if len(chunks[-1]) >= size:
+                chunks.append([])
+            chunks[-1].append(col)
+    return [c for c in chunks if c]
 
 
 def _clip(text: str, width: int) -> str:

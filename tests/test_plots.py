@@ -1,0 +1,78 @@
+"""Figures: every file produced and non-empty, heatmap annotations and missing-cell listing."""
+
+from __future__ import annotations
+
+import matplotlib
+import pytest
+
+import fixtures_results as F
+from emogrid import aggregate as A
+from emogrid import plots as P
+from emogrid.cli import main
+from emogrid.errors import EmogridError
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("plots")
+    F.build_tree(root / "runs", multi=False)
+    A.aggregate(root / "runs", root / "tables", expected=F.expected_grid())
+    return root
+
+
+def test_agg_backend():
+    assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_every_figure_written(tree):
+    out = tree / "figures"
+    cell = "goemotions/tiny-a/full/k4_n200/s0"
+    assert main(["figures", "--tables", str(tree / "tables"), "--out", str(out),
+                 "--runs", str(tree / "runs"), "--confusion", cell]) == 0
+    for name in P.FIGURES:
+        for ext in P.FORMATS:
+            path = out / f"{name}.{ext}"
+            assert path.stat().st_size > 5000, path
+    for ext in P.FORMATS:
+        assert (out / "confusion" / f"goemotions__tiny-a__full__k4_n200__s0.{ext}").stat().st_size > 5000
+    assert (out / "study_heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "study_heatmap.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_heatmap_annotations_and_missing(tree):
+    data = P.load_tables(tree / "tables")
+    fig, info = P.study_heatmap(data)
+    # full: tiny-a 4 + tiny-b 3 (k4 n200 missing); lora: 2 models x 2 variants x 4 columns
+    assert info["annotated"] == 7 + 16
+    texts = [t for ax in fig.axes for t in ax.texts if t.get_gid() == "value"]
+    assert len(texts) == 23
+    assert info["panels"] == ["full", "lora"]
+    assert info["missing"] == ["tiny-b · full · k=4, n=200"]
+    # the failed seed leaves fewer seeds: marked with a dagger
+    assert sum(t.get_text().endswith("†") for t in texts) == 1
+    assert "49.0†" in {t.get_text() for t in texts}
+    footer = " ".join(t.get_text() for t in fig.texts)
+    assert "tiny-b · full · k=4, n=200" in footer
+    matplotlib.pyplot.close(fig)
+
+
+def test_all_seeds_failed_cell_is_hatched_and_named(tmp_path):
+    runs = tmp_path / "runs"
+    F.write_cell(runs, "goemotions", "tiny-a", "full", "", {}, 2, 100, 0, 0.6)
+    F.write_cell(runs, "goemotions", "tiny-a", "full", "", {}, 2, 200, 0, 0.6, failed=True)
+    A.aggregate(runs, tmp_path / "tables")
+    fig, info = P.study_heatmap(P.load_tables(tmp_path / "tables"))
+    assert info["annotated"] == 1
+    assert info["missing"] == ["tiny-a · full · k=2, n=200 (failed)"]
+    assert [t.get_text() for ax in fig.axes for t in ax.texts if t.get_gid() == "failed"] == ["failed"]
+    # placeholders where there is nothing to draw, never a crash
+    P.make_figures(tmp_path / "tables", tmp_path / "figures", formats=("png",))
+    for name in P.FIGURES:
+        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 0
+
+
+def test_errors_are_user_errors(tmp_path, tree):
+    with pytest.raises(EmogridError, match="emogrid aggregate"):
+        P.load_tables(tmp_path)
+    with pytest.raises(EmogridError, match="no metrics.json"):
+        P.confusion_matrix(tree / "runs", "goemotions/nope/full/k2_n100/s0")

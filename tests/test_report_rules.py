@@ -1,0 +1,154 @@
+"""workflow/rules/report.smk through Snakemake on a synthetic, finished results tree.
+
+Checks the promises of the report rules:
+- report-only mode (EMOGRID_REPORT_ONLY=1) regenerates tables + figures + report.html from
+  finished results alone: its DAG holds `aggregate` and `figures` only, even when data files
+  are newer than the results and the training config changed;
+- editing plotting code reruns `figures` only; editing table code reruns `aggregate` and
+  `figures`; neither schedules data or training jobs (Snakemake rerun triggers: mtime with
+  checksums, params, input, software-env, code);
+- a failed cell (failure.json, no metrics.json) enters `aggregate` through its failure.json
+  and never blocks the tables.
+The workflow is copied to a temp dir so editing its code does not touch the checkout.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fixtures_results as F
+from emogrid import plots, tables
+
+REPO = Path(__file__).resolve().parents[1]
+STUDY = REPO / "studies" / "quickstart.yaml"
+OLD, NEWER = 1_700_000_000, 1_700_003_600  # data files, then results one hour later
+
+pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not installed")
+
+
+def _literal(name: str):
+    text = (REPO / "workflow" / "rules" / "report.smk").read_text()
+    match = re.search(rf"^{name} = (\[.*?\])$", text, re.M | re.S)
+    return ast.literal_eval(match.group(1))
+
+
+def test_rule_file_names_match_the_modules():
+    stems = _literal("TABLE_STEMS")
+    assert [f"{s}.{e}" for s in stems for e in ("csv", "md", "tex")] + ["problems.md"] == tables.TABLE_FILES
+    assert _literal("FIGURE_NAMES") == plots.FIGURES
+    captions = REPO / "workflow" / "report"
+    for name in plots.FIGURES:
+        assert (captions / f"{name}.rst").is_file(), name
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wf")
+    wf = root / "wf"
+    wf.mkdir()
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, wf / name)
+    for name in ("workflow", "envs"):
+        shutil.copytree(REPO / name, wf / name)
+    shutil.copytree(REPO / "src" / "emogrid", wf / "src" / "emogrid",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    work = root / "work"
+    results = work / "results"
+    from emogrid.config import load_config
+    from emogrid.grid import expand_cells
+
+    cells = expand_cells(load_config([str(STUDY)], base=REPO / "config.yaml"))
+    for i, cell in enumerate(cells):
+        data = results / cell.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        for name in ("train.jsonl", "val.jsonl", "test.jsonl", "manifest.json"):
+            (data / name).write_text("{}\n")
+        a = cell.axes
+        F.write_cell(results / "runs", a["dataset"], a["model"], a["method"], "", {}, a["labels"],
+                     a["samples"], a["seed"], 0.8 + 0.01 * i)
+        for name in ("predictions.jsonl", "train_log.jsonl", "run.log"):
+            (results / cell.run_dir / name).write_text("")
+    _set_mtimes(results)
+    return {"wf": wf, "work": work, "cells": cells}
+
+
+def _set_mtimes(results: Path) -> None:
+    for path in (results / "data").rglob("*"):
+        if path.is_file():
+            os.utime(path, (OLD, OLD))
+    for path in (results / "runs").rglob("*"):
+        if path.is_file():
+            os.utime(path, (NEWER, NEWER))
+
+
+def snakemake(wf, work, *args, report_only=False, configfiles=(), check=True):
+    env = dict(os.environ)
+    env.pop("EMOGRID_REPORT_ONLY", None)
+    if report_only:
+        env["EMOGRID_REPORT_ONLY"] = "1"
+    # targets first: --configfile takes every word after it
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(wf["wf"] / "Snakefile"), "--cores", "1",
+           *args, "--configfile", str(STUDY), *map(str, configfiles)]
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def planned_jobs(output: str) -> set[str]:
+    return set(re.findall(r"^(?:local)?rule (\w+):", output, re.M))
+
+
+def test_report_only_regenerates_without_training(workflow, tmp_path):
+    wf, work = workflow, workflow["work"]
+    # data newer than the results and a changed training recipe: a normal run would retrain
+    for path in (work / "results" / "data").rglob("*.jsonl"):
+        os.utime(path, None)
+    overlay = tmp_path / "lr.yaml"
+    overlay.write_text("train:\n  lr: 0.001\n")
+    dry = snakemake(wf, work, "-n", "figures", report_only=True, configfiles=[overlay])
+    assert planned_jobs(dry) == {"aggregate", "figures"}
+    _set_mtimes(work / "results")
+
+    snakemake(wf, work, "figures", report_only=True)
+    for name in plots.FIGURES:
+        for ext in ("png", "pdf"):
+            assert (work / "results" / "figures" / f"{name}.{ext}").stat().st_size > 0
+    for name in tables.TABLE_FILES:
+        assert (work / "results" / "tables" / name).is_file()
+    snakemake(wf, work, "--report", "results/report.html", "figures", report_only=True)
+    html = (work / "results" / "report.html").read_text(errors="replace")
+    for name in plots.FIGURES:
+        assert f"{name}.png" in html, name
+
+    # plotting code edited: figures only; table code: aggregate + figures
+    with open(wf["wf"] / "src" / "emogrid" / "plots.py", "a") as fh:
+        fh.write("\n# style tweak\n")
+    assert planned_jobs(snakemake(wf, work, "-n", "figures", report_only=True)) == {"figures"}
+    # ... and a normal full run plans no data or training job for it either
+    normal = planned_jobs(snakemake(wf, work, "-n"))
+    assert "figures" in normal and not normal & {"train", "prepare_data"}
+    with open(wf["wf"] / "src" / "emogrid" / "tables.py", "a") as fh:
+        fh.write("\n# table tweak\n")
+    assert planned_jobs(snakemake(wf, work, "-n", "figures", report_only=True)) == {"aggregate", "figures"}
+
+
+def test_failed_cell_does_not_block_aggregation(workflow):
+    wf, work = workflow, workflow["work"]
+    cell = workflow["cells"][-1]
+    run_dir = work / "results" / cell.run_dir
+    (run_dir / "metrics.json").unlink()
+    (run_dir / "failure.json").write_text(
+        '{"status": "failed", "error": {"type": "OutOfMemoryError", "message": "oom"}}')
+    _set_mtimes(work / "results")
+    out = snakemake(wf, work, "-n", "figures")
+    assert planned_jobs(out) == {"aggregate", "figures"}
+    assert f"{cell.run_dir}/failure.json" in out

@@ -1,0 +1,66 @@
+"""emogrid status: states per cell, grouped grid view within 80 columns, --json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import fixtures_results as F
+from emogrid import aggregate as A
+from emogrid import status as S
+from emogrid.cli import main
+
+
+@pytest.fixture()
+def results(tmp_path):
+    F.build_tree(tmp_path / "runs", multi=True)
+    # one missing seed has started training: a checkpoint folder only
+    (tmp_path / "runs" / F.cell_id("goemotions", "tiny-b", "full", "", 4, 200, 0) / ".checkpoint").mkdir(parents=True)
+    return tmp_path
+
+
+def test_counts_and_states(results):
+    st = S.grid_status(results, F.expected_grid())
+    assert st["counts"] == {"done": 68, "failed": 1, "running": 1, "pending": 2, "total": 72}
+    failed = [c for c in st["cells"] if c["status"] == "failed"]
+    assert failed[0]["error"]["type"] == "OutOfMemoryError"
+    assert len(st["outside_grid"]) == 2  # the multi-label cells are not in this grid
+
+
+def test_render_fits_80_columns(results):
+    text = S.render(S.grid_status(results, F.expected_grid()), width=80)
+    lines = text.splitlines()
+    assert max(len(l) for l in lines) <= 80
+    assert lines[0].startswith("68/72 done (94%) · 1 failed · 1 running · 2 pending")
+    assert "lora: 47/48 done, 1 failed" in text
+    assert "tiny-a lora.r=8 ●●●   ●●●   ●●✗   ●●●" in text
+    assert "tiny-b ●●●   ●●●   ●●●   ◐··" in text
+    assert "hint: lower train.batch_size" in text
+    ascii_text = S.render(S.grid_status(results, F.expected_grid()), ascii_only=True)
+    assert ascii_text.isascii() and "##x" in ascii_text
+
+
+def test_wide_grid_is_split_into_chunks(tmp_path):
+    expected = [{"cell_id": F.cell_id("d", "a-rather-long-model-name", "lora", "", k, n, 0), "dataset": "d",
+                 "model": "a-rather-long-model-name", "method": "lora", "labels": k, "samples": n, "seed": 0}
+                for k in (2, 4, 8, 16) for n in (800, 1600, 2400, 3200)]
+    text = S.render(S.grid_status(tmp_path, expected), width=60)
+    assert max(len(l) for l in text.splitlines()) <= 60
+    assert text.count("k=16") == 1 and text.count("n=3200") == 4
+
+
+def test_cli_json(results, monkeypatch, capsys):
+    monkeypatch.setattr(A, "expected_cells", lambda configfiles=(), config=None: F.expected_grid())
+    assert main(["status", "--results", str(results), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["counts"]["done"] == 68 and len(data["cells"]) == 72
+    assert main(["status", "--results", str(results), "--ascii", "--width", "80"]) == 0
+    assert "68/72 done" in capsys.readouterr().out
+
+
+def test_real_config(tmp_path, capsys):
+    """Against the grid layer: the quickstart study expands to 4 pending cells."""
+    assert main(["status", "--config", "studies/quickstart.yaml", "--results", str(tmp_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["counts"]["pending"] == data["counts"]["total"] > 0
