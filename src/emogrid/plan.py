@@ -569,6 +569,8 @@ def lora_sizing_spec(name: str, mspec: dict, r: int, targets: str, num_labels: i
 
 
 def _fmt(v, column: str = "") -> str:
+    if column == "rel_error" and isinstance(v, (int, float)):
+        return f"{100 * v:+.1f}%"
     if isinstance(v, float):
         return f"{v:.4f}" if column.endswith("percent") else f"{v:,.1f}"
     if isinstance(v, int) and not isinstance(v, bool):
