@@ -19,6 +19,7 @@ METHODS = {
     "ia3": {"peft": "ia3"},
     "adalora": {"peft": "adalora"},
     "lora-nohead": {"peft": "lora", "train_head": False},
+    "qlora": {"peft": "lora", "quantize": "nf4"},
 }
 
 
@@ -28,11 +29,11 @@ def make_spec(model: dict, method: str, k: int = K, r: int = 4) -> dict:
     train_head = m.pop("train_head", True)
     return {"cell": {"labels": k, "samples": 60}, "cell_id": f"x/{method}",
             "model": model,
-            "method": {"name": method, "quantize": "none", "use_dora": False, "loraplus_ratio": None, **m},
+            "method": {"name": method, "use_dora": False, "loraplus_ratio": None, "quantize": "none", **m},
             "lora": {"r": r, "alpha": 2 * r, "dropout": 0.0, "targets": targets},
             "ia3": {"targets": targets},
             "adalora": {"init_r": 6, "target_r": 4, "tinit": 0, "tfinal": 0, "delta_t": 1},
-            "quant": {"double_quant": True, "compute_dtype": "auto"},
+            "quant": {"double_quant": True, "compute_dtype": "float32"},
             "train": {"batch_size": 4, "grad_accum": 1, "epochs": 1, "precision": "fp32", "optim": "adamw",
                       "eval_batch_size": 8, "max_length": 32, "train_head": train_head},
             "data": {"mode": "single"}}
@@ -181,3 +182,25 @@ def test_cli_writes_tables(tmp_path, tiny_models, capsys):
     assert (out / "plan.md").is_file() and (out / "lora_sizing.csv").is_file()
     assert main(["plan", "--configfile", "config.yaml", "--configfile", str(cfg), "--out", str(out),
                  "--gpu-mem-mb", "1", "--quiet", "--no-sizing"]) == 1
+
+
+@pytest.mark.parametrize("double_quant", [True, False])
+def test_nf4_weight_bytes_equal_bitsandbytes(tiny_models, double_quant):
+    """QLoRA weights: packed 4-bit + absmax (nested or not) + fp32 rest == the real bnb model."""
+    from emogrid.adapters import apply_method
+    from emogrid.models import load_model
+
+    spec = make_spec({"name": "tiny-llama", "id": None, "path": str(tiny_models["llama"])}, "qlora")
+    spec["quant"]["double_quant"] = double_quant
+    model, _tok, family = load_model(spec, K)
+    model = apply_method(model, spec, family)
+    import bitsandbytes as bnb
+
+    real = sum(p.numel() * p.element_size() for p in model.parameters())
+    for mod in model.modules():
+        qs = mod.weight.quant_state if isinstance(mod, bnb.nn.Linear4bit) else None  # not peft's wrappers
+        if qs is not None:
+            real += qs.absmax.numel() * qs.absmax.element_size()
+            if qs.state2 is not None:
+                real += qs.state2.absmax.numel() * qs.state2.absmax.element_size()
+    assert plan.plan_cell_memory(spec, device="cpu")["weights_bytes"] == real

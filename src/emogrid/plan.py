@@ -261,6 +261,7 @@ def _measure_structure(cfg_dict: dict, spec: dict, num_labels: int, dtype: str) 
         "family": family, "num_labels": num_labels, "trainable": int(trainable), "total": int(total),
         "trainable_tensors": tensors, "frozen_by_dtype": frozen_by_dtype,
         "quant_numel": quant_numel, "quant_rows": sum(r for _, _, r in quant_linears),
+        "quant_sizes": [n for _, n, _ in quant_linears],
         "unquantized_frozen": max(0, frozen_total - quant_numel),
         "head_total_per_label": head_total, "head_trainable_per_label": head_train,
         "head_frozen_per_label_dtype": head_frozen, "_model": peft_model,
@@ -417,12 +418,14 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     trainable_bytes = sum(n * DTYPE_BYTES[dt] for _, n, dt, _ in tensors)
     wb = DTYPE_BYTES[weights_dtype]
     if quantize == "nf4":
-        qn = st["quant_numel"]
-        if spec.get("quant", {}).get("double_quant", True):
-            const = math.ceil(qn / NF4_BLOCK) + 4 * math.ceil(qn / (NF4_BLOCK * NF4_DQ_BLOCK))
-        else:
-            const = 4 * math.ceil(qn / NF4_BLOCK)
-        frozen_bytes = qn // 2 + const + st["unquantized_frozen"] * wb
+        # per quantised module: packed 4-bit values, then its absmax blocks (code tables and
+        # offsets, ~1 KiB a module, are left out)
+        double = spec.get("quant", {}).get("double_quant", True)
+        q_bytes = 0
+        for n in st["quant_sizes"]:
+            blocks = math.ceil(n / NF4_BLOCK)
+            q_bytes += (n + 1) // 2 + (blocks + 4 * math.ceil(blocks / NF4_DQ_BLOCK) if double else 4 * blocks)
+        frozen_bytes = q_bytes + st["unquantized_frozen"] * wb
     elif quantize == "int8":
         frozen_bytes = st["quant_numel"] + 4 * st["quant_rows"] + st["unquantized_frozen"] * wb
     else:
@@ -470,7 +473,7 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
         "device": device, "precision": precision, "weights_dtype": weights_dtype,
         "quantize": quantize, "optim": optim, "batch_size": batch, "seq_len_peak": seq,
         "eval_batch_size": eb, "token_stats_source": stats.get("source", "given"),
-        "weights_mb": mb(weights), "trainable_mb": mb(trainable_bytes), "gradients_mb": mb(grads),
+        "weights_bytes": int(weights), "weights_mb": mb(weights), "trainable_mb": mb(trainable_bytes), "gradients_mb": mb(grads),
         "optimizer_mb": mb(opt), "activations_mb": mb(act["saved_bytes"]),
         "transient_mb": mb(max(transient_bwd, step_tmp)), "overhead_mb": mb(overhead),
         "train_peak_mb": mb(peak), "inference_mb": mb(infer), "host_mem_mb": mb(host),
@@ -651,7 +654,7 @@ def run(args) -> int:
     write_text(out / "plan.csv", to_csv(rows, PLAN_COLUMNS))
     md_cols = ["model", "method", "variant", "labels", "trainable_params", "total_params", "trainable_percent",
                "weights_dtype", "quantize", "optim", "weights_mb", "gradients_mb", "optimizer_mb",
-               "activations_mb", "train_peak_mb", "inference_mb"] + (["fits"] if gpu_mem else [])
+               "activations_mb", "train_peak_mb", "inference_mb", "host_mem_mb"] + (["fits"] if gpu_mem else [])
     md = to_markdown(rows, md_cols)
     write_text(out / "plan.md", md)
     sizing_md = ""
