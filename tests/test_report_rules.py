@@ -89,7 +89,7 @@ def _set_mtimes(results: Path) -> None:
             os.utime(path, (NEWER, NEWER))
 
 
-def snakemake(wf, work, *args, report_only=False, configfiles=(), check=True):
+def snakemake(wf, work, *args, report_only=False, configfiles=(), config=(), check=True):
     env = dict(os.environ)
     env.pop("EMOGRID_REPORT_ONLY", None)
     if report_only:
@@ -97,6 +97,8 @@ def snakemake(wf, work, *args, report_only=False, configfiles=(), check=True):
     # targets first: --configfile takes every word after it
     cmd = [sys.executable, "-m", "snakemake", "-s", str(wf["wf"] / "Snakefile"), "--cores", "1",
            *args, "--configfile", str(STUDY), *map(str, configfiles)]
+    if config:
+        cmd += ["--config", *config]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=300)
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -114,7 +116,8 @@ def test_report_only_regenerates_without_training(workflow, tmp_path):
         os.utime(path, None)
     overlay = tmp_path / "lr.yaml"
     overlay.write_text("train:\n  lr: 0.001\n")
-    dry = snakemake(wf, work, "-n", "figures", report_only=True, configfiles=[overlay])
+    # the config switch (Snakemake parses True, not true) and the environment switch agree
+    dry = snakemake(wf, work, "-n", "figures", configfiles=[overlay], config=["report_only=True"])
     assert planned_jobs(dry) == {"aggregate", "figures"}
     _set_mtimes(work / "results")
 

@@ -216,10 +216,12 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
             panels.append((method, rows))
     # keep panels whose layout is the same (same row count) side by side, else stack
     same = len({len(r) for _, r in panels}) == 1
-    ncols = min(len(panels), 3) if same else 1
-    nrows = math.ceil(len(panels) / ncols)
     cell_w, cell_h = 0.62, 0.36
     row_label_w = 1.6 if not multi_ds else 2.4
+    panel_w = len(cols) * cell_w + row_label_w
+    # side by side while the figure stays printable (about a page width), else stacked
+    ncols = max(1, min(len(panels), 3, int(16 // panel_w))) if same else 1
+    nrows = math.ceil(len(panels) / ncols)
     heights = [max(len(r) for _, r in panels[i * ncols:(i + 1) * ncols]) for i in range(nrows)]
     fig_w = ncols * (len(cols) * cell_w + row_label_w) + 1.0
     fig_h = sum(h * cell_h + 1.1 for h in heights) + 0.3
@@ -267,7 +269,8 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
         ax.tick_params(length=0)
         for side in ("left", "bottom", "top", "right"):
             ax.spines[side].set_visible(False)
-        ax.set_xlabel("training samples n")
+        if idx // ncols == nrows - 1 or idx + ncols >= len(panels):
+            ax.set_xlabel("training samples n")
         # label-count groups above the columns, separated by white gaps
         centers, names = [], []
         for k in dict.fromkeys(k for k, _ in cols):
@@ -407,7 +410,7 @@ def tradeoffs(data: dict[str, Any], metric: str = "test_accuracy"):
                     continue
                 yerr = None if pd.isna(rec.ci95_t_half) else 100 * rec.ci95_t_half
                 ax.errorbar(xs[key], 100 * rec.mean, yerr=yerr, color=palette[rec.model],
-                            marker=marker_of[(rec.method, rec.variant)], markersize=6, capsize=2,
+                            marker=marker_of[(rec.method, rec.variant)], markersize=6, capsize=1.5, elinewidth=0.8,
                             linestyle="none", markeredgecolor="white", markeredgewidth=0.5)
             finite = [v for v in xs.to_numpy(dtype=float) if v > 0]
             if log and finite and max(finite) / min(finite) > 20:

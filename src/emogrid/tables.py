@@ -272,6 +272,12 @@ def render_per_class(sel: pd.DataFrame, levels: dict) -> dict[str, str]:
 
 def render_comparisons(comparisons: pd.DataFrame) -> dict[str, str]:
     sub = comparisons[comparisons["scope"].isin(["study", "model"])] if len(comparisons) else comparisons
+    if len(sub):  # each pair: pooled study row first, then one row per model
+        pair = ["metric", "method_a", "variant_a", "method_b", "variant_b"]
+        first = {k: i for i, k in enumerate(dict.fromkeys(map(tuple, sub[pair].values.tolist())))}
+        sub = sub.assign(_p=[first[tuple(r)] for r in sub[pair].values.tolist()],
+                         _s=(sub["scope"] != "study").astype(int))
+        sub = sub.sort_values(["_p", "_s"], kind="stable").drop(columns=["_p", "_s"])
     heads = ["Scope", "Metric", "A", "B", "Pairs", "Δ (A−B) pp", "95% CI (t)", "p (paired t)", "A wins / B wins"]
     body = []
     for rec in sub.to_dict("records"):

@@ -10,13 +10,14 @@
 # - A failed cell (failure.json, no metrics.json) enters `aggregate` through its
 #   failure.json, so it does not block the tables on the next run. Retry one explicitly
 #   (snakemake results/runs/<cell>/metrics.json) or delete its failure.json.
-# - Report-only mode (EMOGRID_REPORT_ONLY=1, or config report_only: true where the schema
-#   allows it) drops every results file from the inputs of `aggregate`: the DAG then holds
-#   `aggregate` and `figures` only, so no training or data job can be scheduled, whatever
-#   changed in the config or code. A fingerprint of the result files (path, size, mtime)
-#   is a param instead, so new or changed results still rerun the tables.
-#       EMOGRID_REPORT_ONLY=1 snakemake --cores 1 figures
-#       EMOGRID_REPORT_ONLY=1 snakemake --report results/report.html figures
+# - Report-only mode (--config report_only=True, or env EMOGRID_REPORT_ONLY=1) drops every
+#   results file from the inputs of `aggregate`: the DAG then holds `aggregate` and
+#   `figures` only, so no training or data job can be scheduled, whatever changed in the
+#   config or code. A fingerprint of the result files (path, size, mtime) is a param
+#   instead, so new or changed results still rerun the tables.
+#       snakemake --cores 1 figures --config report_only=True
+#       snakemake --report results/report.html figures --config report_only=True
+#   (Snakemake reads `True` as a boolean; `true` stays a string and fails validation.)
 import hashlib
 
 
