@@ -13,6 +13,7 @@ records its SLURM_JOB_ID where the test can see it.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -32,7 +33,8 @@ SETUP = REPO / ".ci" / "slurm-setup.sh"
 STATE_DIR = Path(os.environ.get("EMOGRID_SLURM_DIR", "/tmp/emogrid-slurm"))
 # Without slurmdbd `sacct` can't answer, so the test cluster is polled with squeue (MinJobAge
 # in cluster.sh is 600 s >= 3 x the first-poll delay). Real clusters keep the profile defaults.
-SLURM_TEST_FLAGS = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2"]
+SLURM_TEST_FLAGS = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+                    "--slurm-keep-successful-logs"]
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
 
 
@@ -112,7 +114,7 @@ def assert_through_sbatch(state_dir: Path, job_ids: list[str]) -> None:
 TRIVIAL = textwrap.dedent(
     r"""
     rule all:
-        input: expand("out/gpu{i}.txt", i=range(3)), "out/cpu.txt", "out/flaky.txt"
+        input: expand("out/gpu{i}.txt", i=range(2)), "out/flaky.txt"
 
     # a GPU job: SLURM assigns a (fake) GPU; emogrid gpu-slot keeps SLURM's choice, takes no lock
     rule gpu:
@@ -121,11 +123,6 @@ TRIVIAL = textwrap.dedent(
         shell:
             "emogrid gpu-slot --gpus 1 --lock-dir locks -- sh -c "
             "'echo job=$SLURM_JOB_ID cvd=$CUDA_VISIBLE_DEVICES' > {output}"
-
-    rule cpu:
-        output: "out/cpu.txt"
-        resources: mem_mb=300, runtime=5, cpus_per_task=1
-        shell: "echo job=${{SLURM_JOB_ID:-none}} > {output}"
 
     # fails on its first attempt: the profile's retries resubmit it
     rule flaky:
@@ -145,10 +142,10 @@ def test_trivial_workflow_through_sbatch(slurm_cluster, tmp_path):
     print(f"trivial workflow via SLURM: {time.monotonic() - started:.1f} s", file=sys.stderr)
 
     job_ids = SUBMITTED.findall(log)
-    assert len(job_ids) == 6, f"3 gpu + 1 cpu + 2 flaky attempts expected, got {job_ids}"
+    assert len(job_ids) == 4, f"2 gpu + 2 flaky attempts expected, got {job_ids}"
     # the failed first attempt of `flaky` is FAILED, the rest COMPLETED
     out_ids = []
-    for name in ["gpu0", "gpu1", "gpu2", "cpu", "flaky"]:
+    for name in ["gpu0", "gpu1", "flaky"]:
         text = (tmp_path / "out" / f"{name}.txt").read_text()
         job = re.search(r"job=(\d+)", text)
         assert job, f"{name} did not run inside a SLURM job: {text!r}"
@@ -160,3 +157,71 @@ def test_trivial_workflow_through_sbatch(slurm_cluster, tmp_path):
     assert_through_sbatch(slurm_cluster, out_ids)
     assert not (tmp_path / "locks").exists() or not any((tmp_path / "locks").iterdir()), \
         "under SLURM gpu-slot must not lock"
+
+
+def _scontrol_job(job_id: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=30).stdout
+
+
+def test_emogrid_grid_through_slurm(slurm_cluster, tmp_path):
+    """The README's cluster recipe on the repo's Snakefile with tiny models: one cell as a test
+    job first, then the whole grid (2 cells + data + tables/figures), every job via sbatch."""
+    pytest.importorskip("emogrid.train")
+    pytest.importorskip("transformers")
+    from tests.helpers import require_data
+    from tests.tiny_models import build_tiny_model
+
+    data = require_data()
+    models = {name: build_tiny_model(family, tmp_path / "models" / family)
+              for name, family in (("tiny-bert", "bert"), ("tiny-gpt2", "gpt2"))}
+    study = tmp_path / "study.yaml"
+    study.write_text(textwrap.dedent(f"""\
+        data: {{path: {data}}}
+        grid: {{labels: [2], samples: [40], models: [tiny-bert, tiny-gpt2], methods: [lora], seeds: [0]}}
+        models:
+          tiny-bert: {{path: {models["tiny-bert"]}}}
+          tiny-gpt2: {{path: {models["tiny-gpt2"]}}}
+        train: {{epochs: 1, batch_size: 8, eval_batch_size: 32, max_length: 32, patience: 0}}
+        resources:
+          train: {{gpu: 1, mem_mb: 2000, runtime: 15, cpus_per_task: 1}}
+          data: {{mem_mb: 1000, runtime: 5, cpus_per_task: 1}}
+          report: {{mem_mb: 1000, runtime: 5, cpus_per_task: 1}}
+        """))
+    work = tmp_path / "work"
+    work.mkdir()
+    common = ["-s", str(REPO / "Snakefile"), "--configfile", str(REPO / "config.yaml"), str(study)]
+    cell = "goemotions/tiny-bert/lora/k2_n40/s0"
+
+    started = time.monotonic()
+    # targets before --configfile (which takes several values and would swallow them)
+    one = run_snakemake(work, f"results/runs/{cell}/metrics.json", *common)
+    log_one = one.stdout + one.stderr
+    assert one.returncode == 0, log_one[-5000:]
+    ids_one = SUBMITTED.findall(log_one)
+    assert len(ids_one) == 2, f"a single cell = its data job + its training job: {ids_one}"
+    assert not (work / "results/runs/goemotions/tiny-gpt2").exists()
+
+    grid = run_snakemake(work, *common)
+    log_grid = grid.stdout + grid.stderr
+    assert grid.returncode == 0, log_grid[-5000:]
+    ids_grid = SUBMITTED.findall(log_grid)
+    print(f"emogrid grid via SLURM: {time.monotonic() - started:.1f} s, jobs {ids_one + ids_grid}", file=sys.stderr)
+    assert_through_sbatch(slurm_cluster, ids_one + ids_grid)
+    # the grid run reused the finished cell and its data: only the other cell + the report steps
+    assert "Rule: prepare_data" not in log_grid
+    assert len(re.findall(r"Finished jobid: \d+ \(Rule: train\)", log_grid)) == 1
+
+    for name in ("tiny-bert", "tiny-gpt2"):
+        metrics = json.loads((work / f"results/runs/goemotions/{name}/lora/k2_n40/s0/metrics.json").read_text())
+        assert metrics["status"] == "ok" and 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    assert any((work / "results" / "tables").iterdir())
+
+    # every training job got a (fake) GPU from SLURM, kept by emogrid gpu-slot, and is requeueable
+    train_logs = list((work / ".snakemake" / "slurm_logs" / "rule_train").glob("**/*.log"))
+    assert len(train_logs) == 2
+    for path in train_logs:
+        text = path.read_text()
+        assert re.search(r"keeping its assignment: CUDA_VISIBLE_DEVICES=[0-3]\b", text), text[-2000:]
+    for job_id in ids_one + ids_grid:
+        info = _scontrol_job(job_id)
+        assert "Requeue=1" in info, info

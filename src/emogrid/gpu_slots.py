@@ -237,6 +237,9 @@ def run(args: argparse.Namespace) -> int:
     if env.get("EMOGRID_GPU_SLOT") is not None and "CUDA_VISIBLE_DEVICES" in env:
         return _exec(command, env)
     if under_scheduler(env):
+        cvd = env.get("CUDA_VISIBLE_DEVICES")
+        print("emogrid gpu-slot: under SLURM, keeping its assignment: CUDA_VISIBLE_DEVICES="
+              + ("(unset: no GPU requested)" if cvd is None else cvd), file=sys.stderr, flush=True)
         return _exec(command, env)
 
     pool = gpu_pool(args.gpus, env)
