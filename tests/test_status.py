@@ -34,7 +34,7 @@ def test_render_fits_80_columns(results):
     assert max(len(l) for l in lines) <= 80
     assert lines[0].startswith("68/72 done (94%) · 1 failed · 1 running · 2 pending")
     assert "lora: 47/48 done, 1 failed" in text
-    assert "tiny-a lora.r=8 ●●●   ●●●   ●●✗   ●●●" in text
+    assert "tiny-a r=8 ●●●   ●●●   ●●✗   ●●●" in text
     assert "tiny-b ●●●   ●●●   ●●●   ◐··" in text
     assert "hint: lower train.batch_size" in text
     ascii_text = S.render(S.grid_status(results, F.expected_grid()), ascii_only=True)

@@ -451,7 +451,10 @@ def _arm_order(ok: pd.DataFrame, levels: dict[str, list] | None) -> list[tuple[s
 def compute_levels(cells: pd.DataFrame, expected: list[dict[str, Any]] | None = None) -> dict:
     """Order of every axis: first appearance in the expected grid (config order), else natural."""
     levels: dict[str, list] = {}
-    source = pd.DataFrame.from_records(expected) if expected else None
+    source = None
+    if expected:
+        source = pd.DataFrame.from_records(
+            [{**c, "variant": parse_cell_id(c["cell_id"]).get("variant", "")} for c in expected])
     for col in ["dataset", "model", "method", "variant", "labels", "samples", "seed",
                 *swept_columns(cells)]:
         values: list = []
@@ -467,9 +470,15 @@ def compute_levels(cells: pd.DataFrame, expected: list[dict[str, Any]] | None = 
             values = sorted(values, key=_natural_key)
         levels[col] = [_jsonable(v) for v in values]
     if source is None or "variant" not in source:
-        levels["variant"] = sorted(levels.get("variant", []), key=lambda v: (v != "", v))
+        levels["variant"] = sorted(levels.get("variant", []), key=_variant_key)
     levels["from_config"] = expected is not None
     return levels
+
+
+def _variant_key(variant: str):
+    """Natural order: 'lora.r=8' before 'lora.r=16'; no variant first."""
+    parts = re.split(r"(\d+(?:\.\d+)?(?:e-?\d+)?)", variant)
+    return (variant != "", [(0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts)])
 
 
 def _isna(value: Any) -> bool:
@@ -513,8 +522,8 @@ def write_frame(df: pd.DataFrame, path: Path, parquet: bool = False) -> None:
 
 def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
               configfiles: list[str] | None = None, tables: bool = True,
-              config: dict | None = None, expected: list[dict[str, Any]] | None = None
-              ) -> dict[str, Any]:
+              config: dict | None = None, expected: list[dict[str, Any]] | None = None,
+              per_class_samples: int | None = None) -> dict[str, Any]:
     """Collect, summarise, compare, write. Returns the frames and timings.
 
     The expected grid (pending rows, axis order) comes from `expected`, else `config` (a
@@ -540,7 +549,7 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
         from emogrid import tables as tables_mod
 
         result["tables"] = tables_mod.write_tables(out_dir, cells, summary, per_class,
-                                                   comparisons, levels)
+                                                   comparisons, levels, per_class_samples)
     result["seconds"] = time.perf_counter() - t0
     return result
 
@@ -555,6 +564,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "orders models/methods as in the config")
     parser.add_argument("--config-json", default=None,
                         help="the study config as JSON (what the Snakemake rule passes) instead of --config")
+    parser.add_argument("--per-class-samples", type=int, default=None, metavar="N",
+                        help="per-class F1 table at this sample size (default: the largest n of each k)")
     parser.add_argument("--no-tables", action="store_true",
                         help="write only the tidy data (cells, summary, comparisons), no paper tables")
 
@@ -567,7 +578,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise EmogridError(f"--config-json: not valid JSON ({err})") from None
     result = aggregate(args.runs, args.out, args.config or None, tables=not args.no_tables,
-                       config=config)
+                       config=config, per_class_samples=args.per_class_samples)
     counts = result["cells"]["status"].value_counts().to_dict()
     parts = ", ".join(f"{counts[k]} {k}" for k in ("ok", "failed", "invalid", "pending") if k in counts)
     print(f"emogrid aggregate: {len(result['cells'])} cells ({parts}) -> {args.out} "

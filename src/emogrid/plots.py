@@ -47,6 +47,8 @@ OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
 LINESTYLES = ["-", "--", "-.", ":"]
 HEATMAP_CMAP = "viridis"
+MAX_PANEL_ROWS = 12  # accuracy-vs-samples rows (methods x variants) drawn; the rest are named
+MAX_COLUMNS = 40  # per-class F1 columns (model x method) drawn; the rest are named
 MISSING_COLOR = "#e6e6e6"
 STYLE = {
     "figure.dpi": 100,
@@ -116,8 +118,17 @@ def _order(values, levels: dict, key: str) -> list:
     return sorted(vals, key=lambda v: (rank.get(v, len(rank)), str(v)))
 
 
+def short_variant(variant: str) -> str:
+    """'lora.alpha=16+lora.r=8' -> 'alpha=16 r=8' (labels only; tables keep full names)."""
+    out = []
+    for part in variant.split("+"):
+        key, sep, value = part.partition("=")
+        out.append(f"{key.rsplit('.', 1)[-1]}{sep}{value}")
+    return " ".join(out)
+
+
 def arm_label(method: str, variant: str) -> str:
-    return f"{method} [{variant}]" if variant else str(method)
+    return f"{method} [{short_variant(variant)}]" if variant else str(method)
 
 
 def _arms(frame: pd.DataFrame, levels: dict) -> list[tuple[str, str]]:
@@ -217,7 +228,10 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
     # keep panels whose layout is the same (same row count) side by side, else stack
     same = len({len(r) for _, r in panels}) == 1
     cell_w, cell_h = 0.62, 0.36
-    row_label_w = 1.6 if not multi_ds else 2.4
+    longest = max((len((f"{ds} · " if multi_ds else "") + model) if not variant else
+                   max(len((f"{ds} · " if multi_ds else "") + model), len(short_variant(variant)))
+                   for _, rows in panels for ds, model, variant in rows), default=10)
+    row_label_w = max(1.2, 0.075 * longest + 0.3)
     panel_w = len(cols) * cell_w + row_label_w
     # side by side while the figure stays printable (about a page width), else stacked
     ncols = max(1, min(len(panels), 3, int(16 // panel_w))) if same else 1
@@ -263,7 +277,7 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
         ax.set_xlim(0, len(cols))
         ax.set_ylim(len(rows), 0)
         ax.set_xticks([j + 0.5 for j in range(len(cols))], [f"{n}" for _, n in cols])
-        ylabels = [(f"{ds} · " if multi_ds else "") + model + (f"\n{variant}" if variant else "")
+        ylabels = [(f"{ds} · " if multi_ds else "") + model + (f"\n{short_variant(variant)}" if variant else "")
                    for ds, model, variant in rows]
         ax.set_yticks([i + 0.5 for i in range(len(rows))], ylabels)
         ax.tick_params(length=0)
@@ -319,6 +333,8 @@ def accuracy_vs_samples(data: dict[str, Any], metric: str = "test_accuracy"):
     ks = sorted(_order(sub["labels"], levels, "labels"))
     datasets = _order(sub["dataset"], levels, "dataset")
     row_keys = [(ds, arm) for ds in datasets for arm in _arms(sub[sub["dataset"] == ds], levels)]
+    dropped = row_keys[MAX_PANEL_ROWS:]
+    row_keys = row_keys[:MAX_PANEL_ROWS]
     samples = sorted(sub["samples"].unique())
     log_x = len(samples) > 1 and samples[-1] / max(samples[0], 1) > 4
     with plt.rc_context(STYLE):
@@ -360,8 +376,11 @@ def accuracy_vs_samples(data: dict[str, Any], metric: str = "test_accuracy"):
                               linestyle=LINESTYLES[i % len(LINESTYLES)], label=m)
                    for i, m in enumerate(models)]
         fig.legend(handles=handles, loc="outside upper center", ncol=min(len(models), 5), title="model")
-        fig.text(0.01, -0.01, "Lines: mean over seeds; bands: 95% t confidence interval of the mean.",
-                 fontsize=7, color="#404040", ha="left", va="top")
+        note = "Lines: mean over seeds; bands: 95% t confidence interval of the mean."
+        if dropped:
+            note += (f"\n{len(dropped)} more method settings not drawn (see results/tables/summary.csv): "
+                     + ", ".join(arm_label(*a) for _, a in dropped[:6]) + (" …" if len(dropped) > 6 else ""))
+        fig.text(0.01, -0.01, note, fontsize=7, color="#404040", ha="left", va="top")
     return fig
 
 
@@ -452,6 +471,8 @@ def per_class_f1(data: dict[str, Any]):
     models = _order(pc["model"], levels, "model")
     heights = [pc[(pc["dataset"] == ds) & (pc["labels"] == k)]["label"].nunique() for ds, k in panels]
     arms_all = [(m, a) for m in models for a in _arms(pc[pc["model"] == m], levels)]
+    dropped = arms_all[MAX_COLUMNS:]
+    arms_all = arms_all[:MAX_COLUMNS]
     width = 1.8 + 0.55 * len(arms_all)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(len(panels), 1, figsize=(max(width, 4.0), sum(0.32 * h + 0.5 for h in heights) + 1.6),
@@ -491,6 +512,9 @@ def per_class_f1(data: dict[str, Any]):
         cbar = fig.colorbar(sm, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02, fraction=0.05)
         cbar.set_label("test F1 (%), mean over seeds")
         cbar.outline.set_visible(False)
+        if dropped:
+            fig.text(0.01, -0.01, f"{len(dropped)} more model / method columns not drawn "
+                     "(see results/tables/per_class_f1.csv)", fontsize=7, color="#404040", ha="left", va="top")
     return fig
 
 

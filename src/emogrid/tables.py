@@ -232,7 +232,7 @@ def per_class_selection(per_class: pd.DataFrame, samples: int | None = None) -> 
             .rename(columns={"mean": "f1", "count": "n"}).reset_index())
 
 
-def render_per_class(sel: pd.DataFrame, levels: dict) -> dict[str, str]:
+def render_per_class(sel: pd.DataFrame, levels: dict, samples: int | None = None) -> dict[str, str]:
     if sel.empty:
         empty = "no per-class results\n"
         return {"csv": sel.to_csv(index=False), "md": empty, "tex": "% " + empty}
@@ -257,7 +257,8 @@ def render_per_class(sel: pd.DataFrame, levels: dict) -> dict[str, str]:
     fmt = lambda v: DASH if pd.isna(v) else f"{100 * v:.1f}"
     csv = pd.DataFrame([i + [None if pd.isna(v) else v for v in vals] for i, vals in rows],
                        columns=heads).to_csv(index=False)
-    note = "test F1 per class (%), mean over seeds, at the largest sample size of each k"
+    note = "test F1 per class (%), mean over seeds, " + (
+        f"at n = {samples}" if samples is not None else "at the largest sample size of each k")
     md = "\n".join([f"**Per-class F1** — {note}", "", "| " + " | ".join(heads) + " |",
                     "|" + "|".join([":--"] * (len(heads) - len(arms)) + ["--:"] * len(arms)) + "|"]
                    + ["| " + " | ".join(i + [fmt(v) for v in vals]) + " |" for i, vals in rows]) + "\n"
@@ -342,7 +343,8 @@ def write_tables(out_dir: str | Path, cells: pd.DataFrame, summary: pd.DataFrame
     put("study_accuracy", render_study(study_pivot(summary, "test_accuracy", levels), "Test accuracy"))
     put("study_f1_macro", render_study(study_pivot(summary, "test_f1_macro", levels), "Test macro-F1"))
     put("efficiency", render_efficiency(efficiency_frame(cells, levels)))
-    put("per_class_f1", render_per_class(per_class_selection(per_class, per_class_samples), levels))
+    put("per_class_f1", render_per_class(per_class_selection(per_class, per_class_samples), levels,
+                                         per_class_samples))
     put("method_comparisons", render_comparisons(comparisons))
     write_text(out_dir / "problems.md", render_problems(cells))
     written.append(out_dir / "problems.md")
