@@ -2,8 +2,16 @@
 # Packages the real-SLURM test (tests/test_slurm.py, marker `slurm`) needs: a single-node
 # slurm-wlm 22.05 cluster with munge, started by hand by tests/slurm/cluster.sh (no systemd).
 # Idempotent and quick when already installed; ~15-40 s on a fresh Debian 12 (apt-get update
-# included). Exit status 0 = ready; non-zero = not installable here (the test then skips).
+# included). Never fails CI: when the packages can't be installed here (not root, no apt, no
+# network) it says why and exits 0, and tests/test_slurm.py skips with that reason.
+# `--strict` makes those cases exit 1 instead.
 set -euo pipefail
+strict=0
+[[ "${1:-}" == "--strict" ]] && strict=1
+cannot() {
+    echo "slurm-setup: $* -- the SLURM tests will skip" >&2
+    exit "$strict"
+}
 
 need=()
 for bin in /usr/sbin/slurmctld /usr/sbin/slurmd /usr/bin/sbatch /usr/bin/squeue /usr/sbin/munged; do
@@ -13,11 +21,8 @@ if ((${#need[@]} == 0)); then
     echo "slurm-setup: slurm and munge already installed"
     exit 0
 fi
-if [[ $EUID -ne 0 ]]; then
-    echo "slurm-setup: missing ${need[*]} and not root: cannot apt-get install" >&2
-    exit 1
-fi
-command -v apt-get >/dev/null || { echo "slurm-setup: no apt-get (not Debian/Ubuntu)" >&2; exit 1; }
+[[ $EUID -eq 0 ]] || cannot "missing ${need[*]} and not root: cannot apt-get install"
+command -v apt-get >/dev/null || cannot "no apt-get (not Debian/Ubuntu)"
 
 export DEBIAN_FRONTEND=noninteractive
 # The packages' postinst scripts try to start services; there is no systemd here, and we
@@ -31,6 +36,7 @@ if [[ ! -e $policy ]]; then
 fi
 trap '[[ $created_policy == 1 ]] && rm -f "$policy"' EXIT
 
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null
+apt-get update -qq || cannot "apt-get update failed"
+apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null ||
+    cannot "apt-get install slurmctld slurmd slurm-client munge failed"
 echo "slurm-setup: installed $(dpkg-query -W -f='${Package} ${Version}  ' slurmctld slurmd slurm-client munge)"

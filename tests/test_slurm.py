@@ -55,7 +55,7 @@ def slurm_cluster():
     if not _installed():
         if os.environ.get("EMOGRID_SLURM_NO_INSTALL") == "1":
             _skip("slurm-wlm/munge not installed and EMOGRID_SLURM_NO_INSTALL=1")
-        proc = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(["bash", str(SETUP), "--strict"], capture_output=True, text=True, timeout=600)
         if proc.returncode != 0 or not _installed():
             _skip(f"could not install the Debian packages: {proc.stderr.strip()[-500:]}")
     if shutil.which("snakemake") is None:
@@ -133,37 +133,45 @@ TRIVIAL = textwrap.dedent(
 )
 
 
-def test_trivial_workflow_through_sbatch(slurm_cluster, tmp_path):
-    (tmp_path / "Snakefile").write_text(TRIVIAL)
-    started = time.monotonic()
-    proc = run_snakemake(tmp_path)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
-    print(f"trivial workflow via SLURM: {time.monotonic() - started:.1f} s", file=sys.stderr)
-
-    job_ids = SUBMITTED.findall(log)
-    assert len(job_ids) == 4, f"2 gpu + 2 flaky attempts expected, got {job_ids}"
-    # the failed first attempt of `flaky` is FAILED, the rest COMPLETED
-    out_ids = []
-    for name in ["gpu0", "gpu1", "flaky"]:
-        text = (tmp_path / "out" / f"{name}.txt").read_text()
-        job = re.search(r"job=(\d+)", text)
-        assert job, f"{name} did not run inside a SLURM job: {text!r}"
-        assert job.group(1) in job_ids
-        out_ids.append(job.group(1))
-        if name.startswith("gpu"):
-            cvd = re.search(r"cvd=(\S*)", text).group(1)
-            assert cvd in {"0", "1", "2", "3"}, f"SLURM should have set CUDA_VISIBLE_DEVICES: {text!r}"
-    assert_through_sbatch(slurm_cluster, out_ids)
-    assert not (tmp_path / "locks").exists() or not any((tmp_path / "locks").iterdir()), \
-        "under SLURM gpu-slot must not lock"
-
-
 def _scontrol_job(job_id: str) -> str:
     return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=30).stdout
 
 
-def test_emogrid_grid_through_slurm(slurm_cluster, tmp_path):
+class Background:
+    """The trivial workflow, started early and checked last: it overlaps the emogrid grid test,
+    so the two share their status-poll waits (the SLURM test stays near two minutes)."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        (workdir / "Snakefile").write_text(TRIVIAL)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        cmd = ["snakemake", "--profile", str(REPO / "profiles" / "slurm"), *SLURM_TEST_FLAGS]
+        self.out = open(workdir / "snakemake.out", "w")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=self.out, stderr=subprocess.STDOUT,
+                                     text=True)
+
+    def wait(self, timeout: float = 300) -> tuple[int, str]:
+        try:
+            code = self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                self.proc.wait(timeout=30)
+            self.out.close()
+        return code, (self.workdir / "snakemake.out").read_text()
+
+
+@pytest.fixture(scope="module")
+def trivial_run(slurm_cluster, tmp_path_factory):
+    run = Background(tmp_path_factory.mktemp("trivial"))
+    yield run
+    if run.proc.poll() is None:
+        run.proc.terminate()
+        run.proc.wait(timeout=30)
+
+
+def test_emogrid_grid_through_slurm(slurm_cluster, trivial_run, tmp_path):
     """The README's cluster recipe on the repo's Snakefile with tiny models: one cell as a test
     job first, then the whole grid (2 cells + data + tables/figures), every job via sbatch."""
     pytest.importorskip("emogrid.train")
@@ -225,3 +233,29 @@ def test_emogrid_grid_through_slurm(slurm_cluster, tmp_path):
     for job_id in ids_one + ids_grid:
         info = _scontrol_job(job_id)
         assert "Requeue=1" in info, info
+
+
+def test_trivial_workflow_through_sbatch(slurm_cluster, trivial_run):
+    """Cluster + plugin alone: GPU jobs get SLURM's GPU through gpu-slot; a failed job is seen
+    as FAILED through squeue and resubmitted by the profile's retries."""
+    tmp_path = trivial_run.workdir
+    code, log = trivial_run.wait()
+    assert code == 0, log[-4000:]
+    print(f"trivial workflow via SLURM: {time.monotonic() - trivial_run.started:.1f} s", file=sys.stderr)
+
+    job_ids = SUBMITTED.findall(log)
+    assert len(job_ids) == 4, f"2 gpu + 2 flaky attempts expected, got {job_ids}"
+    # the failed first attempt of `flaky` is FAILED, the rest COMPLETED
+    out_ids = []
+    for name in ["gpu0", "gpu1", "flaky"]:
+        text = (tmp_path / "out" / f"{name}.txt").read_text()
+        job = re.search(r"job=(\d+)", text)
+        assert job, f"{name} did not run inside a SLURM job: {text!r}"
+        assert job.group(1) in job_ids
+        out_ids.append(job.group(1))
+        if name.startswith("gpu"):
+            cvd = re.search(r"cvd=(\S*)", text).group(1)
+            assert cvd in {"0", "1", "2", "3"}, f"SLURM should have set CUDA_VISIBLE_DEVICES: {text!r}"
+    assert_through_sbatch(slurm_cluster, out_ids)
+    assert not (tmp_path / "locks").exists() or not any((tmp_path / "locks").iterdir()), \
+        "under SLURM gpu-slot must not lock"

@@ -125,13 +125,14 @@ start_munge() {
         chown munge:munge /etc/munge/munge.key
         chmod 0400 /etc/munge/munge.key
     }
-    runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid
+    # setpriv execs munged as the munge user: the PID recorded is munged's own
+    start_daemon munged setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged --foreground --force
     local i
     for ((i = 0; i < 50; i++)); do
-        [[ -s /run/munge/munged.pid ]] && break
+        munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1 && break
+        alive "$DIR/munged.pid" || die "munged died; see $DIR/log/munged.out"
         sleep 0.1
     done
-    cp /run/munge/munged.pid "$DIR/munged.pid"
     munge -n </dev/null | unmunge >/dev/null || die "munge does not work; see /var/log/munge/munged.log"
 }
 
