@@ -113,7 +113,7 @@ def test_sigkilled_job_releases_its_slot(tmp_path, child):
     assert waiter.returncode == 0, err
     rec = json.loads(second.read_text())
     assert rec["cvd"] == "0"
-    assert rec["start"] - killed_at < 5
+    assert rec["start"] - killed_at < 10
     assert not first.exists(), "the killed job never finished"
 
 
