@@ -184,3 +184,26 @@ def test_need_more_than_available_is_a_clear_error(tmp_path):
     proc = subprocess.run(slot_cmd(tmp_path, "--gpus", "1", "--need", "2", "--", "true"),
                           env=clean_env(), stderr=subprocess.PIPE, text=True)
     assert proc.returncode == 2 and "needs 2 GPUs" in proc.stderr
+
+
+def test_workstation_run_inside_one_allocation_shares_its_gpus(tmp_path, child):
+    """snakemake --profile profiles/workstation inside `salloc --gpus=2`: the jobs split the two."""
+    locks = tmp_path / "locks"
+    env = clean_env(SLURM_JOB_ID="77", CUDA_VISIBLE_DEVICES="4,6", EMOGRID_GPUS="2",
+                    EMOGRID_GPUS_SLURM_JOB="77")
+    procs = []
+    for i in range(2):
+        out = tmp_path / f"a{i}.json"
+        procs.append((out, subprocess.Popen(slot_cmd(locks, "--", sys.executable, str(child), str(out), "0.5"),
+                                            env=env)))
+    seen = []
+    for out, proc in procs:
+        assert proc.wait(timeout=30) == 0
+        seen.append(json.loads(out.read_text())["cvd"])
+    assert sorted(seen) == ["4", "6"]
+    assert (locks / "slurm-77").is_dir()
+    # the SLURM executor's own jobs (Snakemake on the login node: no marker) keep SLURM's choice
+    out = tmp_path / "b.json"
+    subprocess.run(slot_cmd(locks, "--", sys.executable, str(child), str(out), "0"), check=True,
+                   env=clean_env(SLURM_JOB_ID="78", CUDA_VISIBLE_DEVICES="0,1", EMOGRID_GPUS="8"))
+    assert json.loads(out.read_text())["cvd"] == "0,1"

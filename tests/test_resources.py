@@ -92,3 +92,6 @@ def test_declared_gpus():
     env = {"EMOGRID_GPUS": "1"}
     export_declared_gpus({}, env)
     assert env == {"EMOGRID_GPUS": "1"}
+    env = {"SLURM_JOB_ID": "9"}
+    export_declared_gpus({"gpu": 2}, env)
+    assert env == {"SLURM_JOB_ID": "9", "EMOGRID_GPUS": "2", "EMOGRID_GPUS_SLURM_JOB": "9"}

@@ -8,7 +8,10 @@ lock file per GPU:
 
 1. Under a scheduler that already assigned devices (SLURM sets CUDA_VISIBLE_DEVICES for a
    job that asked for `--gpus`/`--gres`), the assignment is honoured: no lock, no change.
-   Inside a SLURM job that got no GPU, the command runs unchanged as well.
+   Inside a SLURM job that got no GPU, the command runs unchanged as well. One exception: a
+   Snakemake with a declared GPU count (the workstation profile) running inside one big
+   allocation of several GPUs shares those out like step 3, with locks scoped to that job id
+   (see `scheduler_pool`).
 2. With 0 GPUs (a CPU machine, or a cell that needs none) the command runs with
    CUDA_VISIBLE_DEVICES="" and takes no lock.
 3. Otherwise it takes K free slots out of N (a non-blocking `fcntl.flock` on
@@ -114,6 +117,31 @@ def gpu_pool(gpus: int | None, env: dict) -> list[str]:
         raise EmogridError(f"--gpus {gpus} but only {len(ids)} GPU ids are allowed ({','.join(ids)})",
                            hint="set EMOGRID_GPU_IDS / CUDA_VISIBLE_DEVICES to all the GPUs to use")
     return ids[:gpus]
+
+
+def scheduler_pool(gpus: int | None, need: int, env: dict) -> list[str] | None:
+    """Inside a SLURM job: None = keep SLURM's assignment as it is (the usual case: the SLURM
+    executor asked for exactly this job's GPUs). A list = the allocation's GPUs to share out:
+    only when the Snakemake that started this command runs *inside this same allocation* with a
+    declared GPU count (a workstation-style run in one big `salloc`/`sbatch` job; the Snakefile
+    exports EMOGRID_GPUS and EMOGRID_GPUS_SLURM_JOB=<its job id>) and SLURM gave more GPUs than
+    this one command needs."""
+    job_id = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")
+    cvd = env.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if not cvd or not job_id or env.get("EMOGRID_GPUS_SLURM_JOB") != job_id:
+        return None
+    declared = gpus
+    if declared is None and env.get("EMOGRID_GPUS", "").strip():
+        try:
+            declared = _nonneg_int(env["EMOGRID_GPUS"].strip())
+        except argparse.ArgumentTypeError as err:
+            raise EmogridError(f"EMOGRID_GPUS: {err}") from None
+    if declared is None:
+        return None
+    ids = parse_ids(cvd, "CUDA_VISIBLE_DEVICES (from SLURM)")
+    if len(ids) <= max(need, 1):
+        return None
+    return ids[:declared]
 
 
 # --------------------------------------------------------------------------- locking
@@ -236,13 +264,20 @@ def run(args: argparse.Namespace) -> int:
     # 1. a scheduler (or an outer gpu-slot) already decided
     if env.get("EMOGRID_GPU_SLOT") is not None and "CUDA_VISIBLE_DEVICES" in env:
         return _exec(command, env)
+    directory = None
     if under_scheduler(env):
         cvd = env.get("CUDA_VISIBLE_DEVICES")
-        print("emogrid gpu-slot: under SLURM, keeping its assignment: CUDA_VISIBLE_DEVICES="
-              + ("(unset: no GPU requested)" if cvd is None else cvd), file=sys.stderr, flush=True)
-        return _exec(command, env)
-
-    pool = gpu_pool(args.gpus, env)
+        pool = scheduler_pool(args.gpus, args.need, env)
+        if pool is None:
+            print("emogrid gpu-slot: under SLURM, keeping its assignment: CUDA_VISIBLE_DEVICES="
+                  + ("(unset: no GPU requested)" if cvd is None else cvd), file=sys.stderr, flush=True)
+            return _exec(command, env)
+        # a Snakemake running inside one allocation shares its GPUs among its jobs
+        job_id = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")
+        directory = lock_dir(args.lock_dir, env) / f"slurm-{re.sub(r'[^A-Za-z0-9_.-]', '_', job_id)}"
+        directory.mkdir(exist_ok=True)
+    else:
+        pool = gpu_pool(args.gpus, env)
     # 2. CPU
     if not pool or args.need == 0:
         env["CUDA_VISIBLE_DEVICES"] = ""
@@ -253,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
                            f"({','.join(pool)})", hint="lower resources.train.gpu or declare more GPUs")
 
     # 3. lock K slots and exec with the locks inherited
-    directory = lock_dir(args.lock_dir, env)
+    directory = directory or lock_dir(args.lock_dir, env)
     held = acquire(directory, pool, args.need, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     gpu_ids = list(held)
     for fd in held.values():

@@ -184,4 +184,11 @@ def export_declared_gpus(global_resources: Mapping | None, environ=None) -> int 
     count = declared_gpus(global_resources)
     if count is not None:
         environ["EMOGRID_GPUS"] = str(count)
+        # running inside one SLURM allocation (salloc / a whole-node sbatch job)? then gpu-slot
+        # shares that allocation's GPUs among the local jobs instead of giving each all of them
+        job_id = environ.get("SLURM_JOB_ID") or environ.get("SLURM_JOBID")
+        if job_id:
+            environ["EMOGRID_GPUS_SLURM_JOB"] = job_id
+        else:
+            environ.pop("EMOGRID_GPUS_SLURM_JOB", None)
     return count
