@@ -46,7 +46,40 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     return {family: build_tiny_model(family, root / family) for family in FAMILIES}
 
 
+def truncate_test(subset: Path, rows: int) -> Path:
+    """Keep the first `rows` test examples (tiny models only need a smoke-sized test split)."""
+    path = subset / "test.jsonl"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:rows]))
+    return subset
+
+
 @pytest.fixture(scope="session")
 def tiny_subset(tmp_path_factory) -> Path:
-    """3 labels x 60 examples (single-label), shared by the tiny-model cells."""
-    return make_subset(tmp_path_factory.mktemp("data") / "k3_n60_s0", 3, 60)
+    """3 labels x 60 examples (single-label, test cut to 90), shared by the tiny-model cells."""
+    return truncate_test(make_subset(tmp_path_factory.mktemp("data") / "k3_n60_s0", 3, 60), 90)
+
+
+def cell_spec(model_dir, method: str, targets: str = "attention", *, k: int = 3, n: int = 60,
+              seed: int = 0, mode: str = "single", **train) -> dict:
+    """A cell spec per docs/CONTRACTS.md for a local model dir and a built-in method."""
+    from emogrid.methods import BUILTIN_METHODS, method_spec
+
+    train_block = {"batch_size": 8, "grad_accum": 1, "lr": 1e-2, "scheduler": "cosine", "warmup_ratio": 0.0,
+                   "epochs": 2, "patience": 2, "metric": "accuracy", "weight_decay": 0.01, "max_grad_norm": 1.0,
+                   "precision": "auto", "optim": "adamw", "eval_batch_size": 256, "max_length": 64,
+                   "save_adapter": False, "train_head": True}
+    train_block.update(train)
+    return {
+        "cell": {"dataset": "goemotions", "model": Path(model_dir).name, "method": method, "labels": k,
+                 "samples": n, "seed": seed},
+        "cell_id": f"goemotions/{Path(model_dir).name}/{method}/k{k}_n{n}/s{seed}",
+        "model": {"name": Path(model_dir).name, "id": None, "path": str(model_dir), "revision": None,
+                  "trust_remote_code": False},
+        "method": method_spec(method, BUILTIN_METHODS[method], {"loraplus": {"ratio": 16}}),
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "targets": targets},
+        "ia3": {"targets": targets},
+        "adalora": {"init_r": 6, "target_r": 4, "tinit": 0, "tfinal": 0, "delta_t": 1},
+        "quant": {"double_quant": True, "compute_dtype": "auto"},
+        "train": train_block,
+        "data": {"mode": mode, "threshold": 0.5},
+    }

@@ -136,7 +136,9 @@ class _Repeat(EmogridError):
 def describe_failure(err: BaseException, batch: dict) -> dict:
     import_torch = "torch" in sys.modules
     if isinstance(err, _Repeat):
-        return {**err.previous, "retryable": False}
+        msg = str(err.previous.get("message", ""))
+        prefix = "not retrying, the previous attempt failed the same way: "
+        return {**err.previous, "retryable": False, "message": msg if msg.startswith(prefix) else prefix + msg}
     if import_torch:
         import torch
 
@@ -325,7 +327,8 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
     callbacks = [EarlyStoppingCallback(early_stopping_patience=int(train.get("patience", 2))),
                  ProgressLog(), SigtermSave(), *([AdaLoraStep()] if spec["method"].get("peft") == "adalora" else [])]
     collator = _Collator(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if cuda else None), multi)
-    trainer = CellTrainer(model=model, args=args, train_dataset=sets["train"], eval_dataset=sets["val"],
+    val_sorted = sorted(sets["val"], key=lambda x: len(x["input_ids"]))  # metrics ignore order
+    trainer = CellTrainer(model=model, args=args, train_dataset=sets["train"], eval_dataset=val_sorted,
                           data_collator=collator, compute_metrics=_eval_metrics(labels, multi, spec),
                           callbacks=callbacks)
     from transformers import PrinterCallback
@@ -540,8 +543,14 @@ def encode(tokenizer, rows: list[dict], max_len: int, k: int, multi: bool) -> li
 def evaluate_split(trainer, dataset, rows, labels, multi, threshold, split):
     from emogrid import metrics as M
 
-    output = trainer.predict(dataset, metric_key_prefix=split)
-    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    import numpy as np
+
+    # Predict in length order: large eval batches then pad to similar lengths (~3x less work).
+    order = np.argsort([len(x["input_ids"]) for x in dataset], kind="stable")
+    output = trainer.predict([dataset[i] for i in order], metric_key_prefix=split)
+    sorted_logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    logits = np.empty_like(sorted_logits)
+    logits[order] = sorted_logits
     result, probs, pred = M.from_logits(logits, [r["labels"] for r in rows], labels, multi, threshold)
     preds = M.pred_lists(pred, multi)
     out_rows = [{"id": r.get("id"), "split": split, "gold": list(r["labels"]), "pred": preds[i],

@@ -1,0 +1,263 @@
+"""`emogrid train` on tiny random models: every family x method, determinism, failures, resume."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest_train import cell_spec
+from emogrid import train
+
+FAMILIES = ("llama", "qwen2", "gpt2", "gemma3", "bert")
+METHODS = (("full", "attention"), ("lora", "attention"), ("lora", "all-linear"), ("qlora", "attention"),
+           ("ia3", "attention"), ("loraplus", "attention"), ("dora", "attention"), ("adalora", "attention"))
+METRIC_KEYS = {"accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
+               "recall_weighted", "f1_weighted", "n", "labels", "per_class", "confusion_matrix"}
+EFFICIENCY_KEYS = {"trainable_params", "total_params", "trainable_percent", "train_seconds", "eval_seconds",
+                   "peak_memory_mb", "peak_memory_kind", "train_samples_per_second", "train_tokens_per_second",
+                   "epochs_run", "best_step", "optimizer_steps", "batch_size", "grad_accum"}
+PROVENANCE_KEYS = {"versions", "device", "precision", "git_commit", "config_hash", "data_checksum", "hostname",
+                   "started", "finished"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: extra threads only add contention on shared cores
+    yield
+    torch.set_num_threads(threads)
+
+
+def hashed(spec: dict) -> dict:
+    spec["config_hash"] = train.config_hash(spec)
+    return spec
+
+
+def run_cli(spec: dict, data: Path, out: Path, attempt: int = 1) -> int:
+    return train.run(argparse.Namespace(spec=json.dumps(spec), data=str(data), out=str(out), attempt=attempt))
+
+
+def check_metrics_file(out: Path, spec: dict) -> dict:
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "ok" and m["cell"] == spec["cell"] and m["cell_id"] == spec["cell_id"]
+    for split in ("val", "test"):
+        assert METRIC_KEYS <= set(m[split]), split
+        assert 0.0 <= m[split]["accuracy"] <= 1.0
+        assert sum(map(sum, m[split]["confusion_matrix"])) == m[split]["n"]
+    assert EFFICIENCY_KEYS <= set(m["efficiency"]) and PROVENANCE_KEYS <= set(m["provenance"])
+    assert m["provenance"]["config_hash"] == spec["config_hash"]
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert {p["split"] for p in preds} == {"val", "test"}
+    assert len(preds) == m["val"]["n"] + m["test"]["n"]
+    assert all(abs(sum(p["probs"]) - 1) < 1e-3 and len(p["pred"]) == 1 for p in preds)
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert any("loss" in row for row in log) and any("eval" in row for row in log)
+    assert not (out / ".checkpoint").exists() and not (out / "failure.json").exists()
+    return m
+
+
+def _snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("method,targets", METHODS, ids=[f"{m}-{t}" for m, t in METHODS])
+def test_every_family_and_method(tiny_models, tiny_subset, tmp_path, family, method, targets):
+    spec = hashed(cell_spec(tiny_models[family], method, targets))
+    seen = {}
+
+    def on_model(model):
+        seen["model"], seen["before"] = model, _snapshot(model)
+        seen["trainable"] = {n for n, p in model.named_parameters() if p.requires_grad}
+
+    train.run_cell(spec, tiny_subset, tmp_path, {"batch_size": 8, "grad_accum": 1}, train._now(), on_model=on_model)
+    m = check_metrics_file(tmp_path, spec)
+    model, before, trainable = seen["model"], seen["before"], seen["trainable"]
+    after = dict(model.named_parameters())
+
+    # Reported count == peft's own count (or every parameter for full fine-tuning).
+    if method == "full":
+        expected = sum(p.numel() for p in model.parameters())
+        assert m["efficiency"]["trainable_params"] == m["efficiency"]["total_params"] == expected
+    else:
+        assert (m["efficiency"]["trainable_params"], m["efficiency"]["total_params"]) == \
+            tuple(model.get_nb_trainable_parameters())
+        assert any("modules_to_save" in n for n in trainable)  # the head trains
+        if family == "bert":
+            assert any("pooler.modules_to_save" in n for n in trainable)
+
+    # bitsandbytes repacks 4-bit weights for its CPU kernel on first use (same values, new
+    # layout): those are checked as frozen via requires_grad, the rest by value.
+    packed = {n for n, p in after.items() if type(p).__name__ == "Params4bit"}
+    assert not any(after[n].requires_grad for n in packed)
+    changed = {n for n in before if n not in packed and not torch.equal(before[n], after[n].detach())}
+    frozen = set(before) - trainable - packed
+    assert not (changed & frozen), f"frozen parameters changed: {sorted(changed & frozen)[:5]}"
+    # Every trainable tensor moved (AdaLoRA may mask a whole rank vector to zero: allow lora_E).
+    unchanged = {n for n in trainable - changed if not (method == "adalora" and "lora_E" in n)}
+    assert not unchanged, f"trainable parameters did not change: {sorted(unchanged)[:5]}"
+    if method == "qlora":
+        assert any(type(p).__name__ == "Params4bit" for p in model.parameters())
+
+
+def test_same_cell_twice_gives_same_metrics(tiny_models, tiny_subset, tmp_path):
+    spec = cell_spec(tiny_models["bert"], "lora", epochs=2, lr=5e-3)
+    assert run_cli(spec, tiny_subset, tmp_path / "a") == 0
+    assert run_cli(spec, tiny_subset, tmp_path / "b") == 0
+    a, b = (json.loads((tmp_path / x / "metrics.json").read_text()) for x in "ab")
+    assert a["val"] == b["val"] and a["test"] == b["test"]
+    assert (tmp_path / "a/predictions.jsonl").read_text() == (tmp_path / "b/predictions.jsonl").read_text()
+
+
+def test_multi_label_cell(tiny_models, tmp_path):
+    from conftest_train import make_subset, truncate_test
+
+    data = truncate_test(make_subset(tmp_path / "data", 4, 80, mode="multi"), 90)
+    spec = cell_spec(tiny_models["bert"], "lora", k=4, n=80, mode="multi", metric="f1_macro")
+    assert run_cli(spec, data, tmp_path / "run") == 0
+    m = json.loads((tmp_path / "run/metrics.json").read_text())
+    for key in ("f1_micro", "precision_micro", "recall_micro", "exact_match"):
+        assert 0.0 <= m["test"][key] <= 1.0
+    assert m["test"]["accuracy"] == m["test"]["exact_match"] and "confusion_matrix" not in m["test"]
+    preds = [json.loads(line) for line in (tmp_path / "run/predictions.jsonl").read_text().splitlines()]
+    assert all(len(p["probs"]) == 4 for p in preds)
+
+
+def test_save_adapter_is_safetensors_only(tiny_models, tiny_subset, tmp_path):
+    spec = cell_spec(tiny_models["llama"], "lora", epochs=1, save_adapter=True)
+    assert run_cli(spec, tiny_subset, tmp_path) == 0
+    files = {p.name for p in (tmp_path / "adapter").iterdir()}
+    assert "adapter_model.safetensors" in files and not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
+
+
+def test_bad_model_path_fails_with_record_and_is_not_retried(tiny_subset, tmp_path, capsys):
+    spec = cell_spec(tmp_path / "no-model-here", "lora")
+    out = tmp_path / "run"
+    assert run_cli(spec, tiny_subset, out) == 2
+    err = capsys.readouterr().err
+    assert "no config.json" in err and "what to do" in err and "\n" not in err.strip()
+    failure = json.loads((out / "failure.json").read_text())
+    assert failure["status"] == "failed" and failure["error"]["type"] == "CellError"
+    assert failure["error"]["retryable"] is False and failure["error"]["hint"]
+    assert not (out / "metrics.json").exists()
+    # The retry sees the same non-retryable error with the same config: fails without loading.
+    t0 = time.perf_counter()
+    assert run_cli(spec, tiny_subset, out, attempt=2) == 2
+    assert time.perf_counter() - t0 < 2.0
+    assert "not retrying" in capsys.readouterr().err
+
+
+def test_missing_data_is_a_data_error(tiny_models, tmp_path):
+    assert run_cli(cell_spec(tiny_models["bert"], "lora"), tmp_path / "nodata", tmp_path / "run") == 2
+    assert json.loads((tmp_path / "run/failure.json").read_text())["error"]["type"] == "DataError"
+
+
+def test_retry_after_oom_halves_micro_batch_and_success_clears_failure(tiny_models, tiny_subset, tmp_path):
+    spec = hashed(cell_spec(tiny_models["bert"], "lora", epochs=1, batch_size=8))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "failure.json").write_text(json.dumps({
+        "status": "failed", "batch_size": 8, "grad_accum": 1,
+        "error": {"type": "OutOfMemoryError", "retryable": True, "message": "CUDA out of memory at micro-batch 8"},
+        "provenance": {"config_hash": spec["config_hash"]}}))
+    assert run_cli(spec, tiny_subset, out, attempt=2) == 0
+    eff = json.loads((out / "metrics.json").read_text())["efficiency"]
+    assert (eff["batch_size"], eff["grad_accum"], eff["effective_batch_size"]) == (4, 2, 8)
+    assert not (out / "failure.json").exists()
+
+
+def test_oom_message_names_batch_and_fix():
+    info = train.describe_failure(torch.OutOfMemoryError("CUDA out of memory"), {"batch_size": 4})
+    assert info["retryable"] and "micro-batch 4" in info["message"] and "qlora" in info["hint"]
+
+
+def test_nan_loss_fails_with_hint(tiny_models, tiny_subset, tmp_path):
+    spec = hashed(cell_spec(tiny_models["bert"], "full", epochs=1))
+
+    def poison(model):
+        model.classifier.weight.data.fill_(float("nan"))
+
+    with pytest.raises(train.NaNLossError, match="loss became nan") as err:
+        train.run_cell(spec, tiny_subset, tmp_path, {"batch_size": 8, "grad_accum": 1}, train._now(), on_model=poison)
+    assert "lower train.lr" in err.value.hint
+    assert train.describe_failure(err.value, {})["retryable"] is False
+
+
+def _cli(spec_file: Path, data: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "emogrid.cli", "train", "--spec", f"@{spec_file}", "--data", str(data),
+            "--out", str(out)]
+
+
+def _wait_for(predicate, proc, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="module")
+def resume_setup(tiny_models, tmp_path_factory):
+    """A cell long enough to kill mid-way (many steps per epoch), and its uninterrupted result."""
+    from conftest_train import make_subset, truncate_test
+
+    root = tmp_path_factory.mktemp("resume")
+    data = truncate_test(make_subset(root / "data", 3, 120), 30)
+    spec = cell_spec(tiny_models["bert"], "lora", epochs=3, patience=3, batch_size=2, lr=5e-3)
+    spec_file = root / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(train.__file__).parents[1])}
+    ref = subprocess.run(_cli(spec_file, data, root / "ref"), env=env, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    return root, data, spec_file, env, json.loads((root / "ref/metrics.json").read_text())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_killed_cell_resumes_from_checkpoint(resume_setup, sig):
+    root, data, spec_file, env, ref = resume_setup
+    out = root / f"run-{sig.name}"
+    proc = subprocess.Popen(_cli(spec_file, data, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = out / ".checkpoint"
+    if sig == signal.SIGKILL:  # after the first epoch's checkpoint
+        ready = lambda: any((p / "trainer_state.json").exists() for p in ckpt.glob("checkpoint-*"))  # noqa: E731
+    else:  # mid-epoch: SIGTERM must save its own checkpoint
+        ready = lambda: (out / "run.log").exists() and " step 1/" in (out / "run.log").read_text()  # noqa: E731
+    assert _wait_for(ready, proc), f"cell ended before the kill: {proc.stderr.read().decode()[-2000:]}"
+    proc.send_signal(sig)
+    rc = proc.wait(timeout=120)
+    proc.stderr.close()
+    assert rc == (-9 if sig == signal.SIGKILL else 143)
+    assert not (out / "metrics.json").exists() and list(ckpt.glob("checkpoint-*"))
+
+    second = subprocess.run(_cli(spec_file, data, out), env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    eff = m["efficiency"]
+    assert eff["resumed_from_step"] > 0
+    assert eff["optimizer_steps_this_run"] < eff["optimizer_steps"] == ref["efficiency"]["optimizer_steps"]
+    assert "resuming from" in (out / "run.log").read_text()
+    for split in ("val", "test"):
+        assert m[split]["accuracy"] == pytest.approx(ref[split]["accuracy"], abs=0.02)
+        assert m[split]["f1_macro"] == pytest.approx(ref[split]["f1_macro"], abs=0.02)
+    assert not ckpt.exists()
+
+
+def test_checkpoint_of_another_config_is_discarded(tiny_models, tiny_subset, tmp_path):
+    ckpt = tmp_path / ".checkpoint" / "checkpoint-3"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text("{}")
+    (tmp_path / ".checkpoint" / "config_hash.json").write_text(json.dumps({"config_hash": "other"}))
+    assert run_cli(cell_spec(tiny_models["bert"], "lora", epochs=1), tiny_subset, tmp_path) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["efficiency"]["resumed_from_step"] == 0
