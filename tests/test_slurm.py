@@ -89,9 +89,10 @@ def slurm_cluster():
         lock.close()
 
 
-def run_snakemake(workdir: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_snakemake(workdir: Path, *args: str, profile: Path = REPO / "profiles" / "slurm",
+                  timeout: int = 300) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    cmd = ["snakemake", "--profile", str(REPO / "profiles" / "slurm"), *SLURM_TEST_FLAGS, *args]
+    cmd = ["snakemake", "--profile", str(profile), *SLURM_TEST_FLAGS, *args]
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     (workdir / "snakemake.out").write_text(proc.stdout + proc.stderr)
     return proc
@@ -197,19 +198,26 @@ def test_emogrid_grid_through_slurm(slurm_cluster, trivial_run, tmp_path):
         """))
     work = tmp_path / "work"
     work.mkdir()
+    # the README's "set your partition once": uncomment the slurm_partition line of the profile
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    text = (REPO / "profiles" / "slurm" / "config.yaml").read_text()
+    assert "  # - slurm_partition=" in text
+    text = re.sub(r"  # - slurm_partition=\S+", "  - slurm_partition=gpu", text)
+    (profile / "config.yaml").write_text(text)
     common = ["-s", str(REPO / "Snakefile"), "--configfile", str(REPO / "config.yaml"), str(study)]
     cell = "goemotions/tiny-bert/lora/k2_n40/s0"
 
     started = time.monotonic()
     # targets before --configfile (which takes several values and would swallow them)
-    one = run_snakemake(work, f"results/runs/{cell}/metrics.json", *common)
+    one = run_snakemake(work, f"results/runs/{cell}/metrics.json", *common, profile=profile)
     log_one = one.stdout + one.stderr
     assert one.returncode == 0, log_one[-5000:]
     ids_one = SUBMITTED.findall(log_one)
     assert len(ids_one) == 2, f"a single cell = its data job + its training job: {ids_one}"
     assert not (work / "results/runs/goemotions/tiny-gpt2").exists()
 
-    grid = run_snakemake(work, *common)
+    grid = run_snakemake(work, *common, profile=profile)
     log_grid = grid.stdout + grid.stderr
     assert grid.returncode == 0, log_grid[-5000:]
     ids_grid = SUBMITTED.findall(log_grid)
@@ -233,6 +241,7 @@ def test_emogrid_grid_through_slurm(slurm_cluster, trivial_run, tmp_path):
     for job_id in ids_one + ids_grid:
         info = _scontrol_job(job_id)
         assert "Requeue=1" in info, info
+        assert "Partition=gpu" in info, f"the profile's slurm_partition did not reach job {job_id}"
 
 
 def test_trivial_workflow_through_sbatch(slurm_cluster, trivial_run):

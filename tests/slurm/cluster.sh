@@ -92,6 +92,7 @@ SchedulerType=sched/backfill
 $gres_types
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$NCPUS RealMemory=$mem_mb $gres_line State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=$NODE Default=NO MaxTime=INFINITE State=UP
 CONF
     if ((NGPUS > 0)); then
         echo "NodeName=$NODE Name=gpu File=$DIR/dev/gpu[0-$((NGPUS - 1))]" >"$DIR/gres.conf"
