@@ -492,6 +492,13 @@ class SigtermSave(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
 
+    def on_epoch_end(self, args, state, control, **kwargs):
+        # Stopping ends the epoch early; its evaluation would enter best-model selection and
+        # early stopping with a partial epoch, and the checkpoint is already saved.
+        if any(flag.requested for flag in _STOP_FLAGS):
+            control.should_evaluate = False
+            control.should_save = False
+
 
 # ---------------------------------------------------------------- data
 
