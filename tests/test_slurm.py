@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def assert_through_sbatch(state_dir: Path, job_ids: list[str]) -> None:
 TRIVIAL = textwrap.dedent(
     r"""
     rule all:
-        input: expand("out/gpu{i}.txt", i=range(2)), "out/flaky.txt"
+        input: expand("out/gpu{i}.txt", i=range(2)), "out/flaky.txt", "out/preempted.txt"
 
     # a GPU job: SLURM assigns a (fake) GPU; emogrid gpu-slot keeps SLURM's choice, takes no lock
     rule gpu:
@@ -130,6 +131,14 @@ TRIVIAL = textwrap.dedent(
         output: "out/flaky.txt"
         resources: mem_mb=300, runtime=5, cpus_per_task=1, attempt=lambda wc, attempt: attempt
         shell: "test {resources.attempt} -ge 2 && echo job=${{SLURM_JOB_ID:-none}} > {output}"
+
+    # preempted while running (the test requeues it): SLURM reruns it under the same job id
+    rule preempted:
+        output: "out/preempted.txt"
+        resources: mem_mb=300, runtime=5, cpus_per_task=1
+        shell:
+            "echo job=${{SLURM_JOB_ID:-none}} restart=${{SLURM_RESTART_COUNT:-0}} >> preempted.log; "
+            "touch preempted.running; sleep 6; echo job=${{SLURM_JOB_ID:-none}} > {output}"
     """
 )
 
@@ -151,6 +160,33 @@ class Background:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=self.out, stderr=subprocess.STDOUT,
                                      text=True)
+        self.preemption = threading.Thread(target=self._preempt, daemon=True)
+        self.preempted_job: str | None = None
+        self.preemption.start()
+
+    def _preempt(self) -> None:
+        """Like a preemption: requeue the running `preempted` job once, and let it start again
+        at once (SLURM otherwise holds a requeued job for two minutes)."""
+        marker = self.workdir / "preempted.running"
+        deadline = time.monotonic() + 200
+        while not marker.exists():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                return
+            time.sleep(0.2)
+        job = re.search(r"job=(\d+)", (self.workdir / "preempted.log").read_text())
+        if not job:
+            return
+        self.preempted_job = job.group(1)
+        subprocess.run(["scontrol", "requeue", self.preempted_job], capture_output=True, timeout=30)
+        for _ in range(60):  # COMPLETING (the killed run) -> PENDING (held) -> RUNNING
+            time.sleep(0.5)
+            state = subprocess.run(["squeue", "-h", "-j", self.preempted_job, "-o", "%T"],
+                                   capture_output=True, text=True, timeout=30).stdout.strip()
+            if state == "PENDING":
+                subprocess.run(["scontrol", "update", f"JobId={self.preempted_job}", "StartTime=now"],
+                               capture_output=True, timeout=30)
+            elif state in ("RUNNING", "COMPLETED", ""):
+                break
 
     def wait(self, timeout: float = 300) -> tuple[int, str]:
         try:
@@ -246,17 +282,22 @@ def test_emogrid_grid_through_slurm(slurm_cluster, trivial_run, tmp_path):
 
 def test_trivial_workflow_through_sbatch(slurm_cluster, trivial_run):
     """Cluster + plugin alone: GPU jobs get SLURM's GPU through gpu-slot; a failed job is seen
-    as FAILED through squeue and resubmitted by the profile's retries."""
+    as FAILED through squeue and resubmitted by the profile's retries; a preempted (requeued)
+    job runs again under the same job id and Snakemake waits for it."""
     tmp_path = trivial_run.workdir
     code, log = trivial_run.wait()
     assert code == 0, log[-4000:]
     print(f"trivial workflow via SLURM: {time.monotonic() - trivial_run.started:.1f} s", file=sys.stderr)
 
     job_ids = SUBMITTED.findall(log)
-    assert len(job_ids) == 4, f"2 gpu + 2 flaky attempts expected, got {job_ids}"
+    assert len(job_ids) == 5, f"2 gpu + 2 flaky attempts + 1 preempted expected, got {job_ids}"
     # the failed first attempt of `flaky` is FAILED, the rest COMPLETED
+    assert trivial_run.preempted_job, "the preemption never happened"
+    runs = [line.split()[0] for line in (tmp_path / "preempted.log").read_text().splitlines() if line]
+    assert runs == [f"job={trivial_run.preempted_job}"] * 2, f"ran once before and once after the requeue: {runs}"
+    assert "Requeue=1" in _scontrol_job(trivial_run.preempted_job)
     out_ids = []
-    for name in ["gpu0", "gpu1", "flaky"]:
+    for name in ["gpu0", "gpu1", "flaky", "preempted"]:
         text = (tmp_path / "out" / f"{name}.txt").read_text()
         job = re.search(r"job=(\d+)", text)
         assert job, f"{name} did not run inside a SLURM job: {text!r}"
