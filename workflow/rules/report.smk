@@ -91,6 +91,12 @@ REPORT_TARGETS = ([f"{TABLES}/{n}" for n in AGGREGATE_DATA + TABLE_FILES]
 report: "../report/workflow.rst"
 
 
+# Seconds of pandas/matplotlib: not worth two queue round-trips on a cluster.
+localrules:
+    aggregate,
+    figures,
+
+
 rule aggregate:
     input:
         results=aggregate_results,
@@ -102,6 +108,8 @@ rule aggregate:
         out=TABLES,
         config=json.dumps(config, sort_keys=True, default=str),
         fingerprint=results_fingerprint,
+    resources:
+        **rule_resources(config, "report"),
     log:
         f"{RESULTS}/logs/report/aggregate.log",
     conda:
@@ -123,6 +131,8 @@ rule figures:
         tables=TABLES,
         out=FIGURES,
         runs=f"{RESULTS}/runs",
+    resources:
+        **rule_resources(config, "report"),
     log:
         f"{RESULTS}/logs/report/figures.log",
     conda:

@@ -22,6 +22,7 @@ rule train:
         spec=lambda wc: json.dumps(cell_of(wc).spec, sort_keys=True),
         data=lambda wc: f"{RESULTS}/{cell_of(wc).data_dir}",
         out=lambda wc: f"{RESULTS}/{cell_of(wc).run_dir}",
+    threads: lambda wc: int(config["resources"].get("train", {}).get("cpus_per_task", 1))
     resources:
         attempt=lambda wc, attempt: attempt,
         **rule_resources(config, "train", cell_of),
