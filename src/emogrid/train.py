@@ -134,20 +134,18 @@ class _Repeat(EmogridError):
 
 
 def describe_failure(err: BaseException, batch: dict) -> dict:
-    import_torch = "torch" in sys.modules
+    import torch
+
     if isinstance(err, _Repeat):
         msg = str(err.previous.get("message", ""))
         prefix = "not retrying, the previous attempt failed the same way: "
         return {**err.previous, "retryable": False, "message": msg if msg.startswith(prefix) else prefix + msg}
-    if import_torch:
-        import torch
-
-        if isinstance(err, torch.OutOfMemoryError):
-            bs = batch.get("batch_size", "?")
-            return {"type": "OutOfMemoryError", "retryable": True,
-                    "message": f"CUDA out of memory at micro-batch {bs}",
-                    "hint": "a retry halves the micro-batch and doubles grad accumulation; "
-                            "or lower train.batch_size / train.max_length, or use qlora"}
+    if isinstance(err, torch.OutOfMemoryError):
+        bs = batch.get("batch_size", "?")
+        return {"type": "OutOfMemoryError", "retryable": True,
+                "message": f"CUDA out of memory at micro-batch {bs}",
+                "hint": "a retry halves the micro-batch and doubles grad accumulation; "
+                        "or lower train.batch_size / train.max_length, or use qlora"}
     if isinstance(err, NaNLossError):
         return {"type": "NaNLoss", "retryable": False, "message": str(err.args[0]), "hint": err.hint}
     if isinstance(err, EmogridError):
@@ -189,7 +187,8 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
              spec.get("cell_id"), spec["model"].get("name"), spec["method"].get("name"), len(labels),
              len(data["train"]), len(data["val"]), len(data["test"]), batch["batch_size"], batch["grad_accum"])
     model, tokenizer, family = load_model(spec, len(labels), multi_label=multi, labels=labels)
-    steps_per_epoch = math.ceil(len(data["train"]) / (batch["batch_size"] * batch["grad_accum"]))
+    # The Trainer's own count (AdaLoRA's schedule must end on the last real step).
+    steps_per_epoch = math.ceil(math.ceil(len(data["train"]) / batch["batch_size"]) / batch["grad_accum"])
     total_steps = steps_per_epoch * int(spec["train"].get("epochs", 1))
     model = apply_method(model, spec, family, total_step=total_steps)
     trainable, total = count_parameters(model)
@@ -211,7 +210,7 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     with _sigterm_checkpoint() as stop:
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if stop.requested:
         log.error("SIGTERM: checkpoint saved at step %d; the next run resumes from it", trainer.state.global_step)
         raise Preempted
@@ -249,7 +248,6 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
     log.info("done: val %s %.4f, test %s %.4f; %d optimizer steps (%d this run), %.1f s train",
              spec["train"].get("metric", "accuracy"), evals["val"].get(spec["train"].get("metric", "accuracy"), float("nan")),
              "accuracy", evals["test"]["accuracy"], state.global_step, steps_here, train_seconds)
-    del result
     metrics = {"cell": spec.get("cell", {}), "cell_id": spec.get("cell_id"), "status": "ok",
                "val": evals["val"], "test": evals["test"], "efficiency": efficiency,
                "provenance": provenance(spec, data, started, precision)}
