@@ -140,3 +140,11 @@ def test_meta_device_counts_match_real_model(tiny_models, family):
         meta = AutoModelForSequenceClassification.from_config(config)
     assert build_peft_config(spec, meta, family, 5).target_modules
     assert count_parameters(apply_method(meta, spec, family)) == expected
+
+
+def test_adapters_import_is_cheap_and_side_effect_free():
+    import subprocess
+    import sys
+
+    code = "import sys, emogrid.adapters, emogrid.models; assert 'peft' not in sys.modules and 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

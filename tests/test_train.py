@@ -261,3 +261,10 @@ def test_checkpoint_of_another_config_is_discarded(tiny_models, tiny_subset, tmp
     (tmp_path / ".checkpoint" / "config_hash.json").write_text(json.dumps({"config_hash": "other"}))
     assert run_cli(cell_spec(tiny_models["bert"], "lora", epochs=1), tiny_subset, tmp_path) == 0
     assert json.loads((tmp_path / "metrics.json").read_text())["efficiency"]["resumed_from_step"] == 0
+
+
+def test_int8_lora_cell(tiny_models, tiny_subset, tmp_path):
+    spec = cell_spec(tiny_models["llama"], "qlora", epochs=1)
+    spec["method"]["quantize"] = "int8"
+    assert run_cli(spec, tiny_subset, tmp_path) == 0
+    assert check_metrics_file(tmp_path, hashed(spec))["efficiency"]["trainable_params"] > 0
