@@ -11,6 +11,7 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/plan.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -19,3 +20,4 @@ rule all:
     input:
         [cell_output(cell, "metrics.json") for cell in CELLS],
         REPORT_TARGETS,
+        rules.plan.output,

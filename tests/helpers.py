@@ -27,9 +27,13 @@ def require_data() -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, configfiles=(), env=None, timeout=600) -> subprocess.CompletedProcess:
-    """Run the repo's Snakefile with `workdir` as working directory (results land there)."""
-    files = [str(REPO / "config.yaml"), *map(str, configfiles)]
+def snakemake(workdir: Path, *args: str, configfiles=(), env=None, timeout=600,
+              base: bool = True) -> subprocess.CompletedProcess:
+    """Run the repo's Snakefile with `workdir` as working directory (results land there).
+
+    The repo's config.yaml is merged first unless `base` is False.
+    """
+    files = [str(REPO / "config.yaml")] * base + [*map(str, configfiles)]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
            "--configfile", *files, *args]
     full_env = {**os.environ, **(env or {})}

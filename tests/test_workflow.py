@@ -48,3 +48,30 @@ def test_bad_config_stops_snakemake_with_one_message(tmp_path, patch, expected):
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert expected in out and "Traceback" not in out
+
+
+def test_plan_feeds_the_scheduler(tmp_path, monkeypatch):
+    """No mem_mb in config -> the planner's host estimate x margin; a too-small GPU stops early."""
+    monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
+    study = write(tmp_path / "plan.yaml",
+                  "grid: {labels: [2], samples: [800], models: [gpt2-xl], methods: [qlora, full], seeds: [0]}\n")
+    import yaml
+
+    from tests.helpers import REPO
+
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    del base["resources"]["train"]["mem_mb"]
+    nomem = write(tmp_path / "base.yaml", yaml.safe_dump(base))
+    proc = snakemake(tmp_path, "-n", configfiles=[nomem, study], base=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mems = {line.split("mem_mb=")[1].split(",")[0] for line in proc.stdout.splitlines()
+            if "attempt=1" in line and "mem_mb=" in line}
+    assert len(mems) == 2 and all(int(m) > 4000 for m in mems)  # qlora and full plan differently
+
+    tight = write(tmp_path / "tight.yaml", "resources: {train: {gpu_mem_mb: 16000}}\n")
+    proc = snakemake(tmp_path, "-n", configfiles=[study, tight])
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "cannot fit resources.train.gpu_mem_mb=16000" in out
+    assert "goemotions/gpt2-xl/full/k2_n800/s0" in out and "gpt2-xl/qlora" not in out
+    assert "Traceback" not in out

@@ -192,3 +192,36 @@ def export_declared_gpus(global_resources: Mapping | None, environ=None) -> int 
         else:
             environ.pop("EMOGRID_GPUS_SLURM_JOB", None)
     return count
+
+
+# ---------------------------------------------------------------- planner hooks (emogrid.plan)
+
+def needs_planner(config: Mapping) -> bool:
+    """Plan memory only when some train job has no explicit mem_mb (planning imports peft)."""
+    return "mem_mb" not in ((config.get("resources") or {}).get("train") or {})
+
+
+def planned_host_mem_mb(cell) -> float:
+    from emogrid.plan import plan_cell_memory
+
+    spec = cell.spec if hasattr(cell, "spec") else cell
+    return plan_cell_memory(spec)["host_mem_mb"]
+
+
+def unfit_cells_message(config: Mapping, cells) -> str | None:
+    """A message listing cells whose planned GPU peak exceeds resources.train.gpu_mem_mb."""
+    gpu_mem = ((config.get("resources") or {}).get("train") or {}).get("gpu_mem_mb")
+    if not gpu_mem:
+        return None
+    from emogrid.plan import check_fit
+
+    margin = float((config.get("resources") or {}).get("safety_margin", DEFAULT_SAFETY_MARGIN))
+    bad = check_fit([c.spec for c in cells], gpu_mem, margin=margin)
+    if not bad:
+        return None
+    lines = [f"{b['cell_id']}: needs ~{b['need_mb']:.0f} MB (estimate x {margin})" for b in bad[:20]]
+    more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+    return (f"{len(bad)} cell(s) cannot fit resources.train.gpu_mem_mb={gpu_mem}:\n  "
+            + "\n  ".join(lines) + more
+            + "\n  hint: use qlora, lower train.batch_size or lora.r, or raise gpu_mem_mb "
+              "(see `emogrid plan` for the breakdown)")

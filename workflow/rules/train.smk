@@ -4,7 +4,7 @@
 # constraint) come from config resources.train + models.<name>.resources (emogrid.resources).
 # `emogrid gpu-slot` gives each concurrent job its own GPU on a workstation (one lock file per
 # GPU; EMOGRID_GPUS = the declared `--resources gpu=N`) and keeps SLURM's assignment on a cluster.
-from emogrid.resources import export_declared_gpus, rule_resources
+from emogrid.resources import export_declared_gpus, needs_planner, planned_host_mem_mb, rule_resources
 
 export_declared_gpus(workflow.global_resources)
 
@@ -25,7 +25,9 @@ rule train:
     threads: lambda wc: int(config["resources"].get("train", {}).get("cpus_per_task", 1))
     resources:
         attempt=lambda wc, attempt: attempt,
-        **rule_resources(config, "train", cell_of),
+        # no mem_mb in config -> planned host memory x resources.safety_margin (emogrid.plan)
+        **rule_resources(config, "train", cell_of,
+                         planner=planned_host_mem_mb if needs_planner(config) else None),
     conda:
         "../../envs/train.yaml"
     shell:

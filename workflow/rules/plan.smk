@@ -1,0 +1,32 @@
+# Plan before spending: exact parameter counts and memory estimates per cell (offline,
+# meta device). The training rule's mem_mb comes from here when the config sets none, and a
+# declared resources.train.gpu_mem_mb is checked for every cell before anything is submitted.
+import shlex
+
+from emogrid.resources import planned_host_mem_mb, unfit_cells_message
+
+_unfit = unfit_cells_message(config, CELLS)
+if _unfit:
+    print(f"emogrid: {_unfit}", file=sys.stderr)
+    sys.exit(2)
+
+
+rule plan:
+    input:
+        workflow.configfiles,
+    output:
+        report(f"{RESULTS}/tables/plan.md", caption="../report/plan.rst", category="Plan"),
+        f"{RESULTS}/tables/plan.csv",
+        report(f"{RESULTS}/tables/lora_sizing.md", caption="../report/lora_sizing.rst", category="Plan"),
+        f"{RESULTS}/tables/lora_sizing.csv",
+    params:
+        configfiles=" ".join(f"--configfile {shlex.quote(str(f))}" for f in workflow.configfiles),
+        out=f"{RESULTS}/tables",
+    resources:
+        **rule_resources(config, "report"),
+    log:
+        f"{RESULTS}/logs/report/plan.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m emogrid plan {params.configfiles} --out {params.out:q} --quiet > {log:q} 2>&1"
