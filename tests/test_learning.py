@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 RECIPES = {
     (2, "lora", 5e-3, 3): 0.85,
     (2, "full", 1e-4, 2): 0.85,
-    (16, "lora", 2e-3, 3): 0.35,
+    (16, "lora", 5e-3, 3): 0.35,
     (16, "full", 3e-4, 3): 0.35,
 }
 
