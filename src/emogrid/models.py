@@ -117,6 +117,30 @@ def compute_dtype(quant_spec: dict | None):
             "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}[name]
 
 
+def base_weights_dtype(spec: dict, *, cuda: bool | None = None) -> str:
+    """Dtype the unquantised base is loaded in: "bf16" or "fp32".
+
+    Weights that train stay fp32 (master weights; AdamW updates of ~lr*1e-3 vanish in bf16
+    rounding), so full fine-tuning loads fp32 and bf16 autocast does the speed-up. A frozen
+    base under LoRA & co. may be bf16 on a bf16 device: half the memory, same result.
+    Transformers 5 would otherwise load the checkpoint's dtype (bf16 for Llama/Qwen/Gemma),
+    even on a CPU.
+    """
+    want = spec.get("train", {}).get("precision", "auto")
+    bf16 = want == "bf16" or (want == "auto" and (bf16_supported() if cuda is None else cuda))
+    frozen_base = spec.get("method", {}).get("peft", "full") != "full"
+    return "bf16" if bf16 and frozen_base else "fp32"
+
+
+def upcast_trainable(model) -> None:
+    """Trainable tensors in fp32 (a copied bf16 head under modules_to_save, for one)."""
+    import torch
+
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.bfloat16, torch.float16):
+            param.data = param.data.float()
+
+
 def bf16_supported() -> bool:
     import torch
 
@@ -163,6 +187,9 @@ def classification_config(model_spec: dict, num_labels: int, multi_label: bool, 
         config.id2label = dict(enumerate(labels))
         config.label2id = {name: i for i, name in enumerate(labels)}
     config.problem_type = "multi_label_classification" if multi_label else "single_label_classification"
+    # Classification never generates: a KV cache in eval only costs memory (GBs at batch 64).
+    if hasattr(config, "use_cache"):
+        config.use_cache = False
     return config, family
 
 
@@ -182,6 +209,10 @@ def load_model(spec: dict, num_labels: int, *, multi_label: bool = False,
         kwargs["quantization_config"] = qconfig
         kwargs["device_map"] = device_map if device_map is not None else _default_device_map()
         kwargs["dtype"] = compute_dtype(spec.get("quant"))
+    else:
+        import torch
+
+        kwargs["dtype"] = {"bf16": torch.bfloat16, "fp32": torch.float32}[base_weights_dtype(spec)]
     try:
         model = _model_class(config, family).from_pretrained(src, **kwargs)
     except (OSError, ValueError) as err:

@@ -11,8 +11,9 @@ Memory (MiB = 2**20 bytes), per cell, broken down like the tables of the LoRA/QL
   fp32 absmax per 64 weights, or with double quantisation one 8-bit absmax per 64 plus one fp32
   per 256 absmax blocks (+ the 256-entry code); int8: 1 byte/param + one fp32 scale per output
   row. Not quantised: embeddings, norms, the classification head (and anything that isn't a
-  Linear/Conv1D). Unquantised weights stay in the checkpoint dtype (transformers 5 loads with
-  dtype="auto"), fp32 on CPU; trainable peft adapters are fp32 (peft upcasts them).
+  Linear/Conv1D). Unquantised weights follow the loader (emogrid.models.base_weights_dtype):
+  fp32 for full fine-tuning and on CPU, bf16 for a frozen base on a bf16 device; whatever
+  trains is fp32 (peft upcasts adapters, emogrid upcasts a copied head).
 - gradients: one per trainable parameter, in its dtype.
 - optimizer: AdamW 32-bit keeps two states per trainable parameter (in its dtype);
   bitsandbytes 8-bit AdamW keeps two uint8 states + an fp32 absmax per 256 values, for tensors
@@ -45,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from emogrid.errors import CellError, ConfigError
+from emogrid.models import base_weights_dtype
 
 MIB = 2 ** 20
 MODEL_CONFIG_DIR = Path(__file__).with_name("model_configs")
@@ -403,7 +405,8 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     precision = resolve_precision(train, device)
     quantize = method.get("quantize", "none") or "none"
     if weights_dtype is None:
-        weights_dtype = "fp32" if device == "cpu" or precision == "fp32" else checkpoint_dtype(cfg_dict)
+        # the loader's rule: trained weights fp32, a frozen base bf16 on a bf16 device
+        weights_dtype = base_weights_dtype(spec, cuda=device == "cuda")
         if quantize != "none":
             # peft's prepare_model_for_kbit_training casts every non-quantised parameter to fp32
             # (embeddings, norms): they, and the residual stream, are fp32 in a QLoRA cell.

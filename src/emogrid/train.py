@@ -179,7 +179,7 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
         torch.use_deterministic_algorithms(True, warn_only=True)
 
     from emogrid.adapters import apply_method, count_parameters
-    from emogrid.models import load_model
+    from emogrid.models import load_model, upcast_trainable
 
     multi = data["multi_label"]
     labels = data["labels"]
@@ -191,6 +191,7 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
     steps_per_epoch = math.ceil(math.ceil(len(data["train"]) / batch["batch_size"]) / batch["grad_accum"])
     total_steps = steps_per_epoch * int(spec["train"].get("epochs", 1))
     model = apply_method(model, spec, family, total_step=total_steps)
+    upcast_trainable(model)
     trainable, total = count_parameters(model)
     if on_model is not None:
         on_model(model)
