@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from tests.helpers import REPO, job_counts, require_data, snakemake
+from tests.helpers import job_counts, require_data, snakemake
 
 
 @pytest.fixture(scope="module")

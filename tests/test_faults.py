@@ -23,7 +23,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
 
 from tests.helpers import REPO, require_data
 

@@ -51,6 +51,15 @@ def format_value(value) -> str:
     return str(value).replace(",", "-")
 
 
+def short_variant(variant: str) -> str:
+    """'lora.alpha=16+lora.r=8' -> 'alpha=16 r=8' (display labels; ids keep full names)."""
+    out = []
+    for part in variant.split("+"):
+        key, sep, value = part.partition("=")
+        out.append(f"{key.rsplit('.', 1)[-1]}{sep}{value}")
+    return " ".join(out)
+
+
 def find_sweeps(config: dict) -> dict[str, list]:
     """{'lora.r': [8, 16], ...}: every list-valued leaf of a sweepable section."""
     return {f"{section}.{key}": value

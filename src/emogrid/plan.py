@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from emogrid.errors import CellError, ConfigError
+from emogrid.errors import CellError
 from emogrid.models import base_weights_dtype
 
 MIB = 2 ** 20

@@ -39,6 +39,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from emogrid.atomic import atomic_path  # noqa: E402
 from emogrid.errors import EmogridError  # noqa: E402
+from emogrid.grid import short_variant  # noqa: E402
 
 FIGURES = ["study_heatmap", "accuracy_vs_samples", "tradeoffs", "per_class_f1"]
 FORMATS = ("png", "pdf")
@@ -116,15 +117,6 @@ def _order(values, levels: dict, key: str) -> list:
     rank = {v: i for i, v in enumerate(ref)}
     vals = list(dict.fromkeys(v for v in values if not (isinstance(v, float) and math.isnan(v))))
     return sorted(vals, key=lambda v: (rank.get(v, len(rank)), str(v)))
-
-
-def short_variant(variant: str) -> str:
-    """'lora.alpha=16+lora.r=8' -> 'alpha=16 r=8' (labels only; tables keep full names)."""
-    out = []
-    for part in variant.split("+"):
-        key, sep, value = part.partition("=")
-        out.append(f"{key.rsplit('.', 1)[-1]}{sep}{value}")
-    return " ".join(out)
 
 
 def arm_label(method: str, variant: str) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from emogrid.errors import EmogridError
+from emogrid.grid import short_variant
 
 STATES = ("done", "failed", "running", "pending")
 SYMBOLS = {"done": "●", "failed": "✗", "running": "◐", "pending": "·"}
@@ -119,7 +120,7 @@ def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
             lines += ["", f"{head}: {done}/{len(states)} done"
                       + "".join(f", {sum(s == st for s in states)} {st}" for st in ("failed", "running")
                                 if any(s == st for s in states))]
-            labels = [m + (f" {_short_variant(v)}" if v else "") for m, v in rows]
+            labels = [m + (f" {short_variant(v)}" if v else "") for m, v in rows]
             needed = len(cols) * (col_w + 1)
             label_w = min(max(len(x) for x in labels), max(12, width // 3, width - needed))
             per_chunk = max(1, (width - label_w - 1) // (col_w + 1))
@@ -156,15 +157,6 @@ def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
         lines += ["", f"{len(status['outside_grid'])} result folder(s) outside this grid "
                       "(other config or older sweep), e.g.", _clip("  " + status["outside_grid"][0], width)]
     return "\n".join(lines) + "\n"
-
-
-def _short_variant(variant: str) -> str:
-    """'lora.alpha=16+lora.r=8' -> 'alpha=16 r=8' (display only; ids stay in --json)."""
-    out = []
-    for part in variant.split("+"):
-        key, sep, value = part.partition("=")
-        out.append(f"{key.rsplit('.', 1)[-1]}{sep}{value}")
-    return " ".join(out)
 
 
 def _chunks(cols: list[tuple[int, int]], size: int) -> list[list[tuple[int, int]]]:

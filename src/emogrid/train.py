@@ -9,7 +9,6 @@ and to halve the micro-batch after CUDA OOM.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -90,13 +89,10 @@ def load_spec(arg: str) -> dict:
     for key in ("model", "method", "train"):
         if key not in spec:
             raise CellError(f"cell spec lacks the `{key}` block", hint="regenerate it with `emogrid grid`")
+    from emogrid.grid import config_hash
+
     spec.setdefault("config_hash", config_hash(spec))
     return spec
-
-
-def config_hash(spec: dict) -> str:
-    body = {k: v for k, v in spec.items() if k != "config_hash"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- retries and failures
