@@ -16,6 +16,7 @@ import torch
 
 from conftest_train import cell_spec
 from emogrid import train
+from emogrid.grid import config_hash
 
 FAMILIES = ("llama", "qwen2", "gpt2", "gemma3", "bert")
 METHODS = (("full", "attention"), ("lora", "attention"), ("lora", "all-linear"), ("qlora", "attention"),
@@ -38,7 +39,7 @@ def _one_thread():
 
 
 def hashed(spec: dict) -> dict:
-    spec["config_hash"] = train.config_hash(spec)
+    spec["config_hash"] = config_hash(spec)
     return spec
 
 
