@@ -31,7 +31,8 @@ PROVENANCE_KEYS = {"versions", "device", "precision", "git_commit", "config_hash
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what run_cell (and CLI subprocesses) will use
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: extra threads only add contention on shared cores
     yield
@@ -269,3 +270,9 @@ def test_int8_lora_cell(tiny_models, tiny_subset, tmp_path):
     spec["method"]["quantize"] = "int8"
     assert run_cli(spec, tiny_subset, tmp_path) == 0
     assert check_metrics_file(tmp_path, hashed(spec))["efficiency"]["trainable_params"] > 0
+
+
+def test_cpu_threads_follow_the_job_allocation():
+    assert train.cpu_threads({"OMP_NUM_THREADS": "3", "SLURM_CPUS_PER_TASK": "8"}) == 3
+    assert train.cpu_threads({"SLURM_CPUS_PER_TASK": "8"}) == 8
+    assert 1 <= train.cpu_threads({"OMP_NUM_THREADS": "0"}) <= (os.cpu_count() or 1)

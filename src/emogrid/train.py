@@ -173,6 +173,7 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
     set_seed(seed)
     if not torch.cuda.is_available():
         torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_num_threads(cpu_threads())
 
     from emogrid.adapters import apply_method, count_parameters
     from emogrid.models import load_model, upcast_trainable
@@ -496,6 +497,20 @@ class SigtermSave(TrainerCallback):
 
 
 # ---------------------------------------------------------------- data
+
+
+def cpu_threads(environ=None) -> int:
+    """Threads this job may use: Snakemake's OMP_NUM_THREADS, SLURM's allocation, else its cores.
+
+    torch defaults to every physical core of the machine; with two jobs on two cores its
+    OpenMP threads spin against each other and a step gets 20-40x slower (bench/README.md).
+    """
+    environ = os.environ if environ is None else environ
+    for var in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK"):
+        value = environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
