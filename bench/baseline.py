@@ -111,9 +111,11 @@ def main() -> None:
         family = model.config.model_type
         targets = lora.get("targets", "attention")
         targets = TARGETS[family][targets] if targets in ("attention", "all-linear") else targets.split(",")
+        # The head trains in full, as in emogrid's cell: BERT's pooler + classifier, a decoder's score.
+        head = ["classifier", "pooler"] if family == "bert" else ["score"]
         config = LoraConfig(task_type=TaskType.SEQ_CLS, r=int(lora["r"]), lora_alpha=float(lora["alpha"]),
                             lora_dropout=float(lora["dropout"]), target_modules=targets,
-                            use_dora=bool(method.get("use_dora")))
+                            use_dora=bool(method.get("use_dora")), modules_to_save=head)
         model = get_peft_model(model, config)
     elif method.get("peft", "full") != "full":
         raise SystemExit(f"baseline: method {method.get('peft')!r} is not part of the benchmark")
