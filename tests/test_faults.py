@@ -85,6 +85,7 @@ def study_yaml(data: Path) -> str:
         f"""\
         data: {{path: {data}}}
         grid: {{labels: [2], samples: [40], models: [{", ".join(MODELS)}], methods: [lora], seeds: [{", ".join(map(str, SEEDS))}]}}
+        resources: {{train: {{cpus_per_task: 1}}}}   # threads per job: 2 fake GPUs, 2 jobs at once
         """
     ) + "models:\n" + models + "\n"
 
