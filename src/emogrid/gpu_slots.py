@@ -103,11 +103,8 @@ def gpu_pool(gpus: int | None, env: dict) -> list[str]:
         ids = parse_ids(env["EMOGRID_GPU_IDS"], "EMOGRID_GPU_IDS")
     elif env.get("CUDA_VISIBLE_DEVICES", "").strip() and not under_scheduler(env):
         ids = parse_ids(env["CUDA_VISIBLE_DEVICES"], "CUDA_VISIBLE_DEVICES")
-    if gpus is None and env.get("EMOGRID_GPUS", "").strip():
-        try:
-            gpus = _nonneg_int(env["EMOGRID_GPUS"].strip())
-        except argparse.ArgumentTypeError as err:
-            raise EmogridError(f"EMOGRID_GPUS: {err}") from None
+    if gpus is None:
+        gpus = declared_gpus(env)
     if ids is None:
         count = detect_gpu_count() if gpus is None else gpus
         return [str(i) for i in range(count)]
@@ -117,6 +114,17 @@ def gpu_pool(gpus: int | None, env: dict) -> list[str]:
         raise EmogridError(f"--gpus {gpus} but only {len(ids)} GPU ids are allowed ({','.join(ids)})",
                            hint="set EMOGRID_GPU_IDS / CUDA_VISIBLE_DEVICES to all the GPUs to use")
     return ids[:gpus]
+
+
+def declared_gpus(env: dict) -> int | None:
+    """The GPU count the Snakefile exported (EMOGRID_GPUS), or None when unset."""
+    value = env.get("EMOGRID_GPUS", "").strip()
+    if not value:
+        return None
+    try:
+        return _nonneg_int(value)
+    except argparse.ArgumentTypeError as err:
+        raise EmogridError(f"EMOGRID_GPUS: {err}") from None
 
 
 def scheduler_pool(gpus: int | None, need: int, env: dict) -> list[str] | None:
@@ -130,12 +138,7 @@ def scheduler_pool(gpus: int | None, need: int, env: dict) -> list[str] | None:
     cvd = env.get("CUDA_VISIBLE_DEVICES", "").strip()
     if not cvd or not job_id or env.get("EMOGRID_GPUS_SLURM_JOB") != job_id:
         return None
-    declared = gpus
-    if declared is None and env.get("EMOGRID_GPUS", "").strip():
-        try:
-            declared = _nonneg_int(env["EMOGRID_GPUS"].strip())
-        except argparse.ArgumentTypeError as err:
-            raise EmogridError(f"EMOGRID_GPUS: {err}") from None
+    declared = gpus if gpus is not None else declared_gpus(env)
     if declared is None:
         return None
     ids = parse_ids(cvd, "CUDA_VISIBLE_DEVICES (from SLURM)")
