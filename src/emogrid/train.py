@@ -332,6 +332,7 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
     trainer.remove_callback(PrinterCallback)  # run.log has the progress; stdout stays quiet
     trainer.loraplus_ratio = spec["method"].get("loraplus_ratio")
     trainer.optim_8bit = optim == "adamw_8bit"
+    trainer.length_grouping = bool(train.get("length_grouping", True))
     return trainer, precision
 
 
@@ -370,6 +371,21 @@ class CellTrainer(Trainer):
 
     loraplus_ratio = None
     optim_8bit = False
+    length_grouping = True
+
+    def _get_train_sampler(self, train_dataset=None):
+        """Length-grouped batches (emogrid.sampling): far less padding with dynamic padding.
+
+        Grouped by the effective batch (micro-batch x accumulation), so an OOM retry that halves
+        the micro-batch still puts the same examples in each optimizer step."""
+        if not self.length_grouping:
+            return super()._get_train_sampler(train_dataset)
+        from emogrid.sampling import LengthGroupedSampler
+
+        ds = train_dataset if train_dataset is not None else self.train_dataset
+        return LengthGroupedSampler([len(x["input_ids"]) for x in ds],
+                                    self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                    self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
     def create_optimizer(self, *args, **kwargs):
         if self.optimizer is None and self.loraplus_ratio:
