@@ -307,7 +307,7 @@ def targets(results: dict) -> str:
         out.append(f"- emogrid start-up {pct:.1f}% of the MiniLM full fine-tuning cell (target <= 10%): "
                    f"{'MET' if pct <= 10 else 'MISSED'}")
     for name, rec in results.get("orchestration", {}).items():
-        if isinstance(rec, dict) and "seconds" in rec:
+        if isinstance(rec, dict) and "seconds" in rec and not name.startswith("(setup)"):
             ok = rec["seconds"] <= 5.0 and rec.get("rc", 0) == 0
             out.append(f"- {name}: {rec['seconds']:.2f} s (target <= 5 s): {'MET' if ok else 'MISSED'}"
                        + (f" (rc {rec['rc']})" if rec.get("rc") else ""))

@@ -173,6 +173,8 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
     set_seed(seed)
     if not torch.cuda.is_available():
         torch.use_deterministic_algorithms(True, warn_only=True)
+    else:  # fp32 matmuls (fp32 precision, fp32 adapter/head weights) on tensor cores: TF32
+        torch.set_float32_matmul_precision("high")
     torch.set_num_threads(cpu_threads())
 
     from emogrid.adapters import apply_method, count_parameters
@@ -332,7 +334,8 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
     trainer.remove_callback(PrinterCallback)  # run.log has the progress; stdout stays quiet
     trainer.loraplus_ratio = spec["method"].get("loraplus_ratio")
     trainer.optim_8bit = optim == "adamw_8bit"
-    trainer.length_grouping = bool(train.get("length_grouping", True))
+    trainer.length_grouping = bool(train.get("length_grouping", False))
+    trainer.length_chunks = 1 if cuda else 4
     return trainer, precision
 
 
@@ -371,7 +374,22 @@ class CellTrainer(Trainer):
 
     loraplus_ratio = None
     optim_8bit = False
-    length_grouping = True
+    length_grouping = False
+    length_chunks = 1  # > 1: forward each training batch as length-sorted chunks (emogrid.chunking)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.length_chunks > 1 and model.training and not return_outputs:
+            from emogrid.chunking import split_by_length
+
+            parts = split_by_length(inputs, self.length_chunks)
+            if len(parts) > 1:
+                # Sequence-classification heads return each chunk's mean loss: weighting by the
+                # chunk's share of rows gives the batch's mean loss.
+                n = inputs["attention_mask"].shape[0]
+                return sum(super(CellTrainer, self).compute_loss(model, part, num_items_in_batch=num_items_in_batch)
+                           * (part["attention_mask"].shape[0] / n) for part in parts)
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
 
     def _get_train_sampler(self, train_dataset=None):
         """Length-grouped batches (emogrid.sampling): far less padding with dynamic padding.
