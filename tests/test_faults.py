@@ -168,7 +168,8 @@ def test_interrupted_run_resumes_without_redoing_finished_cells(tmp_path):
     study.wait_for_cells(proc, 2)
     os.killpg(proc.pid, signal.SIGINT)          # Ctrl-C in the terminal: snakemake and its jobs
     proc.wait(timeout=60)
-    assert proc.returncode != 0
+    # Snakemake's exit status after Ctrl-C depends on the phase the signal hits (0 seen once in a
+    # full suite run); what matters is that it stopped with cells left, checked below.
     before = study.snapshot()
     finished = {json.loads((study.dir / p).read_text())["cell_id"] for p in before if p.endswith("metrics.json")}
     assert 2 <= len(finished) < N_CELLS, "interrupt came too late to test anything"
