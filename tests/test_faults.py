@@ -167,9 +167,14 @@ def test_interrupted_run_resumes_without_redoing_finished_cells(tmp_path):
     proc = study.start(FAKE_SECONDS="1.5")
     study.wait_for_cells(proc, 2)
     os.killpg(proc.pid, signal.SIGINT)          # Ctrl-C in the terminal: snakemake and its jobs
+    try:
+        proc.wait(timeout=0.5)
+    except subprocess.TimeoutExpired:
+        # Snakemake now and then swallows a Ctrl-C that lands while it is spawning jobs and runs
+        # on to the end (about 1 run in 8 here); a user presses it again, and so does this test.
+        os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=60)
-    # Snakemake's exit status after Ctrl-C depends on the phase the signal hits (0 seen once in a
-    # full suite run); what matters is that it stopped with cells left, checked below.
+    assert proc.returncode != 0
     before = study.snapshot()
     finished = {json.loads((study.dir / p).read_text())["cell_id"] for p in before if p.endswith("metrics.json")}
     assert 2 <= len(finished) < N_CELLS, "interrupt came too late to test anything"
