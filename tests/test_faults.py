@@ -90,6 +90,12 @@ def study_yaml(data: Path) -> str:
     ) + "models:\n" + models + "\n"
 
 
+def _default_sigint() -> None:
+    """A suite started in the background (`cmd &` from a script) inherits SIGINT ignored, and so
+    would snakemake and its jobs; the test's Ctrl-C must reach them as a terminal's would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Study:
     def __init__(self, tmp: Path):
         self.dir = tmp / "study"
@@ -125,7 +131,7 @@ class Study:
     def start(self, **env) -> subprocess.Popen:
         log = open(self.dir.parent / "snakemake.log", "a")
         return subprocess.Popen(self.cmd(), cwd=self.dir, env={**self.env, **env}, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_sigint)
 
     def metrics(self) -> list[Path]:
         return sorted((self.dir / "results" / "runs").glob("**/metrics.json"))
