@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from emogrid.cli import main as cli
-from emogrid.config import deep_merge, finalize, load_config
+from emogrid.config import check_overrides, deep_merge, finalize, load_config
 from emogrid.errors import ConfigError
 from tests.helpers import REPO
 
@@ -68,6 +68,45 @@ def test_default_config_is_valid_and_defaulted():
 def test_bad_config_names_key_and_expectation(patch, expected, monkeypatch):
     monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
     assert expected in error_of(with_(patch))
+
+
+# One validator for every place a value can be written: what the top level rejects, a
+# per-method override rejects too, with the same words and the full key path.
+@pytest.mark.parametrize("section, key, value, expected", [
+    ("train", "epochs", 0, "expected integer >= 1, got 0"),
+    ("train", "lr", -1.0, "expected number > 0, got -1.0"),
+    ("train", "batch_size", -3, "expected integer >= 1, got -3"),
+    ("train", "scheduler", "bogus", "expected one of cosine, linear"),
+    ("train", "lr", "1e-4", "YAML reads 1e-4 as text; write it with a dot"),
+    ("train", "warmup_ratio", 1.5, "expected number >= 0 and < 1, got 1.5"),
+    ("lora", "r", 0, "expected integer >= 1, got 0"),
+    ("lora", "targets", "q_proj v_proj", "lora.targets"),
+    ("lora", "rank", 8, "unknown key 'rank'"),
+    ("quant", "compute_dtype", "int4", "expected one of auto, fp32, bf16, fp16"),
+])
+def test_method_overrides_pass_the_top_level_schema(section, key, value, expected, monkeypatch):
+    monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
+    top = error_of(with_({section: {key: value}}))
+    over = error_of(with_({"methods": {"full": {section: {key: value}}}}))
+    assert expected in top
+    assert f"methods.full.{section}" in over and expected in over
+    assert over.split(f"methods.full.{section}", 1)[1] == top.split(section, 1)[1]
+
+
+def test_check_overrides_is_reusable_for_any_place():
+    assert check_overrides("models.bert-base", {"train": {"lr": 2.0e-5}, "lora": {"r": 8}}) == []
+    problems = check_overrides("models.bert-base", {"train": {"epochs": 0}, "lora": "big",
+                                                    "trian": {}})
+    assert problems == ["models.bert-base: unknown section 'trian' (did you mean 'train'?); "
+                        "sections that can be overridden: train, lora, ia3, adalora, loraplus, quant"]
+    problems = check_overrides("models.bert-base", {"train": {"epochs": 0}, "lora": "big"})
+    assert "models.bert-base.train.epochs: expected integer >= 1, got 0" in problems
+    assert any(p.startswith("models.bert-base.lora: expected object") for p in problems)
+    # a list is a sweep: only where the caller allows it, and then each value is checked
+    assert "sweep it at the top level" in check_overrides("m", {"lora": {"r": [8, 16]}})[0]
+    assert check_overrides("m", {"lora": {"r": [8, 16]}}, allow_sweep=True) == []
+    assert check_overrides("m", {"lora": {"r": [8, 0]}}, allow_sweep=True) == [
+        "m.lora.r[1]: expected integer >= 1, got 0 (a list here makes the key a swept axis)"]
 
 
 def test_unreadable_data_dir_from_env_is_reported(monkeypatch, tmp_path):

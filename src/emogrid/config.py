@@ -188,6 +188,49 @@ def check_schema(config: dict, schema: dict) -> None:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(dict.fromkeys(lines)) + more)
 
 
+# ---------------------------------------------------------------- overrides
+
+def check_overrides(where: str, overrides: dict, *, allow_sweep: bool = False) -> list[str]:
+    """Problems of a partial `{section: {key: value}}` written somewhere below the top level.
+
+    One validator for every place a value can be written: `methods.<m>.<section>`,
+    `models.<name>.<section>`, ... are checked against the very schema entries
+    (`$defs`, ranges, enums, dotted floats) that validate the top-level sections, without
+    filling in defaults (an override holds only what it changes). `where` prefixes every
+    message (`methods.full`); a list value is a sweep, which only the top level may hold
+    unless `allow_sweep`. Returns the messages, [] when the overrides are valid, so a caller
+    (check_semantics) reports them with every other problem in one ConfigError.
+    """
+    import jsonschema
+
+    root = load_schema()
+    problems: list[str] = []
+    if not isinstance(overrides, dict):
+        return [f"{where}: expected a mapping of sections, got {type(overrides).__name__}"]
+    properties = {}
+    for section, values in overrides.items():
+        if section not in SWEEPABLE_SECTIONS:
+            close = difflib.get_close_matches(str(section), SWEEPABLE_SECTIONS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"{where}: unknown section '{section}'{hint}; sections that can be "
+                            f"overridden: {', '.join(SWEEPABLE_SECTIONS)}")
+            continue
+        properties[section] = {k: v for k, v in root["properties"][section].items() if k != "default"}
+        if allow_sweep or not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if isinstance(value, list) and key in properties[section].get("properties", {}):
+                problems.append(f"{where}.{section}.{key}: expected a single value; sweep it at "
+                                f"the top level ({section}.{key}: [...]) instead")
+    if problems:
+        return problems
+    schema = {"$defs": root["$defs"], "type": "object", "properties": properties}
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(overrides),
+                    key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    return list(dict.fromkeys(f"{where}.{_describe(e, root)}" for e in errors))
+
+
 # ---------------------------------------------------------------- semantic checks
 
 def defined_methods(config: dict) -> dict:
@@ -211,14 +254,8 @@ def check_semantics(config: dict) -> None:
         if name not in BUILTIN_METHODS and "base" not in entry and "peft" not in entry:
             problems.append(f"methods.{name}: a new method needs 'base' (one of "
                             f"{', '.join(BUILTIN_METHODS)}) or 'peft'")
-        for section in SWEEPABLE_SECTIONS:
-            for k, v in (entry.get(section) or {}).items():
-                if k not in config[section]:
-                    problems.append(f"methods.{name}.{section}: unknown key '{k}'; allowed keys: "
-                                    f"{', '.join(sorted(config[section]))}")
-                elif isinstance(v, list):
-                    problems.append(f"methods.{name}.{section}.{k}: expected a single value; sweep "
-                                    f"it at the top level ({section}.{k}: [...]) instead")
+        problems += check_overrides(f"methods.{name}",
+                                    {s: entry[s] for s in SWEEPABLE_SECTIONS if s in entry})
     for name, model in config["models"].items():
         if model.get("package") and not model.get("path"):
             try:
