@@ -31,7 +31,8 @@ def test_default_grid_is_the_published_study():
     assert spec["method"] == {"name": "qlora", "peft": "lora", "quantize": "nf4",
                               "use_dora": False, "loraplus_ratio": None}
     assert spec["train"]["optim"] == "adamw_8bit"  # QLoRA brings 8-bit AdamW
-    assert spec["lora"]["targets"] == "attention" and "ia3" not in spec
+    assert spec["lora"]["targets"] == "qv" and "ia3" not in spec  # the paper's targets
+    assert spec["train"]["patience"] == 10 and spec["train"]["eval_every"] == "0.25 epoch"
     assert spec["model"]["id"] == "openai-community/gpt2-xl"
     assert spec["cell"] == {"dataset": "goemotions", "model": "gpt2-xl", "method": "qlora",
                             "labels": 4, "samples": 800, "seed": 1}
@@ -105,3 +106,27 @@ def test_thousand_cell_grid_expands_fast():
     cells = cells_of({"grid": {"methods": ["full", "lora", "qlora", "ia3", "loraplus", "dora"]}})
     assert len(cells) == 5 * 6 * 4 * 3 * 3 == 1080
     assert time.perf_counter() - start < 2.0
+
+
+def test_per_model_overrides_apply_to_that_model_only_and_methods_win():
+    cells = cells_of({"grid": {"models": ["bert-base", "gpt2-xl"], "methods": ["lora", "full"],
+                               "labels": [2], "samples": [800], "seeds": [0]},
+                      "models": {"bert-base": {"train": {"lr": 2.0e-5}, "lora": {"targets": "attention"}}},
+                      "methods": {"full": {"train": {"lr": 1.0e-5}}},
+                      "lora": {"targets": "qv"}})
+    spec = {(c.axes["model"], c.axes["method"]): c.spec for c in cells}
+    assert spec["bert-base", "lora"]["train"]["lr"] == 2e-5
+    assert spec["bert-base", "lora"]["lora"]["targets"] == "attention"
+    assert spec["gpt2-xl", "lora"]["train"]["lr"] == 1e-4 and spec["gpt2-xl", "lora"]["lora"]["targets"] == "qv"
+    assert spec["bert-base", "full"]["train"]["lr"] == 1e-5  # methods.<m> wins over models.<name>
+    assert spec["bert-base", "lora"]["config_hash"] != spec["gpt2-xl", "lora"]["config_hash"]
+
+
+def test_a_model_override_of_a_swept_key_removes_that_axis_for_the_model():
+    cells = cells_of({"grid": {"models": ["bert-base", "gpt2-xl"], "methods": ["lora"],
+                               "labels": [2], "samples": [800], "seeds": [0]},
+                      "models": {"bert-base": {"lora": {"r": 4}}}, "lora": {"r": [8, 16]}})
+    per_model = {m: [c for c in cells if c.axes["model"] == m] for m in ("bert-base", "gpt2-xl")}
+    assert len(per_model["bert-base"]) == 1 and per_model["bert-base"][0].spec["lora"]["r"] == 4
+    assert "lora.r" not in per_model["bert-base"][0].axes
+    assert sorted(c.spec["lora"]["r"] for c in per_model["gpt2-xl"]) == [8, 16]

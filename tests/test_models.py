@@ -107,7 +107,7 @@ def test_nf4_keeps_head_and_pooler_unquantised(tiny_models):
 def test_resolve_targets(tiny_models, family):
     model, _, _ = load_model(spec_for(tiny_models[family]), 2)
     names = [n for n, _ in model.named_modules()]
-    for target_set in ("attention", "all-linear"):
+    for target_set in ("qv", "attention", "all-linear"):
         targets = resolve_targets(model, family, target_set)
         assert targets == TARGETS[family][target_set]
         hit = [n for n in names if any(n == t or n.endswith("." + t) for t in targets)]
@@ -148,3 +148,22 @@ def test_adapters_import_is_cheap_and_side_effect_free():
 
     code = "import sys, emogrid.adapters, emogrid.models; assert 'peft' not in sys.modules and 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+QV_MODULES = {"llama": {"q_proj", "v_proj"}, "qwen2": {"q_proj", "v_proj"}, "gemma3": {"q_proj", "v_proj"},
+              "gpt2": {"c_attn"}, "bert": {"query", "value"}}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_qv_preset_adapts_only_query_and_value(tiny_models, family):
+    """`qv` = the GoEmotions grid paper's targets: q_proj/v_proj, GPT-2's fused c_attn, BERT's query/value."""
+    counts = {}
+    for preset in ("qv", "attention"):
+        model, _, _ = load_model(spec_for(tiny_models[family], targets=preset), 2)
+        peft_model = apply_method(model, spec_for(tiny_models[family], targets=preset), family)
+        adapted = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in peft_model.named_parameters()
+                   if ".lora_A" in n}
+        if preset == "qv":
+            assert adapted == QV_MODULES[family]
+        counts[preset] = count_parameters(peft_model)[0]
+    assert counts["qv"] < counts["attention"]

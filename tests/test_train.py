@@ -16,6 +16,7 @@ import torch
 
 from conftest_train import cell_spec
 from emogrid import train
+from emogrid.errors import CellError
 from emogrid.grid import config_hash
 
 FAMILIES = ("llama", "qwen2", "gpt2", "gemma3", "bert")
@@ -276,3 +277,41 @@ def test_cpu_threads_follow_the_job_allocation():
     assert train.cpu_threads({"OMP_NUM_THREADS": "3", "SLURM_CPUS_PER_TASK": "8"}) == 3
     assert train.cpu_threads({"SLURM_CPUS_PER_TASK": "8"}) == 8
     assert 1 <= train.cpu_threads({"OMP_NUM_THREADS": "0"}) <= (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("epoch", ("epoch", 1.0)), ("0.25 epoch", ("epoch", 0.25)), ("2 epochs", ("epoch", 2.0)),
+    ("50 steps", ("steps", 50)), ("1step", ("steps", 1)), (50, ("steps", 50))])
+def test_parse_eval_every(value, expected):
+    from emogrid.train import eval_schedule, parse_eval_every
+
+    assert parse_eval_every(value) == expected
+    sched = eval_schedule(value, steps_per_epoch=180)
+    assert sched["save_strategy"] == sched["eval_strategy"]  # the best model needs a save per evaluation
+    if value != "epoch":
+        assert sched["eval_steps"] == sched["save_steps"] == (expected[1] if expected[0] == "steps"
+                                                              else round(expected[1] * 180))
+
+
+@pytest.mark.parametrize("bad", ["0 steps", "1.5 steps", "weekly", 0, True])
+def test_parse_eval_every_rejects(bad):
+    from emogrid.train import parse_eval_every
+
+    with pytest.raises(CellError, match="train.eval_every"):
+        parse_eval_every(bad)
+
+
+def test_eval_every_steps_patience_in_evaluations_and_best_checkpoint_restored(tiny_models, tiny_subset, tmp_path):
+    # 54 training examples / batch 8 = 7 steps per epoch; 4 epochs; evaluate every 3 steps.
+    spec = cell_spec(tiny_models["bert"], "lora", epochs=4, lr=5e-3, eval_every="3 steps", patience=2)
+    assert run_cli(spec, tiny_subset, tmp_path) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    evals = [r for r in map(json.loads, (tmp_path / "train_log.jsonl").read_text().splitlines()) if "eval" in r]
+    steps = [r["step"] for r in evals]
+    assert steps == list(range(3, 3 * len(steps) + 1, 3))  # every 3 optimizer steps, none per epoch
+    accs = [r["eval"]["accuracy"] for r in evals]
+    best = max(range(len(accs)), key=lambda i: (accs[i], -i))  # the Trainer keeps the first best
+    assert metrics["efficiency"]["best_step"] == steps[best]
+    assert metrics["val"]["accuracy"] == pytest.approx(accs[best])  # the best evaluation's weights
+    if metrics["efficiency"]["optimizer_steps"] < 28:  # stopped early: exactly `patience` evals without gain
+        assert len(accs) - 1 - best == 2

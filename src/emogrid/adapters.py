@@ -14,15 +14,22 @@ from emogrid.models import head_modules
 _LLAMA_ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
 _LLAMA_MLP = ["gate_proj", "up_proj", "down_proj"]
 
+_LLAMA_QV = ["q_proj", "v_proj"]
+
 # family -> target set -> module-name suffixes (peft matches `name == t or name.endswith("." + t)`).
+# `qv`: the query and value projections (the GoEmotions grid paper's choice: q_proj/v_proj,
+# GPT-2's fused c_attn, BERT's query/value); `attention`: every attention projection;
+# `all-linear`: attention + MLP.
 TARGETS: dict[str, dict[str, list[str]]] = {
-    "llama": {"attention": _LLAMA_ATTN, "all-linear": _LLAMA_ATTN + _LLAMA_MLP},
-    "qwen2": {"attention": _LLAMA_ATTN, "all-linear": _LLAMA_ATTN + _LLAMA_MLP},
-    "gemma3": {"attention": _LLAMA_ATTN, "all-linear": _LLAMA_ATTN + _LLAMA_MLP},
-    "gpt2": {"attention": ["c_attn", "attn.c_proj"], "all-linear": ["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"]},
-    "bert": {"attention": ["query", "key", "value", "attention.output.dense"],
+    "llama": {"qv": _LLAMA_QV, "attention": _LLAMA_ATTN, "all-linear": _LLAMA_ATTN + _LLAMA_MLP},
+    "qwen2": {"qv": _LLAMA_QV, "attention": _LLAMA_ATTN, "all-linear": _LLAMA_ATTN + _LLAMA_MLP},
+    "gemma3": {"qv": _LLAMA_QV, "attention": _LLAMA_ATTN, "all-linear": _LLAMA_ATTN + _LLAMA_MLP},
+    "gpt2": {"qv": ["c_attn"], "attention": ["c_attn", "attn.c_proj"],
+             "all-linear": ["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"]},
+    "bert": {"qv": ["query", "value"], "attention": ["query", "key", "value", "attention.output.dense"],
              "all-linear": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]},
 }
+TARGET_PRESETS = ("qv", "attention", "all-linear")
 
 # IA3 scales the *input* of these feed-forward modules (peft's own convention per family).
 IA3_FEEDFORWARD = {"llama": ["down_proj"], "qwen2": ["down_proj"], "gemma3": ["down_proj"],
@@ -34,19 +41,19 @@ def _matches(name: str, target: str) -> bool:
 
 
 def resolve_targets(model, family: str, targets: str) -> list[str]:
-    """Module-name suffixes for `attention`, `all-linear`, or a comma-separated explicit list.
+    """Module-name suffixes for a preset (`qv`, `attention`, `all-linear`) or a comma-separated list.
 
     Every name must match at least one module of `model`, else CellError (a retry won't help).
     """
-    if targets in ("attention", "all-linear"):
-        if family not in TARGETS:
+    if targets in TARGET_PRESETS:
+        if family not in TARGETS or targets not in TARGETS[family]:
             raise CellError(f"no `{targets}` target set for model family {family!r}",
                             hint="give lora.targets as an explicit comma-separated list of module names")
         names = list(TARGETS[family][targets])
     else:
         names = [t.strip() for t in str(targets).split(",") if t.strip()]
         if not names:
-            raise CellError(f"empty target list {targets!r}", hint="use attention, all-linear or module names")
+            raise CellError(f"empty target list {targets!r}", hint="use qv, attention, all-linear or module names")
     module_names = [n for n, _ in model.named_modules()]
     missing = [t for t in names if not any(_matches(n, t) for n in module_names)]
     if missing:

@@ -141,6 +141,8 @@ def _describe(error, root: dict) -> str:
     key = _key(error.absolute_path)
     value = error.instance
     v = error.validator
+    if v == "anyOf" and isinstance(error.schema, dict) and "x-expected" in error.schema:
+        return f"{key}: expected {error.schema['x-expected']}, got {value!r}"
     if v == "anyOf" and error.context:
         # sweepable leaf: report against the branch the user meant (list = sweep, else value)
         branch = 1 if isinstance(value, list) else 0
@@ -257,6 +259,8 @@ def check_semantics(config: dict) -> None:
         problems += check_overrides(f"methods.{name}",
                                     {s: entry[s] for s in SWEEPABLE_SECTIONS if s in entry})
     for name, model in config["models"].items():
+        problems += check_overrides(f"models.{name}",
+                                    {s: model[s] for s in SWEEPABLE_SECTIONS if s in model})
         if model.get("package") and not model.get("path"):
             try:
                 model["path"] = resolve_package_model(model["package"])

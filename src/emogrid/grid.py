@@ -80,6 +80,14 @@ def resolve_method(name: str, config: dict) -> tuple[Method, dict]:
     return method, overrides
 
 
+def merge_overrides(model_overrides: dict, method_overrides: dict) -> dict:
+    """Section overrides of one (model, method): top level < models.<name> < methods.<m>."""
+    out = {s: dict(v) for s, v in model_overrides.items()}
+    for section, values in method_overrides.items():
+        out.setdefault(section, {}).update(values)
+    return out
+
+
 def config_hash(spec: dict) -> str:
     blob = json.dumps({k: v for k, v in spec.items() if k != "config_hash"}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -94,8 +102,10 @@ def expand_cells(config: dict) -> list[Cell]:
         model_spec = {"name": model_name, "id": model.get("id"), "path": model.get("path"),
                       "revision": model.get("revision"),
                       "trust_remote_code": bool(model.get("trust_remote_code", False))}
+        model_overrides = {s: dict(model[s]) for s in SWEEPABLE_SECTIONS if model.get(s)}
         for method_name in grid["methods"]:
-            method, overrides = resolve_method(method_name, config)
+            method, method_overrides = resolve_method(method_name, config)
+            overrides = merge_overrides(model_overrides, method_overrides)
             relevant = {key: values for key, values in sweeps.items()
                         if key.split(".")[0] in method.sections
                         and key.split(".")[1] not in overrides.get(key.split(".")[0], {})}

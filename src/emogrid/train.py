@@ -1,7 +1,7 @@
 """`emogrid train`: train and evaluate one grid cell, write metrics.json (docs/CONTRACTS.md).
 
-Flow: spec + data -> model (+ adapter) -> HF Trainer (dynamic padding, eval each epoch for
-early stopping, checkpoints in <out>/.checkpoint for resume) -> val/test predictions ->
+Flow: spec + data -> model (+ adapter) -> HF Trainer (dynamic padding, eval every `train.eval_every`
+for early stopping, checkpoints in <out>/.checkpoint for resume) -> val/test predictions ->
 metrics.json, predictions.jsonl, train_log.jsonl. Any failure leaves failure.json (not a
 Snakemake output) and a one-paragraph message; a retry reads it to skip hopeless retries
 and to halve the micro-batch after CUDA OOM.
@@ -310,9 +310,10 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
         num_train_epochs=float(train.get("epochs", 1)),
         optim="adamw_bnb_8bit" if optim == "adamw_8bit" else "adamw_torch",
         bf16=precision == "bf16", fp16=precision == "fp16",
-        # Eval + save once per epoch: all early stopping needs, and the resume points.
-        eval_strategy="epoch", save_strategy="epoch", save_total_limit=1,
-        load_best_model_at_end=True, metric_for_best_model=metric,
+        # Evaluate + save every `train.eval_every`: early stopping counts evaluations, the best
+        # one's weights are restored at the end, and the saves are the resume points.
+        **eval_schedule(train.get("eval_every", "epoch"), steps_per_epoch),
+        save_total_limit=1, load_best_model_at_end=True, metric_for_best_model=metric,
         greater_is_better=metric not in ("loss",),
         restore_callback_states_from_checkpoint=True,  # early-stopping patience survives a resume
         logging_strategy="steps", logging_steps=max(1, steps_per_epoch // 4), logging_first_step=True,
@@ -337,6 +338,39 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
     trainer.length_grouping = bool(train.get("length_grouping", False))
     trainer.length_chunks = 1 if cuda else 4
     return trainer, precision
+
+
+def parse_eval_every(value) -> tuple[str, float]:
+    """`epoch` / "0.25 epoch" / "2 epochs" / "50 steps" / 50 -> ("epoch", 0.25) or ("steps", 50)."""
+    import re
+
+    if isinstance(value, bool) or value is None:
+        raise CellError(f"train.eval_every: expected epoch, '<x> epoch(s)' or '<n> steps', got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise CellError(f"train.eval_every: expected at least 1 step, got {value}")
+        return "steps", value
+    text = str(value).strip().lower()
+    if text == "epoch":
+        return "epoch", 1.0
+    match = re.fullmatch(r"(\d+(?:\.\d+)?|\.\d+) ?(epochs?|steps?)", text)
+    if not match or float(match.group(1)) <= 0:
+        raise CellError(f"train.eval_every: expected epoch, '<x> epoch(s)' or '<n> steps', got {value!r}")
+    amount, unit = float(match.group(1)), match.group(2)
+    if unit.startswith("step"):
+        if amount != int(amount):
+            raise CellError(f"train.eval_every: a number of steps must be whole, got {value!r}")
+        return "steps", int(amount)
+    return "epoch", amount
+
+
+def eval_schedule(value, steps_per_epoch: int) -> dict:
+    """TrainingArguments for evaluating (and checkpointing) every `train.eval_every`."""
+    unit, amount = parse_eval_every(value)
+    if unit == "epoch" and amount == 1.0:
+        return {"eval_strategy": "epoch", "save_strategy": "epoch"}
+    steps = int(amount) if unit == "steps" else max(1, round(amount * max(steps_per_epoch, 1)))
+    return {"eval_strategy": "steps", "eval_steps": steps, "save_strategy": "steps", "save_steps": steps}
 
 
 class _Collator:
