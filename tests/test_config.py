@@ -65,6 +65,7 @@ def test_default_config_is_valid_and_defaulted():
     ({"models": {"bert-base": {"lora": {"rank": 8}}}}, "models.bert-base.lora: unknown key 'rank'"),
     ({"models": {"bert-base": {"train": {"lr": [1.0e-4, 2.0e-4]}}}}, "models.bert-base.train.lr: expected a single value"),
     ({"models": {"bert-base": {"optim": "adamw"}}}, "models.bert-base: unknown key 'optim'"),
+    ({"models": {"bert-base": {"train": {"epochs": 0}}}}, "models.bert-base.train.epochs: expected integer >= 1, got 0"),
     ({"lora": {"targets": "q_proj v_proj"}}, "lora.targets"),
     ({"resources": {"train": {"slurm_account": "a b"}}}, "resources.train.slurm_account"),
     ({"grid": {"samples": [10]}}, "grid.samples[0]: 10 samples x data.val_fraction 0.1 leaves fewer than one"),
