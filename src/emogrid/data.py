@@ -108,6 +108,7 @@ class Source:
     path: Path | None = None  # the directory holding train.tsv ... (local)
     hub_id: str | None = None
     hub_config: str | None = None
+    hub_revision: str | None = None
 
     def describe(self) -> str:
         if self.kind == "local":
@@ -132,7 +133,8 @@ def resolve_source(data_cfg: dict) -> Source:
         raw, origin = str(data_cfg["path"]), "data.path"
     else:
         hub = {**DEFAULT_HUB, **(data_cfg.get("hub") or {})}
-        return Source("hub", taxonomy, "data.hub", hub_id=hub["id"], hub_config=hub["config"])
+        return Source("hub", taxonomy, "data.hub", hub_id=hub["id"], hub_config=hub["config"],
+                      hub_revision=hub.get("revision"))
 
     base = Path(raw).expanduser()
     try:
@@ -209,37 +211,62 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def parse_tsv(path: Path, n_labels: int, data: bytes | None = None) -> Split:
-    """Parse one GoEmotions TSV (text, comma-separated label ids, id); DataError on bad rows."""
-    if data is None:
-        try:
-            data = path.read_bytes()
-        except OSError as err:
-            raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise DataError(f"{path}:{line}: not valid UTF-8 ({err.reason})") from None
+def parse_tsv(path: Path, n_labels: int, data: bytes | None = None, cache_dir=None) -> Split:
+    """Read one GoEmotions TSV (text, comma-separated label ids, id) through `datasets`; DataError on bad rows."""
+    return load_goemotions_tsv({"split": path}, n_labels, {str(path): data} if data else None, cache_dir)["split"]
+
+
+GOEMOTIONS_COLUMNS = ["text", "labels", "id"]
+
+
+def load_goemotions_tsv(files: dict[str, Path], n_labels: int, contents: dict[str, bytes] | None = None,
+                        cache_dir=None) -> dict[str, Split]:
+    """GoEmotions TSV files (headerless: text, label ids, id) -> validated Splits, one per key.
+
+    Read by `datasets.load_dataset("csv", ...)` (tab-separated, no quoting: texts contain
+    quotes of every kind; every column a string, "NA" stays text); every row is then checked
+    and a problem reported as `file:line: what was expected`.
+    """
+    from emogrid.datasets.load import check_utf8, local_dataset
+
+    for path in files.values():
+        data = (contents or {}).get(str(path))
+        if data is None:
+            try:
+                data = Path(path).read_bytes()
+            except OSError as err:
+                raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
+        check_utf8(Path(path), data)
+        if not data.strip(b"\n"):
+            raise DataError(f"{path}: no rows; expected text, label ids, id on each line")
+        # The column count of every line, before the table reader pads short rows with "".
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        for lineno, line in enumerate(lines, 1):
+            found = line.count(b"\t") + 1
+            if found != 3:
+                raise DataError(
+                    f"{path}:{lineno}: expected 3 tab-separated columns (text, label ids, id), found {found}"
+                )
+    keys = {f"split{i}": key for i, key in enumerate(files)}  # split names `datasets` accepts
+    dsd = local_dataset({safe: [str(files[key])] for safe, key in keys.items()}, "tsv",
+                        where=" / ".join(map(str, files.values())), cache_dir=cache_dir,
+                        header=False, columns=GOEMOTIONS_COLUMNS, string_features=GOEMOTIONS_COLUMNS)
+    return {key: _validate_goemotions(Path(files[key]), dsd[safe].with_format(None)[:], n_labels)
+            for safe, key in keys.items()}
+
+
+def _validate_goemotions(path: Path, cols: dict, n_labels: int) -> Split:
     split = Split(str(path))
     seen: dict[str, int] = {}
-    # Tab-separated, one record a line, no quoting: texts contain quotes of every kind.
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
-    lineno = 0
-    while True:
-        try:
-            cols = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as err:
-            raise DataError(f"{path}:{reader.line_num}: unreadable row ({err})") from None
-        lineno = reader.line_num
-        if len(cols) != 3:
+    for row, (text_col, label_col, id_col) in enumerate(zip(cols["text"], cols["labels"], cols["id"])):
+        lineno = row + 1  # headerless, unquoted, blank lines kept: row i is line i + 1
+        present = sum(c is not None for c in (text_col, label_col, id_col))
+        if present != 3:
             raise DataError(
-                f"{path}:{lineno}: expected 3 tab-separated columns (text, label ids, id), "
-                f"found {len(cols)}"
+                f"{path}:{lineno}: expected 3 tab-separated columns (text, label ids, id), found {present}"
             )
-        text_col, label_col, id_col = cols
         if not text_col.strip():
             raise DataError(f"{path}:{lineno}: empty text; expected the comment text in column 1")
         cid = id_col.strip()
@@ -284,15 +311,18 @@ class Loaded:
     train: Split
     test: Split
     source_manifest: dict
+    names: list[str] | None = None  # label names in id order (None: the GoEmotions taxonomy)
+    val: Split | None = None  # the source's own validation split, read and checked (subsets
+    #                           draw their validation rows from the n examples, see above)
 
 
-def load_source(source: Source, need: tuple[str, ...] = ("train.tsv", "test.tsv")) -> Loaded:
-    """Read and validate the splits the subset needs; checksum all three split files."""
+def load_source(source: Source, need: tuple[str, ...] = ("train.tsv", "test.tsv"), cache_dir=None) -> Loaded:
+    """Read and validate all three splits (dev.tsv too); checksum the three split files."""
     n_labels = len(taxonomy_labels(source.taxonomy))
     if source.kind == "local":
         assert source.path is not None
         files: dict[str, str] = {}
-        splits: dict[str, Split] = {}
+        contents: dict[str, bytes] = {}
         for name in SPLIT_FILES:
             path = source.path / name
             try:
@@ -300,28 +330,20 @@ def load_source(source: Source, need: tuple[str, ...] = ("train.tsv", "test.tsv"
             except OSError as err:
                 raise DataError(f"{path} (from {source.origin}): cannot read ({err.strerror or err})") from None
             files[name] = _sha256(data)
-            if name in need:
-                splits[name] = parse_tsv(path, n_labels, data)
+            contents[str(path)] = data
+        splits = load_goemotions_tsv({name: source.path / name for name in SPLIT_FILES}, n_labels,
+                                     contents, cache_dir)
         manifest = {"kind": "local", "path": str(source.path), "files": files}
-        return Loaded(splits["train.tsv"], splits["test.tsv"], manifest)
+        return Loaded(splits["train.tsv"], splits["test.tsv"], manifest, val=splits["dev.tsv"])
     return _load_hub(source)
 
 
 def _load_hub(source: Source) -> Loaded:
-    try:
-        import datasets  # lazy: only the hub path pays for it
-    except ImportError as err:
-        raise DataError(
-            f"the dataset hub source needs the 'datasets' package ({err})",
-            hint=f"pip install datasets, or set {ENV_VAR} / data.path to a local copy",
-        ) from None
-    try:
-        dsd = datasets.load_dataset(source.hub_id, source.hub_config)
-    except Exception as err:  # network, auth, unknown id: all fixable by the user
-        raise DataError(
-            f"cannot load {source.describe()}: {type(err).__name__}: {err}",
-            hint=f"without internet, set {ENV_VAR} or data.path to a local copy",
-        ) from None
+    from emogrid.datasets.load import hub_dataset
+
+    dsd = hub_dataset({"id": source.hub_id, "config": source.hub_config, "revision": source.hub_revision},
+                      where=source.describe(),
+                      hint=f"without internet, set {ENV_VAR} or data.path to a local copy")
     where = source.describe()
     convert = ekman_id_map() if source.taxonomy == "ekman" else None
     files: dict[str, str] = {}
@@ -365,7 +387,7 @@ def _load_hub(source: Source) -> Loaded:
         "fingerprint": fingerprints or None,
         "files": files,
     }
-    return Loaded(splits["train.tsv"], splits["test.tsv"], manifest)
+    return Loaded(splits["train.tsv"], splits["test.tsv"], manifest, val=splits["dev.tsv"])
 
 
 def _hub_label_names(ds: Any) -> list[str] | None:
@@ -382,21 +404,27 @@ def _hub_label_names(ds: Any) -> list[str] | None:
 
 
 def _settings(data_cfg: dict) -> dict:
+    kind = data_cfg.get("kind") or "goemotions"
     cfg = {
         "name": data_cfg.get("name", "goemotions"),
-        "taxonomy": data_cfg.get("taxonomy", "original"),
-        "mode": data_cfg.get("mode", "single"),
+        "kind": kind,
+        "taxonomy": data_cfg.get("taxonomy", "original") if kind == "goemotions" else None,
+        "mode": data_cfg.get("mode") or "single",
         "labels": data_cfg.get("labels"),
-        "val_fraction": float(data_cfg.get("val_fraction", 0.1)),
-        "test": data_cfg.get("test", "natural"),
+        "val_fraction": float(data_cfg["val_fraction"] if data_cfg.get("val_fraction") is not None else 0.1),
+        "test": data_cfg.get("test") or "natural",
+        "exclude_labels": list(data_cfg.get("exclude_labels", [NEUTRAL] if kind == "goemotions" else [])),
     }
+    if kind not in ("goemotions", "table"):
+        raise ConfigError(f"datasets.{cfg['name']}.kind: expected 'goemotions' or 'table', got {kind!r}")
     if cfg["mode"] not in ("single", "multi"):
         raise ConfigError(f"data.mode: expected 'single' or 'multi', got {cfg['mode']!r}")
     if cfg["test"] not in ("natural", "balanced"):
         raise ConfigError(f"data.test: expected 'natural' or 'balanced', got {cfg['test']!r}")
     if not 0.0 <= cfg["val_fraction"] < 1.0:
         raise ConfigError(f"data.val_fraction: expected a number in [0, 1), got {cfg['val_fraction']}")
-    taxonomy_labels(cfg["taxonomy"])
+    if kind == "goemotions":
+        taxonomy_labels(cfg["taxonomy"])
     return cfg
 
 
@@ -417,27 +445,33 @@ def label_frequencies(split: Split, mode: str) -> dict[int, int]:
     return counts
 
 
-def select_labels(train: Split, taxonomy: str, mode: str, k: int, explicit: list[str] | None) -> list[int]:
-    """The k label ids of the subset (see module docstring)."""
-    names = taxonomy_labels(taxonomy)
+def select_labels(train: Split, taxonomy: str | list[str], mode: str, k: int, explicit: list[str] | None,
+                  exclude: list[str] | tuple[str, ...] = (NEUTRAL,), dataset: str | None = None) -> list[int]:
+    """The k label ids of the subset (see module docstring).
+
+    `taxonomy` is a GoEmotions taxonomy name or the dataset's label names in id order;
+    `exclude` names labels never picked by frequency (GoEmotions' neutral).
+    """
+    names = taxonomy_labels(taxonomy) if isinstance(taxonomy, str) else list(taxonomy)
+    what = f"taxonomy {taxonomy!r}" if isinstance(taxonomy, str) else f"dataset {dataset!r}"
+    key = "data.labels" if isinstance(taxonomy, str) else f"datasets.{dataset}.labels"
     if k < 1:
         raise DataError(f"labels k = {k}: expected at least 1")
     if explicit:
         unknown = [x for x in explicit if x not in names]
         if unknown:
-            raise DataError(f"data.labels: unknown label(s) {unknown} for taxonomy {taxonomy!r}; expected names from {names}")
+            raise DataError(f"{key}: unknown label(s) {unknown} for {what}; expected names from {names}")
         dupes = sorted({x for x in explicit if explicit.count(x) > 1})
         if dupes:
-            raise DataError(f"data.labels: {dupes} listed more than once")
+            raise DataError(f"{key}: {dupes} listed more than once")
         if k > len(explicit):
-            raise DataError(f"labels k = {k} but data.labels lists only {len(explicit)}: {list(explicit)}")
+            raise DataError(f"labels k = {k} but {key} lists only {len(explicit)}: {list(explicit)}")
         return [names.index(x) for x in explicit[:k]]
     counts = label_frequencies(train, mode)
-    candidates = [i for i, name in enumerate(names) if name != NEUTRAL]
+    candidates = [i for i, name in enumerate(names) if name not in exclude]
     if k > len(candidates):
-        raise DataError(
-            f"labels k = {k}: taxonomy {taxonomy!r} has only {len(candidates)} non-neutral labels"
-        )
+        kind = f"non-{'/'.join(exclude)} labels" if exclude else "labels"
+        raise DataError(f"labels k = {k}: {what} has only {len(candidates)} {kind}")
     ranked = sorted(candidates, key=lambda i: (-counts.get(i, 0), i))
     return sorted(ranked[:k])
 
@@ -545,15 +579,17 @@ def build_subset(loaded: Loaded, cfg: dict, k: int, n: int, seed: int) -> tuple[
     import numpy as np
 
     mode, train, test = cfg["mode"], loaded.train, loaded.test
-    chosen = select_labels(train, cfg["taxonomy"], mode, k, cfg["labels"])
+    names = loaded.names or taxonomy_labels(cfg["taxonomy"])
+    chosen = select_labels(train, loaded.names or cfg["taxonomy"], mode, k, cfg["labels"],
+                           cfg["exclude_labels"], dataset=cfg["name"])
     k = len(chosen)
-    names = taxonomy_labels(cfg["taxonomy"])
     if n < k:
         raise DataError(f"samples n = {n} is smaller than labels k = {k}; expected at least one example per label")
     quotas = _quotas(n, k)
     rng = np.random.default_rng(seed)
     counts = label_frequencies(train, mode)
-    what = "single-label comments" if mode == "single" else "comments"
+    unit = "comments" if cfg.get("kind", "goemotions") == "goemotions" else "examples"
+    what = f"single-label {unit}" if mode == "single" else unit
     short = [
         f"label '{names[lab]}' has {counts.get(lab, 0)} {what} in the train split, {q} needed"
         for lab, q in zip(chosen, quotas)
@@ -570,7 +606,7 @@ def build_subset(loaded: Loaded, cfg: dict, k: int, n: int, seed: int) -> tuple[
             lab = chosen[dry]
             raise _too_few(
                 [
-                    f"label '{names[lab]}' has {counts.get(lab, 0)} comments in the train split, but "
+                    f"label '{names[lab]}' has {counts.get(lab, 0)} {unit} in the train split, but "
                     f"only {len(drawn[dry])} are left after the other labels' draws, {quotas[dry]} needed"
                 ],
                 train.name, k, n, what,
@@ -619,13 +655,28 @@ def _jsonl_bytes(rows: list[dict]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
 
 
-def prepare_subset(data_cfg: dict, k: int, n: int, seed: int, out_dir: str | os.PathLike) -> dict:
-    """Build the (k, n, seed) subset in `out_dir` (replaced as a whole); return the manifest."""
+def load_dataset_definition(data_cfg: dict, cache_dir=None) -> Loaded:
+    """Any dataset definition (emogrid.datasets.registry) -> its checked splits."""
     cfg = _settings(data_cfg)
-    source = resolve_source(data_cfg)
-    loaded = load_source(source)
+    if cfg["kind"] == "goemotions":
+        return load_source(resolve_source(data_cfg), cache_dir=cache_dir)
+    from emogrid.datasets.load import load_table
+
+    return load_table({**data_cfg, "name": cfg["name"]}, cache_dir=cache_dir)
+
+
+def prepare_subset(data_cfg: dict, k: int, n: int, seed: int, out_dir: str | os.PathLike,
+                   cache_dir: str | os.PathLike | None = None) -> dict:
+    """Build the (k, n, seed) subset in `out_dir` (replaced as a whole); return the manifest.
+
+    `data_cfg` is a dataset definition (`emogrid.datasets.registry.resolve_dataset`) or, as
+    before datasets became an axis, the config's `data:` section (GoEmotions). `cache_dir`
+    holds `datasets`' build of local files (None: a temporary directory).
+    """
+    cfg = _settings(data_cfg)
+    loaded = load_dataset_definition(data_cfg, cache_dir)
     chosen, rows = build_subset(loaded, cfg, int(k), int(n), int(seed))
-    names = taxonomy_labels(cfg["taxonomy"])
+    names = loaded.names or taxonomy_labels(cfg["taxonomy"])
     label_names = [names[i] for i in chosen]
 
     payload = {split: _jsonl_bytes(r) for split, r in rows.items()}
@@ -693,6 +744,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", required=True, type=int, metavar="N", help="number of examples n (train + val)")
     parser.add_argument("--seed", required=True, type=int, metavar="S", help="random seed of the draw")
     parser.add_argument("--out", required=True, metavar="DIR", help="subset directory to (re)write")
+    parser.add_argument("--cache", metavar="DIR", default=None,
+                        help="where `datasets` caches its build of local files (default: a temporary directory)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -702,7 +755,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data: not valid JSON ({err}); expected the config's data section") from None
     if not isinstance(data_cfg, dict):
         raise ConfigError(f"--data: expected a JSON object (the config's data section), got {type(data_cfg).__name__}")
-    manifest = prepare_subset(data_cfg, args.labels, args.samples, args.seed, args.out)
+    manifest = prepare_subset(data_cfg, args.labels, args.samples, args.seed, args.out, cache_dir=args.cache)
     sizes = {split: sum(c.values()) for split, c in manifest["counts"].items()}
     print(
         f"prepared {args.out}: labels {', '.join(manifest['labels'])}; "
