@@ -93,9 +93,26 @@ def config_hash(spec: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def dataset_definitions(config: dict) -> dict[str, dict]:
+    """grid.datasets -> complete definitions (emogrid.datasets.registry), in grid order."""
+    from emogrid.datasets.registry import grid_datasets, resolve_dataset
+
+    return {name: resolve_dataset(name, config) for name in grid_datasets(config)}
+
+
 def expand_cells(config: dict) -> list[Cell]:
-    grid, data = config["grid"], config["data"]
+    from emogrid.config import dataset_labels
+
+    grid = config["grid"]
     sweeps = find_sweeps(config)
+    cells: list[Cell] = []
+    definitions = dataset_definitions(config)
+    for dataset, defn in definitions.items():
+        cells += _expand_dataset(config, grid, sweeps, defn, dataset_labels(config, dataset, defn))
+    return cells
+
+
+def _expand_dataset(config: dict, grid: dict, sweeps: dict, data: dict, labels: list[int]) -> list[Cell]:
     cells: list[Cell] = []
     for model_name in grid["models"]:
         model = config["models"][model_name]
@@ -114,7 +131,7 @@ def expand_cells(config: dict) -> list[Cell]:
                 chosen = dict(zip(keys, combo))
                 sections = _sections_for(config, method, overrides, chosen)
                 variant = "+".join(f"{k}={format_value(v)}" for k, v in chosen.items())
-                for k, n, seed in itertools.product(grid["labels"], grid["samples"], grid["seeds"]):
+                for k, n, seed in itertools.product(labels, grid["samples"], grid["seeds"]):
                     cells.append(_make_cell(data, model_spec, method_name, method, sections,
                                             variant, chosen, k, n, seed))
     return cells

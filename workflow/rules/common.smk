@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 from emogrid.config import SCHEMA_PATH, finalize
 from emogrid.errors import EmogridError
-from emogrid.grid import expand_cells, subset_dir, subsets
+from emogrid.grid import dataset_definitions, expand_cells, subset_dir, subsets
 
 RESULTS = "results"
 
@@ -27,6 +27,7 @@ except EmogridError as err:
 validate(config, str(SCHEMA_PATH))  # Snakemake's own schema check (already passed above)
 
 CELLS = expand_cells(config)
+DATASETS = dataset_definitions(config)  # name -> complete definition (grid.datasets)
 CELL_BY_ID = {cell.cell_id: cell for cell in CELLS}
 SUBSETS = subsets(CELLS)
 DATA_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "manifest.json")

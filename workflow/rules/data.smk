@@ -8,7 +8,9 @@ rule prepare_data:
         multiext(f"{RESULTS}/data/{{dataset}}/k{{k}}_n{{n}}_s{{seed}}/",
                  "train.jsonl", "val.jsonl", "test.jsonl", "manifest.json"),
     params:
-        data=json.dumps(config["data"], sort_keys=True),
+        # this dataset's definition only: editing another dataset reruns none of these subsets
+        data=lambda wc: json.dumps(DATASETS[wc.dataset], sort_keys=True),
+        cache=f"{RESULTS}/.cache/datasets",
         out=lambda wc: f"{RESULTS}/{subset_dir(wc.dataset, wc.k, wc.n, wc.seed)}",
     resources:
         **rule_resources(config, "data"),
@@ -18,4 +20,4 @@ rule prepare_data:
         "../../envs/train.yaml"
     shell:
         "python -m emogrid prepare --data {params.data:q} --labels {wildcards.k} --samples {wildcards.n}"
-        " --seed {wildcards.seed} --out {params.out:q} > {log:q} 2>&1"
+        " --seed {wildcards.seed} --out {params.out:q} --cache {params.cache:q} > {log:q} 2>&1"
