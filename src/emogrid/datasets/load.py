@@ -212,9 +212,13 @@ def load_table(defn: dict, cache_dir=None):
         for fs in files.values():
             for p in fs:
                 checks[p.name] = sha256_file(p)
-        data_files = {split: [str(p) for p in fs] for split, fs in files.items()}
-        dsd = local_dataset(data_files, fmt, where=f"dataset '{name}' ({defn['path']})", cache_dir=cache_dir,
-                            header=defn.get("header", True), columns=defn.get("columns"))
+        # file stems (2018-E-c-En-train) are not split names `datasets` accepts: load under
+        # safe names, then give the splits their file names back
+        stems = dict(zip((f"split{i}" for i in range(len(files))), files))
+        loaded = local_dataset({safe: [str(p) for p in files[stem]] for safe, stem in stems.items()}, fmt,
+                               where=f"dataset '{name}' ({defn['path']})", cache_dir=cache_dir,
+                               header=defn.get("header", True), columns=defn.get("columns"))
+        dsd = {stem: loaded[safe] for safe, stem in stems.items()}
         source = {"kind": "local", "path": str(Path(str(defn["path"])).expanduser().resolve()),
                   "format": fmt, "files": checks}
         where = f"dataset '{name}' ({defn['path']})"
