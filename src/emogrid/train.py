@@ -408,6 +408,17 @@ class CellTrainer(Trainer):
 
     loraplus_ratio = None
     optim_8bit = False
+    # Every head returns the micro-batch's *mean* loss and ignores `num_items_in_batch`, but
+    # their forward takes **kwargs, so the Trainer would assume the loss is already normalised
+    # for accumulation and skip `loss / grad_accum`: 8x2 would train with twice the gradient of
+    # 16x1 (and clip differently). Divide by the accumulation steps, always.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Never pass num_items_in_batch to the model (the heads ignore it) nor multiply the loss
+        # by the number of processes under DDP (`average_tokens_across_devices` assumes a sum).
+        self.model_accepts_loss_kwargs = False
     length_grouping = False
     length_chunks = 1  # > 1: forward each training batch as length-sorted chunks (emogrid.chunking)
 
