@@ -67,3 +67,50 @@ def test_grad_accumulation_gives_the_same_loss_and_grad_norm(tiny_models, tiny_s
     for key, row in seen.items():
         assert row["loss"] == pytest.approx(ref["loss"], rel=1e-3), (key, seen)
         assert row["grad_norm"] == pytest.approx(ref["grad_norm"], rel=1e-3), (key, seen)
+
+
+def _trainer_for(model, tmp_path, ratio, optim_8bit=False):
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path / "ckpt"), learning_rate=1e-3, weight_decay=0.01,
+                             use_cpu=True, report_to="none")
+    trainer = train.CellTrainer(model=model, args=args)
+    trainer.loraplus_ratio = ratio
+    trainer.optim_8bit = optim_8bit
+    return trainer
+
+
+@pytest.mark.parametrize("use_dora", [False, True], ids=["loraplus", "loraplus-dora"])
+def test_loraplus_keeps_weight_decay_and_speeds_up_only_b(tiny_models, tmp_path, use_dora):
+    """peft's create_loraplus_optimizer set weight decay 0 on every group and gave 1-D tensors
+    (head bias, DoRA magnitudes) the B learning rate."""
+    from emogrid.adapters import apply_method
+    from emogrid.models import load_model
+
+    spec = cell_spec(tiny_models["llama"], "loraplus")
+    spec["method"]["use_dora"] = use_dora
+    model, _, family = load_model(spec, 3)
+    model = apply_method(model, spec, family)
+    trainer = _trainer_for(model, tmp_path, ratio=16.0)
+    optimizer = trainer.create_optimizer()
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    names = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert len(group_of) == len(names)  # every trainable tensor is optimised, once
+    seen = set()
+    for name, p in names.items():
+        g = group_of[id(p)]
+        if ".lora_B." in name:
+            assert g["lr"] == pytest.approx(16e-3) and g["weight_decay"] == 0.01, name
+            seen.add("B")
+        else:
+            assert g["lr"] == pytest.approx(1e-3), name
+            if name.endswith("bias"):
+                assert g["weight_decay"] == 0.0, name
+                seen.add("bias")
+            else:
+                assert g["weight_decay"] == 0.01, name
+                seen.add("A" if ".lora_A." in name else "other")
+        if "magnitude" in name:
+            seen.add("magnitude")
+    assert {"A", "B", "other"} <= seen  # A matrices and the head weight
+    assert ("magnitude" in seen) == use_dora

@@ -404,7 +404,7 @@ def _eval_metrics(labels, multi, spec):
 
 
 class CellTrainer(Trainer):
-    """Trainer with LoRA+ (peft's optimizer: B matrices at ratio x lr), optionally 8-bit."""
+    """Trainer with LoRA+ (B matrices at ratio x lr, emogrid.loraplus), optionally 8-bit."""
 
     loraplus_ratio = None
     optim_8bit = False
@@ -453,7 +453,8 @@ class CellTrainer(Trainer):
     def create_optimizer(self, *args, **kwargs):
         if self.optimizer is None and self.loraplus_ratio:
             import torch
-            from peft.optimizers import create_loraplus_optimizer
+
+            from emogrid import loraplus
 
             if self.optim_8bit:
                 import bitsandbytes as bnb
@@ -461,9 +462,10 @@ class CellTrainer(Trainer):
                 cls = bnb.optim.AdamW8bit
             else:
                 cls = torch.optim.AdamW
-            self.optimizer = create_loraplus_optimizer(
-                self.model, optimizer_cls=cls, lr=self.args.learning_rate,
-                loraplus_lr_ratio=float(self.loraplus_ratio), weight_decay=self.args.weight_decay)
+            # emogrid's groups, not peft's create_loraplus_optimizer (which drops weight decay)
+            self.optimizer = loraplus.create_optimizer(
+                self.model, cls, lr=self.args.learning_rate, ratio=float(self.loraplus_ratio),
+                weight_decay=self.args.weight_decay, decay_names=self.get_decay_parameter_names(self.model))
             return self.optimizer
         return super().create_optimizer(*args, **kwargs)
 
