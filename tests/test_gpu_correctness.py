@@ -114,3 +114,146 @@ def test_loraplus_keeps_weight_decay_and_speeds_up_only_b(tiny_models, tmp_path,
             seen.add("magnitude")
     assert {"A", "B", "other"} <= seen  # A matrices and the head weight
     assert ("magnitude" in seen) == use_dora
+
+
+# ---------------------------------------------------------------- device pinning
+
+
+@pytest.mark.parametrize("env, detected, expected", [
+    ({"CUDA_VISIBLE_DEVICES": "2,5"}, 0, "2"),            # whole-node allocation / by hand
+    ({}, 4, "0"),                                         # unset on a 4-GPU machine
+    ({"CUDA_VISIBLE_DEVICES": "GPU-aaa,GPU-bbb"}, 0, "GPU-aaa"),
+    ({"CUDA_VISIBLE_DEVICES": "3"}, 8, "3"),              # already one: unchanged
+    ({"CUDA_VISIBLE_DEVICES": ""}, 8, ""),                # none: stays none (CPU)
+    ({}, 1, None),                                        # one GPU: nothing to do
+    ({"CUDA_VISIBLE_DEVICES": "0,1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, 2, "0,1"),  # torchrun rank
+])
+def test_a_single_process_cell_is_pinned_to_one_gpu(env, detected, expected):
+    from emogrid.devices import pin_visible_devices
+
+    env = dict(env)
+    before = dict(env)
+    message = pin_visible_devices(env, detect=lambda: detected)
+    assert env.get("CUDA_VISIBLE_DEVICES") == expected
+    assert (message is not None) == (env != before)
+    if message:
+        assert "pinned to GPU" in message and "DataParallel" in message
+
+
+def test_trainer_never_counts_more_than_one_gpu_in_one_process():
+    from types import SimpleNamespace
+
+    from emogrid.devices import single_process_n_gpu
+
+    args = SimpleNamespace(_n_gpu=4, world_size=1)
+    single_process_n_gpu(args)
+    assert args._n_gpu == 1
+    ddp_rank = SimpleNamespace(_n_gpu=1, world_size=2)
+    single_process_n_gpu(ddp_rank)
+    assert ddp_rank._n_gpu == 1
+
+
+def test_train_cli_pins_before_cuda_starts(tmp_path, monkeypatch):
+    """`emogrid train` by hand with two GPUs visible: CUDA_VISIBLE_DEVICES narrowed, said in run.log."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    rc = train.run(argparse.Namespace(spec="{}", data=str(tmp_path / "none"), out=str(tmp_path / "run"), attempt=1))
+    assert rc == 2  # the empty spec fails, after pinning
+    import os
+
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    assert "pinned to GPU 0" in (tmp_path / "run" / "run.log").read_text()
+
+
+# ---------------------------------------------------------------- out of memory
+
+
+@pytest.mark.parametrize("err, oom", [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+    (RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"), True),
+    (RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"), True),
+    (RuntimeError("CUDA error: an illegal memory access was encountered"), False),
+    (ValueError("out of memory"), False),
+])
+def test_every_cuda_allocation_failure_is_an_oom(err, oom):
+    info = train.describe_failure(err, {"batch_size": 8})
+    assert (info["type"] == "OutOfMemoryError") == oom
+    if oom:
+        assert info["retryable"] and info["phase"] == "train" and "micro-batch 8" in info["message"]
+
+
+def _failure(out: Path, spec: dict, **record) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "failure.json").write_text(json.dumps({"status": "failed", "provenance": {"config_hash": spec["config_hash"]},
+                                                  **record}))
+
+
+def test_halved_attempt_that_fails_otherwise_keeps_the_halved_batch(tiny_models, tmp_path):
+    spec = hashed(cell_spec(tiny_models["bert"], "lora", batch_size=8, grad_accum=1))
+    _failure(tmp_path, spec, batch_size=4, grad_accum=2, eval_batch_size=256,
+             error={"type": "RuntimeError", "retryable": True, "message": "NCCL timeout"})
+    assert train.plan_attempt(spec, tmp_path, 3) == {"batch_size": 4, "grad_accum": 2, "eval_batch_size": 256}
+    # and a further OOM halves from there
+    _failure(tmp_path, spec, batch_size=4, grad_accum=2, eval_batch_size=256,
+             error={"type": "OutOfMemoryError", "retryable": True, "phase": "train", "message": "oom"})
+    assert train.plan_attempt(spec, tmp_path, 4) == {"batch_size": 2, "grad_accum": 4, "eval_batch_size": 256}
+
+
+def test_oom_in_evaluation_halves_the_evaluation_batch_only(tiny_models, tmp_path, monkeypatch):
+    from transformers import Trainer, TrainingArguments
+
+    def boom(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(Trainer, "evaluate", boom)
+    trainer = train.CellTrainer(model=torch.nn.Linear(2, 2),
+                                args=TrainingArguments(output_dir=str(tmp_path / "c"), use_cpu=True, report_to="none"))
+    with pytest.raises(torch.OutOfMemoryError) as caught:
+        trainer.evaluate()
+    info = train.describe_failure(caught.value, {"batch_size": 8, "grad_accum": 1, "eval_batch_size": 256})
+    assert info["phase"] == "eval" and "evaluation" in info["message"]
+
+    spec = hashed(cell_spec(tiny_models["bert"], "lora", batch_size=8, grad_accum=1))
+    _failure(tmp_path, spec, batch_size=8, grad_accum=1, eval_batch_size=256, error=info)
+    assert train.plan_attempt(spec, tmp_path, 2) == {"batch_size": 8, "grad_accum": 1, "eval_batch_size": 128}
+
+
+# ---------------------------------------------------------------- precision auto
+
+
+@pytest.mark.parametrize("capability, emulated, expected", [
+    ((7, 0), True, "fp32"),   # V100: bf16 only emulated
+    ((7, 5), True, "fp32"),   # T4
+    ((8, 0), True, "bf16"),   # A100
+    ((9, 0), True, "bf16"),   # H100/H200
+])
+def test_precision_auto_needs_native_bf16(monkeypatch, capability, emulated, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: capability[0] >= 8 or (emulated and including_emulation))
+    monkeypatch.setattr(torch.version, "hip", None)
+    from emogrid.models import base_weights_dtype, compute_dtype
+
+    assert train.precision_of({"train": {"precision": "auto"}}) == expected
+    assert (compute_dtype({"compute_dtype": "auto"}) == torch.bfloat16) == (expected == "bf16")
+    assert base_weights_dtype({"train": {"precision": "auto"}, "method": {"peft": "lora"}}) == expected
+
+
+# ---------------------------------------------------------------- int8
+
+
+def test_int8_cast_warning_is_logged_once(caplog):
+    import logging
+
+    from emogrid.devices import quiet_int8_casts
+
+    quiet_int8_casts()
+    quiet_int8_casts()  # idempotent: one filter
+    logger = logging.getLogger("bitsandbytes.autograd._functions")
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        for _ in range(50):  # what MatMul8bitLt.forward logs for each layer, each step
+            logger.warning("MatMul8bitLt: inputs will be cast from %s to float16 during quantization", torch.bfloat16)
+        logger.warning("something else")
+    casts = [r for r in caplog.records if r.getMessage().startswith("MatMul8bitLt")]
+    assert len(casts) == 1 and any(r.getMessage() == "something else" for r in caplog.records)

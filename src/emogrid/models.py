@@ -142,9 +142,10 @@ def upcast_trainable(model) -> None:
 
 
 def bf16_supported() -> bool:
-    import torch
+    """Native bf16 only (Ampere+): emulated bf16 on a V100/T4 is slower than fp32."""
+    from emogrid.devices import bf16_native
 
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bf16_native()
 
 
 def quantization_config(method: dict, quant: dict | None, family: str):

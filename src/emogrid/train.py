@@ -54,6 +54,12 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     _setup_logging(out / "run.log")
     started = _now()
+    from emogrid.devices import pin_visible_devices
+
+    pinned = pin_visible_devices()  # before anything initialises CUDA
+    if pinned:
+        log.warning(pinned)
+        print(f"emogrid train: {pinned}", file=sys.stderr)
     spec: dict = {}
     batch = {}
     try:
@@ -101,20 +107,33 @@ def load_spec(arg: str) -> dict:
 def plan_attempt(spec: dict, out: Path, attempt: int) -> dict:
     """Micro-batch / accumulation for this attempt, after reading the previous failure.json."""
     train = spec["train"]
-    batch = {"batch_size": int(train.get("batch_size", 4)), "grad_accum": int(train.get("grad_accum", 1))}
+    batch = {"batch_size": int(train.get("batch_size", 4)), "grad_accum": int(train.get("grad_accum", 1)),
+             "eval_batch_size": int(train.get("eval_batch_size", 64))}
     prev = _read_json(out / "failure.json") if attempt > 1 else None
     if not prev or prev.get("provenance", {}).get("config_hash") != spec["config_hash"]:
         return batch
     err = prev.get("error", {})
     if not err.get("retryable", True):
         raise _Repeat(err)
+    # Start from the previous attempt's batches: a halved attempt that failed for another reason
+    # (a node fault, preemption) must not go back to the batch that ran out of memory.
+    prev_bs = int(prev.get("batch_size", batch["batch_size"]))
+    prev_acc = int(prev.get("grad_accum", batch["grad_accum"]))
+    if prev_bs * prev_acc == batch["batch_size"] * batch["grad_accum"] and prev_bs >= 1:
+        batch.update(batch_size=prev_bs, grad_accum=prev_acc)
+    batch["eval_batch_size"] = max(1, min(batch["eval_batch_size"], int(prev.get("eval_batch_size") or 1 << 30)))
     if err.get("type") == "OutOfMemoryError":
-        prev_bs = int(prev.get("batch_size", batch["batch_size"]))
-        prev_acc = int(prev.get("grad_accum", batch["grad_accum"]))
-        if prev_bs <= 1:
+        if err.get("phase") == "eval":  # evaluation ran out: only its batch shrinks, training is unchanged
+            if batch["eval_batch_size"] <= 1:
+                raise _Repeat({**err, "retryable": False,
+                               "hint": "out of memory evaluating one example: lower train.max_length or use qlora"})
+            batch["eval_batch_size"] //= 2
+            log.info("attempt %d after CUDA OOM in evaluation: eval batch %d", attempt, batch["eval_batch_size"])
+            return batch
+        if batch["batch_size"] <= 1:
             raise _Repeat({**err, "retryable": False,
                            "hint": "out of memory even at micro-batch 1: use qlora, a smaller model or train.max_length"})
-        batch = {"batch_size": prev_bs // 2, "grad_accum": prev_acc * 2}
+        batch.update(batch_size=batch["batch_size"] // 2, grad_accum=batch["grad_accum"] * 2)
         log.info("attempt %d after CUDA OOM: micro-batch %d x accumulation %d (same effective batch)",
                  attempt, batch["batch_size"], batch["grad_accum"])
     return batch
@@ -136,9 +155,15 @@ def describe_failure(err: BaseException, batch: dict) -> dict:
         msg = str(err.previous.get("message", ""))
         prefix = "not retrying, the previous attempt failed the same way: "
         return {**err.previous, "retryable": False, "message": msg if msg.startswith(prefix) else prefix + msg}
-    if isinstance(err, torch.OutOfMemoryError):
+    from emogrid.devices import is_oom
+
+    if is_oom(err):
+        if getattr(err, "emogrid_phase", "train") == "eval":
+            return {"type": "OutOfMemoryError", "retryable": True, "phase": "eval",
+                    "message": f"CUDA out of memory in evaluation at batch {batch.get('eval_batch_size', '?')}",
+                    "hint": "a retry halves the evaluation batch; or lower train.eval_batch_size"}
         bs = batch.get("batch_size", "?")
-        return {"type": "OutOfMemoryError", "retryable": True,
+        return {"type": "OutOfMemoryError", "retryable": True, "phase": "train",
                 "message": f"CUDA out of memory at micro-batch {bs}",
                 "hint": "a retry halves the micro-batch and doubles grad accumulation; "
                         "or lower train.batch_size / train.max_length, or use qlora"}
@@ -185,6 +210,10 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
     log.info("cell %s: %s / %s, %d labels, train %d val %d test %d, micro-batch %d x accum %d",
              spec.get("cell_id"), spec["model"].get("name"), spec["method"].get("name"), len(labels),
              len(data["train"]), len(data["val"]), len(data["test"]), batch["batch_size"], batch["grad_accum"])
+    if spec["method"].get("quantize") == "int8":
+        from emogrid.devices import quiet_int8_casts
+
+        quiet_int8_casts()  # bitsandbytes warns on every int8 matmul input on CUDA: once is enough
     model, tokenizer, family = load_model(spec, len(labels), multi_label=multi, labels=labels)
     # The Trainer's own count (AdaLoRA's schedule must end on the last real step).
     steps_per_epoch = math.ceil(math.ceil(len(data["train"]) / batch["batch_size"]) / batch["grad_accum"])
@@ -301,7 +330,7 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
         output_dir=str(ckpt_dir),
         per_device_train_batch_size=batch["batch_size"],
         gradient_accumulation_steps=batch["grad_accum"],
-        per_device_eval_batch_size=int(train.get("eval_batch_size", 64)),
+        per_device_eval_batch_size=int(batch.get("eval_batch_size", train.get("eval_batch_size", 64))),
         learning_rate=float(train.get("lr", 1e-4)),
         lr_scheduler_type=train.get("scheduler", "cosine"),
         warmup_steps=float(train.get("warmup_ratio", 0.0)),  # a float < 1 is a ratio
@@ -323,6 +352,9 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
         remove_unused_columns=False, label_names=["labels"],
         report_to="none", disable_tqdm=True, save_only_model=False,
     )
+    from emogrid.devices import single_process_n_gpu
+
+    single_process_n_gpu(args)  # never nn.DataParallel: one process, one GPU (or DDP via torchrun)
     callbacks = [EarlyStoppingCallback(early_stopping_patience=int(train.get("patience", 2))),
                  ProgressLog(), SigtermSave(), *([AdaLoraStep()] if spec["method"].get("peft") == "adalora" else [])]
     collator = _Collator(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if cuda else None), multi)
@@ -436,6 +468,15 @@ class CellTrainer(Trainer):
         return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
 
+    # An OOM while evaluating is marked so the retry shrinks the evaluation batch, not training's.
+    def evaluate(self, *args, **kwargs):
+        with _phase("eval"):
+            return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        with _phase("eval"):
+            return super().predict(*args, **kwargs)
+
     def _get_train_sampler(self, train_dataset=None):
         """Length-grouped batches (emogrid.sampling): far less padding with dynamic padding.
 
@@ -484,6 +525,24 @@ class CellTrainer(Trainer):
     def _load_from_checkpoint(self, *args, **kwargs):
         with _unpruned(self.model):
             return super()._load_from_checkpoint(*args, **kwargs)
+
+
+class _phase:  # noqa: N801 - a context manager
+    """Tags an exception raised inside with the phase it happened in (`err.emogrid_phase`)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is not None and not hasattr(exc, "emogrid_phase"):
+            try:
+                exc.emogrid_phase = self.name
+            except AttributeError:
+                pass
+        return False
 
 
 class _unpruned:  # noqa: N801 - a context manager
