@@ -35,8 +35,11 @@ from __future__ import annotations
 import argparse
 import errno
 import fcntl
+import functools
 import os
 import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,7 +52,8 @@ WAIT_MESSAGE_EVERY = 60.0
 
 # Variables that mean "a scheduler started this process and owns device assignment".
 SCHEDULER_VARS = ("SLURM_JOB_ID", "SLURM_JOBID")
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]*$")  # an index, or a GPU-/MIG- UUID
+# an index, a GPU-/MIG- UUID, or an old-style MIG id MIG-GPU-<uuid>/<gi>/<ci> (driver < 470)
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]*$|^MIG-GPU-[A-Za-z0-9-]+/\d+/\d+$")
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -86,14 +90,58 @@ def parse_ids(text: str, where: str) -> list[str]:
     for gpu_id in ids:
         if not _ID_RE.match(gpu_id):
             raise EmogridError(f"{where}: {gpu_id!r} is not a GPU index or UUID")
-    if len(set(ids)) != len(ids):
-        raise EmogridError(f"{where}: duplicate GPU ids in {text!r}")
+    if len(set(ids)) != len(ids) or len({lock_key(i) for i in ids}) != len(ids):
+        raise EmogridError(f"{where}: duplicate GPU ids in {text!r} (an index and the UUID of one GPU "
+                           "name the same device)")
     return ids
 
 
-def detect_gpu_count() -> int:
-    """Number of NVIDIA devices, without importing torch or calling nvidia-smi."""
-    return sum(1 for dev in Path("/dev").glob("nvidia*") if re.fullmatch(r"nvidia\d+", dev.name))
+def detect_gpu_count(dev: Path = Path("/dev")) -> int:
+    """Number of NVIDIA devices, without importing torch (which would initialise CUDA).
+
+    /dev/nvidia<k> nodes first; where there are none but a GPU may still exist (WSL2 exposes
+    /dev/dxg, some containers hide the nodes) `nvidia-smi -L` counts them. A GPU that cannot be
+    counted is an error, never a silent CPU run."""
+    count = sum(1 for node in dev.glob("nvidia*") if re.fullmatch(r"nvidia\d+", node.name))
+    if count:
+        return count
+    smi = _nvidia_smi_ids()
+    if smi:
+        return len(smi)
+    if (dev / "dxg").exists() or (dev / "nvidiactl").exists():
+        raise EmogridError("this machine seems to have an NVIDIA GPU (/dev/dxg or /dev/nvidiactl) but emogrid "
+                           "cannot count it (no /dev/nvidia<k>, no working nvidia-smi)",
+                           hint="declare the count: `--resources gpu=N` for Snakemake, or EMOGRID_GPUS=N "
+                                "(EMOGRID_GPUS=0 to train on CPU)")
+    return 0
+
+
+@functools.lru_cache(maxsize=1)
+def _nvidia_smi_ids() -> dict[str, str]:
+    """{index: UUID} of the machine's GPUs from nvidia-smi (PCI bus order), {} without it."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return {}
+    try:
+        res = subprocess.run([exe, "--query-gpu=index,uuid", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    ids = {}
+    for line in res.stdout.splitlines() if res.returncode == 0 else []:
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].startswith("GPU-"):
+            ids[parts[0]] = parts[1]
+    return ids
+
+
+def lock_key(gpu_id: str, uuids: dict[str, str] | None = None) -> str:
+    """The name a GPU's slot file is keyed by: its UUID where known, so `0` and `GPU-...` of the
+    same device share one slot. Indices are nvidia-smi's (gpu-slot sets CUDA_DEVICE_ORDER=PCI_BUS_ID
+    so that CUDA numbers devices the same way)."""
+    uuids = _nvidia_smi_ids() if uuids is None else uuids
+    key = uuids.get(gpu_id, gpu_id)
+    return re.sub(r"[^A-Za-z0-9:._-]", "_", key)  # old MIG ids hold '/'
 
 
 def gpu_pool(gpus: int | None, env: dict) -> list[str]:
@@ -101,8 +149,10 @@ def gpu_pool(gpus: int | None, env: dict) -> list[str]:
     ids: list[str] | None = None
     if env.get("EMOGRID_GPU_IDS", "").strip():
         ids = parse_ids(env["EMOGRID_GPU_IDS"], "EMOGRID_GPU_IDS")
-    elif env.get("CUDA_VISIBLE_DEVICES", "").strip() and not under_scheduler(env):
+    elif "CUDA_VISIBLE_DEVICES" in env and not under_scheduler(env):
         ids = parse_ids(env["CUDA_VISIBLE_DEVICES"], "CUDA_VISIBLE_DEVICES")
+        if not ids:  # exported empty: the user hid every GPU, whatever count was declared
+            return []
     if gpus is None:
         gpus = declared_gpus(env)
     if ids is None:
@@ -164,14 +214,38 @@ def lock_dir(arg: str | None, env: dict) -> Path:
 
 
 def _lock_path(directory: Path, gpu_id: str) -> Path:
-    return directory / f"gpu-{gpu_id}.lock"
+    return directory / f"gpu-{lock_key(gpu_id)}.lock"
+
+
+def open_slot_file(path: Path) -> int:
+    """Open (creating if needed) a slot file for locking.
+
+    An existing file is opened *without* O_CREAT: with fs.protected_regular (default on recent
+    Linux) O_CREAT on another user's file in a sticky world-writable directory such as /tmp fails
+    with EACCES even when the file is mode 0666. A file we may not write is opened read-only:
+    flock works on any open descriptor."""
+    for _ in range(10):
+        for flags in (os.O_RDWR, os.O_RDONLY):
+            try:
+                return os.open(path, flags)
+            except FileNotFoundError:
+                break
+            except PermissionError:
+                continue
+        else:
+            raise PermissionError(errno.EACCES, "neither readable nor writable", str(path))
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue  # another job created it in between: open the existing file
+    raise OSError(errno.EAGAIN, "slot file keeps appearing and disappearing", str(path))
 
 
 def try_lock(directory: Path, gpu_id: str) -> int | None:
     """A file descriptor holding an exclusive lock on this GPU's slot, or None if it is busy."""
     path = _lock_path(directory, gpu_id)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = open_slot_file(path)
     except PermissionError as err:
         raise EmogridError(f"cannot open GPU slot file {path}: {err}",
                            hint="pass --lock-dir or set EMOGRID_GPU_LOCK_DIR to a writable folder") from None
@@ -299,6 +373,8 @@ def run(args: argparse.Namespace) -> int:
         os.set_inheritable(fd, True)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
     env["EMOGRID_GPU_SLOT"] = ",".join(gpu_ids)
+    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA's indices = nvidia-smi's = the slots'
+
     print(f"emogrid gpu-slot: CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}", file=sys.stderr, flush=True)
     code = _exec(command, env)
     for fd in held.values():  # exec failed
