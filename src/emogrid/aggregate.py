@@ -204,6 +204,11 @@ def cell_row(rel_id: str, paths: dict[str, Path]) -> tuple[dict[str, Any], list[
     prov = obj.get("provenance")
     if isinstance(prov, dict):
         row.update({k: prov.get(k) for k in PROVENANCE_KEYS if _scalar(prov.get(k))})
+        # the exact hub commits a cell trained on (emogrid.fetch receipts)
+        for key, column in (("model_source", "model_commit"), ("data_source", "data_commit")):
+            source = prov.get(key)
+            if isinstance(source, dict) and isinstance(source.get("commit"), str):
+                row[column] = source["commit"]
     return row, per_class
 
 

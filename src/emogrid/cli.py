@@ -13,6 +13,7 @@ import sys
 # name -> (module, one-line help). Each module defines `configure_parser(p)` and `run(args) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "grid": ("emogrid.grid_cli", "list the cells of a study config (validates it first)"),
+    "fetch": ("emogrid.fetch", "download the study's hub models and datasets once (for offline compute nodes)"),
     "prepare": ("emogrid.data", "build one data subset (labels k, samples n, seed)"),
     "train": ("emogrid.train", "train and evaluate one grid cell, write metrics.json"),
     "aggregate": ("emogrid.aggregate", "collect finished cells into tidy tables"),

@@ -624,6 +624,7 @@ def _pivot_lora(rows: list[dict]) -> str:
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configfile", action="append", default=None,
                    help="study config (repeatable; later files override earlier); default config.yaml")
+    p.add_argument("--results", default="results", help="results directory (fetched models: <results>/fetch)")
     p.add_argument("--out", default="results/tables", help="folder for plan.{csv,md}, lora_sizing.{csv,md}")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                    help="plan for a GPU (precision auto = bf16) or a CPU (fp32) run")
@@ -647,6 +648,9 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     config = load_config(args.configfile or [])
+    from emogrid.fetch import use_receipts
+
+    use_receipts(config, args.results)  # fetched hub models: read their config.json from disk
     cells = expand_cells(config)
     res = (config.get("resources") or {}).get("train") or {}
     gpu_mem = args.gpu_mem_mb if args.gpu_mem_mb is not None else res.get("gpu_mem_mb")

@@ -47,6 +47,8 @@ def configure_parser(p) -> None:
     p.add_argument("--data", required=True, help="subset directory (train/val/test.jsonl + manifest.json)")
     p.add_argument("--out", required=True, help="cell run directory")
     p.add_argument("--attempt", type=int, default=1, help="retry number (Snakemake's `attempt`), from 1")
+    p.add_argument("--fetched", default="", help="fetch receipt of the model (emogrid fetch): load its "
+                                                 "snapshot instead of asking the hub")
 
 
 def run(args) -> int:
@@ -64,6 +66,8 @@ def run(args) -> int:
     batch = {}
     try:
         spec = load_spec(args.spec)
+        if getattr(args, "fetched", ""):
+            use_fetched_model(spec, args.fetched)
         batch = plan_attempt(spec, out, int(args.attempt))
         run_cell(spec, Path(args.data), out, batch, started)
         (out / "failure.json").unlink(missing_ok=True)
@@ -99,6 +103,16 @@ def load_spec(arg: str) -> dict:
 
     spec.setdefault("config_hash", config_hash(spec))
     return spec
+
+
+def use_fetched_model(spec: dict, receipt_file: str) -> None:
+    """Point the spec at the fetched snapshot; provenance records the exact commit.
+    (After hashing: where the files lie is not part of what the cell computes.)"""
+    from emogrid.fetch import describe, read_receipt
+
+    receipt = read_receipt(receipt_file)
+    spec["model"]["path"] = receipt["snapshot"]
+    spec["model"]["source"] = describe(receipt)
 
 
 # ---------------------------------------------------------------- retries and failures
@@ -788,7 +802,12 @@ def provenance(spec: dict, data: dict | None, started: str, precision: str | Non
         if torch.cuda.is_available():
             device = torch.cuda.get_device_name(0)
     manifest = (data or {}).get("manifest") or {}
+    model = spec.get("model") or {}
+    model_source = model.get("source") or {k: model.get(k) for k in ("id", "revision", "path") if model.get(k)}
     return {"versions": versions, "device": device, "precision": precision, "git_commit": git_commit(),
+            "model_source": model_source,
+            "data_source": {k: v for k, v in (manifest.get("source") or {}).items()
+                            if k in ("kind", "id", "config", "revision", "commit", "path")},
             "config_hash": spec.get("config_hash"), "data_checksum": manifest.get("checksum"),
             "hostname": socket.gethostname(), "started": started, "finished": _now()}
 

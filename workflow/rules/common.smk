@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 from emogrid.config import SCHEMA_PATH, finalize
 from emogrid.errors import EmogridError
+from emogrid.fetch import cache_dir, hub_models, receipt_path
 from emogrid.grid import dataset_definitions, expand_cells, subset_dir, subsets
 
 RESULTS = "results"
@@ -38,6 +39,19 @@ wildcard_constraints:
     k=r"\d+",
     n=r"\d+",
     seed=r"\d+",
+    model=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+
+
+# Hub models and datasets are fetched once by localrules (workflow/rules/fetch.smk).
+FETCH_CACHE = cache_dir(config, RESULTS)
+HUB_MODELS = hub_models(config)
+HUB_DATASETS = {}
+
+
+def model_receipt(cell):
+    """The fetch receipt a cell's model is loaded from, or "" for a local model."""
+    name = cell.axes["model"]
+    return str(receipt_path(RESULTS, "models", name)) if name in HUB_MODELS else ""
 
 
 def cell_output(cell, name):
@@ -54,4 +68,9 @@ def cell_of(wildcards):
 
 def cell_data(wildcards):
     cell = cell_of(wildcards)
-    return {name.split(".")[0]: f"{RESULTS}/{cell.data_dir}/{name}" for name in DATA_FILES}
+    files = {name.split(".")[0]: f"{RESULTS}/{cell.data_dir}/{name}" for name in DATA_FILES}
+    if model_receipt(cell):
+        # ancient: a re-fetch that rewrote an unchanged receipt must not retrain the grid;
+        # a new revision changes the cell spec, which reruns the cell anyway.
+        files["fetched"] = ancient(model_receipt(cell))
+    return files

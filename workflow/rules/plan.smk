@@ -14,6 +14,8 @@ if _unfit:
 rule plan:
     input:
         workflow.configfiles,
+        # hub models are planned from their fetched config.json, never from the hub
+        [ancient(receipt_path(RESULTS, "models", name)) for name in HUB_MODELS],
     output:
         report(f"{RESULTS}/tables/plan.md", caption="../report/plan.rst", category="Plan"),
         f"{RESULTS}/tables/plan.csv",
@@ -29,4 +31,4 @@ rule plan:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m emogrid plan {params.configfiles} --out {params.out:q} --quiet > {log:q} 2>&1"
+        "python -m emogrid plan {params.configfiles} --results {RESULTS} --out {params.out:q} --quiet > {log:q} 2>&1"

@@ -22,6 +22,7 @@ rule train:
         spec=lambda wc: json.dumps(cell_of(wc).spec, sort_keys=True),
         data=lambda wc: f"{RESULTS}/{cell_of(wc).data_dir}",
         out=lambda wc: f"{RESULTS}/{cell_of(wc).run_dir}",
+        fetched=lambda wc: model_receipt(cell_of(wc)),
     threads: lambda wc: int(config["resources"].get("train", {}).get("cpus_per_task", 1))
     resources:
         attempt=lambda wc, attempt: attempt,
@@ -31,5 +32,6 @@ rule train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m emogrid gpu-slot -- python -m emogrid train --spec {params.spec:q} --data {params.data:q} --out {params.out:q}"
-        " --attempt {resources.attempt}"
+        # Offline: hub models come from their fetch receipt (a compute node has no network).
+        "HF_HUB_OFFLINE=1 python -m emogrid gpu-slot -- python -m emogrid train --spec {params.spec:q}"
+        " --data {params.data:q} --out {params.out:q} --fetched {params.fetched:q} --attempt {resources.attempt}"
