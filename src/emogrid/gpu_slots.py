@@ -62,6 +62,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                         "else the count of /dev/nvidia<k>); 0 = run on CPU")
     p.add_argument("--need", type=_nonneg_int, default=1, metavar="K",
                    help="GPUs this command needs (default 1; 0 = run on CPU)")
+    p.add_argument("--cells-per-gpu", default=None, metavar="auto|N",
+                   help="jobs sharing one GPU: `auto` packs by planned GPU memory (--mem-mb), N = at most "
+                        "N per GPU, 1 = a GPU per job (default: env EMOGRID_CELLS_PER_GPU, else 1)")
+    p.add_argument("--mem-mb", type=float, default=None, metavar="MIB",
+                   help="this job's planned GPU memory incl. safety margin (for --cells-per-gpu auto)")
     p.add_argument("--lock-dir", default=None, metavar="DIR",
                    help=f"one lock file per GPU (default: env EMOGRID_GPU_LOCK_DIR, else {DEFAULT_LOCK_DIR})")
     p.add_argument("--list", action="store_true", help="show the slots and who holds them, then exit")
@@ -301,12 +306,21 @@ def _describe(fd: int, gpu_ids: list[str], command: list[str]) -> None:
 
 
 def list_slots(directory: Path, pool: list[str]) -> int:
+    from emogrid.gpu_ledger import live_shares
+
     print(f"lock dir: {directory}   GPUs: {','.join(pool) if pool else '(none)'}")
     for gpu_id in pool:
+        shares = live_shares(directory, lock_key(gpu_id), clean=False)
         fd = try_lock(directory, gpu_id)
         if fd is not None:
             os.close(fd)
             print(f"  gpu {gpu_id}: free")
+        elif shares:
+            used = sum(float(s.get("fraction", 1.0)) for s in shares)
+            print(f"  gpu {gpu_id}: shared by {len(shares)} job(s), {100 * used:.0f}% taken")
+            for share in shares:
+                mb = f"{share['mb']:.0f} MiB" if share.get("mb") else f"{100 * float(share.get('fraction', 1)):.0f}%"
+                print(f"      pid={share.get('pid')} {mb} since={share.get('since')} cmd={share.get('cmd', '')}")
         else:
             text = _lock_path(directory, gpu_id).read_text(errors="replace").strip()
             print(f"  gpu {gpu_id}: busy  {text}")
@@ -314,6 +328,35 @@ def list_slots(directory: Path, pool: list[str]) -> int:
 
 
 # --------------------------------------------------------------------------- main
+
+
+def cells_per_gpu(arg: str | None, env: dict):
+    from emogrid.gpu_ledger import parse_mode
+
+    return parse_mode(arg if arg is not None else env.get("EMOGRID_CELLS_PER_GPU"))
+
+
+def place_share(directory: Path, pool: list[str], mode, mem_mb: float | None, command: list[str], env: dict,
+                say) -> tuple[list[str], list[int]]:
+    """Block until a GPU of `pool` has room for this job; ([gpu_id], [held fds])."""
+    from emogrid.gpu_ledger import Ledger, gpu_memory_mb, share_fraction
+
+    capacity = gpu_memory_mb(pool, env) if mode == "auto" else {gpu: None for gpu in pool}
+    if mode == "auto" and not mem_mb:
+        say("emogrid gpu-slot: cells_per_gpu auto but no planned GPU memory for this job (--mem-mb): "
+            "it takes a whole GPU")
+    if mode == "auto" and mem_mb and all(mem_mb > capacity[g] for g in pool):
+        raise EmogridError(f"this job plans {mem_mb:.0f} MiB of GPU memory (with the safety margin) but the "
+                           f"largest GPU has {max(capacity.values()):.0f} MiB",
+                           hint="use qlora or a smaller train.batch_size, lower resources.safety_margin, or "
+                                "give the cell several GPUs (resources.train.gpu: N)")
+    info = {"since": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename, "cmd": " ".join(command)[:300]}
+    ledger = Ledger(directory, lock_key, open_slot_file)
+    gpu, fds = ledger.acquire(pool, lambda g: share_fraction(mode, mem_mb, capacity[g]), mem_mb, info, log=say)
+    share = share_fraction(mode, mem_mb, capacity[gpu])
+    say(f"emogrid gpu-slot: packed on GPU {gpu} ({100 * share:.0f}% of it"
+        + (f": {mem_mb:.0f} of {capacity[gpu]:.0f} MiB planned)" if mode == "auto" and mem_mb else ")"))
+    return [gpu], fds
 
 
 def _exec(command: list[str], env: dict) -> int:
@@ -364,12 +407,19 @@ def run(args: argparse.Namespace) -> int:
         raise EmogridError(f"this job needs {args.need} GPUs but the machine offers {len(pool)} "
                            f"({','.join(pool)})", hint="lower resources.train.gpu or declare more GPUs")
 
-    # 3. lock K slots and exec with the locks inherited
+    # 3. lock K slots (or a share of one) and exec with the locks inherited
     directory = directory or lock_dir(args.lock_dir, env)
-    held = acquire(directory, pool, args.need, log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    gpu_ids = list(held)
+    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    mode = cells_per_gpu(args.cells_per_gpu, env)
+    if mode != 1 and args.need == 1:
+        gpu_ids, fds = place_share(directory, pool, mode, args.mem_mb, command, env, say)
+        held = {f"{gpu_ids[0]}#{i}": fd for i, fd in enumerate(fds)}
+    else:
+        held = acquire(directory, pool, args.need, log=say)
+        gpu_ids = list(held)
+        for fd in held.values():
+            _describe(fd, gpu_ids, command)
     for fd in held.values():
-        _describe(fd, gpu_ids, command)
         os.set_inheritable(fd, True)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
     env["EMOGRID_GPU_SLOT"] = ",".join(gpu_ids)

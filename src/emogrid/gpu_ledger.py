@@ -1,0 +1,220 @@
+"""Several cells on one GPU: a share ledger that survives killed jobs and concurrent Snakemakes.
+
+`emogrid gpu-slot --cells-per-gpu auto --mem-mb M` (or `--cells-per-gpu N`) places a job on a
+GPU that has room for it and waits while none has. Each GPU's occupancy is the sum of its live
+*shares*, a share being the fraction of the GPU a job holds: its planned GPU memory over the
+GPU's memory (`auto`), or 1/N (`N`). Everything lives in the machine-wide lock directory, so two
+Snakemake runs (two studies) on one machine see each other's jobs:
+
+    ledger.lock                  a mutex (flock) held only while a job picks its GPU
+    gpu-<id>.lock                the device lock: a packed job holds it *shared* (LOCK_SH), a
+                                 whole-GPU job (cells_per_gpu 1, multi-GPU cells) exclusive, so
+                                 the two kinds never mix on one device
+    gpu-<id>.share.<pid>.<n>     one file per packed job: {"fraction", "mb", ...}; the job holds
+                                 an exclusive flock on it for its whole life
+
+The locked descriptors are inherited by the command gpu-slot execs, so a share lasts exactly as
+long as the job; when a job dies in any way (SIGKILL included) the OS drops its locks, and the
+next job that scans the ledger finds the share file unlocked and deletes it. No daemon, no
+timeouts, no PIDs to trust.
+
+GPU memory per device: env EMOGRID_GPU_MEM_MB (one value for all, or one per GPU in pool order;
+how tests declare fake GPUs, and how to pack into less than a whole GPU), else
+`nvidia-smi --query-gpu=memory.total`.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from emogrid.errors import EmogridError
+
+EPSILON = 1e-9
+_counter = itertools.count()
+
+
+def parse_mode(text: str | int | None) -> str | int:
+    """`auto` or a positive integer (cells per GPU); 1 = one job per GPU (no packing)."""
+    if text is None or text == "":
+        return 1
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    elif str(text).strip() == "auto":
+        return "auto"
+    else:
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            raise EmogridError(f"cells per GPU: expected `auto` or an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise EmogridError(f"cells per GPU: expected `auto` or an integer >= 1, got {value}")
+    return value
+
+
+def gpu_memory_mb(pool: list[str], env: dict) -> dict[str, float]:
+    """Memory (MiB) of each GPU in the pool: EMOGRID_GPU_MEM_MB, else nvidia-smi."""
+    declared = env.get("EMOGRID_GPU_MEM_MB", "").strip()
+    if declared:
+        parts = [p.strip() for p in declared.split(",") if p.strip()]
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            raise EmogridError(f"EMOGRID_GPU_MEM_MB: expected MiB per GPU, e.g. 81920 or 81920,40960; got {declared!r}") from None
+        if any(v <= 0 for v in values) or len(values) not in (1, len(pool)):
+            raise EmogridError(f"EMOGRID_GPU_MEM_MB: give one positive value, or one per GPU ({len(pool)}); "
+                               f"got {declared!r}")
+        return {gpu: values[0] if len(values) == 1 else values[i] for i, gpu in enumerate(pool)}
+    found = _nvidia_smi_memory()
+    missing = [gpu for gpu in pool if gpu not in found]
+    if missing:
+        raise EmogridError(f"cannot learn the memory of GPU(s) {','.join(missing)} (nvidia-smi missing or silent)",
+                           hint="declare it: EMOGRID_GPU_MEM_MB=81920 (MiB, one value or one per GPU), "
+                                "or set resources.train.gpu_mem_mb")
+    return {gpu: found[gpu] for gpu in pool}
+
+
+def _nvidia_smi_memory() -> dict[str, float]:
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return {}
+    try:
+        res = subprocess.run([exe, "--query-gpu=index,uuid,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    out = {}
+    for line in res.stdout.splitlines() if res.returncode == 0 else []:
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3:
+            try:
+                out[parts[0]] = out[parts[1]] = float(parts[2])
+            except ValueError:
+                continue
+    return out
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+def _flock(fd: int, flags: int) -> bool:
+    try:
+        fcntl.flock(fd, flags | fcntl.LOCK_NB)
+        return True
+    except OSError as err:
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+
+
+def live_shares(directory: Path, key: str, *, clean: bool = True) -> list[dict]:
+    """The live shares of one GPU. With `clean`, dead ones (unlocked files) are deleted: call it
+    only while holding the ledger mutex."""
+    shares = []
+    for path in sorted(directory.glob(f"gpu-{key}.share.*")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            if _flock(fd, fcntl.LOCK_EX):  # nobody holds it: its job is gone
+                if clean:
+                    path.unlink(missing_ok=True)
+                continue
+            try:
+                record = json.loads(os.pread(fd, 65536, 0).decode("utf-8", "replace") or "{}")
+            except (json.JSONDecodeError, OSError):
+                record = {}
+            # a share being written right now (under the mutex, so only when not cleaning) counts as whole
+            record.setdefault("fraction", 1.0)
+            record["file"] = path.name
+            shares.append(record)
+        finally:
+            os.close(fd)
+    return shares
+
+
+def used_fraction(directory: Path, key: str, *, clean: bool = True) -> float:
+    return sum(float(s.get("fraction", 1.0)) for s in live_shares(directory, key, clean=clean))
+
+
+class Ledger:
+    def __init__(self, directory: Path, lock_key, open_slot_file):
+        self.directory = directory
+        self.lock_key = lock_key
+        self.open_slot_file = open_slot_file
+
+    def _mutex(self) -> int:
+        fd = self.open_slot_file(self.directory / "ledger.lock")
+        fcntl.flock(fd, fcntl.LOCK_EX)  # blocking; held for milliseconds
+        return fd
+
+    def try_place(self, pool: list[str], fraction_of, mb: float | None, info: dict) -> tuple[str, list[int]] | None:
+        """Place one share on the GPU with the most room that fits; (gpu_id, [fds]) or None.
+
+        `fraction_of(gpu_id)`: the share this job needs on that GPU (GPUs may differ in memory)."""
+        mutex = self._mutex()
+        try:
+            candidates = []
+            for gpu in pool:
+                key = self.lock_key(gpu)
+                device_fd = self.open_slot_file(self.directory / f"gpu-{key}.lock")
+                if not _flock(device_fd, fcntl.LOCK_SH):  # a whole-GPU job holds it
+                    os.close(device_fd)
+                    continue
+                free = 1.0 - used_fraction(self.directory, key)
+                if fraction_of(gpu) <= free + EPSILON:
+                    candidates.append((free, gpu, key, device_fd))
+                else:
+                    os.close(device_fd)
+            if not candidates:
+                return None
+            # spread: the GPU with the most room (compute is shared too; fills evenly)
+            candidates.sort(key=lambda c: (-c[0], pool.index(c[1])))
+            _, gpu, key, device_fd = candidates[0]
+            for _, _, _, fd in candidates[1:]:
+                os.close(fd)
+            share = self.directory / f"gpu-{key}.share.{os.getpid()}.{next(_counter)}"
+            share_fd = os.open(share, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+            fcntl.flock(share_fd, fcntl.LOCK_EX)
+            record = {"fraction": fraction_of(gpu), "mb": mb, "gpu": gpu, "pid": os.getpid(), **info}
+            os.pwrite(share_fd, json.dumps(record).encode("utf-8", "replace"), 0)
+            try:
+                os.fchmod(share_fd, 0o666)
+            except OSError:
+                pass
+            return gpu, [device_fd, share_fd]
+        finally:
+            os.close(mutex)
+
+    def acquire(self, pool: list[str], fraction_of, mb: float | None, info: dict, *,
+                poll: float = 0.25, log=None, wait_message_every: float = 60.0) -> tuple[str, list[int]]:
+        started = time.monotonic()
+        last = None
+        while True:
+            placed = self.try_place(pool, fraction_of, mb, info)
+            if placed is not None:
+                return placed
+            now = time.monotonic()
+            if log and (last is None or now - last >= wait_message_every):
+                need = f"{mb:.0f} MiB" if mb else f"{fraction_of(pool[0]):.3g} of a GPU"
+                log(f"emogrid gpu-slot: no GPU has room for {need} ({len(pool)} GPUs); waiting "
+                    f"({now - started:.0f} s so far; `emogrid gpu-slot --list` shows the shares)")
+                last = now
+            time.sleep(poll)
+
+
+def share_fraction(mode: str | int, mem_mb: float | None, capacity_mb: float | None) -> float:
+    """The fraction of one GPU a job holds."""
+    if mode == "auto":
+        if not mem_mb:
+            return 1.0  # no plan: the job gets a whole GPU
+        return float(mem_mb) / float(capacity_mb)  # > 1: never fits this GPU
+    return 1.0 / int(mode)

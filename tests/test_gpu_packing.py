@@ -1,0 +1,175 @@
+"""Memory-aware packing in `emogrid gpu-slot` on fake GPUs (EMOGRID_GPUS + EMOGRID_GPU_MEM_MB).
+
+Jobs that fit share a GPU, a job that does not waits, a killed job frees its share, whole-GPU
+jobs and packed jobs never mix on one device, and two Snakemake runs on one machine together
+never put more planned memory on a GPU than it has."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from emogrid import gpu_ledger
+from emogrid.errors import EmogridError
+from test_gpu_slots import CHILD, clean_env, slot_cmd, wait_for
+
+
+@pytest.fixture
+def child(tmp_path):
+    path = tmp_path / "child.py"
+    path.write_text(CHILD)
+    return path
+
+
+def packed_env(gpus=2, mem="10000", mode="auto", **extra):
+    return clean_env(EMOGRID_GPUS=str(gpus), EMOGRID_GPU_MEM_MB=mem, EMOGRID_CELLS_PER_GPU=mode, **extra)
+
+
+def job(locks, child, out, hold, mem_mb=None, env=None, *extra):
+    args = ["--mem-mb", str(mem_mb)] if mem_mb is not None else []
+    return subprocess.Popen(slot_cmd(locks, *args, *extra, "--", sys.executable, str(child), str(out), str(hold)),
+                            env=env, stderr=subprocess.PIPE, text=True)
+
+
+def records(paths):
+    return [json.loads(Path(p).read_text()) for p in paths]
+
+
+def overlap(a, b) -> bool:
+    return a["start"] < b["end"] and b["start"] < a["end"]
+
+
+def test_jobs_that_fit_share_a_gpu(tmp_path, child):
+    """4 jobs of 4000 MiB on 2 GPUs of 10000: two per GPU, all four at once."""
+    locks, env = tmp_path / "locks", packed_env()
+    outs = [tmp_path / f"j{i}.json" for i in range(4)]
+    procs = [job(locks, child, out, 2.0, 4000, env) for out in outs]
+    for p in procs:
+        assert p.wait(timeout=60) == 0, p.stderr.read()
+    recs = records(outs)
+    assert sorted(r["cvd"] for r in recs) == ["0", "0", "1", "1"]
+    assert all(overlap(a, b) for a in recs for b in recs if a is not b)  # nobody waited
+    assert not list(locks.glob("*.share.*")) or all(  # leftovers are only dead (unlocked) shares
+        gpu_ledger.used_fraction(locks, k, clean=False) == 0 for k in ("0", "1"))
+
+
+def test_a_job_that_does_not_fit_waits(tmp_path, child):
+    locks, env = tmp_path / "locks", packed_env(gpus=1)
+    first = job(locks, child, tmp_path / "a.json", 1.5, 7000, env)
+    wait_for(tmp_path / "a.json.started")
+    second = job(locks, child, tmp_path / "b.json", 0, 5000, env)
+    small = job(locks, child, tmp_path / "c.json", 0, 2500, env)  # fits beside the first
+    for p in (first, second, small):
+        assert p.wait(timeout=60) == 0
+    a, b, c = records([tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"])
+    assert b["start"] >= a["end"]  # 7000 + 5000 > 10000: waited for the first
+    assert c["start"] < a["end"]   # 7000 + 2500 fits: ran alongside
+
+
+def test_a_killed_job_frees_its_share(tmp_path, child):
+    locks, env = tmp_path / "locks", packed_env(gpus=1)
+    victim = job(locks, child, tmp_path / "v.json", 600, 8000, env)
+    wait_for(tmp_path / "v.json.started")
+    assert gpu_ledger.used_fraction(locks, "0", clean=False) == pytest.approx(0.8)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    t0 = time.time()
+    nxt = job(locks, child, tmp_path / "n.json", 0, 8000, env)
+    assert nxt.wait(timeout=30) == 0
+    assert json.loads((tmp_path / "n.json").read_text())["start"] - t0 < 10
+    assert gpu_ledger.used_fraction(locks, "0") == 0 and not list(locks.glob("gpu-0.share.*"))
+
+
+def test_fixed_cells_per_gpu(tmp_path, child):
+    locks, env = tmp_path / "locks", packed_env(gpus=1, mode="2", mem="")
+    outs = [tmp_path / f"j{i}.json" for i in range(3)]
+    procs = []
+    for out in outs:
+        procs.append(job(locks, child, out, 1.5, None, env))
+        time.sleep(0.3)
+    for p in procs:
+        assert p.wait(timeout=60) == 0
+    a, b, c = records(outs)
+    assert overlap(a, b) and c["start"] >= min(a["end"], b["end"])
+
+
+def test_whole_gpu_jobs_and_packed_jobs_never_mix(tmp_path, child):
+    locks = tmp_path / "locks"
+    packed = job(locks, child, tmp_path / "p.json", 1.5, 1000, packed_env(gpus=1))
+    wait_for(tmp_path / "p.json.started")
+    whole = job(locks, child, tmp_path / "w.json", 1.0, None, packed_env(gpus=1, mode="1"))
+    wait_for(tmp_path / "w.json.started", timeout=30)
+    late = job(locks, child, tmp_path / "l.json", 0, 1000, packed_env(gpus=1))
+    for p in (packed, whole, late):
+        assert p.wait(timeout=60) == 0
+    p, w, lt = records([tmp_path / "p.json", tmp_path / "w.json", tmp_path / "l.json"])
+    assert w["start"] >= p["end"] and lt["start"] >= w["end"]
+
+
+def test_a_job_larger_than_any_gpu_is_a_clear_error(tmp_path, child):
+    proc = job(tmp_path / "locks", child, tmp_path / "x.json", 0, 20000, packed_env(gpus=2, mem="10000,16000"))
+    assert proc.wait(timeout=30) == 2
+    err = proc.stderr.read()
+    assert "20000 MiB" in err and "16000 MiB" in err and "qlora" in err
+
+
+def test_heterogeneous_gpus_get_what_fits(tmp_path, child):
+    """12000 MiB fits only the 16000 MiB GPU (pool position 1)."""
+    proc = job(tmp_path / "locks", child, tmp_path / "x.json", 0, 12000, packed_env(gpus=2, mem="10000,16000"))
+    assert proc.wait(timeout=30) == 0
+    assert json.loads((tmp_path / "x.json").read_text())["cvd"] == "1"
+
+
+def test_mode_and_memory_declarations_are_checked():
+    assert gpu_ledger.parse_mode("auto") == "auto" and gpu_ledger.parse_mode("3") == 3
+    assert gpu_ledger.parse_mode(None) == 1
+    for bad in ("0", "many", -1):
+        with pytest.raises(EmogridError, match="auto"):
+            gpu_ledger.parse_mode(bad)
+    assert gpu_ledger.gpu_memory_mb(["0", "1"], {"EMOGRID_GPU_MEM_MB": "80000"}) == {"0": 80000, "1": 80000}
+    with pytest.raises(EmogridError, match="one per GPU"):
+        gpu_ledger.gpu_memory_mb(["0", "1"], {"EMOGRID_GPU_MEM_MB": "1,2,3"})
+
+
+SNAKEFILE = """
+rule all:
+    input: expand("out/{{name}}.json", name=[f"{{run}}{{i}}" for i in range(4)])
+
+rule cell:
+    output: "out/{{name}}.json"
+    shell: "{python} -m emogrid.cli gpu-slot --lock-dir {locks} --mem-mb 4000 -- {python} {child} {{output}} 1.0"
+"""
+
+
+@pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not on PATH")
+def test_two_snakemake_runs_do_not_over_commit(tmp_path, child):
+    """Two Snakemake processes, 4 cells each, 4000 MiB per cell, 2 fake GPUs of 10000 MiB: at no
+    moment does a GPU carry more than two cells (8000 MiB)."""
+    locks = tmp_path / "locks"
+    procs = []
+    for run in ("a", "b"):
+        work = tmp_path / run
+        work.mkdir()
+        (work / "Snakefile").write_text(SNAKEFILE.format(python=sys.executable, locks=locks, child=child)
+                                        .replace("{run}", run))
+        env = packed_env(PYTHONPATH=os.pathsep.join(sys.path))
+        procs.append(subprocess.Popen(["snakemake", "--cores", "4", "--quiet", "all"], cwd=work, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for p in procs:
+        out, _ = p.communicate(timeout=180)
+        assert p.returncode == 0, out
+    recs = records(sorted(tmp_path.glob("?/out/*.json")))
+    assert len(recs) == 8
+    for gpu in ("0", "1"):
+        mine = [r for r in recs if r["cvd"] == gpu]
+        for r in mine:  # cells running on this GPU when r started (r included)
+            assert sum(1 for o in mine if o["start"] <= r["start"] < o["end"]) <= 2
+    assert max(sum(1 for o in recs if o["start"] <= r["start"] < o["end"]) for r in recs) >= 3  # packed
