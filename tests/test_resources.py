@@ -95,3 +95,48 @@ def test_declared_gpus():
     env = {"SLURM_JOB_ID": "9"}
     export_declared_gpus({"gpu": 2}, env)
     assert env == {"SLURM_JOB_ID": "9", "EMOGRID_GPUS": "2", "EMOGRID_GPUS_SLURM_JOB": "9"}
+
+
+def test_cells_per_gpu_packing_resources(monkeypatch):
+    """Packing on a workstation: Snakemake stops counting single-GPU cells (gpu-slot packs them),
+    gpu-slot learns each cell's GPU count and planned GPU memory x safety margin."""
+    import emogrid.plan
+
+    class Cell:
+        axes = {"model": "m"}
+        spec = {"cell": {"model": "m"}}
+
+    class WC:
+        cell = "x"
+
+    monkeypatch.setattr(emogrid.plan, "plan_cell_memory", lambda spec: {"train_peak_mb": 1000.0})
+    cfg = {"resources": {"train": {"gpu": 1, "cells_per_gpu": "auto"}, "safety_margin": 1.5}, "models": {}}
+    monkeypatch.setenv("EMOGRID_GPUS", "4")
+    res = rule_resources(cfg, "train", lambda wc: Cell())
+    assert res["gpu"](WC) == 0 and res["cell_gpus"](WC) == 1 and res["gpu_plan_mb"](WC) == 1500
+    monkeypatch.delenv("EMOGRID_GPUS")  # SLURM executor: no declared count, one job per cell as before
+    res = rule_resources(cfg, "train", lambda wc: Cell())
+    assert res["gpu"](WC) == 1 and res["gpu_plan_mb"](WC) == 0
+    monkeypatch.setenv("EMOGRID_GPUS", "4")
+    two = {"resources": {"train": {"gpu": 2, "cells_per_gpu": 3}}, "models": {}}
+    res = rule_resources(two, "train", lambda wc: Cell())
+    assert res["gpu"](WC) == 2 and res["cell_gpus"](WC) == 2 and res["gpu_plan_mb"](WC) == 0
+    gres = rule_resources({"resources": {"train": {"gres": "gpu:a100:2"}}, "models": {}}, "train", lambda wc: Cell())
+    assert gres["cell_gpus"](WC) == 2
+
+
+@pytest.mark.parametrize("bad", [0, "half", 1.5, True])
+def test_cells_per_gpu_is_checked(bad):
+    with pytest.raises(ConfigError, match="cells_per_gpu"):
+        train_resources({"resources": {"train": {"cells_per_gpu": bad}}, "models": {}}, "m")
+
+
+def test_export_packing():
+    from emogrid.resources import export_packing
+
+    env = {}
+    export_packing({"resources": {"train": {"cells_per_gpu": "auto", "gpu_mem_mb": 81920}}}, env)
+    assert env == {"EMOGRID_CELLS_PER_GPU": "auto", "EMOGRID_GPU_MEM_MB": "81920"}
+    env = {"EMOGRID_GPU_MEM_MB": "40000"}  # a declaration in the environment wins
+    export_packing({"resources": {"train": {"gpu_mem_mb": 81920}}}, env)
+    assert env == {"EMOGRID_CELLS_PER_GPU": "1", "EMOGRID_GPU_MEM_MB": "40000"}

@@ -352,6 +352,7 @@ def place_share(directory: Path, pool: list[str], mode, mem_mb: float | None, co
                                 "give the cell several GPUs (resources.train.gpu: N)")
     info = {"since": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename, "cmd": " ".join(command)[:300]}
     ledger = Ledger(directory, lock_key, open_slot_file)
+    mem_mb = mem_mb or None
     gpu, fds = ledger.acquire(pool, lambda g: share_fraction(mode, mem_mb, capacity[g]), mem_mb, info, log=say)
     share = share_fraction(mode, mem_mb, capacity[gpu])
     say(f"emogrid gpu-slot: packed on GPU {gpu} ({100 * share:.0f}% of it"

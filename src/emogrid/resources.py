@@ -30,8 +30,8 @@ from emogrid.errors import ConfigError
 INT_KEYS = ("gpu", "mem_mb", "runtime", "cpus_per_task")
 STR_KEYS = ("gres", "slurm_partition", "slurm_account", "constraint")
 KEYS = INT_KEYS + STR_KEYS
-# keys the config may hold that are not Snakemake resources (the planner reads them)
-PLANNER_KEYS = ("gpu_mem_mb",)
+# keys the config may hold that are not Snakemake resources (the planner / gpu-slot read them)
+PLANNER_KEYS = ("gpu_mem_mb", "cells_per_gpu")
 STEPS = ("train", "data", "report")
 DEFAULT_SAFETY_MARGIN = 1.2
 
@@ -50,6 +50,11 @@ def validate_resources(res: Mapping[str, Any] | None, where: str) -> dict:
         raise ConfigError(f"{where}: expected a mapping of resources, got {type(res).__name__}")
     out: dict[str, Any] = {}
     for key, value in res.items():
+        if key == "cells_per_gpu":
+            if not (value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)):
+                raise ConfigError(f"{where}.cells_per_gpu: expected `auto` or an integer >= 1, got {value!r}",
+                                  hint="auto packs cells by planned GPU memory; N puts at most N on a GPU")
+            continue
         if key in PLANNER_KEYS:
             continue
         if key not in KEYS:
@@ -145,15 +150,83 @@ def rule_resources(config: Mapping, step: str, cell_of: Callable | None = None, 
         keys |= set(validate_resources((model_cfg or {}).get("resources"), f"models.{name}.resources"))
     if planner is not None:
         keys.add("mem_mb")
+    packing = packing_active(config)
 
     def getter(key: str):
         def value(wildcards):
             cell = cell_of(wildcards)
             planned = planner(cell) if planner is not None else None
-            return train_resources(config, cell, planned_mem_mb=planned).get(key)
+            got = train_resources(config, cell, planned_mem_mb=planned).get(key)
+            if key == "gpu" and packing and got == 1:
+                return 0  # a share of a GPU: emogrid gpu-slot packs, Snakemake doesn't count it
+            return got
         return value
 
-    return {key: getter(key) for key in sorted(keys)}
+    out = {key: getter(key) for key in sorted(keys)}
+
+    # for `emogrid gpu-slot`: how many GPUs the cell uses (torchrun over N > 1) and, when packing by
+    # memory, its planned GPU peak x safety margin (0 = none)
+    def cell_gpus(wildcards):
+        res = train_resources(config, cell_of(wildcards))
+        return gpus_of(res)
+
+    def gpu_plan_mb(wildcards):
+        if cells_per_gpu(config) != "auto" or not packing_active(config):
+            return 0
+        return planned_gpu_mb(config, cell_of(wildcards))
+
+    out["cell_gpus"] = cell_gpus
+    out["gpu_plan_mb"] = gpu_plan_mb
+    return out
+
+
+def gpus_of(res: Mapping) -> int:
+    """GPUs a cell's job uses: resources `gpu`, or the count in `gres` (gpu:a100:2 -> 2); 1 by default."""
+    if "gpu" in res:
+        return int(res["gpu"])
+    gres = str(res.get("gres") or "")
+    for part in gres.split(","):
+        fields = part.split(":")
+        if fields[0] == "gpu":
+            return int(fields[-1]) if fields[-1].isdigit() and len(fields) > 1 else 1
+    return 1
+
+
+def cells_per_gpu(config: Mapping):
+    """resources.train.cells_per_gpu: "auto", or N (1 = one cell per GPU, the default)."""
+    value = ((config.get("resources") or {}).get("train") or {}).get("cells_per_gpu", 1)
+    return value if value == "auto" else int(value)
+
+
+def packing_active(config: Mapping, environ=None) -> bool:
+    """Several cells per GPU on this machine: cells_per_gpu != 1 and a declared GPU count
+    (`--resources gpu=N`, exported as EMOGRID_GPUS). Under the SLURM executor (no declared
+    count) each cell stays one job with its own `--gpus`."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    declared = environ.get("EMOGRID_GPUS", "").strip()
+    return cells_per_gpu(config) != 1 and declared.isdigit() and int(declared) > 0
+
+
+def planned_gpu_mb(config: Mapping, cell) -> int:
+    """The cell's planned GPU peak (`emogrid plan`) x resources.safety_margin, rounded up."""
+    from emogrid.plan import plan_cell_memory
+
+    spec = cell.spec if hasattr(cell, "spec") else cell
+    margin = float((config.get("resources") or {}).get("safety_margin", DEFAULT_SAFETY_MARGIN))
+    return int(math.ceil(plan_cell_memory(spec)["train_peak_mb"] * margin))
+
+
+def export_packing(config: Mapping, environ=None) -> None:
+    """EMOGRID_CELLS_PER_GPU (and EMOGRID_GPU_MEM_MB from resources.train.gpu_mem_mb) for gpu-slot."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    environ["EMOGRID_CELLS_PER_GPU"] = str(cells_per_gpu(config))
+    gpu_mem = ((config.get("resources") or {}).get("train") or {}).get("gpu_mem_mb")
+    if gpu_mem and not environ.get("EMOGRID_GPU_MEM_MB"):
+        environ["EMOGRID_GPU_MEM_MB"] = str(int(gpu_mem))
 
 
 def declared_gpus(global_resources: Mapping | None) -> int | None:

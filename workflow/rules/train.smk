@@ -4,9 +4,12 @@
 # constraint) come from config resources.train + models.<name>.resources (emogrid.resources).
 # `emogrid gpu-slot` gives each concurrent job its own GPU on a workstation (one lock file per
 # GPU; EMOGRID_GPUS = the declared `--resources gpu=N`) and keeps SLURM's assignment on a cluster.
-from emogrid.resources import export_declared_gpus, needs_planner, planned_host_mem_mb, rule_resources
+# resources.train.cells_per_gpu (auto | N) lets gpu-slot pack several cells on one GPU (emogrid.gpu_ledger).
+from emogrid.resources import (export_declared_gpus, export_packing, needs_planner, planned_host_mem_mb,
+                               rule_resources)
 
 export_declared_gpus(workflow.global_resources)
+export_packing(config)
 
 
 rule train:
@@ -33,5 +36,6 @@ rule train:
         "../../envs/train.yaml"
     shell:
         # Offline: hub models come from their fetch receipt (a compute node has no network).
-        "HF_HUB_OFFLINE=1 python -m emogrid gpu-slot -- python -m emogrid train --spec {params.spec:q}"
+        "HF_HUB_OFFLINE=1 python -m emogrid gpu-slot --need {resources.cell_gpus} --mem-mb {resources.gpu_plan_mb}"
+        " -- python -m emogrid train --spec {params.spec:q}"
         " --data {params.data:q} --out {params.out:q} --fetched {params.fetched:q} --attempt {resources.attempt}"
