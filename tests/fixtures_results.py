@@ -171,3 +171,37 @@ def build_big_tree(runs: Path, n_models=3, n_methods=6, labels=(2, 4, 8), sample
                             "efficiency": _efficiency("tiny-a", "lora", n), "provenance": {"device": "cpu"}})
                         count += 1
     return count
+
+
+# --------------------------------------------------------------------------- trees with predictions
+
+
+def write_scored_cell(runs: Path, dataset: str, model: str, method: str, k: int, n: int, seed: int,
+                      gold: dict, pred: dict, labels=None) -> str:
+    """A finished single-label cell whose metrics.json and predictions.jsonl agree: metrics
+    computed by emogrid.metrics from `gold[split]` / `pred[split]` (split: val, test)."""
+    from emogrid.metrics import compute
+
+    labels = labels or LABEL_NAMES[:k]
+    cid = cell_id(dataset, model, method, "", k, n, seed)
+    out = {split: compute(gold[split], pred[split], labels, False) for split in ("val", "test")}
+    rows = [{"id": f"{split}-{i}", "split": split, "gold": [int(g)], "pred": [int(p)],
+             "probs": [1.0 if j == int(p) else 0.0 for j in range(k)]}
+            for split in ("val", "test") for i, (g, p) in enumerate(zip(gold[split], pred[split]))]
+    _write(runs / cid / "metrics.json", {
+        "cell": {"dataset": dataset, "model": model, "method": method, "labels": k, "samples": n,
+                 "seed": seed},
+        "cell_id": cid, "status": "ok", "val": out["val"], "test": out["test"],
+        "efficiency": _efficiency("tiny-a", method, n), "provenance": {"device": "cpu"}})
+    path = runs / cid / "predictions.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return cid
+
+
+def scored_predictions(gold, accuracy: float, rng, k: int = 2):
+    """Predictions right on a random `accuracy` share of `gold`, else the next class."""
+    import numpy as np
+
+    gold = np.asarray(gold)
+    right = rng.random(gold.size) < accuracy
+    return np.where(right, gold, (gold + 1) % k)

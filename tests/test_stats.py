@@ -109,10 +109,20 @@ def test_paired_bootstrap_p_is_never_zero_and_prints_its_bound():
     assert np.all(reps["accuracy"] == 1.0)
     p = stats.bootstrap_p(reps["accuracy"])
     assert p == pytest.approx(stats.p_floor()) and p > 0
-    assert stats.format_p(p, stats.RESAMPLES) == "≤ 0.001"
+    assert stats.format_p(p, stats.RESAMPLES) == f"≤ {2 / (stats.RESAMPLES + 1):.2g}"
+    # the SE-based p of a difference identical in every resample: the stored bound, never 0
+    assert stats.bootstrap_se_p(reps["accuracy"]) == stats.P_TINY > 0
+    assert stats.format_p(stats.P_TINY) == "< 0.001"
     assert stats.format_p(0.0123) == "0.012" and stats.format_p(1e-6) == "< 0.001"
     same = stats.paired_replicates(gold, a, a, 2, stats.rng_for("p"))
-    assert stats.bootstrap_p(same["accuracy"]) == 1.0
+    assert stats.bootstrap_p(same["accuracy"]) == 1.0 and stats.bootstrap_se_p(same["accuracy"]) == 1.0
+
+
+def test_bootstrap_se_p_is_the_normal_tail_of_mean_over_sd():
+    from scipy.stats import norm
+
+    d = np.random.default_rng(0).normal(0.02, 0.01, 5000)
+    assert stats.bootstrap_se_p(d) == pytest.approx(2 * norm.sf(abs(d.mean()) / d.std(ddof=1)), rel=1e-9)
 
 
 def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one():
@@ -121,12 +131,12 @@ def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one():
     a = np.where(rng.random(1000) < 0.80, gold, (gold + 1) % 3)
     b = np.where(rng.random(1000) < 0.70, gold, (gold + 1) % 3)
     reps = stats.paired_replicates(gold, a, b, 3, stats.rng_for("real"))
-    assert stats.bootstrap_p(reps["accuracy"]) < 0.01
+    assert stats.bootstrap_p(reps["accuracy"]) < 0.01 and stats.bootstrap_se_p(reps["accuracy"]) < 0.01
     assert stats.percentile_interval(reps["accuracy"])[0] > 0
     assert np.mean(reps["accuracy"]) == pytest.approx((a == gold).mean() - (b == gold).mean(), abs=0.005)
     c = np.where(rng.random(1000) < 0.80, gold, (gold + 1) % 3)  # same skill as a
     null = stats.paired_replicates(gold, a, c, 3, stats.rng_for("null"))
-    assert stats.bootstrap_p(null["accuracy"]) > 0.05
+    assert stats.bootstrap_p(null["accuracy"]) > 0.05 and stats.bootstrap_se_p(null["accuracy"]) > 0.05
 
 
 def test_baselines():

@@ -28,53 +28,64 @@ def test_every_table_file_written(tables):
         assert (tables / name).stat().st_size > 0, name
 
 
+def _boot(summary, model, method, variant, k, n, metric="test_accuracy"):
+    row = summary[(summary.model == model) & (summary.method == method) & (summary.variant == variant)
+                  & (summary.labels == k) & (summary.samples == n) & (summary.metric == metric)].iloc[0]
+    return f"{100 * row['mean']:.1f} [{100 * row['ci95_boot_low']:.1f}, {100 * row['ci95_boot_high']:.1f}]"
+
+
 def test_study_accuracy_markdown_exact(tables):
     rows = _md_rows(tables / "study_accuracy.md")
     assert rows[0] == ["Model", "Method", "k=2 n=100", "k=2 n=200", "k=4 n=100", "k=4 n=200"]
     body = {(r[0], r[1]): r[2:] for r in rows[1:]}
     assert list(body) == [("tiny-a", "full"), ("tiny-a", "lora [lora.r=4]"), ("tiny-a", "lora [lora.r=8]"),
-                          ("tiny-b", "full"), ("tiny-b", "lora [lora.r=4]"), ("tiny-b", "lora [lora.r=8]")]
-    # mean ± t half-width in %: std 0.01 over 3 seeds -> ± 2.5; std 0.02 -> ± 5.0
-    assert body[("tiny-a", "full")] == ["50.0 ± 2.5", "53.0 ± 2.5", "46.0 ± 2.5", "49.0 ± 2.5"]
-    # the failed seed leaves n=2: t(0.975, 1) * 0.01 = 12.7 pp
-    assert body[("tiny-a", "lora [lora.r=8]")][2] == "49.0 ± 12.7 (n=2)"
-    # the missing cell is a dash
-    assert body[("tiny-b", "full")][3] == "–"
-    # best per column: tiny-b lora r=8 everywhere, bold
-    assert body[("tiny-b", "lora [lora.r=8]")] == ["**59.0 ± 5.0**", "**62.0 ± 5.0**",
-                                                   "**55.0 ± 5.0**", "**58.0 ± 5.0**"]
+                          ("tiny-b", "full"), ("tiny-b", "lora [lora.r=4]"), ("tiny-b", "lora [lora.r=8]"),
+                          ("*(baseline)*", "*majority class*"), ("*(baseline)*", "*uniform chance*")]
+    summary = pd.read_csv(tables / "summary.csv", keep_default_na=False, na_values=[""])
+    summary["variant"] = summary["variant"].fillna("")
+    # mean over seeds [seeds-then-examples bootstrap interval], in %
+    assert body[("tiny-a", "full")][2] == _boot(summary, "tiny-a", "full", "", 4, 100)
+    assert body[("tiny-a", "full")][2].startswith("46.0 [")
+    # the failed seed leaves n=2, marked
+    assert body[("tiny-a", "lora [lora.r=8]")][2] == _boot(summary, "tiny-a", "lora", "lora.r=8", 4, 100) + " (n=2)"
+    assert body[("tiny-b", "full")][3] == "–"  # the missing cell
+    # no predictions.jsonl here: no paired test, so nothing is bold; best and runner-up are ties
     bold = sum(c.startswith("**") for r in rows[1:] for c in r[2:])
-    assert bold == 4
-    assert "Student t" in (tables / "study_accuracy.md").read_text().splitlines()[0]
+    assert bold == 0
+    assert all(c.endswith("≈") for c in body[("tiny-b", "lora [lora.r=8]")])
+    assert all(c.endswith("≈") for c in body[("tiny-b", "lora [lora.r=4]")])
+    # baselines of the (balanced) synthetic test sets: majority = uniform = 1/k
+    assert body[("*(baseline)*", "*majority class*")] == ["50.0", "50.0", "25.0", "25.0"]
+    caption = (tables / "study_accuracy.md").read_text().splitlines()[0]
+    assert caption.startswith("**Test accuracy (%)**") and "bootstrap" in caption and "Holm" in caption
+    assert (tables / "study_f1_macro.md").read_text().startswith("**Test macro-F1 (%)**")
 
 
-def test_best_marking_ties_and_csv(tables):
-    csv = pd.read_csv(tables / "study_f1_macro.csv")
-    assert list(csv.columns[:2]) == ["Model", "Method"]
-    starred = csv.iloc[:, 2:].apply(lambda col: col.astype(str).str.endswith(" *")).to_numpy().sum()
-    assert starred == 4
-    assert csv.iloc[0, 2] == "40.0 ± 2.5"  # macro-F1 = accuracy - 0.1
-    # a tie after rounding marks both rows
+def test_best_marking_needs_a_significant_paired_test_else_ties():
     summary = pd.DataFrame([
-        {"dataset": "d", "model": "m1", "method": "a", "variant": "", "labels": 2, "samples": 10,
-         "metric": "test_accuracy", "mean": 0.7001, "ci95_t_half": 0.01, "n": 3},
-        {"dataset": "d", "model": "m2", "method": "a", "variant": "", "labels": 2, "samples": 10,
-         "metric": "test_accuracy", "mean": 0.6999, "ci95_t_half": 0.01, "n": 3},
-        {"dataset": "d", "model": "m3", "method": "a", "variant": "", "labels": 2, "samples": 10,
-         "metric": "test_accuracy", "mean": 0.5, "ci95_t_half": float("nan"), "n": 1},
-    ])
-    piv = T.study_pivot(summary, "test_accuracy", {"model": ["m1", "m2", "m3"]})
-    assert len(piv["best"]) == 2
-    out = T.render_study(piv, "Test accuracy")
-    assert "50.0 (n=1)" in out["md"]
+        {"dataset": "d", "model": m, "method": "a", "variant": "", "labels": 2, "samples": 10,
+         "metric": "test_accuracy", "mean": mean, "ci95_t_half": 0.01 if n > 1 else float("nan"), "n": n}
+        for m, mean, n in (("m1", 0.72, 3), ("m2", 0.70, 3), ("m3", 0.5, 1))])
+    levels = {"model": ["m1", "m2", "m3"]}
+    significant = {(2, 10): {"best": ("m1", "a", ""), "runner_up": ("m2", "a", ""), "p_holm": 0.01}}
+    piv = T.study_pivot(summary, "test_accuracy", levels, significant)
+    assert piv["best"] == {(("m1", "a", ""), (2, 10))} and not piv["ties"]
+    out = T.render_study(piv, "Test accuracy (%)")
+    assert "**72.0 ± 1.0**" in out["md"] and "50.0 (n=1)" in out["md"]
+    tie = {(2, 10): {"best": ("m1", "a", ""), "runner_up": ("m2", "a", ""), "p_holm": 0.2}}
+    piv = T.study_pivot(summary, "test_accuracy", levels, tie)
+    assert not piv["best"] and len(piv["ties"]) == 2
+    out = T.render_study(piv, "Test accuracy (%)")
+    assert "72.0 ± 1.0 ≈" in out["md"] and "70.0 ± 1.0 ≈" in out["md"] and "**" not in out["md"].split("\n", 2)[2]
+    assert T.render_study(T.study_pivot(summary, "test_accuracy", levels), "x")["csv"].count(" *") == 0
 
 
 def test_latex_booktabs(tables):
     tex = (tables / "study_accuracy.tex").read_text()
     for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\cmidrule(lr){3-4}",
-                  r"\multicolumn{2}{c}{$k=2$}", r"\textbf{62.0 $\pm$ 5.0}", "lora [lora.r=4]"):
+                  r"\multicolumn{2}{c}{$k=2$}", r"$\approx$", "lora [lora.r=4]", "% Test accuracy (%)"):
         assert token in tex, token
-    assert tex.count(r"\textbf{") == 4
+    assert tex.count(r"\textbf{") == 0
     assert " -- " in tex  # the missing cell
     assert T.latex_escape("a_b & 50%") == r"a\_b \& 50\%"
 
@@ -100,4 +111,6 @@ def test_per_class_and_problems(tables):
     problems = (tables / "problems.md").read_text()
     assert "## Failed: 1" in problems and "OutOfMemoryError" in problems and "hint:" in problems
     comp = (tables / "method_comparisons.md").read_text()
-    assert "| goemotions | accuracy | full | lora [lora.r=4] | 21 | -2.00 |" in comp
+    assert comp.startswith("**Paired comparisons per subset** — test split")
+    assert "| tiny-a | 2 | 100 | accuracy | full | lora [lora.r=4] | 3 | -2.00 |" in comp
+    assert "no pooled p-value" in comp and "Holm over all" in comp

@@ -192,6 +192,8 @@ def cell_row(rel_id: str, paths: dict[str, Path]) -> tuple[dict[str, Any], list[
             if key in NON_SCALAR_METRICS or not _scalar(value):
                 continue
             row[f"{split}_{key}"] = value
+        if isinstance(metrics.get("confusion_matrix"), list):
+            row[f"_confusion_{split}"] = metrics["confusion_matrix"]  # taken out by collect()
         pc = metrics.get("per_class")
         if isinstance(pc, dict):
             for label, vals in pc.items():
@@ -236,14 +238,23 @@ def expected_cells(configfiles: Iterable[str] = (), config: dict | None = None) 
     return out
 
 
-def collect(runs_dir: str | os.PathLike, expected: list[dict[str, Any]] | None = None
-            ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(cells, per_class) DataFrames from a runs directory; pending rows for ``expected``."""
+def collect(runs_dir: str | os.PathLike, expected: list[dict[str, Any]] | None = None,
+            confusions: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cells, per_class) DataFrames from a runs directory; pending rows for ``expected``.
+
+    ``confusions``, when given, receives {(cell_id, split): confusion matrix} (single-label)."""
     runs_dir = Path(runs_dir)
     files = find_result_files(runs_dir)
     rows, pc_rows = [], []
     for rel_id in sorted(files):
         row, pcs = cell_row(rel_id, files[rel_id])
+        for split in ("val", "test"):
+            cm = row.pop(f"_confusion_{split}", None)
+            if confusions is not None and cm is not None and row.get("status") == "ok":
+                try:
+                    confusions[(rel_id, split)] = np.asarray(cm, dtype=np.int64)
+                except (TypeError, ValueError):
+                    pass  # a malformed matrix: no example-level interval for this cell
         rows.append(row)
         pc_rows.extend(pcs)
     if expected:
@@ -325,7 +336,8 @@ def metric_columns(cells: pd.DataFrame) -> list[str]:
     skip = set(axis_columns(cells)) | set(META_COLUMNS) | {"in_grid", "cell_id_recorded"}
     out = []
     for col in cells.columns:
-        if col in skip or col in PROVENANCE_KEYS:
+        if col in skip or col in PROVENANCE_KEYS or col.endswith(("_ci95_low", "_ci95_high")) \
+                or "_majority_" in col or "_uniform_" in col:
             continue
         series = cells[col]
         if pd.api.types.is_bool_dtype(series):
@@ -370,17 +382,30 @@ def arm_label(method: str, variant: str) -> str:
 
 
 def compare_methods(cells: pd.DataFrame, levels: dict[str, list] | None = None,
-                    metrics: list[str] = COMPARE_METRICS) -> pd.DataFrame:
+                    metrics: list[str] = COMPARE_METRICS, reps: dict | None = None) -> pd.DataFrame:
     """Paired differences between arms (method + variant) on the same model and subsets.
 
     A pair of seeds is matched when dataset, mode, model, labels, samples and seed agree:
     both arms trained and evaluated on the very same examples. The difference a - b is
     positive when arm a (earlier in the study's method order) scores higher.
+
+    Per subset (scope ``subset``): the paired t statistics over seeds (seed variation only)
+    and, where example-level replicates exist (``reps``, emogrid.uncertainty), a paired
+    bootstrap of the difference over seeds and shared test examples (``boot_low/high``,
+    ``p_boot``), McNemar's exact test with one seed (accuracy). ``p`` is the test named in
+    ``test``; ``p_holm`` is Holm's adjustment over the family named in ``family`` (every
+    per-subset comparison of that metric), ``significant`` = p_holm < 0.05.
+
+    Pooled rows (scope ``model``, ``study``) average over subsets that share one test split
+    (the subsets of a dataset draw from the same official test set), so they are not
+    independent units: they report the mean difference and win counts, the number of
+    per-subset comparisons significant either way, and no interval or p-value.
     """
     columns = ["scope", "dataset", "mode", "model", "labels", "samples", "metric",
                "method_a", "variant_a", "method_b", "variant_b", "n_pairs", "mean_a", "mean_b",
                "diff_mean", "diff_std", "ci95_t_low", "ci95_t_high", "t_stat", "p_value",
-               "wins_a", "wins_b", "ties"]
+               "boot_low", "boot_high", "p_boot", "test", "p", "p_holm", "significant", "family",
+               "n_units", "sig_a", "sig_b", "note", "wins_a", "wins_b", "ties"]
     ok = cells[cells["status"] == "ok"]
     metrics = [m for m in metrics if m in ok.columns]
     if ok.empty or not metrics:
@@ -405,11 +430,13 @@ def compare_methods(cells: pd.DataFrame, levels: dict[str, list] | None = None,
         diff = pd.concat(diffs, ignore_index=True)
         diff["pos"], diff["neg"], diff["zero"] = diff["d"] > 0, diff["d"] < 0, diff["d"] == 0
         pair_keys = ["metric", "method_a", "variant_a", "method_b", "variant_b"]
-        for scope, keys in (("subset", ["dataset", "mode", "model", "labels", "samples"]),
-                            ("model", ["dataset", "mode", "model"]),
-                            ("study", ["dataset", "mode"])):
-            stats = _paired_stats(diff.groupby(pair_keys + keys, dropna=False, sort=False))
-            results.append(stats.assign(scope=scope))
+        subset_keys = ["dataset", "mode", "model", "labels", "samples"]
+        subset = _paired_stats(diff.groupby(pair_keys + subset_keys, dropna=False, sort=False))
+        subset = _example_tests(subset, diff, ok, pair_keys + subset_keys, reps or {})
+        results.append(subset.assign(scope="subset"))
+        for scope, keys in (("model", ["dataset", "mode", "model"]), ("study", ["dataset", "mode"])):
+            pooled = _paired_stats(diff.groupby(pair_keys + keys, dropna=False, sort=False))
+            results.append(_descriptive_pool(pooled, subset, pair_keys + keys).assign(scope=scope))
     out = pd.concat(results, ignore_index=True) if results else pd.DataFrame()
     if out.empty:
         return pd.DataFrame(columns=columns)
@@ -417,6 +444,69 @@ def compare_methods(cells: pd.DataFrame, levels: dict[str, list] | None = None,
         if col not in out:
             out[col] = pd.NA
     return out[columns]
+
+
+HOLM_FAMILY = "Holm over all {m} per-subset comparisons of {metric} in this study"
+
+
+def _example_tests(subset: pd.DataFrame, diff: pd.DataFrame, ok: pd.DataFrame, keys: list[str],
+                   reps: dict) -> pd.DataFrame:
+    """Adds the paired bootstrap / McNemar test per subset row, then Holm per metric."""
+    from emogrid import uncertainty
+
+    cell_of = {(r.dataset, r.mode, r.model, r.labels, r.samples, r.seed, r.method, r.variant): r.cell_id
+               for r in ok[["dataset", "mode", "model", "labels", "samples", "seed", "method", "variant",
+                            "cell_id"]].itertuples(index=False)}
+    seeds_of = {k: list(v) for k, v in diff.groupby(keys, dropna=False, sort=False)["seed"]}
+    new = {c: [] for c in ("boot_low", "boot_high", "p_boot", "test", "p")}
+    for rec in subset.to_dict("records"):
+        key = tuple(rec[k] for k in keys)
+        seeds = seeds_of.get(key, [])
+        base = (rec["dataset"], rec["mode"], rec["model"], rec["labels"], rec["samples"])
+        ids_a = [cell_of.get(base + (s, rec["method_a"], rec["variant_a"])) for s in seeds]
+        ids_b = [cell_of.get(base + (s, rec["method_b"], rec["variant_b"])) for s in seeds]
+        split, _, metric = str(rec["metric"]).partition("_")
+        res = None
+        if None not in ids_a + ids_b and metric in uncertainty.METRICS:
+            res = uncertainty.paired_test(ids_a, ids_b, split, metric, reps)
+        if res is None:
+            res = {"boot_low": np.nan, "boot_high": np.nan, "p_boot": np.nan, "p": rec["p_value"],
+                   "test": "paired t over seeds (seed variation only: no predictions.jsonl)"}
+        for c in new:
+            new[c].append(res[c])
+    subset = subset.assign(**new)
+    subset["p"] = pd.to_numeric(subset["p"], errors="coerce")
+    subset["p_holm"] = np.nan
+    subset["family"] = ""
+    for metric, idx in subset.groupby("metric", sort=False).groups.items():
+        p = subset.loc[idx, "p"].to_numpy(dtype=float)
+        subset.loc[idx, "p_holm"] = holm(p)
+        subset.loc[idx, "family"] = HOLM_FAMILY.format(m=int(np.isfinite(p).sum()), metric=metric)
+    subset["significant"] = subset["p_holm"] < 0.05
+    subset["n_units"] = 1
+    return subset
+
+
+def _descriptive_pool(pooled: pd.DataFrame, subset: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Pooled rows: mean difference and counts only (their subsets share one test split)."""
+    pooled = pooled.copy()
+    for col in ("diff_std", "ci95_t_low", "ci95_t_high", "t_stat", "p_value"):
+        pooled[col] = np.nan
+    sig = subset.assign(sig_a=subset["significant"] & (subset["diff_mean"] > 0),
+                        sig_b=subset["significant"] & (subset["diff_mean"] < 0))
+    counts = sig.groupby(keys, dropna=False, sort=False)[["sig_a", "sig_b"]].sum().reset_index()
+    pooled = pooled.merge(counts, on=keys, how="left")
+    pooled["n_units"] = 1
+    pooled["note"] = ("descriptive: its subsets share one test split (not independent), so no "
+                      "pooled interval or p-value; sig_a/sig_b count per-subset comparisons "
+                      "significant after Holm")
+    return pooled
+
+
+def holm(p) -> np.ndarray:
+    from emogrid.stats import holm as _holm
+
+    return _holm(p)
 
 
 def _paired_stats(grouped) -> pd.DataFrame:
@@ -436,8 +526,9 @@ def _paired_stats(grouped) -> pd.DataFrame:
     se = std / np.sqrt(n)
     with np.errstate(divide="ignore", invalid="ignore"):
         half = stdtrit(df, 0.975) * se
-        t_stat = np.where(flat, np.where(mean != 0, np.copysign(np.inf, mean), np.nan), mean / se)
-        p = np.where(flat, np.where(mean != 0, 0.0, 1.0), 2 * stdtr(df, -np.abs(t_stat)))
+        # identical seed differences: the t test is undefined (never print p = 0)
+        t_stat = np.where(flat, np.nan, mean / se)
+        p = np.where(flat, np.nan, 2 * stdtr(df, -np.abs(t_stat)))
     out["diff_std"] = np.where(n > 1, std, np.nan)
     out["ci95_t_low"], out["ci95_t_high"] = mean - half, mean + half
     out["t_stat"], out["p_value"] = t_stat, np.where(n > 1, p, np.nan)
@@ -535,12 +626,25 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
     config dict), else `configfiles`; without any, only the files found are reported.
     """
     t0 = time.perf_counter()
-    if expected is None and (config is not None or configfiles):
-        expected = expected_cells(configfiles or (), config=config)
-    cells, per_class = collect(runs_dir, expected)
+    if config is None and configfiles:
+        from emogrid.config import load_config
+
+        config = load_config(list(configfiles))
+    if expected is None and config is not None:
+        expected = expected_cells(config=config)
+    report = report_settings(config)
+    from emogrid import uncertainty
+
+    confusions: dict = {}
+    cells, per_class = collect(runs_dir, expected, confusions)
+    splits = ("test",) if report["split"] == "test" else ("test", report["split"])
+    reps = uncertainty.example_replicates(cells, confusions, Path(runs_dir), splits)
+    extra = uncertainty.cell_columns(cells, confusions, reps)
+    cells = pd.concat([cells, extra], axis=1)
     levels = compute_levels(cells, expected)
-    summary = summarize(cells)
-    comparisons = compare_methods(cells, levels)
+    summary = uncertainty.seed_intervals(summarize(cells), cells, reps,
+                                         group_columns(cells) + ["mode"])
+    comparisons = compare_methods(cells, levels, reps=reps)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_frame(cells, out_dir / "cells.csv", parquet=True)
@@ -554,9 +658,22 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
         from emogrid import tables as tables_mod
 
         result["tables"] = tables_mod.write_tables(out_dir, cells, summary, per_class,
-                                                   comparisons, levels, per_class_samples)
+                                                   comparisons, levels, per_class_samples,
+                                                   reps=reps, report=report)
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+DEFAULT_REPORT = {"metric": ["accuracy", "f1_macro"], "split": "test", "reference": None}
+
+
+def report_settings(config: dict | None) -> dict:
+    """`report:` of a config (what tables and figures show), with defaults when absent."""
+    report = dict(DEFAULT_REPORT)
+    report.update((config or {}).get("report") or {})
+    if isinstance(report["metric"], str):
+        report["metric"] = [report["metric"]]
+    return report
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -31,7 +31,7 @@ import hashlib
 
 import numpy as np
 
-RESAMPLES = 2000
+RESAMPLES = 1000
 LEVEL = 0.95
 INTERVAL_METHOD = f"percentile bootstrap over test examples, {RESAMPLES} resamples, {LEVEL:.0%}"
 SEED_INTERVAL_METHOD = (f"two-stage percentile bootstrap: seeds resampled, then each drawn seed's "
@@ -107,6 +107,13 @@ def percentile_interval(replicates, level: float = LEVEL) -> tuple[float, float]
     return float(low), float(high)
 
 
+def percentile_intervals(replicates: np.ndarray, level: float = LEVEL) -> np.ndarray:
+    """(m, 2) percentile intervals of m replicate rows (m, B) at once."""
+    if len(replicates) == 0:
+        return np.empty((0, 2))
+    return np.quantile(np.asarray(replicates, dtype=float), [(1 - level) / 2, (1 + level) / 2], axis=1).T
+
+
 def accuracy_interval(correct: int, n: int, rng: np.random.Generator, resamples: int = RESAMPLES,
                       level: float = LEVEL) -> tuple[float, float]:
     """Percentile bootstrap interval of an accuracy `correct / n` over its n test examples."""
@@ -117,18 +124,25 @@ def accuracy_interval(correct: int, n: int, rng: np.random.Generator, resamples:
 # ----------------------------------------------------------------------------- over seeds
 
 
-def seed_example_replicates(per_seed: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def seed_example_replicates(per_seed: np.ndarray, rng: np.random.Generator,
+                            shared_examples: bool = False) -> np.ndarray:
     """Two-stage bootstrap of the seed mean from per-seed replicates (S, B).
 
-    Replicate b draws S seeds with replacement and averages those seeds' replicate b (each a
-    resample of that seed's test examples). With one seed it is that seed's replicates.
+    Replicate b draws S seeds with replacement, then takes each drawn seed's value on a
+    resample of the test examples. `shared_examples`: every seed was scored on the same
+    examples and replicate b of each seed used the same resample (one resampled test set
+    per b, as it would be drawn); otherwise each drawn seed gets its own, independent
+    resample. With one seed it is that seed's replicates.
     """
     per_seed = np.asarray(per_seed, dtype=float)
     s, b = per_seed.shape
     if s == 1:
         return per_seed[0]
     drawn = rng.integers(0, s, size=(b, s))
-    columns = rng.integers(0, b, size=(b, s))  # a drawn seed's own, independent example resample
+    if shared_examples:
+        columns = np.broadcast_to(np.arange(b)[:, None], (b, s))
+    else:
+        columns = rng.integers(0, b, size=(b, s))
     return per_seed[drawn, columns].mean(axis=1)
 
 
@@ -166,6 +180,23 @@ def bootstrap_p(diff_replicates) -> float:
     below = (1 + np.count_nonzero(d <= 0)) / (b + 1)
     above = (1 + np.count_nonzero(d >= 0)) / (b + 1)
     return float(min(1.0, 2 * min(below, above)))
+
+
+P_TINY = 1e-16  # a p-value below this is stored as this bound (never 0) and printed as "< 0.001"
+
+
+def bootstrap_se_p(diff_replicates) -> float:
+    """Two-sided p-value of 'no difference' from the bootstrap distribution of a difference:
+    normal approximation with the bootstrap standard error (z = mean / sd). Unlike a tail
+    count it is not floored at 2 / (B + 1), so Holm over a large family stays possible; a
+    value below P_TINY (or a difference identical in every resample) is stored as P_TINY."""
+    from scipy.special import ndtr
+
+    d = np.asarray(diff_replicates, dtype=float)
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd <= 1e-12 * max(1.0, abs(mean)):
+        return 1.0 if abs(mean) <= 1e-12 else P_TINY
+    return float(max(P_TINY, min(1.0, 2 * ndtr(-abs(mean) / sd))))
 
 
 def mcnemar_exact(a_only: int, b_only: int) -> float:
@@ -218,6 +249,8 @@ def format_p(p: float, resamples: int | None = None, digits: int = 3) -> str:
     if p is None or not np.isfinite(p):
         return "–"
     tiny = 10.0 ** -digits
+    if p <= P_TINY:
+        return f"< {tiny:g}"
     if resamples is not None and p <= p_floor(resamples) * (1 + 1e-9):
         return f"≤ {p_floor(resamples):.2g}"
     if p < tiny:

@@ -26,8 +26,35 @@ import pandas as pd
 
 from emogrid.atomic import write_text
 
-CI_NOTE = ("mean ± 95% CI half-width over seeds (Student t, df = n−1), test set, in %. "
-           "Best per column in bold. (n=…) marks cells with fewer seeds; – = no finished seed.")
+SPLIT_NAMES = {"test": "test", "val": "validation"}
+METRIC_NAMES = {"accuracy": "accuracy", "f1_macro": "macro-F1"}
+TIE = "≈"
+NO_LEARN = "†"
+ALPHA = 0.05
+
+
+def table_title(split: str, metric: str) -> str:
+    """'Test accuracy (%)': every table names its split and metric."""
+    return f"{SPLIT_NAMES.get(split, split).capitalize()} {METRIC_NAMES.get(metric, metric)} (%)"
+
+
+def study_note(piv: dict) -> str:
+    n_values = sorted(piv.get("n_values", []))
+    n_text = (f"n = {n_values[0]} seed{'s' if n_values[0] != 1 else ''} per cell" if len(n_values) == 1
+              else f"n = {'–'.join(map(str, [n_values[0], n_values[-1]]))} seeds; (n=…) marks cells "
+                   f"with fewer than {piv['n_mode']}" if n_values else "no finished cells")
+    interval = ("[95% interval]: percentile bootstrap over test examples" if n_values == [1] else
+                "[95% interval]: two-stage percentile bootstrap (seeds resampled, then each drawn "
+                "seed's test examples)")
+    return (f"mean over seeds {interval}, in %; {n_text}. Bold: best in its column and better than "
+            f"the runner-up in a paired test on the same test examples, Holm-adjusted over this "
+            f"table's {piv.get('n_tests', 0)} best-vs-runner-up comparisons (α = {ALPHA}); "
+            f"{TIE}: best and runner-up not distinguishable (or no paired test possible). "
+            f"{NO_LEARN}: did not learn (interval not above the majority-class baseline). "
+            f"Baseline rows: majority class and uniform chance on the same test examples. "
+            f"– = no finished seed.")
+
+
 DASH = "–"
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
@@ -59,42 +86,98 @@ def _sorted_rows(rows: list[tuple], keys: list[str], levels: dict) -> list[tuple
     return sorted(rows, key=lambda r: tuple(f(v) for f, v in zip(rankers, r)))
 
 
-def study_pivot(summary: pd.DataFrame, metric: str, levels: dict) -> dict[str, Any]:
-    """Numbers behind a study table: row keys, column keys, mean / half / n and best marks."""
+def study_pivot(summary: pd.DataFrame, metric: str, levels: dict, best: dict | None = None) -> dict[str, Any]:
+    """Numbers behind a study table: row keys, column keys, records, best and tie marks.
+
+    ``best``: {column: {"best": row, "runner_up": row, "p_holm": float}} from
+    `best_tests` (paired tests on the same examples); without it nothing is marked best."""
     sub = summary[summary["metric"] == metric]
     if sub.empty:
-        return {"rows": [], "cols": [], "row_keys": [], "cells": {}, "best": set(), "n_mode": 0}
+        return {"rows": [], "cols": [], "row_keys": [], "cells": {}, "best": set(), "ties": set(),
+                "n_mode": 0, "n_values": [], "baselines": {}, "n_tests": 0}
     row_keys = _row_keys(sub, levels)
     rows = _sorted_rows(list(dict.fromkeys(map(tuple, sub[row_keys].astype(object).values.tolist()))),
                         row_keys, levels)
     cols = sorted(dict.fromkeys(zip(sub["labels"].astype(int), sub["samples"].astype(int))))
     cells: dict[tuple, dict] = {}
+    baselines: dict[tuple, dict] = {}
     for rec in sub.to_dict("records"):
         key = tuple(rec[k] for k in row_keys)
-        cells[(key, (int(rec["labels"]), int(rec["samples"])))] = rec
+        col = (int(rec["labels"]), int(rec["samples"]))
+        cells[(key, col)] = rec
+        for b in ("majority", "uniform"):
+            v = rec.get(f"baseline_{b}")
+            if v is not None and not pd.isna(v):
+                baselines.setdefault(b, {})[col] = v
     n_mode = int(sub["n"].mode().max())
-    best: set[tuple] = set()
-    group_of = (lambda r: r[0]) if row_keys[0] == "dataset" else (lambda r: None)
-    for col in cols:
-        for group in dict.fromkeys(group_of(r) for r in rows):
-            cand = [(r, round(100 * cells[(r, col)]["mean"], 1)) for r in rows
-                    if group_of(r) == group and (r, col) in cells]
-            if cand:
-                top = max(v for _, v in cand)
-                best.update((r, col) for r, v in cand if v == top)
-    return {"rows": rows, "cols": cols, "row_keys": row_keys, "cells": cells, "best": best,
-            "n_mode": n_mode}
+    marks_best, marks_tie = set(), set()
+    for col, res in (best or {}).items():
+        if res.get("best") is None:
+            continue
+        if res.get("p_holm") is not None and res["p_holm"] < ALPHA:
+            marks_best.add((res["best"], col))
+        else:
+            marks_tie.add((res["best"], col))
+            if res.get("runner_up") is not None:
+                marks_tie.add((res["runner_up"], col))
+    return {"rows": rows, "cols": cols, "row_keys": row_keys, "cells": cells, "best": marks_best,
+            "ties": marks_tie, "n_mode": n_mode, "n_values": sorted(set(int(x) for x in sub["n"])),
+            "baselines": baselines, "n_tests": sum(1 for r in (best or {}).values()
+                                                   if r.get("p_holm") is not None and not pd.isna(r["p_holm"]))}
+
+
+def best_tests(summary: pd.DataFrame, cells: pd.DataFrame, metric: str, levels: dict, reps: dict) -> dict:
+    """Per column: the best and runner-up rows by mean, and Holm over the table's paired tests."""
+    from emogrid import uncertainty
+    from emogrid.stats import holm
+
+    sub = summary[summary["metric"] == metric]
+    if sub.empty:
+        return {}
+    row_keys = _row_keys(sub, levels)
+    split, _, name = metric.partition("_")
+    ok = cells[cells["status"] == "ok"]
+    out, pvals = {}, []
+    for (k, n), grp in sub.groupby(["labels", "samples"], sort=False):
+        grp = grp.sort_values("mean", ascending=False, kind="stable")
+        rows = [tuple(r) for r in grp[row_keys].astype(object).values.tolist()]
+        res = {"best": rows[0] if rows else None, "runner_up": rows[1] if len(rows) > 1 else None,
+               "p": np.nan}
+        if len(rows) > 1:
+            ids = []
+            for r in rows[:2]:
+                sel = ok[(ok["labels"] == k) & (ok["samples"] == n)]
+                for key, value in zip(row_keys, r):
+                    sel = sel[sel[key] == value]
+                ids.append(dict(zip(sel["seed"], sel["cell_id"])))
+            seeds = sorted(set(ids[0]) & set(ids[1]))
+            if seeds:
+                test = uncertainty.paired_test([ids[0][s] for s in seeds], [ids[1][s] for s in seeds],
+                                               split, name, reps)
+                if test is not None:
+                    res["p"] = test["p"]
+        out[(int(k), int(n))] = res
+        pvals.append(res["p"])
+    adjusted = holm(pvals)
+    for res, p in zip(out.values(), adjusted):
+        res["p_holm"] = None if np.isnan(p) else float(p)
+    return out
 
 
 def format_mean_ci(rec: dict | None, n_mode: int, scale: float = 100.0, digits: int = 1) -> str:
     if rec is None or rec.get("mean") is None or pd.isna(rec.get("mean")):
         return DASH
     text = f"{scale * rec['mean']:.{digits}f}"
+    low, high = rec.get("ci95_boot_low"), rec.get("ci95_boot_high")
     half = rec.get("ci95_t_half")
-    if half is not None and not pd.isna(half):
+    if low is not None and not pd.isna(low):
+        text += f" [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
+    elif half is not None and not pd.isna(half):
         text += f" ± {scale * half:.{digits}f}"
     if int(rec.get("n", 0)) != n_mode:
         text += f" (n={int(rec['n'])})"
+    if rec.get("_no_learn"):
+        text += f" {NO_LEARN}"
     return text
 
 
@@ -113,23 +196,39 @@ def render_study(piv: dict, title: str) -> dict[str, str]:
     rows, cols, row_keys = piv["rows"], piv["cols"], piv["row_keys"] or ["model", "method", "variant"]
     heads = _header_names(row_keys)
     col_names = [f"k={k} n={n}" for k, n in cols]
+    note = study_note(piv)
     body_plain, body_md, body_tex = [], [], []
     for r in rows:
         labels = _row_label_cells(r, row_keys)
         plain, md, tex = list(labels), list(labels), [latex_escape(x) for x in labels]
         for c in cols:
-            text = format_mean_ci(piv["cells"].get((r, c)), piv["n_mode"])
-            is_best = (r, c) in piv["best"]
+            rec = piv["cells"].get((r, c))
+            if rec is not None:
+                rec = {**rec, "_no_learn": bool(rec.get("did_not_learn_flag"))}
+            text = format_mean_ci(rec, piv["n_mode"])
+            is_best, is_tie = (r, c) in piv["best"], (r, c) in piv.get("ties", set())
+            if is_tie:
+                text += f" {TIE}"
             plain.append(text + (" *" if is_best else ""))
             md.append(f"**{text}**" if is_best else text)
-            t = latex_escape(text).replace("±", r"$\pm$").replace(DASH, "--")
+            t = latex_escape(text).replace("±", r"$\pm$").replace(DASH, "--").replace(TIE, r"$\approx$") \
+                .replace(NO_LEARN, r"$^\dagger$")
             tex.append(rf"\textbf{{{t}}}" if is_best else t)
         body_plain.append(plain)
         body_md.append(md)
         body_tex.append(tex)
+    for b, label in (("majority", "majority class"), ("uniform", "uniform chance")):
+        values = piv.get("baselines", {}).get(b)
+        if not values:
+            continue
+        labels = ([""] if "dataset" in row_keys else []) + ["(baseline)", label]
+        cells_txt = [DASH if c not in values else f"{100 * values[c]:.1f}" for c in cols]
+        body_plain.append(labels + cells_txt)
+        body_md.append([f"*{x}*" if x else x for x in labels] + cells_txt)
+        body_tex.append([latex_escape(x) for x in labels] + [x.replace(DASH, "--") for x in cells_txt])
 
     csv = pd.DataFrame(body_plain, columns=heads + col_names).to_csv(index=False)
-    md_lines = [f"**{title}** — {CI_NOTE}", "", "| " + " | ".join(heads + col_names) + " |",
+    md_lines = [f"**{title}** — {note}", "", "| " + " | ".join(heads + col_names) + " |",
                 "|" + "|".join([":--"] * len(heads) + ["--:"] * len(cols)) + "|"]
     md_lines += ["| " + " | ".join(r) + " |" for r in body_md]
     if not rows:
@@ -139,7 +238,7 @@ def render_study(piv: dict, title: str) -> dict[str, str]:
     ks = list(dict.fromkeys(k for k, _ in cols))
     spec = "l" * len(heads) + "".join("@{\\hspace{1em}}" + "r" * sum(1 for c in cols if c[0] == k)
                                       for k in ks)
-    tex = [f"% {title}: {CI_NOTE}", "% needs \\usepackage{booktabs}", rf"\begin{{tabular}}{{{spec}}}",
+    tex = [f"% {title}: {note}", "% needs \\usepackage{booktabs}", rf"\begin{{tabular}}{{{spec}}}",
            r"\toprule"]
     if cols:
         top = [""] * len(heads)
@@ -271,36 +370,53 @@ def render_per_class(sel: pd.DataFrame, levels: dict, samples: int | None = None
     return {"csv": csv, "md": md, "tex": "\n".join(tex) + "\n"}
 
 
-def render_comparisons(comparisons: pd.DataFrame) -> dict[str, str]:
-    sub = comparisons[comparisons["scope"].isin(["study", "model"])] if len(comparisons) else comparisons
-    if len(sub):  # each pair: pooled study row first, then one row per model
-        pair = ["metric", "method_a", "variant_a", "method_b", "variant_b"]
-        first = {k: i for i, k in enumerate(dict.fromkeys(map(tuple, sub[pair].values.tolist())))}
-        sub = sub.assign(_p=[first[tuple(r)] for r in sub[pair].values.tolist()],
-                         _s=(sub["scope"] != "study").astype(int))
-        sub = sub.sort_values(["_p", "_s"], kind="stable").drop(columns=["_p", "_s"])
-    heads = ["Scope", "Metric", "A", "B", "Pairs", "Δ (A−B) pp", "95% CI (t)", "p (paired t)", "A wins / B wins"]
+def render_comparisons(comparisons: pd.DataFrame, split: str = "test") -> dict[str, str]:
+    """Per-subset paired comparisons (with Holm over the named family), then the descriptive
+    pooled rows (no p-value: the pooled subsets share one test split)."""
+    from emogrid.stats import RESAMPLES, format_p
+
+    metrics = [f"{split}_accuracy", f"{split}_f1_macro"]
+    sub = comparisons[comparisons["metric"].isin(metrics)] if len(comparisons) else comparisons
+    per_subset = sub[sub["scope"] == "subset"] if len(sub) else sub
+    pooled = sub[sub["scope"].isin(["study", "model"])] if len(sub) else sub
+    heads = ["Model", "k", "n", "Metric", "A", "B", "Seeds", "Δ (A−B) pp", "95% interval", "Test", "p",
+             "p (Holm)"]
     body = []
-    for rec in sub.to_dict("records"):
-        scope = f"{rec['dataset']}" if rec["scope"] == "study" else f"{rec['dataset']} / {rec['model']}"
-        p = rec["p_value"]
-        body.append([scope, str(rec["metric"]).replace("test_", ""),
+    for rec in per_subset.to_dict("records"):
+        low, high = rec.get("boot_low"), rec.get("boot_high")
+        if low is None or pd.isna(low):
+            low, high = rec.get("ci95_t_low"), rec.get("ci95_t_high")
+        interval = DASH if low is None or pd.isna(low) else f"[{100 * low:+.2f}, {100 * high:+.2f}]"
+        metric = METRIC_NAMES.get(str(rec["metric"]).partition("_")[2], rec["metric"])
+        body.append([str(rec["model"]), str(rec["labels"]), str(rec["samples"]), metric,
                      arm_label(rec["method_a"], rec["variant_a"]), arm_label(rec["method_b"], rec["variant_b"]),
-                     str(int(rec["n_pairs"])), f"{100 * rec['diff_mean']:+.2f}",
-                     DASH if pd.isna(rec["ci95_t_low"]) else
-                     f"[{100 * rec['ci95_t_low']:+.2f}, {100 * rec['ci95_t_high']:+.2f}]",
-                     DASH if pd.isna(p) else ("<0.001" if p < 0.001 else f"{p:.3f}"),
-                     f"{int(rec['wins_a'])} / {int(rec['wins_b'])}"])
-    note = ("paired over seeds of the same model on the same subsets (dataset, k, n, seed); "
-            "Δ > 0: A scores higher; pooled rows treat every matched (k, n, seed) as one pair")
-    md = "\n".join([f"**Paired method comparisons** — {note}", "", "| " + " | ".join(heads) + " |",
-                    "|" + "|".join([":--"] * 4 + ["--:"] * 5) + "|"]
-                   + ["| " + " | ".join(r) + " |" for r in body]) + "\n"
-    tex = [f"% Paired method comparisons: {note}", r"\begin{tabular}{llllrrrrr}", r"\toprule",
+                     str(int(rec["n_pairs"])), f"{100 * rec['diff_mean']:+.2f}", interval, str(rec.get("test") or DASH),
+                     format_p(rec.get("p"), RESAMPLES), format_p(rec.get("p_holm"), RESAMPLES)
+                     + (" *" if rec.get("significant") is True else "")])
+    families = sorted({str(f) for f in per_subset.get("family", pd.Series(dtype=str)).dropna() if f})
+    note = (f"{SPLIT_NAMES.get(split, split)} split; paired on identical examples (same model, dataset, k, n, "
+            f"seed); Δ > 0: A scores higher; n (seeds) per row. Multiplicity: "
+            + ("; ".join(families) if families else "no comparisons")
+            + "; * = significant after Holm (α = 0.05). p-values are never 0: '< 0.001' is a bound.")
+    pooled_lines = []
+    for rec in pooled.to_dict("records"):
+        scope = rec["dataset"] if rec["scope"] == "study" else f"{rec['dataset']} / {rec['model']}"
+        metric = METRIC_NAMES.get(str(rec["metric"]).partition("_")[2], rec["metric"])
+        pooled_lines.append(
+            f"- {scope}, {metric}: {arm_label(rec['method_a'], rec['variant_a'])} − "
+            f"{arm_label(rec['method_b'], rec['variant_b'])} = {100 * rec['diff_mean']:+.2f} pp on average over "
+            f"{int(rec['n_pairs'])} matched cells; significant per subset: A {int(rec.get('sig_a') or 0)}, "
+            f"B {int(rec.get('sig_b') or 0)} (descriptive: these subsets share one test split, so no "
+            f"pooled p-value)")
+    md = "\n".join([f"**Paired comparisons per subset** — {note}", "", "| " + " | ".join(heads) + " |",
+                    "|" + "|".join([":--"] * 6 + ["--:"] * 3 + [":--"] + ["--:"] * 2) + "|"]
+                   + ["| " + " | ".join(r) + " |" for r in body]
+                   + (["", "**Pooled (descriptive)**", ""] + pooled_lines if pooled_lines else [])) + "\n"
+    tex = [f"% Paired comparisons per subset: {note}", r"\begin{tabular}{llllllrrrlrr}", r"\toprule",
            " & ".join(latex_escape(h).replace("Δ", r"$\Delta$").replace("−", "--") for h in heads) + r" \\",
            r"\midrule"]
-    tex += [" & ".join(latex_escape(x).replace("Δ", r"$\Delta$").replace(DASH, "--") for x in r) + r" \\"
-            for r in body]
+    tex += [" & ".join(latex_escape(x).replace("Δ", r"$\Delta$").replace(DASH, "--").replace("≤", r"$\leq$")
+                       .replace("<", r"$<$") for x in r) + r" \\" for r in body]
     tex += [r"\bottomrule", r"\end{tabular}"]
     return {"csv": sub.to_csv(index=False), "md": md, "tex": "\n".join(tex) + "\n"}
 
@@ -327,9 +443,23 @@ TABLE_FILES = [f"{stem}.{ext}" for stem in ("study_accuracy", "study_f1_macro", 
     + ["problems.md"]
 
 
+def _with_learn_flags(summary: pd.DataFrame, split: str) -> pd.DataFrame:
+    """Every summary row gets the did-not-learn flag of its group's `{split}_accuracy` row."""
+    if summary.empty or "did_not_learn" not in summary:
+        return summary.assign(did_not_learn_flag=False)
+    keys = [c for c in summary.columns if c not in ("metric", "mean", "std", "n", "n_failed", "ci_method")
+            and not c.startswith(("ci95_", "baseline_", "did_not_learn", "boot_"))]
+    acc = summary[summary["metric"] == f"{split}_accuracy"][keys + ["did_not_learn"]]
+    acc = acc.rename(columns={"did_not_learn": "did_not_learn_flag"})
+    out = summary.merge(acc, on=keys, how="left")
+    out["did_not_learn_flag"] = out["did_not_learn_flag"].fillna(False).astype(bool)
+    return out
+
+
 def write_tables(out_dir: str | Path, cells: pd.DataFrame, summary: pd.DataFrame,
                  per_class: pd.DataFrame, comparisons: pd.DataFrame, levels: dict,
-                 per_class_samples: int | None = None) -> list[Path]:
+                 per_class_samples: int | None = None, reps: dict | None = None,
+                 report: dict | None = None) -> list[Path]:
     """Write every table (see TABLE_FILES); returns the paths written."""
     out_dir = Path(out_dir)
     written: list[Path] = []
@@ -340,12 +470,16 @@ def write_tables(out_dir: str | Path, cells: pd.DataFrame, summary: pd.DataFrame
             write_text(path, text)
             written.append(path)
 
-    put("study_accuracy", render_study(study_pivot(summary, "test_accuracy", levels), "Test accuracy"))
-    put("study_f1_macro", render_study(study_pivot(summary, "test_f1_macro", levels), "Test macro-F1"))
+    split = (report or {}).get("split", "test")
+    flagged = _with_learn_flags(summary, split)
+    for stem, metric in (("study_accuracy", "accuracy"), ("study_f1_macro", "f1_macro")):
+        name = f"{split}_{metric}"
+        best = best_tests(flagged, cells, name, levels, reps or {})
+        put(stem, render_study(study_pivot(flagged, name, levels, best), table_title(split, metric)))
     put("efficiency", render_efficiency(efficiency_frame(cells, levels)))
     put("per_class_f1", render_per_class(per_class_selection(per_class, per_class_samples), levels,
                                          per_class_samples))
-    put("method_comparisons", render_comparisons(comparisons))
+    put("method_comparisons", render_comparisons(comparisons, split))
     write_text(out_dir / "problems.md", render_problems(cells))
     written.append(out_dir / "problems.md")
     return written

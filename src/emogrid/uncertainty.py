@@ -1,0 +1,247 @@
+"""Example-level uncertainty for `emogrid aggregate`: intervals per cell and over seeds,
+paired comparisons on identical test examples, baselines and the "did not learn" flag.
+
+The statistics are in `emogrid.stats`; this module feeds them from a results tree:
+
+- Cells whose `predictions.jsonl` is readable (single-label) are resampled together: one
+  bootstrap weight matrix per distinct evaluation set (same example ids in the same order),
+  shared by every cell scored on it. A per-cell interval, the seeds-then-examples interval of
+  a seed mean, and a paired difference between two cells then all use the same resampled
+  examples, which is what makes the comparison paired.
+- Cells without predictions fall back to their confusion matrix (same per-cell interval in
+  law, resampled alone); a comparison between such cells falls back to the paired t test over
+  seeds (seed variation only) and says so in its `test` column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emogrid import stats
+
+METRICS = ("accuracy", "f1_macro")
+SPLITS = ("val", "test")
+# the exact line layout emogrid's atomic.write_jsonl gives predictions.jsonl (fast path)
+_LINE = re.compile(r'^\{"id": (?:"((?:[^"\\]|\\.)*)"|null), "split": "(\w+)", "gold": \[(\d+)\], '
+                   r'"pred": \[(\d+)\]', re.M)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_outcomes(path: Path) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
+    """{split: (key of its example ids, gold, pred)} from a single-label predictions.jsonl.
+
+    {} when the file is missing, unreadable or multi-label (no example-level statistics)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    n_lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+    found = _LINE.findall(text)
+    if len(found) != n_lines:  # another layout: parse it properly
+        found = []
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                return {}
+            gold, pred = row.get("gold"), row.get("pred")
+            if not (isinstance(gold, list) and isinstance(pred, list) and len(gold) == len(pred) == 1):
+                return {}  # multi-label (or malformed): no example-level statistics
+            found.append((str(row.get("id")), str(row.get("split")), gold[0], pred[0]))
+    out: dict[str, tuple[str, np.ndarray, np.ndarray]] = {}
+    for split in SPLITS:
+        rows = [r for r in found if r[1] == split]
+        if not rows:
+            continue
+        key = hashlib.sha256("\n".join(r[0] for r in rows).encode()).hexdigest()[:16]
+        out[split] = (f"{split}:{len(rows)}:{key}",
+                      np.fromiter((int(r[2]) for r in rows), dtype=np.int64, count=len(rows)),
+                      np.fromiter((int(r[3]) for r in rows), dtype=np.int64, count=len(rows)))
+    return out
+
+
+# ----------------------------------------------------------------------------- replicates
+
+
+def bootstrap_weights(n: int, rng: np.random.Generator, resamples: int = stats.RESAMPLES) -> np.ndarray:
+    """(resamples, n) counts: how often each example is drawn in each resample of n."""
+    idx = rng.integers(0, n, size=(resamples, n))
+    idx += (np.arange(resamples) * n)[:, None]
+    return np.bincount(idx.ravel(), minlength=resamples * n).reshape(resamples, n).astype(np.float32)
+
+
+def weighted_replicates(weights: np.ndarray, gold: np.ndarray, pred: np.ndarray, k: int) -> dict:
+    """accuracy and macro-F1 of one cell under every resample of `weights` (shared examples)."""
+    n = weights.sum(axis=1)
+    right = gold == pred
+    acc = weights[:, right].sum(axis=1) / n
+    eye = np.eye(k, dtype=np.float32)
+    tp = weights[:, right] @ eye[gold[right]]
+    wrong = weights[:, ~right]
+    fp = wrong @ eye[pred[~right]]
+    fn = wrong @ eye[gold[~right]]
+    return {"accuracy": acc.astype(np.float64), "f1_macro": stats.macro_f1_from_counts(tp, fp, fn)}
+
+
+def example_replicates(cells: pd.DataFrame, confusions: dict, runs_dir: Path | None,
+                       splits: tuple[str, ...] = ("test",)) -> dict:
+    """{(cell_id, split): {"key", "accuracy", "f1_macro"}} for every ok single-label cell, for
+    the evaluation splits asked for (the test split, plus val when the report shows it)."""
+    reps: dict = {}
+    ok = cells[(cells["status"] == "ok") & (cells["mode"].fillna("single") == "single")]
+    by_set: dict[str, list] = {}
+    for cid, k in zip(ok["cell_id"], ok["labels"]):
+        outcomes = read_outcomes(Path(runs_dir) / cid / "predictions.jsonl") if runs_dir else {}
+        for split in splits:
+            cm = confusions.get((cid, split))
+            if split in outcomes and cm is not None and len(outcomes[split][1]) == int(np.sum(cm)):
+                key, gold, pred = outcomes[split]
+                by_set.setdefault(key, []).append((cid, split, gold, pred, len(cm)))
+            elif cm is not None and np.sum(cm) > 0:
+                r = stats.cell_replicates(cm, stats.rng_for(cid, split))
+                reps[(cid, split)] = {"key": None, **r}
+    for key, members in by_set.items():
+        weights = bootstrap_weights(len(members[0][2]), stats.rng_for("examples", key))
+        for cid, split, gold, pred, k in members:
+            reps[(cid, split)] = {"key": key, "gold": gold, "pred": pred,
+                                  **weighted_replicates(weights, gold, pred, k)}
+    return reps
+
+
+def cell_columns(cells: pd.DataFrame, confusions: dict, reps: dict) -> pd.DataFrame:
+    """Per-cell interval, baseline and did-not-learn columns, aligned with `cells`."""
+    n = len(cells)
+    cols: dict[str, np.ndarray] = {}
+    position = {cid: i for i, cid in enumerate(cells["cell_id"])}
+    for split in SPLITS:
+        for m in METRICS:
+            rows = [(position[cid], r[m]) for (cid, sp), r in reps.items() if sp == split and cid in position]
+            low, high = np.full(n, np.nan), np.full(n, np.nan)
+            if rows:
+                where = np.array([i for i, _ in rows])
+                bounds = stats.percentile_intervals(np.stack([r for _, r in rows]))
+                low[where], high[where] = bounds[:, 0], bounds[:, 1]
+            cols[f"{split}_{m}_ci95_low"], cols[f"{split}_{m}_ci95_high"] = low, high
+        for b, fn in (("majority", stats.majority_baseline), ("uniform", stats.uniform_baseline)):
+            for m in METRICS:
+                cols[f"{split}_{b}_{m}"] = np.full(n, np.nan)
+        for (cid, sp), cm in confusions.items():
+            if sp != split or cid not in position or np.sum(cm) == 0:
+                continue
+            support = np.asarray(cm).sum(axis=1)
+            for b, fn in (("majority", stats.majority_baseline), ("uniform", stats.uniform_baseline)):
+                for m, v in fn(support).items():
+                    cols[f"{split}_{b}_{m}"][position[cid]] = v
+    out = pd.DataFrame(cols, index=cells.index)
+    with np.errstate(invalid="ignore"):
+        out["did_not_learn"] = out["test_accuracy_ci95_low"] <= out["test_majority_accuracy"]
+    return out
+
+
+# ----------------------------------------------------------------------------- over seeds
+
+
+def _norm(values: tuple) -> tuple:
+    """A group key that compares equal whatever pandas did to missing values and numbers."""
+    out = []
+    for v in values:
+        if v is None or (not isinstance(v, str) and pd.isna(v)):
+            out.append("")
+        elif isinstance(v, (float, np.floating)) and float(v).is_integer():
+            out.append(str(int(v)))
+        else:
+            out.append(str(v))
+    return tuple(out)
+
+
+def _seed_stack(ids: list[str], split: str, metric: str, reps: dict):
+    rows = [reps[(c, split)] for c in ids if (c, split) in reps]
+    if len(rows) != len(ids) or not rows:
+        return None, False
+    keys = {r["key"] for r in rows}
+    shared = len(keys) == 1 and None not in keys
+    return np.stack([r[metric] for r in rows]), shared
+
+
+def seed_intervals(summary: pd.DataFrame, cells: pd.DataFrame, reps: dict, keys: list[str]) -> pd.DataFrame:
+    """Adds ci95_boot_low/high (seeds, then examples), the baselines and did_not_learn."""
+    summary = summary.copy()
+    n = len(summary)
+    low, high = np.full(n, np.nan), np.full(n, np.nan)
+    majority, uniform = np.full(n, np.nan), np.full(n, np.nan)
+    method = [""] * n
+    ok = cells[cells["status"] == "ok"]
+    ids_of: dict[tuple, list] = {}
+    for cid, values in zip(ok["cell_id"], ok[keys].itertuples(index=False, name=None)):
+        ids_of.setdefault(_norm(values), []).append(cid)
+    base = {}
+    for split in SPLITS:
+        for m in METRICS:
+            for b in ("majority", "uniform"):
+                col = f"{split}_{b}_{m}"
+                if col in ok:
+                    base[col] = dict(zip(ok["cell_id"], ok[col]))
+    targets = {f"{s}_{m}": (s, m) for s in SPLITS for m in METRICS}
+    todo, replicate_rows = [], []
+    for i, (metric_name, values) in enumerate(zip(summary["metric"], summary[keys].itertuples(index=False, name=None))):
+        if metric_name not in targets:
+            continue
+        split, metric = targets[metric_name]
+        ids = ids_of.get(_norm(values), [])
+        stack, shared = _seed_stack(ids, split, metric, reps)
+        if stack is None:
+            continue
+        rng = stats.rng_for("seeds", *sorted(ids), metric_name)
+        replicate_rows.append(stats.seed_example_replicates(stack, rng, shared_examples=shared))
+        todo.append(i)
+        method[i] = stats.INTERVAL_METHOD if len(ids) == 1 else stats.SEED_INTERVAL_METHOD
+        majority[i] = np.nanmean([base.get(f"{split}_majority_{metric}", {}).get(c, np.nan) for c in ids])
+        uniform[i] = np.nanmean([base.get(f"{split}_uniform_{metric}", {}).get(c, np.nan) for c in ids])
+    if todo:
+        bounds = stats.percentile_intervals(np.stack(replicate_rows))
+        low[todo], high[todo] = bounds[:, 0], bounds[:, 1]
+    summary["ci95_boot_low"], summary["ci95_boot_high"] = low, high
+    summary["boot_method"] = method
+    summary["baseline_majority"], summary["baseline_uniform"] = majority, uniform
+    with np.errstate(invalid="ignore"):
+        summary["did_not_learn"] = summary["metric"].str.endswith("_accuracy") & (low <= majority)
+    return summary
+
+
+# ----------------------------------------------------------------------------- paired
+
+
+def paired_test(ids_a: list[str], ids_b: list[str], split: str, metric: str, reps: dict) -> dict | None:
+    """Paired bootstrap (seeds, then shared examples) of a - b; McNemar exact with one seed
+    (accuracy). None when the pairs lack example-level replicates on identical examples."""
+    ra = [reps.get((c, split)) for c in ids_a]
+    rb = [reps.get((c, split)) for c in ids_b]
+    if not ra or any(r is None or r["key"] is None for r in ra + rb):
+        return None
+    if any(a["key"] != b["key"] for a, b in zip(ra, rb)):
+        return None
+    diffs = np.stack([a[metric] - b[metric] for a, b in zip(ra, rb)])
+    shared = len({r["key"] for r in ra}) == 1
+    rng = stats.rng_for("paired", *ids_a, *ids_b, split, metric)
+    d = stats.seed_example_replicates(diffs, rng, shared_examples=shared)
+    low, high = stats.percentile_interval(d)
+    out = {"boot_low": low, "boot_high": high, "p_boot": stats.bootstrap_se_p(d),
+           "test": "paired bootstrap, seeds then shared test examples (p: bootstrap SE, normal)"
+           if len(ids_a) > 1 else "paired bootstrap over shared test examples (p: bootstrap SE, normal)"}
+    out["p"] = out["p_boot"]
+    if len(ids_a) == 1 and metric == "accuracy":
+        a, b = ra[0], rb[0]
+        right_a, right_b = a["gold"] == a["pred"], b["gold"] == b["pred"]
+        out["p"] = stats.mcnemar_exact(int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b)))
+        out["test"] = "McNemar exact (one seed)"
+    return out

@@ -1,0 +1,132 @@
+"""Example-level statistics on results trees with predictions: one-seed intervals, n marks,
+paired tests on shared test examples, no pooled claims over a shared test set, did-not-learn."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fixtures_results as F
+from emogrid import aggregate as A
+from emogrid import stats
+
+# one shared test split (as GoEmotions' official test set): 75% class 0 -> majority baseline 0.75
+TEST_GOLD = np.array([0] * 225 + [1] * 75)
+VAL_GOLD = np.array([0, 1] * 20)
+
+
+def _tree(runs, models, seeds=(0,), samples=(100,)):
+    for m, (name, acc) in enumerate(models.items()):
+        for n in samples:
+            for seed in seeds:
+                rng = np.random.default_rng(1000 * m + 10 * n + seed)
+                test = (np.zeros_like(TEST_GOLD) if acc is None
+                        else F.scored_predictions(TEST_GOLD, acc, rng))
+                val = F.scored_predictions(VAL_GOLD, 0.8, rng)
+                F.write_scored_cell(runs, "goemotions", name, "lora", 2, n, seed,
+                                    {"val": VAL_GOLD, "test": TEST_GOLD}, {"val": val, "test": test})
+    return runs
+
+
+@pytest.fixture(scope="module")
+def one_seed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("one_seed")
+    _tree(root / "runs", {"strong": 0.95, "weak": 0.80, "chance": None})
+    return A.aggregate(root / "runs", root / "tables") | {"root": root}
+
+
+def test_one_seed_cells_get_example_intervals_and_n1_marks(one_seed):
+    cells = one_seed["cells"].set_index("model")
+    strong = cells.loc["strong"]
+    # the per-cell interval is the percentile bootstrap over the 300 test examples
+    assert strong["test_accuracy_ci95_low"] < strong["test_accuracy"] < strong["test_accuracy_ci95_high"]
+    half = (strong["test_accuracy_ci95_high"] - strong["test_accuracy_ci95_low"]) / 2
+    binomial_half = 1.96 * math.sqrt(strong["test_accuracy"] * (1 - strong["test_accuracy"]) / 300)
+    assert half == pytest.approx(binomial_half, rel=0.25)
+    s = one_seed["summary"]
+    row = s[(s.model == "strong") & (s.metric == "test_accuracy")].iloc[0]
+    assert row["n"] == 1 and math.isnan(row["ci95_t_half"])  # no t interval with one seed ...
+    assert row["ci95_boot_low"] == pytest.approx(strong["test_accuracy_ci95_low"])  # ... a bootstrap one
+    md = (one_seed["root"] / "tables" / "study_accuracy.md").read_text()
+    assert "n = 1 seed per cell" in md.splitlines()[0] and "bootstrap over test examples" in md.splitlines()[0]
+    assert f"{100 * strong['test_accuracy']:.1f} [{100 * strong['test_accuracy_ci95_low']:.1f}," in md
+
+
+def test_chance_level_cell_is_flagged_did_not_learn(one_seed):
+    cells = one_seed["cells"].set_index("model")
+    assert cells.loc["chance", "test_accuracy"] == pytest.approx(0.75)
+    assert cells.loc["chance", "test_majority_accuracy"] == pytest.approx(0.75)
+    assert bool(cells.loc["chance", "did_not_learn"]) and not bool(cells.loc["strong", "did_not_learn"])
+    md = (one_seed["root"] / "tables" / "study_accuracy.md").read_text()
+    chance_row = next(l for l in md.splitlines() if l.startswith("| chance"))
+    strong_row = next(l for l in md.splitlines() if l.startswith("| strong"))
+    assert "†" in chance_row and "†" not in strong_row
+    assert "| *(baseline)* | *majority class* | 75.0 |" in md
+
+
+def test_one_seed_comparison_uses_mcnemar_and_bold_needs_significance(one_seed):
+    md = (one_seed["root"] / "tables" / "study_accuracy.md").read_text()
+    strong_row = next(l for l in md.splitlines() if l.startswith("| strong"))
+    assert "**" in strong_row  # 0.95 vs 0.80 on 300 shared examples: significant after Holm
+    cells = one_seed["cells"].set_index("model")
+    # McNemar on the discordant pairs, by hand
+    from emogrid.uncertainty import read_outcomes
+
+    runs = one_seed["root"] / "runs"
+    a = read_outcomes(runs / cells.loc["strong", "cell_id"] / "predictions.jsonl")["test"]
+    b = read_outcomes(runs / cells.loc["weak", "cell_id"] / "predictions.jsonl")["test"]
+    ra, rb = a[1] == a[2], b[1] == b[2]
+    p = stats.mcnemar_exact(int(np.sum(ra & ~rb)), int(np.sum(~ra & rb)))
+    assert p < 1e-4
+
+
+def test_pooled_comparison_over_one_shared_test_set_claims_nothing(tmp_path):
+    """Two arms, 2 sample sizes x 5 seeds = 10 matched pairs, all scored on ONE test set, where
+    arm a is better in every pair by a hair. The old pooled paired t test made that a tiny
+    p-value; pooled rows must not claim significance."""
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(7)
+    base = F.scored_predictions(TEST_GOLD, 0.85, rng)
+    for n in (100, 200):
+        for seed in range(5):
+            b = base.copy()
+            a = base.copy()
+            wrong = np.flatnonzero(a != TEST_GOLD)
+            a[wrong[seed]] = TEST_GOLD[wrong[seed]]  # a fixes exactly one more example
+            val = F.scored_predictions(VAL_GOLD, 0.8, rng)
+            for method, pred in (("a", a), ("b", b)):
+                F.write_scored_cell(runs, "goemotions", "m", method, 2, n, seed,
+                                    {"val": VAL_GOLD, "test": TEST_GOLD}, {"val": val, "test": pred})
+    c = A.aggregate(runs, tmp_path / "tables")["comparisons"]
+    acc = c[c.metric == "test_accuracy"]
+    pooled = acc[acc.scope == "study"].iloc[0]
+    assert pooled["n_pairs"] == 10 and pooled["wins_a"] == 10 and pooled["diff_mean"] > 0
+    assert math.isnan(pooled["p_value"]) and math.isnan(pooled["ci95_t_low"])
+    assert pooled["sig_a"] == 0 and "not independent" in pooled["note"]
+    # per subset: 5 seeds, one example apart on 300: the seed t test would say "significant"
+    # (identical differences); the paired bootstrap over shared examples does not
+    subset = acc[acc.scope == "subset"]
+    assert (subset["p_holm"] > 0.05).all() and not subset["significant"].any()
+    assert subset["test"].str.startswith("paired bootstrap").all()
+    assert (subset["boot_low"] <= 0).all() and (subset["boot_high"] > 0).all()
+
+
+def test_one_seed_method_comparison_is_mcnemar_exact(tmp_path):
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(3)
+    preds = {"a": F.scored_predictions(TEST_GOLD, 0.92, rng), "b": F.scored_predictions(TEST_GOLD, 0.80, rng)}
+    val = F.scored_predictions(VAL_GOLD, 0.8, rng)
+    for method, pred in preds.items():
+        F.write_scored_cell(runs, "goemotions", "m", method, 2, 100, 0,
+                            {"val": VAL_GOLD, "test": TEST_GOLD}, {"val": val, "test": pred})
+    c = A.aggregate(runs, tmp_path / "tables")["comparisons"]
+    row = c[(c.scope == "subset") & (c.metric == "test_accuracy")].iloc[0]
+    ra, rb = preds["a"] == TEST_GOLD, preds["b"] == TEST_GOLD
+    assert row["test"] == "McNemar exact (one seed)" and row["n_pairs"] == 1
+    assert row["p"] == pytest.approx(stats.mcnemar_exact(int(np.sum(ra & ~rb)), int(np.sum(~ra & rb))))
+    assert row["boot_low"] > 0 and bool(row["significant"])
+    f1 = c[(c.scope == "subset") & (c.metric == "test_f1_macro")].iloc[0]
+    assert f1["test"].startswith("paired bootstrap") and f1["p"] > 0
