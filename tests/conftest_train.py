@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tiny_models import FAMILIES, build_tiny_model  # noqa: E402
+from tiny_models import FAMILIES, NEW_FAMILIES, build_tiny_model  # noqa: E402
 
 _SYNTH = ["I love this, thank you so much", "this is so sad and I am sorry", "wow I did not expect that at all"]
 
@@ -43,7 +43,7 @@ def make_subset(out_dir: Path, k: int, n: int, seed: int = 0, mode: str = "singl
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """family -> directory of a tiny random model saved like a hub checkout."""
     root = tmp_path_factory.mktemp("tiny_models")
-    return {family: build_tiny_model(family, root / family) for family in FAMILIES}
+    return {family: build_tiny_model(family, root / family) for family in FAMILIES + NEW_FAMILIES}
 
 
 def truncate_test(subset: Path, rows: int) -> Path:

@@ -10,6 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 FAMILIES = ("llama", "qwen2", "gpt2", "gemma3", "bert")
+# Families added with datasets as an axis, and one architecture emogrid has no preset for.
+NEW_FAMILIES = ("distilbert", "roberta", "deberta-v2", "modernbert", "gemma", "gemma2")
+GENERIC = "albert"
+ENCODERS = ("bert", "distilbert", "roberta", "deberta-v2", "modernbert", "albert")
 VOCAB_SIZE = 512
 _FALLBACK_TEXT = [
     "I love this so much, thank you!", "This is so sad, I am sorry for your loss.",
@@ -42,7 +46,7 @@ def _tokenizer(family: str):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    if family == "bert":
+    if family in ENCODERS:
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -86,6 +90,27 @@ def _config(family: str, tok):
                              bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id), tf.GPT2LMHeadModel
     if family == "bert":
         return tf.BertConfig(pad_token_id=tok.pad_token_id, **common), tf.BertModel
+    if family == "distilbert":
+        return tf.DistilBertConfig(vocab_size=v, dim=64, hidden_dim=128, n_layers=2, n_heads=4,
+                                   max_position_embeddings=128, pad_token_id=tok.pad_token_id), tf.DistilBertModel
+    if family == "roberta":  # positions start after the pad index: room for 2 more
+        return tf.RobertaConfig(pad_token_id=tok.pad_token_id, **{**common, "max_position_embeddings": 130}), \
+            tf.RobertaModel
+    if family == "deberta-v2":
+        return tf.DebertaV2Config(pad_token_id=tok.pad_token_id, **common), tf.DebertaV2Model
+    if family == "modernbert":
+        return tf.ModernBertConfig(pad_token_id=tok.pad_token_id, cls_token_id=tok.cls_token_id,
+                                   sep_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id,
+                                   eos_token_id=tok.sep_token_id, global_attn_every_n_layers=2,
+                                   local_attention=16, **common), tf.ModernBertModel
+    if family == "albert":
+        return tf.AlbertConfig(pad_token_id=tok.pad_token_id, embedding_size=32, **common), tf.AlbertModel
+    if family == "gemma":
+        return tf.GemmaConfig(num_key_value_heads=2, head_dim=16, eos_token_id=tok.eos_token_id,
+                              bos_token_id=tok.bos_token_id, pad_token_id=None, **common), tf.GemmaForCausalLM
+    if family == "gemma2":
+        return tf.Gemma2Config(num_key_value_heads=2, head_dim=16, sliding_window=16, eos_token_id=tok.eos_token_id,
+                               bos_token_id=tok.bos_token_id, pad_token_id=None, **common), tf.Gemma2ForCausalLM
     raise ValueError(f"unknown family {family!r}; one of {FAMILIES}")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from emogrid.errors import CellError
-from emogrid.models import head_modules
+from emogrid.models import GENERIC, head_modules
 
 _LLAMA_ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
 _LLAMA_MLP = ["gate_proj", "up_proj", "down_proj"]
@@ -28,12 +28,30 @@ TARGETS: dict[str, dict[str, list[str]]] = {
              "all-linear": ["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"]},
     "bert": {"qv": ["query", "value"], "attention": ["query", "key", "value", "attention.output.dense"],
              "all-linear": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]},
+    # Families added with datasets as an axis (module names from transformers' modeling files).
+    "gemma": {"qv": _LLAMA_QV, "attention": _LLAMA_ATTN, "all-linear": _LLAMA_ATTN + _LLAMA_MLP},
+    "gemma2": {"qv": _LLAMA_QV, "attention": _LLAMA_ATTN, "all-linear": _LLAMA_ATTN + _LLAMA_MLP},
+    "distilbert": {"qv": ["q_lin", "v_lin"], "attention": ["q_lin", "k_lin", "v_lin", "out_lin"],
+                   "all-linear": ["q_lin", "k_lin", "v_lin", "out_lin", "ffn.lin1", "ffn.lin2"]},
+    # RoBERTa shares BERT's encoder names; its head differs (models.HEAD_MODULES).
+    "roberta": {"qv": ["query", "value"], "attention": ["query", "key", "value", "attention.output.dense"],
+                "all-linear": ["query", "key", "value", "attention.output.dense", "intermediate.dense",
+                               "output.dense"]},
+    "deberta-v2": {"qv": ["query_proj", "value_proj"],
+                   "attention": ["query_proj", "key_proj", "value_proj", "attention.output.dense"],
+                   "all-linear": ["query_proj", "key_proj", "value_proj", "attention.output.dense",
+                                  "intermediate.dense", "output.dense"]},
+    # ModernBERT fuses q, k and v into one Wqkv (like GPT-2's c_attn): qv adapts all three.
+    "modernbert": {"qv": ["attn.Wqkv"], "attention": ["attn.Wqkv", "attn.Wo"],
+                   "all-linear": ["attn.Wqkv", "attn.Wo", "mlp.Wi", "mlp.Wo"]},
 }
 TARGET_PRESETS = ("qv", "attention", "all-linear")
 
 # IA3 scales the *input* of these feed-forward modules (peft's own convention per family).
 IA3_FEEDFORWARD = {"llama": ["down_proj"], "qwen2": ["down_proj"], "gemma3": ["down_proj"],
-                   "gpt2": ["mlp.c_proj"], "bert": ["output.dense"]}
+                   "gpt2": ["mlp.c_proj"], "bert": ["output.dense"], "gemma": ["down_proj"],
+                   "gemma2": ["down_proj"], "distilbert": ["ffn.lin2"], "roberta": ["output.dense"],
+                   "deberta-v2": ["output.dense"], "modernbert": ["mlp.Wo"]}
 
 
 def _matches(name: str, target: str) -> bool:
@@ -47,8 +65,14 @@ def resolve_targets(model, family: str, targets: str) -> list[str]:
     """
     if targets in TARGET_PRESETS:
         if family not in TARGETS or targets not in TARGETS[family]:
-            raise CellError(f"no `{targets}` target set for model family {family!r}",
-                            hint="give lora.targets as an explicit comma-separated list of module names")
+            from emogrid.models import known_model_types
+
+            what = (f"architecture {getattr(getattr(model, 'config', None), 'model_type', '?')!r} is not a "
+                    f"known family" if family == GENERIC else f"model family {family!r} has no `{targets}` set")
+            raise CellError(f"{what}, so the `{targets}` target preset is not defined for it; known "
+                            f"model_types: {', '.join(known_model_types())}",
+                            hint="name the modules to adapt explicitly, e.g. lora.targets: \"query,value\" "
+                                 "(print(model) lists them)")
         names = list(TARGETS[family][targets])
     else:
         names = [t.strip() for t in str(targets).split(",") if t.strip()]

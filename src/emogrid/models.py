@@ -11,26 +11,37 @@ from typing import Any
 
 from emogrid.errors import CellError
 
-DECODER_FAMILIES = ("llama", "qwen2", "gpt2", "gemma3")
-FAMILIES = DECODER_FAMILIES + ("bert",)
+DECODER_FAMILIES = ("llama", "qwen2", "gpt2", "gemma3", "gemma", "gemma2")
+ENCODER_FAMILIES = ("bert", "distilbert", "roberta", "deberta-v2", "modernbert")
+FAMILIES = DECODER_FAMILIES + ENCODER_FAMILIES
+GENERIC = "generic"  # any other architecture: AutoModelForSequenceClassification, explicit targets
 
-# config.model_type -> family. Encoders named here share BERT's module names.
+# config.model_type -> family (module names, head and target presets are per family).
 _MODEL_TYPES = {
     "llama": "llama",
     "qwen2": "qwen2",
     "gpt2": "gpt2",
     "gemma3_text": "gemma3",
     "gemma3": "gemma3",
+    "gemma": "gemma",  # Gemma 1 / 1.1
+    "gemma2": "gemma2",
     "bert": "bert",
-    "roberta": "bert",
-    "xlm-roberta": "bert",
-    "camembert": "bert",
     "electra": "bert",
+    "distilbert": "distilbert",
+    "roberta": "roberta",
+    "xlm-roberta": "roberta",
+    "camembert": "roberta",
+    "deberta-v2": "deberta-v2",  # DeBERTa v2 and v3 (v3 checkpoints say deberta-v2)
+    "modernbert": "modernbert",
 }
 
 # Modules that form the classification head: kept out of quantisation, trained in full.
 # The BERT pooler is part of the head: a frozen pooler makes LoRA barely learn many labels.
-HEAD_MODULES = {"bert": ("classifier", "pooler")}
+# DistilBERT: pre_classifier + classifier; RoBERTa: classifier (dense + out_proj, no pooler);
+# DeBERTa-v2: ContextPooler + classifier; ModernBERT: prediction head + classifier.
+HEAD_MODULES = {"bert": ("classifier", "pooler"), "distilbert": ("pre_classifier", "classifier"),
+                "roberta": ("classifier",), "deberta-v2": ("pooler", "classifier"),
+                "modernbert": ("head", "classifier"), GENERIC: ("classifier", "score")}
 _DECODER_HEAD = ("score",)
 
 # Only these files are fetched from the hub: no pickled weights, ever.
@@ -38,14 +49,16 @@ _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*
 
 
 def detect_family(model_type: str) -> str:
-    try:
-        return _MODEL_TYPES[model_type]
-    except KeyError:
-        raise CellError(
-            f"model_type {model_type!r} is not a supported family "
-            f"(supported model_types: {', '.join(sorted(_MODEL_TYPES))})",
-            hint="pick a Llama, Qwen2, GPT-2, Gemma 3 text or BERT-like model",
-        ) from None
+    """The family of a `config.model_type`; GENERIC for any other architecture.
+
+    A GENERIC model loads through AutoModelForSequenceClassification and needs its target
+    modules named explicitly (`resolve_targets` says so, listing the known families).
+    """
+    return _MODEL_TYPES.get(model_type, GENERIC)
+
+
+def known_model_types() -> list[str]:
+    return sorted(_MODEL_TYPES)
 
 
 def head_modules(family: str) -> tuple[str, ...]:
@@ -97,7 +110,7 @@ def load_tokenizer(src: Path, family: str, trust_remote_code: bool = False):
         tok = PreTrainedTokenizerFast.from_pretrained(src)
     else:
         tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
-    if family in DECODER_FAMILIES and tok.pad_token is None:
+    if (family in DECODER_FAMILIES or family == GENERIC) and tok.pad_token is None:
         # Decoders ship without a pad token; eos (or unk) is safe because the model reads the
         # last non-pad position and inputs carry no trailing eos.
         tok.pad_token = tok.eos_token or tok.unk_token
@@ -202,7 +215,7 @@ def load_model(spec: dict, num_labels: int, *, multi_label: bool = False,
     src = resolve_source(model_spec)
     config, family = classification_config(model_spec, num_labels, multi_label, labels)
     tokenizer = load_tokenizer(src, family, trust)
-    if family in DECODER_FAMILIES:
+    if family in DECODER_FAMILIES or (family == GENERIC and getattr(config, "pad_token_id", None) is None):
         config.pad_token_id = tokenizer.pad_token_id
     qconfig = quantization_config(spec.get("method", {}), spec.get("quant"), family)
     kwargs: dict[str, Any] = {"config": config, "trust_remote_code": trust, "use_safetensors": True}
