@@ -1,4 +1,10 @@
-"""Data subsets: `emogrid prepare` builds one (k labels, n samples, seed) subset of GoEmotions.
+"""Data subsets: `emogrid prepare` builds one (k labels, n samples, seed) subset of a dataset.
+
+Any dataset of `grid.datasets` (definitions: `emogrid.datasets.registry`; reading through
+`datasets.load_dataset`: `emogrid.datasets.load`) goes through the selection rules below;
+GoEmotions keeps its own source resolution (`EMOGRID_DATA_DIR`, `data.path`, the hub) and
+taxonomies. The label lists are the dataset's (GoEmotions: the taxonomy), and the labels
+never picked by frequency are its `exclude_labels` (GoEmotions: neutral).
 
 Output (docs/CONTRACTS.md, "Data subset files"): `{train,val,test}.jsonl` + `manifest.json`
 in one directory, built in a temp directory beside it and renamed into place, so a reader
