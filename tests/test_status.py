@@ -64,3 +64,23 @@ def test_real_config(tmp_path, capsys):
     assert main(["status", "--config", "studies/quickstart.yaml", "--results", str(tmp_path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["counts"]["pending"] == data["counts"]["total"] > 0
+
+
+def test_chance_level_cell_is_flagged_did_not_learn(tmp_path):
+    import numpy as np
+
+    gold = np.array([0] * 150 + [1] * 50)  # majority class: 75%
+    val = np.array([0, 1] * 10)
+    expected = []
+    for model, pred in (("stuck", np.zeros_like(gold)), ("learns", gold.copy())):
+        cid = F.write_scored_cell(tmp_path / "runs", "goemotions", model, "lora", 2, 100, 0,
+                                  {"val": val, "test": gold}, {"val": val, "test": pred})
+        expected.append({"cell_id": cid, "dataset": "goemotions", "model": model, "method": "lora",
+                         "labels": 2, "samples": 100, "seed": 0})
+    st = S.grid_status(tmp_path, expected)
+    assert st["did_not_learn"] == [expected[0]["cell_id"]]
+    learning = {c["axes"]["model"]: c["learning"] for c in st["cells"]}
+    assert learning["stuck"]["majority"] == pytest.approx(0.75) and learning["stuck"]["accuracy"] == pytest.approx(0.75)
+    assert not learning["learns"]["did_not_learn"]
+    text = S.render(st)
+    assert "did not learn (1)" in text and "goemotions/stuck/lora/k2_n100/s0: accuracy 75.0%" in text

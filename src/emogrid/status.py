@@ -61,6 +61,10 @@ def grid_status(results_dir: str | os.PathLike, expected: list[dict[str, Any]]) 
                  "axes": {k: v for k, v in cell.items() if k != "cell_id"}}
         if state == "failed":
             entry["error"] = _error(run_dir)
+        elif state == "done":
+            check = _learning(run_dir, cell["cell_id"])
+            if check is not None:
+                entry["learning"] = check
         cells.append(entry)
     counts = {s: sum(1 for c in cells if c["status"] == s) for s in STATES}
     counts["total"] = len(cells)
@@ -70,7 +74,19 @@ def grid_status(results_dir: str | os.PathLike, expected: list[dict[str, Any]]) 
         from emogrid.aggregate import find_result_files
 
         extra = sorted(cid for cid in find_result_files(runs) if cid not in known)
-    return {"results": str(results_dir), "counts": counts, "cells": cells, "outside_grid": extra}
+    return {"results": str(results_dir), "counts": counts, "cells": cells, "outside_grid": extra,
+            "did_not_learn": [c["cell_id"] for c in cells if c.get("learning", {}).get("did_not_learn")]}
+
+
+def _learning(run_dir: Path, cell_id: str) -> dict | None:
+    """Did this finished cell learn? (test accuracy's interval vs the majority-class baseline)"""
+    from emogrid.uncertainty import learning_check
+
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return learning_check(metrics, cell_id)
 
 
 def _variant(axes: dict) -> str:
@@ -153,6 +169,17 @@ def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
                 lines.append(_clip(f"    hint: {err['hint']}", width))
         if len(failed) > show_errors:
             lines.append(f"  … {len(failed) - show_errors} more (emogrid status --json)")
+    stuck = [x for x in cells if x.get("learning", {}).get("did_not_learn")]
+    if stuck:
+        lines += ["", f"did not learn ({len(stuck)}): test accuracy not above the majority-class "
+                      "baseline by its 95% bootstrap interval"]
+        for x in stuck[:show_errors]:
+            chk = x["learning"]
+            lines.append(_clip(f"  {x['cell_id']}: accuracy {100 * chk['accuracy']:.1f}% "
+                               f"(interval from {100 * chk['low']:.1f}%), majority class "
+                               f"{100 * chk['majority']:.1f}%", width))
+        if len(stuck) > show_errors:
+            lines.append(f"  … {len(stuck) - show_errors} more (emogrid status --json)")
     if status["outside_grid"]:
         lines += ["", f"{len(status['outside_grid'])} result folder(s) outside this grid "
                       "(other config or older sweep), e.g.", _clip("  " + status["outside_grid"][0], width)]

@@ -245,3 +245,25 @@ def paired_test(ids_a: list[str], ids_b: list[str], split: str, metric: str, rep
         out["p"] = stats.mcnemar_exact(int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b)))
         out["test"] = "McNemar exact (one seed)"
     return out
+
+
+# ----------------------------------------------------------------------------- one metrics.json
+
+
+def learning_check(metrics: dict, cell_id: str) -> dict | None:
+    """{"did_not_learn", "accuracy", "low", "majority"} for a finished single-label cell, from
+    its metrics.json alone: the test accuracy's percentile bootstrap interval (resampling the
+    test examples through the confusion matrix) against the majority-class baseline. None
+    when the file has no test confusion matrix (multi-label, older layouts)."""
+    test = metrics.get("test") if isinstance(metrics, dict) else None
+    cm = test.get("confusion_matrix") if isinstance(test, dict) else None
+    try:
+        cm = np.asarray(cm, dtype=np.int64)
+    except (TypeError, ValueError):
+        return None
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.sum() == 0:
+        return None
+    low, _ = stats.percentile_interval(stats.cell_replicates(cm, stats.rng_for(cell_id, "test"))["accuracy"])
+    majority = stats.majority_baseline(cm.sum(axis=1))["accuracy"]
+    return {"did_not_learn": bool(low <= majority), "accuracy": float(np.trace(cm) / cm.sum()),
+            "low": low, "majority": majority}
