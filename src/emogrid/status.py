@@ -171,15 +171,15 @@ def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
             lines.append(f"  … {len(failed) - show_errors} more (emogrid status --json)")
     stuck = [x for x in cells if x.get("learning", {}).get("did_not_learn")]
     if stuck:
-        lines += ["", f"did not learn ({len(stuck)}): test accuracy not above the majority-class "
-                      "baseline by its 95% bootstrap interval"]
+        lines += ["", _clip(f"did not learn ({len(stuck)}): test accuracy's 95% interval not above "
+                            "the majority class", width, ascii_only)]
         for x in stuck[:show_errors]:
             chk = x["learning"]
             lines.append(_clip(f"  {x['cell_id']}: accuracy {100 * chk['accuracy']:.1f}% "
                                f"(interval from {100 * chk['low']:.1f}%), majority class "
-                               f"{100 * chk['majority']:.1f}%", width))
+                               f"{100 * chk['majority']:.1f}%", width, ascii_only))
         if len(stuck) > show_errors:
-            lines.append(f"  … {len(stuck) - show_errors} more (emogrid status --json)")
+            lines.append(f"  {'...' if ascii_only else '…'} {len(stuck) - show_errors} more (emogrid status --json)")
     if status["outside_grid"]:
         lines += ["", f"{len(status['outside_grid'])} result folder(s) outside this grid "
                       "(other config or older sweep), e.g.", _clip("  " + status["outside_grid"][0], width)]
@@ -200,8 +200,8 @@ def _chunks(cols: list[tuple[int, int]], size: int) -> list[list[tuple[int, int]
     return [c for c in chunks if c]
 
 
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 1] + "…"
+def _clip(text: str, width: int, ascii_only: bool = False) -> str:
+    return text if len(text) <= width else text[:width - 1] + ("~" if ascii_only else "…")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
