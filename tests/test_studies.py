@@ -85,3 +85,11 @@ def test_two_datasets_end_to_end_with_minilm(tmp_path):
     report = tmp_path / "report.html"
     proc = snakemake(tmp_path, "--report", str(report), configfiles=[study], env=env)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_grid_cli_counts_cells_per_dataset(capsys, monkeypatch):
+    from emogrid.cli import main
+
+    monkeypatch.chdir(REPO)
+    assert main(["grid", "--configfile", "studies/xu_distilbert_imdb_agnews.yaml"]) == 0
+    assert "per dataset: imdb 27, ag_news 27" in capsys.readouterr().err

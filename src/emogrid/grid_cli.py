@@ -37,10 +37,12 @@ def run(args) -> int:
         return 0
     for cell in cells:
         print(cell.cell_id)
+    per_dataset = Counter(c.axes["dataset"] for c in cells)
     per_model = Counter(c.axes["model"] for c in cells)
     per_method = Counter(c.axes["method"] for c in cells)
     sweeps = find_sweeps(config)
     print(f"\n{len(cells)} training cells, {len(subsets(cells))} data subsets", file=sys.stderr)
+    print("  per dataset: " + ", ".join(f"{k} {v}" for k, v in per_dataset.items()), file=sys.stderr)
     print("  per model:  " + ", ".join(f"{k} {v}" for k, v in per_model.items()), file=sys.stderr)
     print("  per method: " + ", ".join(f"{k} {v}" for k, v in per_method.items()), file=sys.stderr)
     if sweeps:
