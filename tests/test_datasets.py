@@ -227,6 +227,9 @@ def test_builtins_resolve_and_grid_has_a_dataset_axis(tmp_path):
                                                        "grid": {"labels": [6]}}))
     assert {c.axes["dataset"] for c in expand_cells(legacy)} == {"goemo2"}
     assert resolve_dataset("goemo2", legacy)["taxonomy"] == "ekman"
+    # the built-in Ekman dataset stays Ekman when the data: section names it (studies/ekman.yaml)
+    ek = finalize(deep_merge(copy.deepcopy(BASE), {"data": {"name": "goemotions-ekman"}, "grid": {"labels": [6]}}))
+    assert resolve_dataset("goemotions-ekman", ek)["taxonomy"] == "ekman"
 
 
 # --------------------------------------------------------------------------- bad datasets

@@ -241,7 +241,7 @@ def defined_methods(config: dict) -> dict:
 
 def check_semantics(config: dict) -> None:
     problems: list[str] = []
-    grid, data = config["grid"], config["data"]
+    grid = config["grid"]
 
     for i, name in enumerate(grid["models"]):
         if name not in config["models"]:

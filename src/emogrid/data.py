@@ -38,9 +38,7 @@ Selection rules, all driven by one `numpy.random.Generator(seed)` in a fixed ord
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import io
 import json
 import os
 import shutil

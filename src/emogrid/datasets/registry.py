@@ -106,7 +106,8 @@ def resolve_dataset(name: str, config: dict) -> dict:
     if legacy and not user and defn.get("kind", "goemotions") == "goemotions":
         # the `data:` section's GoEmotions keys (every study written before `datasets:`)
         defn = deep_merge(BUILTINS["goemotions"], defn)
-        defn["taxonomy"] = data.get("taxonomy", defn.get("taxonomy", "original"))
+        if name not in BUILTINS or name == "goemotions":  # goemotions-ekman is Ekman by name
+            defn["taxonomy"] = data.get("taxonomy", defn.get("taxonomy", "original"))
     if defn.get("kind") == "goemotions":
         if data.get("path") and not (user or {}).get("path"):
             defn["path"] = data["path"]
