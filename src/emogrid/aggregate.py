@@ -642,6 +642,7 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
     extra = uncertainty.cell_columns(cells, confusions, reps)
     cells = pd.concat([cells, extra], axis=1)
     levels = compute_levels(cells, expected)
+    levels["report"] = report  # what tables and figures show (emogrid.plots reads it)
     summary = uncertainty.seed_intervals(summarize(cells), cells, reps,
                                          group_columns(cells) + ["mode"])
     comparisons = compare_methods(cells, levels, reps=reps)

@@ -37,6 +37,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+import seaborn as sns  # noqa: E402
+
 from emogrid.atomic import atomic_path  # noqa: E402
 from emogrid.errors import EmogridError  # noqa: E402
 from emogrid.grid import short_variant  # noqa: E402
@@ -177,8 +179,10 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
     info: {"annotated": number of cells with a printed value, "missing": [descriptions],
     "panels": [method names]}.
     """
+    from emogrid.tables import _with_learn_flags
+
     summary, cells, levels = data["summary"], data["cells"], data["levels"]
-    sub = _metric(summary, metric)
+    sub = _metric(_with_learn_flags(summary, metric.partition("_")[0]), metric)
     frame = pd.concat([sub[["dataset", "model", "method", "variant", "labels", "samples"]],
                        cells[cells["status"].isin(["failed", "pending"])][
                            ["dataset", "model", "method", "variant", "labels", "samples"]]]).dropna(
@@ -234,26 +238,40 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
     fig, axes = plt.subplots(nrows, ncols, figsize=(fig_w, fig_h), squeeze=False, layout="constrained",
                              gridspec_kw={"height_ratios": [h + 3 for h in heights]})
     annotated, missing, seen_missing = 0, [], set()
-    few_seeds = False
+    few_seeds = no_learn = False
     for idx, ax in enumerate(axes.flat):
         if idx >= len(panels):
             ax.axis("off")
             continue
         method, rows = panels[idx]
+        grid_values = np.full((len(rows), len(cols)), np.nan)
+        grid_labels = np.full((len(rows), len(cols)), "", dtype=object)
         for i, (ds, model, variant) in enumerate(rows):
             for j, (k, n) in enumerate(cols):
-                key = (ds, model, method, variant, k, n)
-                rec = values.get(key)
+                rec = values.get((ds, model, method, variant, k, n))
                 if rec is not None and not pd.isna(rec.mean):
-                    colour = cmap(norm(100 * rec.mean))
-                    ax.add_patch(Rectangle((j, i), 1, 1, facecolor=colour, edgecolor="white", lw=1))
+                    grid_values[i, j] = 100 * rec.mean
                     label = f"{100 * rec.mean:.1f}"
                     if int(rec.n) < n_mode:
                         label += "†"
                         few_seeds = True
-                    ax.text(j + 0.5, i + 0.5, label, ha="center", va="center", fontsize=7.5,
-                            color=_text_color(colour), gid="value")
-                    annotated += 1
+                    if bool(getattr(rec, "did_not_learn_flag", False)):
+                        label += "✗"
+                        no_learn = True
+                    grid_labels[i, j] = label
+        # seaborn draws the finished cells with their values; missing ones are hatched below
+        before = len(ax.texts)
+        sns.heatmap(grid_values, ax=ax, mask=np.isnan(grid_values), cmap=cmap, vmin=vmin, vmax=vmax,
+                    annot=grid_labels, fmt="", annot_kws={"fontsize": 7.5}, cbar=False,
+                    linewidths=1, linecolor="white", square=False)
+        for text in ax.texts[before:]:
+            text.set_gid("value")
+            annotated += 1
+        for i, (ds, model, variant) in enumerate(rows):
+            for j, (k, n) in enumerate(cols):
+                key = (ds, model, method, variant, k, n)
+                if not np.isnan(grid_values[i, j]):
+                    pass
                 else:
                     ax.add_patch(Rectangle((j, i), 1, 1, facecolor=MISSING_COLOR, edgecolor="white",
                                            lw=1, hatch="////"))
@@ -294,7 +312,11 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
     cbar = fig.colorbar(sm, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02, fraction=0.04)
     cbar.set_label(f"{_metric_name(metric)} (%), mean over seeds")
     cbar.outline.set_visible(False)
+    fig.suptitle(f"{_metric_name(metric)} (%) by model and subset, mean over seeds "
+                 f"(n = {n_mode} seed{'s' if n_mode != 1 else ''})", fontsize=10, fontweight="bold")
     notes = []
+    if no_learn:
+        notes.append("✗ did not learn: the interval is not above the majority-class baseline")
     if few_seeds:
         notes.append("† fewer seeds than the rest of the grid (a seed failed or is pending)")
     if missing:
@@ -343,16 +365,16 @@ def accuracy_vs_samples(data: dict[str, Any], metric: str = "test_accuracy"):
                     if line.empty:
                         continue
                     x, y = line["samples"].to_numpy(), 100 * line["mean"].to_numpy()
-                    ax.plot(x, y, color=palette[model], marker=MARKERS[mi % len(MARKERS)],
-                            linestyle=LINESTYLES[mi % len(LINESTYLES)], label=model)
-                    half = 100 * line["ci95_t_half"].to_numpy(dtype=float)
-                    ok = ~np.isnan(half)
+                    sns.lineplot(x=x, y=y, ax=ax, color=palette[model], marker=MARKERS[mi % len(MARKERS)],
+                                 linestyle=LINESTYLES[mi % len(LINESTYLES)], label=model, legend=False,
+                                 errorbar=None)
+                    low, high = _band(line)
+                    ok = ~np.isnan(low)
                     if ok.sum() > 1:
-                        ax.fill_between(x[ok], (y - half)[ok], (y + half)[ok], color=palette[model],
-                                        alpha=0.18, linewidth=0)
+                        ax.fill_between(x[ok], low[ok], high[ok], color=palette[model], alpha=0.18, linewidth=0)
                     elif ok.any():  # a lone point: its interval as an error bar
-                        ax.errorbar(x[ok], y[ok], yerr=half[ok], color=palette[model], capsize=3,
-                                    linestyle="none", marker=MARKERS[mi % len(MARKERS)])
+                        ax.errorbar(x[ok], y[ok], yerr=[(y - low)[ok], (high - y)[ok]], color=palette[model],
+                                    capsize=3, linestyle="none", marker=MARKERS[mi % len(MARKERS)])
                 if log_x:
                     ax.set_xscale("log")
                 ax.set_xticks(samples, [str(s) for s in samples])
@@ -368,12 +390,29 @@ def accuracy_vs_samples(data: dict[str, Any], metric: str = "test_accuracy"):
                               linestyle=LINESTYLES[i % len(LINESTYLES)], label=m)
                    for i, m in enumerate(models)]
         fig.legend(handles=handles, loc="outside upper center", ncol=min(len(models), 5), title="model")
-        note = "Lines: mean over seeds; bands: 95% t confidence interval of the mean."
+        fig.suptitle(f"{_metric_name(metric)} (%) vs training samples", fontsize=10, fontweight="bold")
+        boot = "ci95_boot_low" in sub and sub["ci95_boot_low"].notna().any()
+        note = ("Lines: mean over seeds; bands: 95% " + ("percentile bootstrap (seeds, then test examples)."
+                                                          if boot else "t confidence interval of the mean over seeds."))
         if dropped:
             note += (f"\n{len(dropped)} more method settings not drawn (see results/tables/summary.csv): "
                      + ", ".join(arm_label(*a) for _, a in dropped[:6]) + (" …" if len(dropped) > 6 else ""))
         fig.text(0.01, -0.01, note, fontsize=7, color="#404040", ha="left", va="top")
     return fig
+
+
+def _band(line: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) in % of a line: the bootstrap interval where there is one, else mean ± t."""
+    y = 100 * line["mean"].to_numpy(dtype=float)
+    low = np.full_like(y, np.nan)
+    high = np.full_like(y, np.nan)
+    if "ci95_boot_low" in line:
+        low = 100 * line["ci95_boot_low"].to_numpy(dtype=float)
+        high = 100 * line["ci95_boot_high"].to_numpy(dtype=float)
+    half = 100 * line["ci95_t_half"].to_numpy(dtype=float) if "ci95_t_half" in line else np.full_like(y, np.nan)
+    t_only = np.isnan(low) & ~np.isnan(half)
+    low[t_only], high[t_only] = (y - half)[t_only], (y + half)[t_only]
+    return low, high
 
 
 # ----------------------------------------------------------------------------- trade-offs
@@ -567,15 +606,25 @@ def save(fig, out_stem: Path, formats=FORMATS) -> list[Path]:
     return written
 
 
+def report_metric(data: dict[str, Any]) -> str:
+    """The summary metric the figures show: `report.split` + the first `report.metric`
+    (recorded by `emogrid aggregate` in levels.json; default test accuracy)."""
+    report = data.get("levels", {}).get("report") or {}
+    metric = report.get("metric") or ["accuracy"]
+    metric = metric[0] if isinstance(metric, list) else metric
+    return f"{report.get('split', 'test')}_{metric}"
+
+
 def make_figures(tables_dir: str | Path, out_dir: str | Path, runs_dir: str | Path | None = None,
                  confusion: list[str] | None = None, formats=FORMATS) -> dict[str, Any]:
     data = load_tables(tables_dir)
     out_dir = Path(out_dir)
     written: list[Path] = []
-    fig, info = study_heatmap(data)
+    metric = report_metric(data)
+    fig, info = study_heatmap(data, metric)
     written += save(fig, out_dir / "study_heatmap", formats)
-    written += save(accuracy_vs_samples(data), out_dir / "accuracy_vs_samples", formats)
-    written += save(tradeoffs(data), out_dir / "tradeoffs", formats)
+    written += save(accuracy_vs_samples(data, metric), out_dir / "accuracy_vs_samples", formats)
+    written += save(tradeoffs(data, metric), out_dir / "tradeoffs", formats)
     written += save(per_class_f1(data), out_dir / "per_class_f1", formats)
     for cell_id in confusion or []:
         safe = cell_id.strip("/").replace("/", "__")
