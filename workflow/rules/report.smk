@@ -2,7 +2,7 @@
 # `emogrid figures`.
 #
 # Rerun triggers (Snakemake 9: mtime, params, input, software-env, code), by design:
-# - `aggregate` declares src/emogrid/{aggregate,tables}.py as inputs and `figures` declares
+# - `aggregate` declares src/emogrid/{aggregate,tables,stats,uncertainty}.py as inputs and `figures` declares
 #   src/emogrid/plots.py (all style lives there): editing plotting code reruns `figures`
 #   only; editing table code reruns `aggregate` + `figures`. Neither file is an input of
 #   `train` or `prepare_data`, and nothing downstream of the tables feeds training, so
@@ -100,7 +100,7 @@ localrules:
 rule aggregate:
     input:
         results=aggregate_results,
-        code=[str(EMOGRID_SRC / "aggregate.py"), str(EMOGRID_SRC / "tables.py")],
+        code=[str(EMOGRID_SRC / n) for n in ("aggregate.py", "tables.py", "stats.py", "uncertainty.py")],
     output:
         [_table_output(n) for n in AGGREGATE_DATA + TABLE_FILES],
     params:
