@@ -222,6 +222,11 @@ def test_builtins_resolve_and_grid_has_a_dataset_axis(tmp_path):
     assert {c.axes["dataset"] for c in cells} == {"goemotions", "imdb_local"}
     assert {s[0] for s in subsets(cells)} == {"goemotions", "imdb_local"}
     assert any(c.cell_id.startswith("imdb_local/bert-base/qlora/k2_n40/s") for c in cells)
+    # labels: all = every selectable label of each dataset (GoEmotions: 27, neutral left out)
+    every = deep_merge(copy.deepcopy(BASE), {"grid": {"datasets": ["goemotions", "emotion", "goemotions-ekman"],
+                                                      "labels": ["all"], "samples": [2700]}})
+    assert {(c.axes["dataset"], c.axes["labels"]) for c in expand_cells(finalize(every))} == \
+        {("goemotions", 27), ("emotion", 6), ("goemotions-ekman", 6)}
     # the legacy data: section still names and places GoEmotions
     legacy = finalize(deep_merge(copy.deepcopy(BASE), {"data": {"name": "goemo2", "taxonomy": "ekman"},
                                                        "grid": {"labels": [6]}}))
@@ -344,3 +349,26 @@ def test_label_counts_of_builtins_match_their_definitions():
     assert len(BUILTINS["sem_eval_2018_ec"]["label_columns"]) == 11
     counter = collections.Counter(b["kind"] for b in BUILTINS.values())
     assert counter == {"goemotions": 2, "table": 5}
+
+
+def test_parquet_with_id_lists_multi_label_and_explicit_labels(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "pq"
+    d.mkdir()
+    names = ["anger", "joy", "fear", "none"]
+    for split, n in (("train", 120), ("test", 40)):
+        labels = [[i % 3] + ([3] if i % 4 == 0 else []) for i in range(n)]
+        pq.write_table(pa.table({"sentence": [text(i, split) for i in range(n)], "tags": labels}), d / f"{split}.parquet")
+    entry = {"path": str(d), "text": "sentence", "label": "tags", "label_names": names, "mode": "multi",
+             "exclude_labels": ["none"]}
+    defn = defn_of(tmp_path, "tags", entry, labels=[3])
+    m = D.prepare_subset(defn, 3, 30, 0, tmp_path / "s")
+    assert m["mode"] == "multi" and m["labels"] == ["anger", "joy", "fear"]  # 'none' never picked
+    assert m["source"]["format"] == "parquet"
+    # explicit labels, in the order given, for a table dataset
+    explicit = defn_of(tmp_path, "tags", {**entry, "labels": ["fear", "anger"]}, labels=[2])
+    assert D.prepare_subset(explicit, 2, 20, 0, tmp_path / "e")["labels"] == ["fear", "anger"]
+    msg = config_error(config_with({"tags": {**entry, "labels": ["fear", "rage"]}}, {"labels": [2]}))
+    assert "datasets.tags.labels: unknown label(s) ['rage'] for dataset 'tags'" in msg
