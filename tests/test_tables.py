@@ -114,3 +114,31 @@ def test_per_class_and_problems(tables):
     assert comp.startswith("**Paired comparisons per subset** — test split")
     assert "| tiny-a | 2 | 100 | accuracy | full | lora [lora.r=4] | 3 | -2.00 |" in comp
     assert "no pooled p-value" in comp and "Holm over all" in comp
+
+
+def test_efficiency_table_compares_gpu_memory_with_the_plan():
+    """GPU cells carry planned_gpu_mb and gpu_plan_ratio (emogrid.train.gpu_plan_check): the
+    efficiency table shows both, averaged per model x method; CPU-only studies don't get the columns."""
+    cells = pd.DataFrame([
+        {"status": "ok", "dataset": "d", "model": "m", "method": "lora", "variant": "", "labels": 2, "samples": 8,
+         "seed": s, "trainable_params": 10, "trainable_percent": 1.0, "train_seconds": 1.0, "peak_memory_mb": 900.0,
+         "train_samples_per_second": 5.0, "peak_memory_kind": "cuda", "planned_gpu_mb": 1000.0,
+         "gpu_plan_ratio": ratio} for s, ratio in ((0, 0.8), (1, 1.0))])
+    levels = {"dataset": ["d"], "model": ["m"], "method": ["lora"], "variant": [""]}
+    out = T.render_efficiency(T.efficiency_frame(cells, levels))
+    assert "Measured / plan" in out["md"] and "| 1000 | 0.90 |" in out["md"]
+    cpu = T.render_efficiency(T.efficiency_frame(cells.drop(columns=["planned_gpu_mb", "gpu_plan_ratio"]), levels))
+    assert "Measured / plan" not in cpu["md"]
+
+
+def test_gpu_plan_check_in_metrics(monkeypatch):
+    import emogrid.plan
+    from emogrid import train
+
+    monkeypatch.setattr(emogrid.plan, "plan_cell_memory", lambda spec: {"train_peak_mb": 2000.0})
+    assert train.gpu_plan_check({}, measured=2500.0) == {"peak_memory_reserved_mb": 2500.0,
+                                                          "planned_gpu_mb": 2000.0, "gpu_plan_ratio": 1.25}
+    monkeypatch.setattr(emogrid.plan, "plan_cell_memory", lambda spec: 1 / 0)
+    assert train.gpu_plan_check({}, measured=10.0) == {"peak_memory_reserved_mb": 10.0}
+    if not __import__("torch").cuda.is_available():
+        assert train.gpu_plan_check({}) == {}

@@ -272,6 +272,9 @@ EFFICIENCY_COLUMNS = [
     ("train_seconds", "Train time (s)", lambda v: DASH if pd.isna(v) else f"{v:.1f}"),
     ("peak_memory_mb", "Peak memory (MB)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
     ("train_samples_per_second", "Samples/s", lambda v: DASH if pd.isna(v) else f"{v:.1f}"),
+    # GPU cells only (emogrid.train.gpu_plan_check): the planner's estimate, and measured / plan
+    ("planned_gpu_mb", "Planned GPU (MB)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
+    ("gpu_plan_ratio", "Measured / plan", lambda v: DASH if pd.isna(v) else f"{v:.2f}"),
 ]
 
 
@@ -302,7 +305,10 @@ def render_efficiency(frame: pd.DataFrame) -> dict[str, str]:
         row += [f(rec[c]) for c, _, f in present] + [str(int(rec["cells"]))]
         body.append(row)
     note = ("means over the finished cells of each model × method (all k, n, seeds); "
-            "peak memory is GPU memory on CUDA, else process RSS")
+            "peak memory is GPU memory on CUDA, else process RSS"
+            + ("; measured / plan = GPU memory reserved by PyTorch over `emogrid plan`'s estimate "
+               "(the CUDA context is extra; above 1 means packing by plan may overfill a GPU)"
+               if "gpu_plan_ratio" in frame.columns else ""))
     csv = frame.to_csv(index=False)
     md = "\n".join([f"**Efficiency** — {note}", "", "| " + " | ".join(heads) + " |",
                     "|" + "|".join([":--"] * (len(heads) - len(present) - 1) + ["--:"] * (len(present) + 1)) + "|"]

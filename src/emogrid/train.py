@@ -278,6 +278,7 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
         "trainable_percent": round(100.0 * trainable / total, 4),
         "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
         **peak_memory(),
+        **gpu_plan_check(spec),
         "train_samples_per_second": round(n_train * epochs_done / train_seconds, 3) if train_seconds else 0.0,
         "train_tokens_per_second": round(tokens_per_epoch * epochs_done / train_seconds, 3) if train_seconds else 0.0,
         "epochs_run": int(math.ceil(round(state.epoch or 0, 6))),
@@ -783,6 +784,29 @@ def peak_memory() -> dict:
 
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {"peak_memory_mb": round(kb / 1024, 1), "peak_memory_kind": "rss"}
+
+
+def gpu_plan_check(spec: dict, measured=None) -> dict:
+    """On CUDA: the cell's planned GPU peak (`emogrid plan`, no margin) next to the measured one
+    (max_memory_reserved: what the caching allocator took; the CUDA context comes on top), so the
+    report shows how good the estimate that packs cells onto GPUs was. {} on CPU.
+
+    `measured`: MiB reserved (tests); default torch.cuda.max_memory_reserved when CUDA is used."""
+    if measured is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            return {}
+        measured = torch.cuda.max_memory_reserved() / 2**20
+    try:
+        from emogrid.plan import plan_cell_memory
+
+        planned = float(plan_cell_memory(spec)["train_peak_mb"])
+    except Exception as err:  # noqa: BLE001 - a planning gap must not fail a trained cell
+        log.warning("could not plan this cell's GPU memory for the plan-vs-measured check: %s", err)
+        return {"peak_memory_reserved_mb": round(measured, 1)}
+    return {"peak_memory_reserved_mb": round(measured, 1), "planned_gpu_mb": round(planned, 1),
+            "gpu_plan_ratio": round(measured / planned, 3) if planned else None}
 
 
 def provenance(spec: dict, data: dict | None, started: str, precision: str | None = None) -> dict:
