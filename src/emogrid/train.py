@@ -49,12 +49,29 @@ def configure_parser(p) -> None:
     p.add_argument("--attempt", type=int, default=1, help="retry number (Snakemake's `attempt`), from 1")
     p.add_argument("--fetched", default="", help="fetch receipt of the model (emogrid fetch): load its "
                                                  "snapshot instead of asking the hub")
+    p.add_argument("--processes", type=int, default=1,
+                   help="devices for this cell: N > 1 relaunches under torchrun (DDP; FSDP for full "
+                        "fine-tuning on CUDA), train.batch_size split over them (emogrid.distributed)")
+
+
+def _relaunch_argv(args) -> list[str]:
+    argv = ["--spec", args.spec, "--data", str(args.data), "--out", str(args.out),
+            "--attempt", str(args.attempt), "--processes", str(args.processes)]
+    if getattr(args, "fetched", ""):
+        argv += ["--fetched", args.fetched]
+    return argv
 
 
 def run(args) -> int:
+    from emogrid import distributed
+
+    processes = int(getattr(args, "processes", 1) or 1)
+    if processes > 1 and distributed.world_size() == 1:  # the launcher: N copies of this command
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        return distributed.launch(_relaunch_argv(args), processes, cpu_threads())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _setup_logging(out / "run.log")
+    _setup_logging(out / "run.log", main=distributed.is_main())
     started = _now()
     from emogrid.devices import pin_visible_devices
 
@@ -80,7 +97,8 @@ def run(args) -> int:
         info = describe_failure(err, batch)
         if not isinstance(err, EmogridError):
             log.error("traceback:\n%s", traceback.format_exc())
-        write_failure(out, spec, info, batch, int(args.attempt), started)
+        if distributed.is_main():
+            write_failure(out, spec, info, batch, int(args.attempt), started)
         msg = f"emogrid train: cell {spec.get('cell_id', '?')} failed: {info['type']}: {info['message']}"
         if info.get("hint"):
             msg += f" -- what to do: {info['hint']}"
@@ -242,11 +260,15 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
     max_len = int(spec["train"].get("max_length", 128))
     sets = {name: encode(tokenizer, rows, max_len, len(labels), multi) for name, rows in data.items()
             if name in ("train", "val", "test")}
+    from emogrid import distributed
+
+    main = distributed.is_main()
     resume = find_checkpoint(out / CHECKPOINT_DIR, spec["config_hash"])
     trainer, precision = build_trainer(spec, model, tokenizer, sets, out / CHECKPOINT_DIR, batch,
                                        labels, multi, steps_per_epoch)
     (out / CHECKPOINT_DIR).mkdir(exist_ok=True)
-    atomic.write_json(out / CHECKPOINT_DIR / "config_hash.json", {"config_hash": spec["config_hash"]})
+    if main:
+        atomic.write_json(out / CHECKPOINT_DIR / "config_hash.json", {"config_hash": spec["config_hash"]})
     if resume:
         log.info("resuming from %s", resume)
     if torch.cuda.is_available():
@@ -288,6 +310,8 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
         "resumed_from_step": _resumed_step(resume),
         "batch_size": batch["batch_size"], "grad_accum": batch["grad_accum"],
         "effective_batch_size": batch["batch_size"] * batch["grad_accum"],
+        "processes": distributed.world_size(),
+        "parallel": distributed.parallel_mode(spec, torch.cuda.is_available(), distributed.world_size()),
     }
     log.info("done: val %s %.4f, test %s %.4f; %d optimizer steps (%d this run), %.1f s train",
              spec["train"].get("metric", "accuracy"), evals["val"].get(spec["train"].get("metric", "accuracy"), float("nan")),
@@ -295,6 +319,8 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
     metrics = {"cell": spec.get("cell", {}), "cell_id": spec.get("cell_id"), "status": "ok",
                "val": evals["val"], "test": evals["test"], "efficiency": efficiency,
                "provenance": provenance(spec, data, started, precision)}
+    if not main:  # under torchrun only rank 0 writes the cell's files
+        return metrics
     if spec["train"].get("save_adapter"):
         save_adapter(model, tokenizer, out / "adapter")
     atomic.write_jsonl(out / "predictions.jsonl", predictions)
@@ -341,9 +367,13 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
     metric = train.get("metric", "accuracy")
     cuda = torch.cuda.is_available()
     seed = int(spec.get("cell", {}).get("seed", train.get("seed", 0)))
+    from emogrid import distributed
+
+    processes = distributed.world_size()
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
-        per_device_train_batch_size=batch["batch_size"],
+        # train.batch_size is the global micro-batch: split over the processes of a multi-GPU cell
+        per_device_train_batch_size=distributed.per_device_batch(batch["batch_size"], processes),
         gradient_accumulation_steps=batch["grad_accum"],
         per_device_eval_batch_size=int(batch.get("eval_batch_size", train.get("eval_batch_size", 64))),
         learning_rate=float(train.get("lr", 1e-4)),
@@ -366,6 +396,7 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
         use_cpu=not cuda, dataloader_num_workers=0, dataloader_pin_memory=cuda,
         remove_unused_columns=False, label_names=["labels"],
         report_to="none", disable_tqdm=True, save_only_model=False,
+        **distributed.parallel_arguments(spec, cuda, processes),
     )
     from emogrid.devices import single_process_n_gpu
 
@@ -503,7 +534,8 @@ class CellTrainer(Trainer):
 
         ds = train_dataset if train_dataset is not None else self.train_dataset
         return LengthGroupedSampler([len(x["input_ids"]) for x in ds],
-                                    self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                    self.args.train_batch_size * self.args.gradient_accumulation_steps
+                                    * self.args.world_size,
                                     self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
     def create_optimizer(self, *args, **kwargs):
@@ -849,12 +881,14 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _setup_logging(path: Path) -> None:
-    log.setLevel(logging.INFO)
+def _setup_logging(path: Path, main: bool = True) -> None:
+    """run.log; under torchrun, ranks other than 0 add only their warnings and errors."""
+    log.setLevel(logging.INFO if main else logging.WARNING)
     for h in list(log.handlers):
         log.removeHandler(h)
         h.close()
     fh = logging.FileHandler(path, encoding="utf-8")  # appends: a resumed run continues the log
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    prefix = "" if main else f"[rank {os.environ.get('RANK', '?')}] "
+    fh.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {prefix}%(message)s", "%Y-%m-%d %H:%M:%S"))
     log.addHandler(fh)
     log.propagate = False

@@ -4,7 +4,8 @@
 # constraint) come from config resources.train + models.<name>.resources (emogrid.resources).
 # `emogrid gpu-slot` gives each concurrent job its own GPU on a workstation (one lock file per
 # GPU; EMOGRID_GPUS = the declared `--resources gpu=N`) and keeps SLURM's assignment on a cluster.
-# resources.train.cells_per_gpu (auto | N) lets gpu-slot pack several cells on one GPU (emogrid.gpu_ledger).
+# resources.train.cells_per_gpu (auto | N) lets gpu-slot pack several cells on one GPU (emogrid.gpu_ledger);
+# resources.train.gpu: N > 1 runs the cell over N GPUs (torchrun: DDP, FSDP for full; emogrid.distributed).
 from emogrid.resources import (export_declared_gpus, export_packing, needs_planner, planned_host_mem_mb,
                                rule_resources)
 
@@ -39,3 +40,4 @@ rule train:
         "HF_HUB_OFFLINE=1 python -m emogrid gpu-slot --need {resources.cell_gpus} --mem-mb {resources.gpu_plan_mb}"
         " -- python -m emogrid train --spec {params.spec:q}"
         " --data {params.data:q} --out {params.out:q} --fetched {params.fetched:q} --attempt {resources.attempt}"
+        " --processes {resources.cell_gpus}"
