@@ -130,3 +130,44 @@ def test_one_seed_method_comparison_is_mcnemar_exact(tmp_path):
     assert row["boot_low"] > 0 and bool(row["significant"])
     f1 = c[(c.scope == "subset") & (c.metric == "test_f1_macro")].iloc[0]
     assert f1["test"].startswith("paired bootstrap") and f1["p"] > 0
+
+
+def test_replication_table_and_figure_on_a_synthetic_tree(tmp_path):
+    from emogrid import plots as P
+
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(11)
+    for seed in (0, 1):
+        val = F.scored_predictions(VAL_GOLD, 0.9, rng)
+        F.write_scored_cell(runs, "goemotions", "m", "qlora", 2, 100, seed,
+                            {"val": VAL_GOLD, "test": TEST_GOLD},
+                            {"val": val, "test": F.scored_predictions(TEST_GOLD, 0.9, rng)})
+    ref = tmp_path / "ref.csv"
+    ref.write_text("study,dataset,model,method,labels,samples,split,metric,value\n"
+                   "paper,goemotions,m,qlora,2,100,val,accuracy,90.0\n"
+                   "paper,goemotions,m,qlora,2,100,val,accuracy,20.0\n"
+                   "paper,goemotions,m,qlora,4,100,val,accuracy,70.0\n")
+    result = A.aggregate(runs, tmp_path / "tables", config={"grid": {"models": ["m"], "methods": ["qlora"]},
+                                                            "models": {"m": {"id": "x/m"}},
+                                                            "report": {"reference": str(ref)}},
+                         expected=[])
+    rep = result["replication"]
+    s = result["summary"]
+    val = s[s.metric == "val_accuracy"].iloc[0]
+    first = rep.iloc[0]
+    assert first["n"] == 2 and first["measured"] == pytest.approx(100 * val["mean"])
+    assert first["low"] == pytest.approx(100 * val["ci95_boot_low"]) and first["interval"] == "bootstrap"
+    assert first["diff"] == pytest.approx(100 * val["mean"] - 90.0)
+    assert first["inside"] == (first["low"] <= 90.0 <= first["high"])
+    assert rep.iloc[1]["inside"] is False or rep.iloc[1]["inside"] == False  # noqa: E712 (20% is far off)
+    assert rep.iloc[2]["status"] == "not measured"
+    md = (tmp_path / "tables" / "replication.md").read_text()
+    assert "| paper | m | qlora | 2 | 100 | validation accuracy | 90.00 |" in md and "not measured" in md
+    fig = P.replication_figure(tmp_path / "tables" / "replication.csv")
+    assert fig.axes[0].get_title() == "Replication: validation accuracy"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("study,model\nx,y\n")
+    from emogrid.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="bad.csv lacks column"):
+        A.aggregate(runs, tmp_path / "t2", config={"report": {"reference": str(bad)}}, expected=[])

@@ -637,7 +637,11 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
     confusions: dict = {}
     cells, per_class = collect(runs_dir, expected, confusions)
-    splits = ("test",) if report["split"] == "test" else ("test", report["split"])
+    from emogrid import replication as replication_mod
+
+    reference = replication_mod.load_reference(report["reference"]) if report.get("reference") else None
+    splits = tuple(dict.fromkeys(["test", report["split"]]
+                                 + ([] if reference is None else sorted(set(reference["split"])))))
     reps = uncertainty.example_replicates(cells, confusions, Path(runs_dir), splits)
     extra = uncertainty.cell_columns(cells, confusions, reps)
     cells = pd.concat([cells, extra], axis=1)
@@ -646,6 +650,7 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
     summary = uncertainty.seed_intervals(summarize(cells), cells, reps,
                                          group_columns(cells) + ["mode"])
     comparisons = compare_methods(cells, levels, reps=reps)
+    replication = None if reference is None else replication_mod.replication_frame(reference, summary)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_frame(cells, out_dir / "cells.csv", parquet=True)
@@ -654,13 +659,13 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
     write_frame(per_class, out_dir / "per_class.csv")
     write_json(out_dir / "levels.json", levels)
     result = {"cells": cells, "summary": summary, "comparisons": comparisons,
-              "per_class": per_class, "levels": levels}
+              "per_class": per_class, "levels": levels, "replication": replication}
     if tables:
         from emogrid import tables as tables_mod
 
         result["tables"] = tables_mod.write_tables(out_dir, cells, summary, per_class,
                                                    comparisons, levels, per_class_samples,
-                                                   reps=reps, report=report)
+                                                   reps=reps, report=report, replication=replication)
     result["seconds"] = time.perf_counter() - t0
     return result
 

@@ -43,7 +43,7 @@ from emogrid.atomic import atomic_path  # noqa: E402
 from emogrid.errors import EmogridError  # noqa: E402
 from emogrid.grid import short_variant  # noqa: E402
 
-FIGURES = ["study_heatmap", "accuracy_vs_samples", "tradeoffs", "per_class_f1"]
+FIGURES = ["study_heatmap", "accuracy_vs_samples", "tradeoffs", "per_class_f1", "replication"]
 FORMATS = ("png", "pdf")
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -606,6 +606,41 @@ def save(fig, out_stem: Path, formats=FORMATS) -> list[Path]:
     return written
 
 
+@_styled
+def replication_figure(path: Path):
+    """Published (x) vs measured (y, mean over seeds with its 95% interval), in %; y = x dashed."""
+    frame = pd.read_csv(path) if Path(path).is_file() else pd.DataFrame()
+    if frame.empty or "status" not in frame or not (frame["status"] == "measured").any():
+        return _placeholder("Replication", "no published numbers to compare (set report.reference)"
+                            if frame.empty else "none of the published cells has been measured yet")
+    got = frame[frame["status"] == "measured"].reset_index(drop=True)
+    models = list(dict.fromkeys(got["model"]))
+    palette = _palette(models)
+    fig, ax = plt.subplots(figsize=(4.8, 4.4), layout="constrained")
+    lo = float(np.nanmin([got["value"].min(), got["low"].min(), got["measured"].min()]))
+    hi = float(np.nanmax([got["value"].max(), got["high"].max(), got["measured"].max()]))
+    pad = max(2.0, 0.05 * (hi - lo))
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="#8c8c8c", linestyle="--", linewidth=1,
+            label="measured = published")
+    for i, model in enumerate(models):
+        part = got[got["model"] == model]
+        y = part["measured"].to_numpy(dtype=float)
+        yerr = np.vstack([y - part["low"].to_numpy(dtype=float), part["high"].to_numpy(dtype=float) - y])
+        ax.errorbar(part["value"], y, yerr=np.where(np.isnan(yerr), 0, yerr), color=palette[model],
+                    marker=MARKERS[i % len(MARKERS)], linestyle="none", capsize=3, label=model)
+        for rec in part.to_dict("records"):
+            ax.annotate(f"k={rec['labels']} n={rec['samples']}", (rec["value"], rec["measured"]),
+                        textcoords="offset points", xytext=(4, -9), fontsize=6.5, color="#404040")
+    what = sorted({f"{'validation' if r['split'] == 'val' else 'test'} {r['metric']}" for r in got.to_dict("records")})
+    ax.set_xlabel(f"published (%): {', '.join(what)}")
+    ax.set_ylabel("measured (%), mean over seeds, 95% interval")
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_title(f"Replication: {', '.join(what)}")
+    ax.legend(loc="upper left", fontsize=7)
+    return fig
+
+
 def report_metric(data: dict[str, Any]) -> str:
     """The summary metric the figures show: `report.split` + the first `report.metric`
     (recorded by `emogrid aggregate` in levels.json; default test accuracy)."""
@@ -626,6 +661,7 @@ def make_figures(tables_dir: str | Path, out_dir: str | Path, runs_dir: str | Pa
     written += save(accuracy_vs_samples(data, metric), out_dir / "accuracy_vs_samples", formats)
     written += save(tradeoffs(data, metric), out_dir / "tradeoffs", formats)
     written += save(per_class_f1(data), out_dir / "per_class_f1", formats)
+    written += save(replication_figure(Path(tables_dir) / "replication.csv"), out_dir / "replication", formats)
     for cell_id in confusion or []:
         safe = cell_id.strip("/").replace("/", "__")
         written += save(confusion_matrix(runs_dir or "results/runs", cell_id.strip("/")),

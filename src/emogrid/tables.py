@@ -445,7 +445,8 @@ def render_problems(cells: pd.DataFrame) -> str:
 
 
 TABLE_FILES = [f"{stem}.{ext}" for stem in ("study_accuracy", "study_f1_macro", "efficiency",
-                                              "per_class_f1", "method_comparisons") for ext in ("csv", "md", "tex")] \
+                                              "per_class_f1", "method_comparisons", "replication")
+               for ext in ("csv", "md", "tex")] \
     + ["problems.md"]
 
 
@@ -465,7 +466,7 @@ def _with_learn_flags(summary: pd.DataFrame, split: str) -> pd.DataFrame:
 def write_tables(out_dir: str | Path, cells: pd.DataFrame, summary: pd.DataFrame,
                  per_class: pd.DataFrame, comparisons: pd.DataFrame, levels: dict,
                  per_class_samples: int | None = None, reps: dict | None = None,
-                 report: dict | None = None) -> list[Path]:
+                 report: dict | None = None, replication: pd.DataFrame | None = None) -> list[Path]:
     """Write every table (see TABLE_FILES); returns the paths written."""
     out_dir = Path(out_dir)
     written: list[Path] = []
@@ -486,6 +487,10 @@ def write_tables(out_dir: str | Path, cells: pd.DataFrame, summary: pd.DataFrame
     put("per_class_f1", render_per_class(per_class_selection(per_class, per_class_samples), levels,
                                          per_class_samples))
     put("method_comparisons", render_comparisons(comparisons, split))
+    from emogrid import replication as replication_mod
+
+    frame = replication if replication is not None else pd.DataFrame(columns=replication_mod.OUT_COLUMNS)
+    put("replication", replication_mod.render(frame))
     write_text(out_dir / "problems.md", render_problems(cells))
     written.append(out_dir / "problems.md")
     return written

@@ -34,9 +34,10 @@ EMOGRID_SRC = Path(workflow.basedir) / "src" / "emogrid"
 # Fixed names (tests/test_report_rules.py checks them against emogrid.tables / emogrid.plots).
 AGGREGATE_DATA = ["cells.csv", "cells.parquet", "summary.csv", "summary.parquet",
                   "comparisons.csv", "per_class.csv", "levels.json"]
-TABLE_STEMS = ["study_accuracy", "study_f1_macro", "efficiency", "per_class_f1", "method_comparisons"]
+TABLE_STEMS = ["study_accuracy", "study_f1_macro", "efficiency", "per_class_f1", "method_comparisons",
+               "replication"]
 TABLE_FILES = [f"{s}.{e}" for s in TABLE_STEMS for e in ("csv", "md", "tex")] + ["problems.md"]
-FIGURE_NAMES = ["study_heatmap", "accuracy_vs_samples", "tradeoffs", "per_class_f1"]
+FIGURE_NAMES = ["study_heatmap", "accuracy_vs_samples", "tradeoffs", "per_class_f1", "replication"]
 # (file, caption, category, subcategory) shown in the HTML report
 REPORT_TABLES = {
     "cells.csv": ("cells.rst", "Data"),
@@ -46,6 +47,7 @@ REPORT_TABLES = {
     "study_f1_macro.csv": ("study_tables.rst", "Paper tables"),
     "efficiency.csv": ("efficiency.rst", "Paper tables"),
     "per_class_f1.csv": ("per_class_table.rst", "Paper tables"),
+    "replication.csv": ("replication_table.rst", "Paper tables"),
 }
 
 
@@ -67,6 +69,15 @@ def aggregate_results(wildcards):
         failure = cell_output(cell, "failure.json")
         paths.append(failure if os.path.exists(failure) and not os.path.exists(metrics) else metrics)
     return paths
+
+
+def reference_file(wildcards):
+    """report.reference (published numbers): editing it reruns the tables."""
+    ref = (config.get("report") or {}).get("reference")
+    if not ref:
+        return []
+    local = Path(workflow.basedir) / ref  # relative to the workdir, else to the workflow
+    return [ref if Path(ref).is_absolute() or Path(ref).exists() or not local.exists() else str(local)]
 
 
 def results_fingerprint(wildcards):
@@ -100,7 +111,9 @@ localrules:
 rule aggregate:
     input:
         results=aggregate_results,
-        code=[str(EMOGRID_SRC / n) for n in ("aggregate.py", "tables.py", "stats.py", "uncertainty.py")],
+        reference=reference_file,
+        code=[str(EMOGRID_SRC / n) for n in ("aggregate.py", "tables.py", "stats.py", "uncertainty.py",
+                                             "replication.py")],
     output:
         [_table_output(n) for n in AGGREGATE_DATA + TABLE_FILES],
     params:
@@ -121,7 +134,8 @@ rule aggregate:
 
 rule figures:
     input:
-        tables=[f"{TABLES}/{n}" for n in ("cells.csv", "summary.csv", "per_class.csv", "levels.json")],
+        tables=[f"{TABLES}/{n}" for n in ("cells.csv", "summary.csv", "per_class.csv", "levels.json",
+                                          "replication.csv")],
         code=str(EMOGRID_SRC / "plots.py"),
     output:
         [report(f"{FIGURES}/{n}.png", caption=f"../report/{n}.rst", category="Figures")

@@ -1,0 +1,144 @@
+"""Replication view: published numbers next to what this study measured.
+
+`report.reference` names a CSV of published numbers, one per row:
+
+    study, dataset, model, method, labels, samples, split, metric, value [, source]
+
+`split` is `val` or `test`, `metric` a metric emogrid reports (`accuracy`, `f1_macro`, ...),
+`value` the published number in % (as papers print it; values <= 1 are read as fractions
+only if every value of the file is <= 1). Model and method are this study's names (the
+config's `models:` keys and methods). `replication_frame` matches each row with the
+measured mean over seeds, its 95% interval (the bootstrap over seeds and examples where
+there is one, else Student t over seeds), n (seeds), the difference measured - published
+and whether the published value lies inside the interval.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emogrid.errors import ConfigError
+
+COLUMNS = ["study", "dataset", "model", "method", "labels", "samples", "split", "metric", "value"]
+OUT_COLUMNS = COLUMNS + ["variant", "n", "measured", "low", "high", "interval", "diff", "inside", "status"]
+
+
+def load_reference(path: str | Path) -> pd.DataFrame:
+    """The reference CSV, checked: clear errors naming the file, row and column.
+
+    A relative path is read from the working directory, else from the workflow's folder
+    (where config.yaml and studies/references/ live)."""
+    path = resolve_reference(path)
+    try:
+        ref = pd.read_csv(path, dtype={"study": str, "dataset": str, "model": str, "method": str,
+                                       "split": str, "metric": str})
+    except FileNotFoundError:
+        raise ConfigError(f"report.reference: {path} does not exist "
+                          "(a CSV of published numbers; see studies/references/)") from None
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise ConfigError(f"report.reference: {path} is not a readable CSV ({err})") from None
+    missing = [c for c in COLUMNS if c not in ref.columns]
+    if missing:
+        raise ConfigError(f"report.reference: {path} lacks column(s) {', '.join(missing)}; "
+                          f"expected {', '.join(COLUMNS)}")
+    problems = []
+    for col in ("labels", "samples", "value"):
+        bad = pd.to_numeric(ref[col], errors="coerce").isna()
+        for i in np.flatnonzero(bad.to_numpy())[:5]:
+            problems.append(f"row {i + 2}, column {col}: expected a number, got {ref[col].iloc[i]!r}")
+    bad_split = ~ref["split"].isin(["val", "test"])
+    for i in np.flatnonzero(bad_split.to_numpy())[:5]:
+        problems.append(f"row {i + 2}, column split: expected val or test, got {ref['split'].iloc[i]!r}")
+    if problems:
+        raise ConfigError(f"report.reference: {path}: " + "; ".join(problems))
+    ref = ref.copy()
+    ref["labels"] = ref["labels"].astype(int)
+    ref["samples"] = ref["samples"].astype(int)
+    ref["value"] = ref["value"].astype(float)
+    if (ref["value"] <= 1).all():  # a file of fractions
+        ref["value"] = 100 * ref["value"]
+    return ref
+
+
+def resolve_reference(path: str | Path) -> Path:
+    from emogrid.config import REPO_ROOT
+
+    path = Path(path)
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        return REPO_ROOT / path
+    return path
+
+
+def reference_splits(path: str | Path | None) -> tuple[str, ...]:
+    """The evaluation splits a reference file reports (to compute their intervals)."""
+    if not path:
+        return ()
+    return tuple(sorted(set(load_reference(path)["split"])))
+
+
+def replication_frame(reference: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per (reference row, measured variant): published vs measured, in %."""
+    rows = []
+    for rec in reference.to_dict("records"):
+        metric = f"{rec['split']}_{rec['metric']}"
+        sel = summary[(summary["metric"] == metric) & (summary["dataset"].astype(str) == rec["dataset"])
+                      & (summary["model"].astype(str) == rec["model"])
+                      & (summary["method"].astype(str) == rec["method"])
+                      & (summary["labels"] == rec["labels"]) & (summary["samples"] == rec["samples"])]
+        base = {c: rec[c] for c in COLUMNS}
+        if sel.empty:
+            rows.append({**base, "variant": "", "n": 0, "status": "not measured"})
+            continue
+        for m in sel.to_dict("records"):
+            low, high, kind = m.get("ci95_boot_low"), m.get("ci95_boot_high"), "bootstrap"
+            if low is None or pd.isna(low):
+                half = m.get("ci95_t_half")
+                low, high, kind = ((m["mean"] - half, m["mean"] + half, "t")
+                                   if half is not None and not pd.isna(half) else (np.nan, np.nan, ""))
+            measured = 100 * m["mean"]
+            low, high = 100 * low, 100 * high
+            inside = bool(low <= rec["value"] <= high) if not pd.isna(low) else None
+            rows.append({**base, "variant": m.get("variant") or "", "n": int(m["n"]), "measured": measured,
+                         "low": low, "high": high, "interval": kind, "diff": measured - rec["value"],
+                         "inside": inside, "status": "measured"})
+    out = pd.DataFrame(rows)
+    for col in OUT_COLUMNS:
+        if col not in out:
+            out[col] = np.nan
+    return out[OUT_COLUMNS]
+
+
+def render(frame: pd.DataFrame) -> dict[str, str]:
+    """The replication table as {"csv", "md", "tex"}."""
+    from emogrid.tables import DASH, METRIC_NAMES, SPLIT_NAMES, arm_label, latex_escape
+
+    heads = ["Study", "Model", "Method", "k", "n", "Split / metric", "Published", "Measured [95% interval]",
+             "Seeds", "Δ (pp)", "Inside"]
+    body = []
+    for rec in frame.to_dict("records"):
+        what = (f"{SPLIT_NAMES.get(rec['split'], rec['split'])} "
+                f"{METRIC_NAMES.get(rec['metric'], rec['metric'])}")
+        if rec["status"] != "measured":
+            measured, n, diff, inside = "not measured", "0", DASH, DASH
+        else:
+            measured = f"{rec['measured']:.1f}" + ("" if pd.isna(rec["low"])
+                                                   else f" [{rec['low']:.1f}, {rec['high']:.1f}]")
+            n, diff = str(int(rec["n"])), f"{rec['diff']:+.1f}"
+            inside = DASH if rec["inside"] is None or pd.isna(rec["inside"]) else ("yes" if rec["inside"] else "no")
+        body.append([str(rec["study"]), str(rec["model"]), arm_label(rec["method"], rec["variant"] or ""),
+                     str(rec["labels"]), str(rec["samples"]), what, f"{rec['value']:.2f}", measured, n, diff, inside])
+    note = ("published numbers (report.reference) vs this study, in %: measured = mean over seeds with its "
+            "95% interval (bootstrap over seeds and evaluation examples; t over seeds where no example-level "
+            "result exists); Δ = measured − published; Inside: the published value lies in the interval")
+    md = "\n".join([f"**Replication** — {note}", "", "| " + " | ".join(heads) + " |",
+                    "|" + "|".join([":--"] * 6 + ["--:"] * 4 + [":--"]) + "|"]
+                   + ["| " + " | ".join(r) + " |" for r in body]
+                   + ([] if body else ["| (no reference: set report.reference) |" + " |" * (len(heads) - 1)])) + "\n"
+    tex = [f"% Replication: {note}", r"\begin{tabular}{llllllrrrrl}", r"\toprule",
+           " & ".join(latex_escape(h).replace("Δ", r"$\Delta$") for h in heads) + r" \\", r"\midrule"]
+    tex += [" & ".join(latex_escape(x).replace(DASH, "--") for x in r) + r" \\" for r in body]
+    tex += [r"\bottomrule", r"\end{tabular}"]
+    return {"csv": frame.to_csv(index=False), "md": md, "tex": "\n".join(tex) + "\n"}
