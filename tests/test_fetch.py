@@ -152,7 +152,7 @@ def test_dag_fetches_hub_models_once_and_nothing_for_local_ones(tmp_path, tiny_m
     assert counts["fetch_model"] == 1 and counts["train"] == 1
     # training runs offline and reads the receipt of the fetch job
     assert "HF_HUB_OFFLINE=1 python -m emogrid gpu-slot" in hubbed.stdout
-    assert "--fetched results/fetch/models/tiny.json" in hubbed.stdout
+    assert "--fetched=results/fetch/models/tiny.json" in hubbed.stdout
     local = snakemake(tmp_path, "-n", configfiles=[_study(tmp_path, data, f"{{path: {tiny_models['bert']}}}")])
     assert local.returncode == 0 and "fetch_model" not in job_counts(local.stdout)
 
@@ -193,3 +193,53 @@ def test_grid_trains_offline_from_the_fetched_snapshot(tmp_path, tiny_models):
     # the receipt's commit reaches the tables too
     cells = (tmp_path / "results" / "tables" / "cells.csv").read_text()
     assert COMMIT in cells
+
+
+def _imdb_like(n: int):
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    words = ["great", "awful", "fine", "boring", "moving", "dull", "superb", "weak"]
+    rows = {"text": [f"review {i}: a {words[i % 8]} film, {words[(i * 3) % 8]} acting" for i in range(n)],
+            "label": [i % 2 for i in range(n)]}
+    return datasets.Dataset.from_dict(rows, features=features)
+
+
+def test_hub_datasets_of_a_study_are_the_ones_without_local_files(monkeypatch, tmp_path):
+    from emogrid.config import finalize
+
+    raw = {"grid": {"datasets": ["goemotions", "imdb"], "labels": [2], "samples": [40], "models": ["m"],
+                    "methods": ["lora"]},
+           "models": {"m": {"path": None, "id": "a/b"}}}
+    monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
+    config = finalize(raw)
+    assert fetch.hub_datasets(config) == {
+        "goemotions": {"id": "google-research-datasets/go_emotions", "config": "simplified", "revision": None},
+        "imdb": {"id": "stanfordnlp/imdb", "config": "plain_text", "revision": None}}
+    monkeypatch.setenv("EMOGRID_DATA_DIR", str(require_data()))  # a local GoEmotions copy needs no fetch
+    assert list(fetch.hub_datasets(config)) == ["imdb"]
+
+
+def test_hub_dataset_is_fetched_once_and_read_offline_by_the_data_step(tmp_path, tiny_models):
+    from tests.hub_cache import lay_out_dataset
+
+    lay_out_dataset(tmp_path / "results" / "hub", "stanfordnlp/imdb", "plain_text",
+                    {"train": _imdb_like(200), "test": _imdb_like(60)})
+    study = tmp_path / "study.yaml"
+    study.write_text(textwrap.dedent(f"""\
+        grid: {{datasets: [imdb], labels: [2], samples: [40], models: [tiny], methods: [lora], seeds: [0]}}
+        models:
+          tiny: {{path: {tiny_models['bert']}}}
+        train: {{epochs: 1, batch_size: 8, eval_batch_size: 64, max_length: 32, patience: 0, precision: fp32}}
+        resources: {{train: {{gpu: 0}}}}
+        """))
+    target = "results/data/imdb/k2_n40_s0/manifest.json"
+    proc = snakemake(tmp_path, "--cores", "1", target, configfiles=[study], env={"HF_HUB_OFFLINE": "1"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "localrule fetch_dataset:" in out
+    manifest = json.loads((tmp_path / target).read_text())
+    assert manifest["source"]["kind"] == "hub" and manifest["source"]["id"] == "stanfordnlp/imdb"
+    assert manifest["source"]["commit"] == COMMIT
+    assert manifest["source"]["splits"]["test"] == "test"  # the official test split, from the snapshot

@@ -113,6 +113,8 @@ class Source:
     hub_id: str | None = None
     hub_config: str | None = None
     hub_revision: str | None = None
+    hub_snapshot: str | None = None  # a fetched snapshot of the hub repo (emogrid.fetch)
+    hub_commit: str | None = None
 
     def describe(self) -> str:
         if self.kind == "local":
@@ -138,7 +140,8 @@ def resolve_source(data_cfg: dict) -> Source:
     else:
         hub = {**DEFAULT_HUB, **(data_cfg.get("hub") or {})}
         return Source("hub", taxonomy, "data.hub", hub_id=hub["id"], hub_config=hub["config"],
-                      hub_revision=hub.get("revision"))
+                      hub_revision=hub.get("revision"), hub_snapshot=hub.get("snapshot"),
+                      hub_commit=hub.get("commit"))
 
     base = Path(raw).expanduser()
     try:
@@ -345,7 +348,8 @@ def load_source(source: Source, need: tuple[str, ...] = ("train.tsv", "test.tsv"
 def _load_hub(source: Source) -> Loaded:
     from emogrid.datasets.load import hub_dataset
 
-    dsd = hub_dataset({"id": source.hub_id, "config": source.hub_config, "revision": source.hub_revision},
+    dsd = hub_dataset({"id": source.hub_id, "config": source.hub_config, "revision": source.hub_revision,
+                       "snapshot": source.hub_snapshot},
                       where=source.describe(),
                       hint=f"without internet, set {ENV_VAR} or data.path to a local copy")
     where = source.describe()
@@ -388,6 +392,8 @@ def _load_hub(source: Source) -> Loaded:
         "kind": "hub",
         "id": source.hub_id,
         "config": source.hub_config,
+        "revision": source.hub_revision,
+        "commit": source.hub_commit,
         "fingerprint": fingerprints or None,
         "files": files,
     }
@@ -748,6 +754,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", required=True, type=int, metavar="N", help="number of examples n (train + val)")
     parser.add_argument("--seed", required=True, type=int, metavar="S", help="random seed of the draw")
     parser.add_argument("--out", required=True, metavar="DIR", help="subset directory to (re)write")
+    parser.add_argument("--fetched", metavar="RECEIPT", default=None,
+                        help="fetch receipt of the hub dataset (emogrid fetch): load its snapshot offline")
     parser.add_argument("--cache", metavar="DIR", default=None,
                         help="where `datasets` caches its build of local files (default: a temporary directory)")
 
@@ -759,6 +767,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data: not valid JSON ({err}); expected the config's data section") from None
     if not isinstance(data_cfg, dict):
         raise ConfigError(f"--data: expected a JSON object (the config's data section), got {type(data_cfg).__name__}")
+    if getattr(args, "fetched", None):
+        from emogrid.fetch import read_receipt
+
+        # a fetched hub snapshot (emogrid fetch): read offline; the manifest records its commit
+        receipt = read_receipt(args.fetched)
+        data_cfg["hub"] = {**(data_cfg.get("hub") or {}), "snapshot": receipt["snapshot"],
+                           "commit": receipt["commit"]}
     manifest = prepare_subset(data_cfg, args.labels, args.samples, args.seed, args.out, cache_dir=args.cache)
     sizes = {split: sum(c.values()) for split, c in manifest["counts"].items()}
     print(

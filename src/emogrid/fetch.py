@@ -222,15 +222,22 @@ def run(args) -> int:
 
 
 def hub_datasets(config: dict) -> dict[str, dict]:
-    """{name: {id, config, revision}} for the study's datasets read from the hub."""
+    """{name: {id, config, revision}} for the grid's datasets read from the hub (no local files;
+    for GoEmotions, no EMOGRID_DATA_DIR either)."""
     from emogrid.data import resolve_source
+    from emogrid.grid import dataset_definitions
 
-    data = config["data"]
-    source = resolve_source(data)
-    if source.kind != "hub":
-        return {}
-    return {data["name"]: {"id": source.hub_id, "config": source.hub_config,
-                           "revision": (data.get("hub") or {}).get("revision")}}
+    out = {}
+    for name, defn in dataset_definitions(config).items():
+        hub = defn.get("hub") or {}
+        if defn.get("kind") == "goemotions":
+            source = resolve_source(defn)
+            if source.kind != "hub":
+                continue
+            out[name] = {"id": source.hub_id, "config": source.hub_config, "revision": source.hub_revision}
+        elif not defn.get("path") and hub.get("id"):
+            out[name] = {"id": hub["id"], "config": hub.get("config"), "revision": hub.get("revision")}
+    return out
 
 
 def use_receipts(config: dict, results: str | os.PathLike = "results") -> list[str]:

@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 from emogrid.config import SCHEMA_PATH, finalize
 from emogrid.errors import EmogridError
-from emogrid.fetch import cache_dir, hub_models, receipt_path
+from emogrid.fetch import cache_dir, hub_datasets, hub_models, receipt_path
 from emogrid.grid import dataset_definitions, expand_cells, subset_dir, subsets
 
 RESULTS = "results"
@@ -45,7 +45,12 @@ wildcard_constraints:
 # Hub models and datasets are fetched once by localrules (workflow/rules/fetch.smk).
 FETCH_CACHE = cache_dir(config, RESULTS)
 HUB_MODELS = hub_models(config)
-HUB_DATASETS = {}
+HUB_DATASETS = hub_datasets(config)
+
+
+def dataset_receipt(dataset):
+    """The fetch receipt a dataset is read from, or "" for local files."""
+    return str(receipt_path(RESULTS, "datasets", dataset)) if dataset in HUB_DATASETS else ""
 
 
 def model_receipt(cell):

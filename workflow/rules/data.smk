@@ -4,6 +4,9 @@ from emogrid.resources import rule_resources  # resources.data of config.yaml
 
 
 rule prepare_data:
+    input:
+        # a hub dataset is read from its fetched snapshot (fetch.smk); ancient: see train.smk
+        fetched=lambda wc: [ancient(dataset_receipt(wc.dataset))] if dataset_receipt(wc.dataset) else [],
     output:
         multiext(f"{RESULTS}/data/{{dataset}}/k{{k}}_n{{n}}_s{{seed}}/",
                  "train.jsonl", "val.jsonl", "test.jsonl", "manifest.json"),
@@ -11,6 +14,7 @@ rule prepare_data:
         # this dataset's definition only: editing another dataset reruns none of these subsets
         data=lambda wc: json.dumps(DATASETS[wc.dataset], sort_keys=True),
         cache=f"{RESULTS}/.cache/datasets",
+        fetched=lambda wc: dataset_receipt(wc.dataset),
         out=lambda wc: f"{RESULTS}/{subset_dir(wc.dataset, wc.k, wc.n, wc.seed)}",
     resources:
         **rule_resources(config, "data"),
@@ -19,5 +23,5 @@ rule prepare_data:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m emogrid prepare --data {params.data:q} --labels {wildcards.k} --samples {wildcards.n}"
+        "HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python -m emogrid prepare --data {params.data:q} --fetched={params.fetched:q} --labels {wildcards.k} --samples {wildcards.n}"
         " --seed {wildcards.seed} --out {params.out:q} --cache {params.cache:q} > {log:q} 2>&1"

@@ -39,5 +39,5 @@ rule train:
         # Offline: hub models come from their fetch receipt (a compute node has no network).
         "HF_HUB_OFFLINE=1 python -m emogrid gpu-slot --need {resources.cell_gpus} --mem-mb {resources.gpu_plan_mb}"
         " -- python -m emogrid train --spec {params.spec:q}"
-        " --data {params.data:q} --out {params.out:q} --fetched {params.fetched:q} --attempt {resources.attempt}"
+        " --data {params.data:q} --out {params.out:q} --fetched={params.fetched:q} --attempt {resources.attempt}"
         " --processes {resources.cell_gpus}"

@@ -42,8 +42,18 @@ def _import_datasets():
 
 
 def hub_dataset(hub: dict, *, where: str, hint: str | None = None):
-    """`datasets.load_dataset(id, config, revision=...)`: the only hub access of emogrid."""
+    """`datasets.load_dataset(id, config, revision=...)`: the only hub access of emogrid.
+
+    With `snapshot` (a repo fetched by emogrid.fetch) the same call reads that folder instead:
+    `datasets` takes the configs and splits from its card, offline."""
     datasets = _import_datasets()
+    if hub.get("snapshot"):
+        try:
+            return datasets.load_dataset(hub["snapshot"], hub.get("config"))
+        except Exception as err:  # noqa: BLE001 - a broken or partial snapshot
+            raise DataError(f"cannot load {where} from its fetched snapshot {hub['snapshot']}: "
+                            f"{type(err).__name__}: {err}",
+                            hint="delete results/fetch/datasets/<name>.json and rerun to fetch it again") from None
     kwargs: dict[str, Any] = {}
     if hub.get("revision"):
         kwargs["revision"] = hub["revision"]
@@ -226,7 +236,8 @@ def load_table(defn: dict, cache_dir=None):
         hub = defn["hub"]
         where = f"dataset '{name}' (hub {hub['id']!r}" + (f" config {hub.get('config')!r}" if hub.get("config") else "") + ")"
         dsd = hub_dataset(hub, where=where)
-        source = {"kind": "hub", "id": hub["id"], "config": hub.get("config"), "revision": hub.get("revision")}
+        source = {"kind": "hub", "id": hub["id"], "config": hub.get("config"), "revision": hub.get("revision"),
+                  "commit": hub.get("commit")}
     else:
         raise DataError(f"datasets.{name}: needs path: (local files) or hub: {{id: ...}}")
 
