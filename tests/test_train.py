@@ -315,3 +315,39 @@ def test_eval_every_steps_patience_in_evaluations_and_best_checkpoint_restored(t
     assert metrics["val"]["accuracy"] == pytest.approx(accs[best])  # the best evaluation's weights
     if metrics["efficiency"]["optimizer_steps"] < 28:  # stopped early: exactly `patience` evals without gain
         assert len(accs) - 1 - best == 2
+
+
+def test_report_to_tensorboard_writes_event_files_offline(tiny_models, tiny_subset, tmp_path, monkeypatch):
+    """train.report_to: tensorboard -> results/tensorboard/<study>/<cell_id>/ event files with the
+    training loss and the evaluations, no server, no network."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.delenv("EMOGRID_REPORT_TO", raising=False)
+    monkeypatch.setenv("EMOGRID_STUDY", "mystudy")
+    spec = cell_spec(tiny_models["bert"], "lora", epochs=1, lr=5e-3, report_to="tensorboard")
+    out = tmp_path / "results" / "runs" / spec["cell_id"]
+    assert run_cli(spec, tiny_subset, out) == 0
+    log_dir = tmp_path / "results" / "tensorboard" / "mystudy" / spec["cell_id"]
+    events = list(log_dir.glob("events.out.tfevents.*"))
+    assert events, f"no event file in {log_dir}"
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    scalars = acc.Tags()["scalars"]
+    assert "train/loss" in scalars and "eval/accuracy" in scalars
+    assert len(acc.Scalars("eval/accuracy")) >= 1
+
+
+def test_report_to_is_global_and_never_in_the_spec():
+    import copy
+
+    import yaml
+
+    from emogrid.config import deep_merge, finalize
+    from emogrid.grid import expand_cells
+    from tests.helpers import REPO
+
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    plain = expand_cells(finalize(copy.deepcopy(base)))[0]
+    traced = expand_cells(finalize(deep_merge(base, {"train": {"report_to": "tensorboard"}})))[0]
+    assert "report_to" not in traced.spec["train"]
+    assert plain.spec["config_hash"] == traced.spec["config_hash"]  # switching curves on reruns nothing

@@ -148,6 +148,8 @@ def _sections_for(config: dict, method: Method, overrides: dict, chosen: dict) -
             sec, leaf = key.split(".", 1)
             if sec == section:
                 values[leaf] = value
+        if section == "train":
+            values.pop("report_to", None)  # global, via the environment (emogrid.tracking): never reruns a cell
         sections[section] = values
     return sections
 

@@ -361,6 +361,9 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
     import torch
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments
 
+    from emogrid import tracking
+
+    tracked = tracking.setup(spec, Path(ckpt_dir).parent)  # live curves: train.report_to
     train = spec["train"]
     precision = precision_of(spec)
     optim = optimizer_name(spec)
@@ -395,14 +398,15 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
         seed=seed, data_seed=seed,
         use_cpu=not cuda, dataloader_num_workers=0, dataloader_pin_memory=cuda,
         remove_unused_columns=False, label_names=["labels"],
-        report_to="none", disable_tqdm=True, save_only_model=False,
+        report_to=tracked["report_to"], run_name=tracked["run_name"], disable_tqdm=True, save_only_model=False,
         **distributed.parallel_arguments(spec, cuda, processes),
     )
     from emogrid.devices import single_process_n_gpu
 
     single_process_n_gpu(args)  # never nn.DataParallel: one process, one GPU (or DDP via torchrun)
     callbacks = [EarlyStoppingCallback(early_stopping_patience=int(train.get("patience", 2))),
-                 ProgressLog(), SigtermSave(), *([AdaLoraStep()] if spec["method"].get("peft") == "adalora" else [])]
+                 ProgressLog(), SigtermSave(), *([AdaLoraStep()] if spec["method"].get("peft") == "adalora" else []),
+                 *tracked["callbacks"]]
     collator = _Collator(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if cuda else None), multi)
     val_sorted = sorted(sets["val"], key=lambda x: len(x["input_ids"]))  # metrics ignore order
     trainer = CellTrainer(model=model, args=args, train_dataset=sets["train"], eval_dataset=val_sorted,

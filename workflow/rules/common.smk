@@ -26,6 +26,10 @@ except EmogridError as err:
     print(f"emogrid: {err}", file=sys.stderr)
     sys.exit(2)
 validate(config, str(SCHEMA_PATH))  # Snakemake's own schema check (already passed above)
+# Live curves (train.report_to) travel in the environment, not in the cell spec: switching
+# them on or off never reruns a finished cell (emogrid.tracking).
+os.environ["EMOGRID_REPORT_TO"] = str(config["train"].get("report_to", "none"))
+os.environ["EMOGRID_STUDY"] = str(config["study"]["name"])
 
 CELLS = expand_cells(config)
 DATASETS = dataset_definitions(config)  # name -> complete definition (grid.datasets)
