@@ -309,3 +309,65 @@ def test_trivial_workflow_through_sbatch(slurm_cluster, trivial_run):
     assert_through_sbatch(slurm_cluster, out_ids)
     assert not (tmp_path / "locks").exists() or not any((tmp_path / "locks").iterdir()), \
         "under SLURM gpu-slot must not lock"
+
+
+PACKED = textwrap.dedent(
+    r"""
+    # What the train rule does, on a trivial job: export the declared GPU count, and let gpu-slot
+    # pack (Snakemake does not count a share of a GPU)
+    from emogrid.resources import export_declared_gpus
+
+    export_declared_gpus(workflow.global_resources)
+
+    rule all:
+        input: expand("out/c{i}.json", i=range(4))
+
+    rule cell:
+        output: "out/c{i}.json"
+        resources: gpu=0
+        shell: "{PY} -m emogrid gpu-slot --mem-mb 4000 -- {PY} {CHILD} {output}"
+    """
+)
+
+PACKED_CHILD = textwrap.dedent(
+    """
+    import json, os, sys, time
+    start = time.time()
+    time.sleep(4)
+    json.dump({"job": os.environ.get("SLURM_JOB_ID"), "cvd": os.environ.get("CUDA_VISIBLE_DEVICES"),
+               "start": start, "end": time.time()}, open(sys.argv[1], "w"))
+    """
+)
+
+
+def test_packed_allocation(slurm_cluster, tmp_path):
+    """README's "one allocation of whole GPUs" recipe: profiles/slurm-allocation/emogrid.sbatch
+    with 2 (fake) GPUs of 10000 MiB runs a workstation Snakemake inside; 4 cells of 4000 MiB pack
+    two per GPU, all inside that one SLURM job, never more than fit on a GPU."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "child.py").write_text(PACKED_CHILD)
+    (work / "Snakefile").write_text(PACKED.replace("{PY}", sys.executable).replace("{CHILD}", str(work / "child.py")))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(EMOGRID_CELLS_PER_GPU="auto", EMOGRID_GPU_MEM_MB="10000", EMOGRID_REPO=str(REPO),
+               EMOGRID_GPU_LOCK_DIR=str(tmp_path / "locks"),
+               PYTHONPATH=os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]))
+    started = time.monotonic()
+    proc = subprocess.run(["sbatch", "--wait", "--parsable", "--gpus=2", "--cpus-per-task=4", "--mem=1000",
+                           "-t", "10", "--partition=gpu", f"--chdir={work}", f"--output={work}/alloc.out",
+                           str(REPO / "profiles" / "slurm-allocation" / "emogrid.sbatch"), "-s", "Snakefile"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    out = (work / "alloc.out").read_text() if (work / "alloc.out").exists() else ""
+    assert proc.returncode == 0, proc.stderr + out[-4000:]
+    job_id = proc.stdout.strip().split(";")[0]
+    print(f"packed allocation via SLURM: {time.monotonic() - started:.1f} s (job {job_id})", file=sys.stderr)
+    assert_through_sbatch(slurm_cluster, [job_id])
+    recs = [json.loads(p.read_text()) for p in sorted((work / "out").glob("c*.json"))]
+    assert len(recs) == 4 and {r["job"] for r in recs} == {job_id}, recs  # all inside the one allocation
+    gpus = {r["cvd"] for r in recs}
+    assert len(gpus) == 2 and all(g in {"0", "1", "2", "3"} for g in gpus), recs
+    for gpu in gpus:
+        mine = [r for r in recs if r["cvd"] == gpu]
+        assert max(sum(1 for o in mine if o["start"] <= r["start"] < o["end"]) for r in mine) <= 2
+    assert max(sum(1 for o in recs if o["start"] <= r["start"] < o["end"]) for r in recs) >= 3, recs  # packed
+    assert "packed on GPU" in out and f"slurm-{job_id}" in str(list((tmp_path / "locks").iterdir()))

@@ -182,13 +182,13 @@ def declared_gpus(env: dict) -> int | None:
         raise EmogridError(f"EMOGRID_GPUS: {err}") from None
 
 
-def scheduler_pool(gpus: int | None, need: int, env: dict) -> list[str] | None:
+def scheduler_pool(gpus: int | None, need: int, env: dict, packing: bool = False) -> list[str] | None:
     """Inside a SLURM job: None = keep SLURM's assignment as it is (the usual case: the SLURM
     executor asked for exactly this job's GPUs). A list = the allocation's GPUs to share out:
     only when the Snakemake that started this command runs *inside this same allocation* with a
     declared GPU count (a workstation-style run in one big `salloc`/`sbatch` job; the Snakefile
     exports EMOGRID_GPUS and EMOGRID_GPUS_SLURM_JOB=<its job id>) and SLURM gave more GPUs than
-    this one command needs."""
+    this one command needs (or, with packing, any number: the cells share even one GPU)."""
     job_id = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")
     cvd = env.get("CUDA_VISIBLE_DEVICES", "").strip()
     if not cvd or not job_id or env.get("EMOGRID_GPUS_SLURM_JOB") != job_id:
@@ -197,7 +197,7 @@ def scheduler_pool(gpus: int | None, need: int, env: dict) -> list[str] | None:
     if declared is None:
         return None
     ids = parse_ids(cvd, "CUDA_VISIBLE_DEVICES (from SLURM)")
-    if len(ids) <= max(need, 1):
+    if len(ids) <= max(need, 1) and not (packing and need == 1):
         return None
     return ids[:declared]
 
@@ -388,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
     directory = None
     if under_scheduler(env):
         cvd = env.get("CUDA_VISIBLE_DEVICES")
-        pool = scheduler_pool(args.gpus, args.need, env)
+        pool = scheduler_pool(args.gpus, args.need, env, packing=cells_per_gpu(args.cells_per_gpu, env) != 1)
         if pool is None:
             print("emogrid gpu-slot: under SLURM, keeping its assignment: CUDA_VISIBLE_DEVICES="
                   + ("(unset: no GPU requested)" if cvd is None else cvd), file=sys.stderr, flush=True)
