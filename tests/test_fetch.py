@@ -243,3 +243,33 @@ def test_hub_dataset_is_fetched_once_and_read_offline_by_the_data_step(tmp_path,
     assert manifest["source"]["kind"] == "hub" and manifest["source"]["id"] == "stanfordnlp/imdb"
     assert manifest["source"]["commit"] == COMMIT
     assert manifest["source"]["splits"]["test"] == "test"  # the official test split, from the snapshot
+
+
+def test_planner_reports_download_sizes_per_model_and_in_total(monkeypatch, hub, tmp_path, tiny_models):
+    import huggingface_hub
+    from types import SimpleNamespace
+
+    config = {"grid": {"models": ["bert-base", "fetched", "local", "listed"]},
+              "models": {"bert-base": {"id": "google-bert/bert-base-uncased"}, "fetched": {"id": REPO_ID},
+                         "local": {"path": str(tiny_models["bert"])}, "listed": {"id": "org/listed"}}}
+    receipt = fetch.fetch_model("fetched", {"id": REPO_ID}, hub)
+    fetch.write_receipt(fetch.receipt_path(tmp_path, "models", "fetched"), receipt)
+    rows = {r["model"]: r for r in fetch.download_rows(config, tmp_path, online=False)}
+    # bert-base-uncased's model.safetensors is 440 MB; the bundled config's estimate (no MLM head)
+    assert 400 < rows["bert-base"]["download_mb"] < 425 and rows["bert-base"]["source"].startswith("estimate")
+    assert rows["fetched"]["download_mb"] == pytest.approx(receipt["bytes"] / 2**20)
+    assert rows["local"]["download_mb"] == 0.0
+    assert rows["listed"]["download_mb"] != rows["listed"]["download_mb"]  # NaN: no config anywhere offline
+
+    files = [SimpleNamespace(rfilename="model.safetensors", size=300 * 2**20),
+             SimpleNamespace(rfilename="pytorch_model.bin", size=300 * 2**20),  # never fetched
+             SimpleNamespace(rfilename="tokenizer.json", size=2 * 2**20)]
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info",
+                        lambda self, repo_id, **kw: SimpleNamespace(siblings=files))
+    online = {r["model"]: r for r in fetch.download_rows(config, tmp_path, online=True)}
+    assert online["listed"]["download_mb"] == 302.0 and online["listed"]["source"] == "hub file list"
+
+    from emogrid.plan import downloads_markdown
+
+    table = downloads_markdown({**config, "grid": {"models": ["bert-base", "local"]}}, tmp_path)
+    assert "| bert-base | google-bert/bert-base-uncased | main | 4" in table and "**total**" in table

@@ -208,32 +208,38 @@ def trivial_run(slurm_cluster, tmp_path_factory):
         run.proc.wait(timeout=30)
 
 
-def test_emogrid_grid_through_slurm(slurm_cluster, trivial_run, tmp_path):
+def test_emogrid_grid_through_slurm(slurm_cluster, trivial_run, tmp_path, monkeypatch):
     """The README's cluster recipe on the repo's Snakefile with tiny models: one cell as a test
-    job first, then the whole grid (2 cells + data + tables/figures), every job via sbatch."""
+    job first, then the whole grid (2 cells + data + tables/figures), every job via sbatch
+    except the fetch of the hub model (a localrule, on the 'login node'); its training job
+    loads the fetched snapshot offline."""
     pytest.importorskip("emogrid.train")
     pytest.importorskip("transformers")
     from tests.helpers import require_data
     from tests.tiny_models import build_tiny_model
 
+    from tests.hub_cache import COMMIT, lay_out_model
+
     data = require_data()
     models = {name: build_tiny_model(family, tmp_path / "models" / family)
               for name, family in (("tiny-bert", "bert"), ("tiny-gpt2", "gpt2"))}
+    work = tmp_path / "work"
+    # tiny-gpt2 comes "from the hub": a cache laid out where fetch_model looks (results/hub)
+    lay_out_model(work / "results" / "hub", "test-org/tiny-gpt2", models["tiny-gpt2"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     study = tmp_path / "study.yaml"
     study.write_text(textwrap.dedent(f"""\
         data: {{path: {data}}}
         grid: {{labels: [2], samples: [40], models: [tiny-bert, tiny-gpt2], methods: [lora], seeds: [0]}}
         models:
           tiny-bert: {{path: {models["tiny-bert"]}}}
-          tiny-gpt2: {{path: {models["tiny-gpt2"]}}}
+          tiny-gpt2: {{id: test-org/tiny-gpt2}}
         train: {{epochs: 1, batch_size: 8, eval_batch_size: 32, max_length: 32, patience: 0}}
         resources:
           train: {{gpu: 1, mem_mb: 2000, runtime: 15, cpus_per_task: 1}}
           data: {{mem_mb: 1000, runtime: 5, cpus_per_task: 1}}
           report: {{mem_mb: 1000, runtime: 5, cpus_per_task: 1}}
         """))
-    work = tmp_path / "work"
-    work.mkdir()
     # the README's "set your partition once": uncomment the slurm_partition line of the profile
     profile = tmp_path / "profile"
     profile.mkdir()
@@ -262,10 +268,16 @@ def test_emogrid_grid_through_slurm(slurm_cluster, trivial_run, tmp_path):
     # the grid run reused the finished cell and its data: only the other cell + the report steps
     assert "Rule: prepare_data" not in log_grid
     assert len(re.findall(r"Finished jobid: \d+ \(Rule: train\)", log_grid)) == 1
+    # the hub model was fetched by a local job, never submitted, before its training job
+    assert "localrule fetch_model:" in log_grid
+    slurm_logs = work / ".snakemake" / "slurm_logs"
+    assert (slurm_logs / "rule_train").is_dir() and not (slurm_logs / "rule_fetch_model").exists()
 
     for name in ("tiny-bert", "tiny-gpt2"):
         metrics = json.loads((work / f"results/runs/goemotions/{name}/lora/k2_n40/s0/metrics.json").read_text())
         assert metrics["status"] == "ok" and 0.0 <= metrics["test"]["accuracy"] <= 1.0
+        if name == "tiny-gpt2":
+            assert metrics["provenance"]["model_source"]["commit"] == COMMIT
     assert any((work / "results" / "tables").iterdir())
 
     # every training job got a (fake) GPU from SLURM, kept by emogrid gpu-slot, and is requeueable

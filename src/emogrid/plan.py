@@ -663,6 +663,7 @@ def run(args) -> int:
                "weights_dtype", "quantize", "optim", "weights_mb", "gradients_mb", "optimizer_mb",
                "activations_mb", "train_peak_mb", "inference_mb", "host_mem_mb"] + (["fits"] if gpu_mem else [])
     md = to_markdown(rows, md_cols)
+    md += "\n\n" + downloads_markdown(config, args.results)
     write_text(out / "plan.md", md)
     sizing_md = ""
     if not args.no_sizing:
@@ -693,6 +694,23 @@ def run(args) -> int:
                   f"needs {r['train_peak_mb'] * margin:.0f} MB", file=sys.stderr)
         return 1
     return 0
+
+
+def downloads_markdown(config: dict, results) -> str:
+    """The disk the study's model downloads take (emogrid.fetch.download_rows), with the total."""
+    import math
+
+    from emogrid.fetch import download_rows
+
+    rows = download_rows(config, results)
+    lines = ["Downloads (fetch_model, into fetch.cache_dir):", "",
+             "| model | id | revision | download_mb | source |", "|---|---|---|---:|---|"]
+    for r in rows:
+        size = "?" if math.isnan(r["download_mb"]) else f"{r['download_mb']:,.0f}"
+        lines.append(f"| {r['model']} | {r['id']} | {r['revision']} | {size} | {r['source']} |")
+    total = sum(r["download_mb"] for r in rows if not math.isnan(r["download_mb"]))
+    lines.append(f"| **total** | | | **{total:,.0f}** | |")
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- validation
