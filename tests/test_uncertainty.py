@@ -171,3 +171,22 @@ def test_replication_table_and_figure_on_a_synthetic_tree(tmp_path):
 
     with pytest.raises(ConfigError, match="bad.csv lacks column"):
         A.aggregate(runs, tmp_path / "t2", config={"report": {"reference": str(bad)}}, expected=[])
+
+
+def test_batched_set_replicates_equal_the_per_cell_computation():
+    from emogrid import uncertainty as U
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 4, 300)
+    members = [("c%d" % i, "test", gold, np.where(rng.random(300) < 0.7, gold, rng.integers(0, 4, 300)), 4)
+               for i in range(3)]
+    weights = U.bootstrap_weights(300, rng)
+    assert weights.shape == (stats.RESAMPLES, 300) and (weights.sum(axis=1) == 300).all()
+    for member, batched in zip(members, U.set_replicates(weights, members)):
+        single = U.weighted_replicates(weights, member[2], member[3], 4)
+        assert np.allclose(batched["accuracy"], single["accuracy"])
+        assert np.allclose(batched["f1_macro"], single["f1_macro"])
+    # and the unweighted point estimate is the plain metric
+    ones = np.ones((1, 300), dtype=np.float32)
+    point = U.set_replicates(ones, members[:1])[0]
+    assert point["accuracy"][0] == pytest.approx((members[0][3] == gold).mean())

@@ -112,10 +112,35 @@ def example_replicates(cells: pd.DataFrame, confusions: dict, runs_dir: Path | N
                 reps[(cid, split)] = {"key": None, **r}
     for key, members in by_set.items():
         weights = bootstrap_weights(len(members[0][2]), stats.rng_for("examples", key))
-        for cid, split, gold, pred, k in members:
-            reps[(cid, split)] = {"key": key, "gold": gold, "pred": pred,
-                                  **weighted_replicates(weights, gold, pred, k)}
+        for (cid, split, gold, pred, _), r in zip(members, set_replicates(weights, members)):
+            reps[(cid, split)] = {"key": key, "gold": gold, "pred": pred, **r}
     return reps
+
+
+def set_replicates(weights: np.ndarray, members: list) -> list[dict]:
+    """`weighted_replicates` for every cell scored on one evaluation set, in one matrix product:
+    per cell the columns right, onehot(pred) and onehot(gold) x right; the gold counts of
+    each resample are shared by all cells of the set."""
+    gold = members[0][2]
+    k = max(m[4] for m in members)
+    eye = np.eye(k, dtype=np.float32)
+    gold_hot = eye[gold]
+    blocks = []
+    for _, _, _, pred, _ in members:
+        right = (gold == pred).astype(np.float32)[:, None]
+        blocks += [right, eye[pred], gold_hot * right]
+    product = weights @ np.concatenate([gold_hot] + blocks, axis=1)
+    n = weights.sum(axis=1)
+    support = product[:, :k]
+    out, col = [], k
+    for _ in members:
+        right = product[:, col]
+        predicted = product[:, col + 1:col + 1 + k]
+        tp = product[:, col + 1 + k:col + 1 + 2 * k]
+        col += 1 + 2 * k
+        out.append({"accuracy": (right / n).astype(np.float64),
+                    "f1_macro": stats.macro_f1_from_counts(tp, predicted - tp, support - tp)})
+    return out
 
 
 def cell_columns(cells: pd.DataFrame, confusions: dict, reps: dict) -> pd.DataFrame:
