@@ -140,16 +140,27 @@ def test_empty_tree_is_a_clear_error(tmp_path):
 def test_only_failures_and_mixed_versions(tmp_path):
     runs = tmp_path / "runs"
     F.write_cell(runs, "goemotions", "tiny-a", "full", "", {}, 2, 100, 0, 0.5, failed=True)
-    # an older writer: no cell block, no efficiency, an unknown field, a list where a number was
+    # a newer writer: an extra metric and an extra top-level field become columns / are ignored
+    F.write_cell(runs, "goemotions", "tiny-b", "lora", "", {}, 2, 100, 0, 0.7)
+    newer = runs / "goemotions/tiny-b/lora/k2_n100/s0/metrics.json"
+    obj = json.loads(newer.read_text())
+    obj["test"]["new_metric"] = 3
+    obj["schema"] = 2
+    newer.write_text(json.dumps(obj))
+    # an older writer without the contract's blocks is not tabled: it is invalid, with the reason
     old = runs / "goemotions/tiny-a/lora/k2_n100/s0/metrics.json"
     old.parent.mkdir(parents=True)
     old.write_text(json.dumps({"status": "ok", "test": {"accuracy": 0.7, "f1_macro": [1, 2], "new_metric": 3},
                                "schema": 0}))
     result = A.aggregate(runs, tmp_path / "tables")
     cells = result["cells"].set_index("cell_id")
-    row = cells.loc["goemotions/tiny-a/lora/k2_n100/s0"]
-    assert row["status"] == "ok" and row["model"] == "tiny-a" and row["labels"] == 2
+    row = cells.loc["goemotions/tiny-b/lora/k2_n100/s0"]
+    assert row["status"] == "ok" and row["model"] == "tiny-b" and row["labels"] == 2
     assert row["test_accuracy"] == 0.7 and row["test_new_metric"] == 3
+    row = cells.loc["goemotions/tiny-a/lora/k2_n100/s0"]
+    assert row["status"] == "invalid" and row["model"] == "tiny-a" and row["labels"] == 2
+    assert str(old) in row["error"] and "(top level): missing keys 'cell', 'cell_id'" in row["error"]
+    assert "test.f1_macro: expected number" in row["error"]
     assert cells.loc["goemotions/tiny-a/full/k2_n100/s0", "status"] == "failed"
     # failure-only tree (no ok cell) still writes every table
     only_failed = tmp_path / "failed_runs"

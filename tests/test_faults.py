@@ -41,6 +41,8 @@ FAKE_TRAIN = textwrap.dedent(
     out.mkdir(parents=True, exist_ok=True)
     model = spec["cell"]["model"]
     start = time.time()
+    with open(out / "run.log", "a") as fh:   # like emogrid train: run.log is appended to
+        fh.write(f"attempt {args.attempt} pid {os.getpid()}\n")
     with open(os.environ["FAKE_CALLS"], "a") as fh:
         fh.write(json.dumps({"cell": spec["cell_id"], "attempt": int(args.attempt), "pid": os.getpid(),
                              "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": start}) + "\n")
@@ -54,11 +56,34 @@ FAKE_TRAIN = textwrap.dedent(
                                            "error": {"type": "RuntimeError", "message": "fake"}})
         sys.exit(1)
     end = time.time()
+    # like emogrid train: from the moment results are written, a signal no longer stops the job
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    k = spec["cell"]["labels"]
+    names = [f"label{i}" for i in range(k)]
+    split = {"accuracy": 0.5, "precision_macro": 0.5, "recall_macro": 0.5, "f1_macro": 0.5,
+             "precision_weighted": 0.5, "recall_weighted": 0.5, "f1_weighted": 0.5, "n": 2 * k,
+             "labels": names, "per_class": {n: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+                                            for n in names}}
+    efficiency = {"trainable_params": 1, "total_params": 2, "trainable_percent": 50.0, "train_seconds": 1.0,
+                  "eval_seconds": 0.1, "peak_memory_mb": 1.0, "peak_memory_kind": "rss",
+                  "train_samples_per_second": 1.0, "train_tokens_per_second": 1.0, "epochs_run": 1,
+                  "best_step": 1, "optimizer_steps": 1, "batch_size": 4, "grad_accum": 1}
     write_jsonl(out / "train_log.jsonl", [{"step": 1, "epoch": 1.0, "loss": 0.5}])
     write_jsonl(out / "predictions.jsonl", [{"id": "x", "split": "test", "gold": [0], "pred": [0]}])
     write_json(out / "metrics.json", {"cell": spec["cell"], "cell_id": spec["cell_id"], "status": "ok",
+                                      "val": split, "test": split, "efficiency": efficiency,
+                                      "provenance": {"versions": {}, "device": "cpu",
+                                                     "config_hash": spec["config_hash"]},
                                       "fake": {"pid": os.getpid(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
                                                "start": start, "end": end}})
+    handshake = os.environ.get("FAKE_HANDSHAKE")
+    if handshake and model in os.environ.get("FAKE_HOLD", "").split(","):
+        # results in place: tell the test, then wait until it says go (it interrupts snakemake
+        # in between: the Ctrl-C lands exactly in the window after metrics.json is written)
+        Path(handshake, spec["cell_id"].replace("/", "_") + ".written").touch()
+        while not Path(handshake, "go").exists():
+            time.sleep(0.02)
     (out / "failure.json").unlink(missing_ok=True)
     """
 )
@@ -239,6 +264,8 @@ def test_failures_never_touch_finished_cells(tmp_path):
         assert sorted(tries) == ([1] if "/mc/" in cell else [1, 2]), (cell, tries)
     for cell in (p for p in (study.dir / "results" / "runs").glob("**/ma/**/failure.json")):
         assert json.loads(cell.read_text())["status"] == "failed"
+        # Snakemake empties a rule's log: before each attempt; run.log is not one, so it keeps both
+        assert [line.split()[1] for line in (cell.parent / "run.log").read_text().splitlines()] == ["1", "2"]
 
     # the same failures again, then a clean run: the finished cells never change
     again = study.run(FAKE_SECONDS="0.2", FAKE_FAIL="ma", FAKE_CRASH="mb")
@@ -263,3 +290,54 @@ def test_workflow_jobs_never_share_a_gpu(tmp_path):
         spans = sorted((r["start"], r["end"]) for r in records if r["gpu"] == gpu)
         for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
             assert s2 >= e1, f"GPU {gpu} shared by two cells"
+
+
+def _wait(what, proc: subprocess.Popen, timeout: float = 120, on_slow=None) -> None:
+    deadline = time.monotonic() + timeout
+    nudged = time.monotonic() + 5
+    while not what():
+        assert time.monotonic() < deadline, "timed out"
+        if on_slow is not None and time.monotonic() > nudged:
+            on_slow()
+            nudged = time.monotonic() + 5
+        time.sleep(0.05)
+
+
+def test_ctrl_c_after_a_cell_wrote_its_results_never_retrains_it(tmp_path):
+    """The race of a finished cell and Ctrl-C, made deterministic by a file handshake: the `ma`
+    cells write metrics.json and hold; the test presses Ctrl-C, waits until Snakemake has taken
+    it, then lets the jobs exit. Snakemake never post-processes them (their outputs stay marked
+    incomplete); the rerun must keep them, not train them again."""
+    from emogrid.results import _mark_path
+
+    study = Study(tmp_path)
+    hand = tmp_path / "handshake"
+    hand.mkdir()
+    proc = study.start(FAKE_SECONDS="0.2", FAKE_HANDSHAKE=str(hand), FAKE_HOLD="ma")
+    _wait(lambda: len(list(hand.glob("*.written"))) == len(SEEDS) or proc.poll() is not None, proc)
+    assert proc.poll() is None, "snakemake ended before the interruption"
+    held = sorted(f"goemotions/ma/lora/k2_n40/s{s}" for s in SEEDS)
+    log = study.dir.parent / "snakemake.log"
+    os.killpg(proc.pid, signal.SIGINT)
+    # Snakemake rarely swallows a Ctrl-C that lands while it spawns jobs: press it again then
+    _wait(lambda: "Terminating processes on user request" in log.read_text(), proc,
+          on_slow=lambda: os.killpg(proc.pid, signal.SIGINT))
+    (hand / "go").touch()
+    proc.wait(timeout=60)
+    for cell in held:
+        metrics = study.dir / "results" / "runs" / cell / "metrics.json"
+        assert metrics.is_file(), f"{cell}: results lost to the interrupt"
+        # the situation under test: Snakemake left the finished outputs marked incomplete
+        assert _mark_path(study.dir / ".snakemake" / "incomplete", f"results/runs/{cell}/metrics.json").is_file()
+    before = study.snapshot()
+
+    rerun = study.run(FAKE_SECONDS="0.2")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert len(study.metrics()) == N_CELLS
+    assert_untouched(before, study.snapshot())
+    runs = {}
+    for call in study.calls():
+        runs[call["cell"]] = runs.get(call["cell"], 0) + 1
+    for cell in held:
+        assert runs[cell] == 1, f"finished cell {cell} was trained again"
+        assert f"{cell}: finished (valid metrics.json) but marked incomplete" in rerun.stderr

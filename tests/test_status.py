@@ -8,6 +8,7 @@ import pytest
 
 import fixtures_results as F
 from emogrid import aggregate as A
+from emogrid import results as R
 from emogrid import status as S
 from emogrid.cli import main
 
@@ -15,14 +16,17 @@ from emogrid.cli import main
 @pytest.fixture()
 def results(tmp_path):
     F.build_tree(tmp_path / "runs", multi=True)
-    # one missing seed has started training: a checkpoint folder only
-    (tmp_path / "runs" / F.cell_id("goemotions", "tiny-b", "full", "", 4, 200, 0) / ".checkpoint").mkdir(parents=True)
+    # one missing seed is training: a checkpoint folder, held by a live process (this one)
+    run_dir = tmp_path / "runs" / F.cell_id("goemotions", "tiny-b", "full", "", 4, 200, 0)
+    (run_dir / ".checkpoint").mkdir(parents=True)
+    R.claim(run_dir)
     return tmp_path
 
 
 def test_counts_and_states(results):
     st = S.grid_status(results, F.expected_grid())
-    assert st["counts"] == {"done": 68, "failed": 1, "running": 1, "pending": 2, "total": 72}
+    assert st["counts"] == {"done": 68, "invalid": 0, "failed": 1, "running": 1, "interrupted": 0,
+                            "pending": 2, "total": 72}
     failed = [c for c in st["cells"] if c["status"] == "failed"]
     assert failed[0]["error"]["type"] == "OutOfMemoryError"
     assert len(st["outside_grid"]) == 2  # the multi-label cells are not in this grid

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest_train import cell_spec
-from emogrid import train
+from emogrid import results, train
 from emogrid.errors import CellError
 from emogrid.grid import config_hash
 
@@ -65,6 +65,8 @@ def check_metrics_file(out: Path, spec: dict) -> dict:
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert any("loss" in row for row in log) and any("eval" in row for row in log)
     assert not (out / ".checkpoint").exists() and not (out / "failure.json").exists()
+    # the contract every reader checks: schema, cell id, config hash
+    assert results.problems(m, "metrics", cell_id=spec["cell_id"], config_hash=spec["config_hash"]) == []
     return m
 
 
@@ -178,6 +180,47 @@ def test_retry_after_oom_halves_micro_batch_and_success_clears_failure(tiny_mode
     assert not (out / "failure.json").exists()
 
 
+def test_signal_after_metrics_written_does_not_cost_the_cell(tiny_models, tiny_subset, tmp_path, monkeypatch):
+    """Ctrl-C / SIGTERM landing right after metrics.json is written (sent from a hook at that
+    very point, not by timing): the job still exits 0 with its results whole, so Snakemake
+    never throws a finished cell away."""
+    spec = hashed(cell_spec(tiny_models["bert"], "lora", epochs=1))
+    out = tmp_path / "run"
+    sent = []
+
+    def interrupt(run_dir):
+        assert (run_dir / "metrics.json").is_file() and (run_dir / ".running.json").is_file()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            os.kill(os.getpid(), sig)
+            sent.append(sig)
+
+    monkeypatch.setattr(train, "AFTER_METRICS_HOOK", interrupt)
+    assert run_cli(spec, tiny_subset, out) == 0
+    assert sent == [signal.SIGINT, signal.SIGTERM]
+    check_metrics_file(out, spec)
+    assert "arrived after the results were written" in (out / "run.log").read_text()
+    assert not (out / ".running.json").exists()
+    # outside that window the handlers are back: an interrupt is an interrupt again
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_invalid_own_output_is_a_failure_not_a_success(tiny_models, tiny_subset, tmp_path, monkeypatch):
+    """The train rule checks its own metrics.json before declaring success."""
+    spec = hashed(cell_spec(tiny_models["bert"], "lora", epochs=1))
+    out = tmp_path / "run"
+
+    def corrupt(run_dir):
+        m = json.loads((run_dir / "metrics.json").read_text())
+        m["test"]["accuracy"] = 1.5
+        (run_dir / "metrics.json").write_text(json.dumps(m))
+
+    monkeypatch.setattr(train, "AFTER_METRICS_HOOK", corrupt)
+    assert run_cli(spec, tiny_subset, out) == 1
+    assert not (out / "metrics.json").exists()
+    failure = json.loads((out / "failure.json").read_text())
+    assert "test.accuracy: expected a value <= 1, got 1.5" in failure["error"]["message"]
+
+
 def test_oom_message_names_batch_and_fix():
     info = train.describe_failure(torch.OutOfMemoryError("CUDA out of memory"), {"batch_size": 4})
     assert info["retryable"] and "micro-batch 4" in info["message"] and "qlora" in info["hint"]
@@ -250,7 +293,9 @@ def test_killed_cell_resumes_from_checkpoint(resume_setup, sig):
     eff = m["efficiency"]
     assert eff["resumed_from_step"] > 0
     assert eff["optimizer_steps_this_run"] < eff["optimizer_steps"] == ref["efficiency"]["optimizer_steps"]
-    assert "resuming from" in (out / "run.log").read_text()
+    log_text = (out / "run.log").read_text()
+    assert "resuming from" in log_text
+    assert log_text.index(" step 1/") < log_text.index("resuming from")  # the first run's lines stay
     for split in ("val", "test"):
         assert m[split]["accuracy"] == pytest.approx(ref[split]["accuracy"], abs=0.02)
         assert m[split]["f1_macro"] == pytest.approx(ref[split]["f1_macro"], abs=0.02)

@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -126,49 +127,42 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (int, float, str, bool))
 
 
-def _read_json(path: Path) -> tuple[dict | None, str | None]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            obj = json.load(fh)
-    except (OSError, ValueError) as err:
-        return None, f"{type(err).__name__}: {err}"
-    if not isinstance(obj, dict):
-        return None, f"expected a JSON object, got {type(obj).__name__}"
-    return obj, None
-
-
 def _mode(metrics: dict) -> str:
     return "multi" if ("exact_match" in metrics or "f1_micro" in metrics) else "single"
 
 
-def cell_row(rel_id: str, paths: dict[str, Path]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def cell_row(rel_id: str, paths: dict[str, Path], config_hash: str | None = None
+             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One tidy row (and its per-class rows) from the result files of one cell folder.
 
-    metrics.json wins over a stale failure.json. Missing fields become NaN; unknown scalar
-    fields become columns (mixed-version trees aggregate side by side).
+    metrics.json wins over a stale failure.json. Each file is checked first
+    (`emogrid.results`: the JSON Schema of its kind, its cell id against its folder, and its
+    config hash against `config_hash` when given); a file that fails is never tabled: the row
+    gets status ``invalid`` and the file and the reason as its error. Optional fields a file
+    lacks become NaN; unknown scalar fields become columns (mixed-version trees aggregate side
+    by side).
     """
+    from emogrid import results
+
     row: dict[str, Any] = {"cell_id": rel_id}
     per_class: list[dict[str, Any]] = []
-    obj, err = None, None
     kind = "metrics" if "metrics" in paths else "failure"
-    obj, err = _read_json(paths[kind])
-    if obj is None and kind == "metrics" and "failure" in paths:
-        kind = "failure"
-        obj, err = _read_json(paths["failure"])
+    checked = results.read(paths[kind], kind, cell_id=rel_id, config_hash=config_hash)
 
     axes = parse_cell_id(rel_id)
-    if obj is not None and isinstance(obj.get("cell"), dict):
-        axes.update({k: v for k, v in obj["cell"].items() if _scalar(v)})
-    if obj is not None and isinstance(obj.get("cell_id"), str) and obj["cell_id"] != rel_id:
-        row["cell_id_recorded"] = obj["cell_id"]
+    if checked.valid:
+        obj = checked.data
+        axes.update({k: v for k, v in obj["cell"].items() if _scalar(v)}
+                    if isinstance(obj.get("cell"), dict) else {})
     swept = {k: v for k, v in axes.items() if k not in BASE_AXES and k != "variant"}
     row.update({k: v for k, v in axes.items() if k != "variant"})
     row["variant"] = axes.get("variant") or make_variant(swept)
 
-    if obj is None:
-        row.update(status="invalid", error_type="UnreadableResult",
-                   error=f"{paths[kind].name}: {err}")
+    if not checked.valid:
+        row.update(status="invalid", error_type="InvalidResult", error=checked.reason,
+                   hint="the next `snakemake` run trains this cell again")
         return row, per_class
+    obj = checked.data
 
     status = obj.get("status") or ("ok" if kind == "metrics" else "failed")
     if kind == "failure":
@@ -221,7 +215,7 @@ def _natural_key(value: Any):
 
 
 def expected_cells(configfiles: Iterable[str] = (), config: dict | None = None) -> list[dict[str, Any]]:
-    """The cells a study expects: [{"cell_id", axes...}] in grid order.
+    """The cells a study expects: [{"cell_id", axes..., "config_hash"}] in grid order.
 
     From config files (overlays on config.yaml, as `snakemake --configfile`) or from an
     already loaded config dict (the `aggregate` rule passes Snakemake's config as JSON).
@@ -234,6 +228,7 @@ def expected_cells(configfiles: Iterable[str] = (), config: dict | None = None) 
     for cell in expand_cells(config):
         row = {"cell_id": str(cell.cell_id)}
         row.update({k: v for k, v in dict(cell.axes).items() if _scalar(v)})
+        row["config_hash"] = cell.spec["config_hash"]
         out.append(row)
     return out
 
@@ -246,8 +241,9 @@ def collect(runs_dir: str | os.PathLike, expected: list[dict[str, Any]] | None =
     runs_dir = Path(runs_dir)
     files = find_result_files(runs_dir)
     rows, pc_rows = [], []
+    hashes = {c["cell_id"]: c.get("config_hash") for c in expected or ()}
     for rel_id in sorted(files):
-        row, pcs = cell_row(rel_id, files[rel_id])
+        row, pcs = cell_row(rel_id, files[rel_id], hashes.get(rel_id))
         for split in ("val", "test"):
             cm = row.pop(f"_confusion_{split}", None)
             if confusions is not None and cm is not None and row.get("status") == "ok":
@@ -261,7 +257,7 @@ def collect(runs_dir: str | os.PathLike, expected: list[dict[str, Any]] | None =
         seen = {r["cell_id"] for r in rows}
         for cell in expected:
             if cell["cell_id"] not in seen:
-                axes = {k: v for k, v in cell.items() if k != "variant"}
+                axes = {k: v for k, v in cell.items() if k not in ("variant", "config_hash")}
                 swept = {k: v for k, v in axes.items() if k not in BASE_AXES and k != "cell_id"}
                 variant = parse_cell_id(cell["cell_id"]).get("variant") or make_variant(swept)
                 rows.append({**axes, "variant": variant, "status": "pending"})
@@ -550,7 +546,8 @@ def compute_levels(cells: pd.DataFrame, expected: list[dict[str, Any]] | None = 
     source = None
     if expected:
         source = pd.DataFrame.from_records(
-            [{**c, "variant": parse_cell_id(c["cell_id"]).get("variant", "")} for c in expected])
+            [{**{k: v for k, v in c.items() if k != "config_hash"},
+              "variant": parse_cell_id(c["cell_id"]).get("variant", "")} for c in expected])
     for col in ["dataset", "model", "method", "variant", "labels", "samples", "seed",
                 *swept_columns(cells)]:
         values: list = []
@@ -711,4 +708,11 @@ def run(args: argparse.Namespace) -> int:
     parts = ", ".join(f"{counts[k]} {k}" for k in ("ok", "failed", "invalid", "pending") if k in counts)
     print(f"emogrid aggregate: {len(result['cells'])} cells ({parts}) -> {args.out} "
           f"in {result['seconds']:.2f}s")
+    invalid = result["cells"][result["cells"]["status"] == "invalid"]
+    if len(invalid):
+        print(f"emogrid aggregate: {len(invalid)} invalid result file(s), not tabled (listed in "
+              f"{Path(args.out) / 'problems.md'}; the next snakemake run trains them again):",
+              file=sys.stderr)
+        for error in invalid["error"].head(20):
+            print(f"  {error}", file=sys.stderr)
     return 0

@@ -558,7 +558,13 @@ def confusion_matrix(runs_dir: str | Path, cell_id: str, split: str = "test"):
     if not path.is_file():
         raise EmogridError(f"no metrics.json for cell {cell_id} under {runs_dir}",
                            hint="`emogrid status` lists the finished cells")
-    obj = json.loads(path.read_text(encoding="utf-8"))
+    from emogrid import results
+
+    checked = results.read(path, "metrics", cell_id=cell_id)
+    if not checked.valid:
+        raise EmogridError(f"invalid result file {checked.reason}",
+                           hint="the next `snakemake` run trains this cell again")
+    obj = checked.data
     metrics = obj.get(split) or {}
     cm = metrics.get("confusion_matrix")
     labels = metrics.get("labels")

@@ -5,8 +5,11 @@ columns labels k x samples n, one symbol per seed. Fits 80 columns (wide grids a
 into column chunks); ``--json`` prints the same facts for scripts.
 
 State of a cell (files under ``{results}/runs/{cell_id}/``, see docs/CONTRACTS.md):
-done = metrics.json; failed = failure.json (and no metrics.json); running = a .checkpoint/
-folder only (training started, or was interrupted); pending = nothing yet.
+done = a valid metrics.json; invalid = a metrics.json or failure.json that fails its schema or
+identity check (`emogrid.results`; the next run retrains it); failed = failure.json; running =
+a training process on this machine still holds the cell (`.running.json`), or one on another
+host claims it; interrupted = a checkpoint or claim that no live process holds (killed; the next
+run resumes it); pending = nothing yet.
 """
 
 from __future__ import annotations
@@ -22,31 +25,37 @@ from typing import Any
 from emogrid.errors import EmogridError
 from emogrid.grid import short_variant
 
-STATES = ("done", "failed", "running", "pending")
-SYMBOLS = {"done": "●", "failed": "✗", "running": "◐", "pending": "·"}
-ASCII_SYMBOLS = {"done": "#", "failed": "x", "running": "~", "pending": "."}
+STATES = ("done", "invalid", "failed", "running", "interrupted", "pending")
+SYMBOLS = {"done": "●", "invalid": "!", "failed": "✗", "running": "◐", "interrupted": "◌", "pending": "·"}
+ASCII_SYMBOLS = {"done": "#", "invalid": "!", "failed": "x", "running": "~", "interrupted": "?", "pending": "."}
 BASE_AXES = ("dataset", "model", "method", "labels", "samples", "seed")
 
 
-def cell_state(run_dir: Path) -> str:
-    if (run_dir / "metrics.json").is_file():
-        return "done"
-    if (run_dir / "failure.json").is_file():
-        return "failed"
-    if (run_dir / ".checkpoint").exists():
-        return "running"
-    return "pending"
+def cell_state(run_dir: Path, cell_id: str | None = None, config_hash: str | None = None
+               ) -> tuple[str, dict | None]:
+    """(state, error) of one cell folder; error is set for failed and invalid cells."""
+    from emogrid import results
+
+    for kind, state in (("metrics", "done"), ("failure", "failed")):
+        path = run_dir / results.KINDS[kind]
+        if path.is_file():
+            res = results.read(path, kind, cell_id=cell_id, config_hash=config_hash)
+            if not res.valid:
+                return "invalid", {"type": "InvalidResult", "message": res.reason,
+                                   "hint": "the next `snakemake` run trains this cell again"}
+            return state, (_error(res.data) if kind == "failure" else None)
+    alive = results.owner_alive(run_dir)
+    claimed = (run_dir / results.OWNER_FILE).exists()
+    if alive or (alive is None and claimed):  # alive here, or claimed on another host
+        return "running", None
+    if claimed or (run_dir / ".checkpoint").exists():
+        return "interrupted", None  # a checkpoint or claim that no process holds any more
+    return "pending", None
 
 
-def _error(run_dir: Path) -> dict | None:
-    try:
-        obj = json.loads((run_dir / "failure.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        return {"type": "UnreadableFailure", "message": str(err)}
-    error = obj.get("error") if isinstance(obj, dict) else None
-    if isinstance(error, dict):
-        return {k: error.get(k) for k in ("type", "message", "hint")}
-    return {"type": None, "message": str(error)}
+def _error(obj: dict) -> dict:
+    error = obj.get("error")
+    return {k: error.get(k) for k in ("type", "message", "hint")}
 
 
 def grid_status(results_dir: str | os.PathLike, expected: list[dict[str, Any]]) -> dict[str, Any]:
@@ -56,12 +65,12 @@ def grid_status(results_dir: str | os.PathLike, expected: list[dict[str, Any]]) 
     cells = []
     for cell in expected:
         run_dir = runs / cell["cell_id"]
-        state = cell_state(run_dir)
+        state, error = cell_state(run_dir, cell["cell_id"], cell.get("config_hash"))
         entry = {"cell_id": cell["cell_id"], "status": state,
-                 "axes": {k: v for k, v in cell.items() if k != "cell_id"}}
-        if state == "failed":
-            entry["error"] = _error(run_dir)
-        elif state == "done":
+                 "axes": {k: v for k, v in cell.items() if k not in ("cell_id", "config_hash")}}
+        if error:
+            entry["error"] = error
+        if state == "done":
             check = _learning(run_dir, cell["cell_id"])
             if check is not None:
                 entry["learning"] = check
@@ -109,8 +118,8 @@ def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
     c = status["counts"]
     total = c["total"] or 1
     dot = ", " if ascii_only else " · "
-    lines = [f"{c['done']}/{c['total']} done ({100 * c['done'] / total:.0f}%){dot}{c['failed']} failed{dot}"
-             f"{c['running']} running{dot}{c['pending']} pending",
+    lines = [f"{c['done']}/{c['total']} done ({100 * c['done'] / total:.0f}%)"
+             + "".join(f"{dot}{c[s]} {s}" for s in STATES[1:] if c[s] or s in ("failed", "running", "pending")),
              "  ".join(f"{sym[s]} {s}" for s in STATES) + "  (one per seed)"]
     lines = [_clip(line, width) for line in lines]
     datasets = list(dict.fromkeys(x["axes"]["dataset"] for x in cells))
@@ -134,7 +143,8 @@ def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
             done = sum(s == "done" for s in states)
             head = f"{method}" + (f" ({ds})" if len(datasets) > 1 else "")
             lines += ["", f"{head}: {done}/{len(states)} done"
-                      + "".join(f", {sum(s == st for s in states)} {st}" for st in ("failed", "running")
+                      + "".join(f", {sum(s == st for s in states)} {st}"
+                                for st in ("invalid", "failed", "running", "interrupted")
                                 if any(s == st for s in states))]
             labels = [m + (f" {short_variant(v)}" if v else "") for m, v in rows]
             needed = len(cols) * (col_w + 1)
@@ -156,9 +166,9 @@ def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
                         cell = "".join(sym[seen[s]] for s in seeds if s in seen) or "-"
                         line += " " + cell.ljust(col_w)
                     lines.append(line.rstrip())
-    failed = [x for x in cells if x["status"] == "failed"]
+    failed = [x for x in cells if x["status"] in ("invalid", "failed")]
     if failed:
-        lines += ["", f"failed cells ({len(failed)}):"]
+        lines += ["", f"failed or invalid cells ({len(failed)}):"]
         for x in failed[:show_errors]:
             err = x.get("error") or {}
             msg = ": ".join(str(v) for v in (err.get("type"), err.get("message")) if v)
@@ -205,8 +215,10 @@ def _clip(text: str, width: int, ascii_only: bool = False) -> str:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "--configfile", dest="config", action="append", default=[],
-                        help="study config overlay(s) on config.yaml, as for snakemake --configfile")
+    parser.add_argument("--config", "--configfile", dest="config", action="append", nargs="+",
+                        default=[], metavar="FILE",
+                        help="study config overlay(s) on config.yaml, as for snakemake --configfile "
+                             "(several after one flag, or the flag repeated)")
     parser.add_argument("--results", default="results", help="results directory (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--ascii", action="store_true", help="ASCII symbols only (# x ~ .)")
@@ -217,7 +229,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from emogrid.aggregate import expected_cells
 
-    expected = expected_cells(args.config)
+    results_dir = Path(args.results)
+    if not results_dir.is_dir():
+        raise EmogridError(f"--results {args.results}: no such directory",
+                           hint="pass the results directory of the study (default: results, "
+                                "relative to where snakemake ran)")
+    expected = expected_cells([f for group in args.config for f in group])
     if not expected:
         raise EmogridError("the config expands to no cells")
     status = grid_status(args.results, expected)

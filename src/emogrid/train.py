@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from datetime import datetime, timezone
@@ -63,7 +64,7 @@ def _relaunch_argv(args) -> list[str]:
 
 
 def run(args) -> int:
-    from emogrid import distributed
+    from emogrid import distributed, results
 
     processes = int(getattr(args, "processes", 1) or 1)
     if processes > 1 and distributed.world_size() == 1:  # the launcher: N copies of this command
@@ -82,12 +83,20 @@ def run(args) -> int:
     spec: dict = {}
     batch = {}
     try:
+        if distributed.is_main():  # `emogrid status`: running while this process lives, else interrupted
+            results.claim(out)
         spec = load_spec(args.spec)
         if getattr(args, "fetched", ""):
             use_fetched_model(spec, args.fetched)
         batch = plan_attempt(spec, out, int(args.attempt))
-        run_cell(spec, Path(args.data), out, batch, started)
-        (out / "failure.json").unlink(missing_ok=True)
+        with _finishing() as finishing:
+            run_cell(spec, Path(args.data), out, batch, started, on_finishing=finishing)
+            if distributed.is_main():  # only rank 0 writes the cell's files
+                check_outputs(out, spec)
+                (out / "failure.json").unlink(missing_ok=True)
+        if finishing.signals:
+            log.info("signal %s arrived after the results were written: the cell is finished",
+                     ", ".join(map(str, finishing.signals)))
         return 0
     except (KeyboardInterrupt, Preempted) as err:  # the checkpoint stays for the resume
         log.error("interrupted; the next run resumes from the last checkpoint")
@@ -106,6 +115,55 @@ def run(args) -> int:
         log.error(msg)
         print(msg, file=sys.stderr)
         return 2 if not info["retryable"] else 1
+    finally:
+        if distributed.is_main():
+            results.release(out)
+
+
+def check_outputs(out: Path, spec: dict) -> None:
+    """The train rule's own check before it declares success: metrics.json must pass the
+    contract (schema, cell id, config hash) that every reader applies."""
+    from emogrid import results
+
+    res = results.read(out / "metrics.json", "metrics", cell_id=spec.get("cell_id"),
+                       config_hash=spec.get("config_hash"))
+    if not res.valid:
+        (out / "metrics.json").unlink(missing_ok=True)
+        raise RuntimeError(f"the metrics this cell wrote fail the metrics.json contract "
+                           f"(a bug in emogrid): {res.reason}")
+
+
+# Tests: called right after metrics.json is in place, inside the finishing window (a signal
+# sent here must not cost the finished cell).
+AFTER_METRICS_HOOK = None
+
+
+class _finishing:  # noqa: N801 - a context manager
+    """From the moment metrics.json is about to be written until the job exits, SIGINT and
+    SIGTERM are recorded instead of acted on: a cell whose results are in place always exits
+    0 (Ctrl-C or a preemption landing in that split second must not make Snakemake throw the
+    finished results away). Before that moment nothing changes: an interrupt stops training
+    and the checkpoint stays for the resume."""
+
+    def __enter__(self):
+        self.signals: list[int] = []
+        self.previous: dict = {}
+        return self
+
+    def __call__(self):  # on_finishing: results are about to be written
+        import signal
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, lambda signum, frame: self.signals.append(signum))
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
 
 
 def load_spec(arg: str) -> dict:
@@ -217,8 +275,11 @@ def write_failure(out: Path, spec: dict, info: dict, batch: dict, attempt: int, 
 # ---------------------------------------------------------------- the cell
 
 
-def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, on_model=None) -> dict:
-    """Train + evaluate one cell; `on_model(model)` sees the model before training (tests)."""
+def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, on_model=None,
+             on_finishing=None) -> dict:
+    """Train + evaluate one cell; `on_model(model)` sees the model before training (tests);
+    `on_finishing()` is called just before the results are written (emogrid train defers
+    signals from there on)."""
     data = load_data(data_dir, spec)
     import torch
     from transformers import set_seed
@@ -323,9 +384,13 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
         return metrics
     if spec["train"].get("save_adapter"):
         save_adapter(model, tokenizer, out / "adapter")
+    if on_finishing is not None:
+        on_finishing()
     atomic.write_jsonl(out / "predictions.jsonl", predictions)
     atomic.write_jsonl(out / "train_log.jsonl", train_log(state.log_history))
     atomic.write_json(out / "metrics.json", metrics)
+    if AFTER_METRICS_HOOK is not None:
+        AFTER_METRICS_HOOK(out)
     shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
     return metrics
 

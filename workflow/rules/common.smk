@@ -34,6 +34,17 @@ os.environ["EMOGRID_STUDY"] = str(config["study"]["name"])
 CELLS = expand_cells(config)
 DATASETS = dataset_definitions(config)  # name -> complete definition (grid.datasets)
 CELL_BY_ID = {cell.cell_id: cell for cell in CELLS}
+
+# Results Snakemake may not see as they are: an invalid metrics.json (schema, cell id, config
+# hash) is moved aside so the cell trains again; a valid one that an interrupted Snakemake left
+# marked incomplete is kept (emogrid.results.reconcile). Main process only (cluster jobs parse
+# this file too), never in report-only mode.
+if workflow.is_main_process and not str(config.get("report_only", False)).lower() in ("1", "true") \
+        and os.environ.get("EMOGRID_REPORT_ONLY", "0").lower() not in ("1", "true", "yes", "on"):
+    from emogrid.results import reconcile
+
+    for _note in reconcile(CELLS, RESULTS):  # also under -n: an invalid file is never a result
+        print(f"emogrid: {_note}", file=sys.stderr)
 SUBSETS = subsets(CELLS)
 DATA_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "manifest.json")
 

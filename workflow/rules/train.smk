@@ -20,8 +20,11 @@ rule train:
         metrics=f"{RESULTS}/runs/{{cell}}/metrics.json",
         predictions=f"{RESULTS}/runs/{{cell}}/predictions.jsonl",
         train_log=f"{RESULTS}/runs/{{cell}}/train_log.jsonl",
+    # run.log in the cell folder is written by `emogrid train` itself and appended across
+    # resumes and retries (Snakemake empties a rule's `log:` before each attempt); this log
+    # holds one attempt's console output.
     log:
-        f"{RESULTS}/runs/{{cell}}/run.log",
+        f"{RESULTS}/logs/train/{{cell}}.log",
     params:
         spec=lambda wc: json.dumps(cell_of(wc).spec, sort_keys=True),
         data=lambda wc: f"{RESULTS}/{cell_of(wc).data_dir}",
@@ -40,4 +43,4 @@ rule train:
         "HF_HUB_OFFLINE=1 python -m emogrid gpu-slot --need {resources.cell_gpus} --mem-mb {resources.gpu_plan_mb}"
         " -- python -m emogrid train --spec {params.spec:q}"
         " --data {params.data:q} --out {params.out:q} --fetched={params.fetched:q} --attempt {resources.attempt}"
-        " --processes {resources.cell_gpus}"
+        " --processes {resources.cell_gpus} > {log:q} 2>&1"

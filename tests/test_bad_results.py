@@ -1,0 +1,172 @@
+"""Fault suite, result files: every bad metrics.json / failure.json a crash, a copy or a hand
+edit can leave is *invalid* — never tabled, never counted as done, named with its file and
+key in status, problems.md and on the console, and moved aside so the next run retrains it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import fixtures_results as F
+from emogrid import aggregate as A
+from emogrid import results as R
+from emogrid import status as S
+from emogrid.cli import main
+from emogrid.grid import Cell
+
+K2 = F.cell_id("goemotions", "tiny-a", "full", "", 2, 100, 0)
+K4 = F.cell_id("goemotions", "tiny-a", "full", "", 4, 100, 0)
+
+
+def _edit(path: Path, fn) -> None:
+    obj = json.loads(path.read_text())
+    fn(obj)
+    path.write_text(json.dumps(obj))
+
+
+def _copy_k4(runs: Path) -> None:
+    (runs / K2 / "metrics.json").write_text((runs / K4 / "metrics.json").read_text())
+
+
+def _truncate(runs: Path) -> None:
+    path = runs / K2 / "metrics.json"
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+
+
+# (name, how to damage the k2 cell's metrics.json, what the reason must say)
+BAD = [
+    ("empty object", lambda runs: (runs / K2 / "metrics.json").write_text("{}"),
+     "(top level): missing keys 'cell', 'cell_id', 'status', 'val', 'test', 'efficiency', 'provenance'"),
+    ("empty file", lambda runs: (runs / K2 / "metrics.json").write_text(""), "empty file"),
+    ("truncated", _truncate, "not valid JSON"),
+    ("copied from k4", _copy_k4, f"the file records cell '{K4}' but lives in the folder of '{K2}'"),
+    ("string accuracy", lambda runs: _edit(runs / K2 / "metrics.json",
+                                           lambda m: m["test"].update(accuracy="0.86")),
+     "test.accuracy: expected number, got str \"0.86\""),
+    ("accuracy 1.5", lambda runs: _edit(runs / K2 / "metrics.json", lambda m: m["test"].update(accuracy=1.5)),
+     "test.accuracy: expected a value <= 1, got 1.5"),
+    ("negative params", lambda runs: _edit(runs / K2 / "metrics.json",
+                                           lambda m: m["efficiency"].update(trainable_params=-1)),
+     "efficiency.trainable_params: expected a value >= 0, got -1"),
+    ("status failed in metrics", lambda runs: _edit(runs / K2 / "metrics.json", lambda m: m.update(status="failed")),
+     "status: expected 'ok', got 'failed'"),
+    ("a JSON list", lambda runs: (runs / K2 / "metrics.json").write_text("[1, 2]"), "expected a JSON object"),
+    ("failure.json without error", lambda runs: (
+        (runs / K2 / "metrics.json").unlink(),
+        (runs / K2 / "failure.json").write_text(json.dumps({"cell_id": K2, "status": "failed"}))),
+     "missing key 'error'"),
+]
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    F.build_tree(tmp_path / "runs")
+    return tmp_path / "runs"
+
+
+@pytest.mark.parametrize("name, damage, reason", BAD, ids=[b[0] for b in BAD])
+def test_bad_result_is_invalid_everywhere(runs, tmp_path, name, damage, reason, capsys):
+    good = A.aggregate(runs, tmp_path / "before")["cells"].set_index("cell_id")
+    assert good.loc[K2, "status"] == "ok"
+    damage(runs)
+    bad_file = runs / K2 / ("failure.json" if name.startswith("failure") else "metrics.json")
+
+    # aggregate: not tabled, no crash, file and reason in the row and in problems.md
+    assert main(["aggregate", "--runs", str(runs), "--out", str(tmp_path / "tables")]) == 0
+    out = capsys.readouterr()
+    cells = A.collect(runs)[0].set_index("cell_id")
+    assert cells.loc[K2, "status"] == "invalid"
+    assert pd_isna(cells.loc[K2].get("test_accuracy"))
+    assert str(bad_file) in cells.loc[K2, "error"] and reason in cells.loc[K2, "error"]
+    problems = (tmp_path / "tables" / "problems.md").read_text()
+    assert K2 in problems and reason in problems
+    assert "1 invalid" in out.out and str(bad_file) in out.err and reason in out.err
+    # the summary over seeds never sees it: k2 / n100 of tiny-a full has 2 seeds, not 3
+    summary = A.summarize(cells.reset_index())
+    row = summary[(summary["model"] == "tiny-a") & (summary["method"] == "full") & (summary["labels"] == 2)
+                  & (summary["samples"] == 100) & (summary["metric"] == "test_accuracy")]
+    assert int(row["n"].iloc[0]) == 2
+
+    # status: its own state with the reason, never "done"
+    st = S.grid_status(runs.parent, F.expected_grid())
+    entry = next(c for c in st["cells"] if c["cell_id"] == K2)
+    assert entry["status"] == "invalid" and reason in entry["error"]["message"]
+    assert st["counts"]["invalid"] == 1
+    text = S.render(st, width=100)
+    assert "1 invalid" in text and K2 in text
+
+
+def pd_isna(value) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
+
+
+def test_config_hash_of_another_spec_is_invalid(runs, tmp_path):
+    expected = F.expected_grid()
+    for cell in expected:
+        cell["config_hash"] = "abc"  # what the fixture files record
+    next(c for c in expected if c["cell_id"] == K2)["config_hash"] = "f" * 64
+    cells = A.collect(runs, expected)[0].set_index("cell_id")
+    assert cells.loc[K2, "status"] == "invalid" and "not the current spec's ffffffffffff" in cells.loc[K2, "error"]
+    assert (cells["status"] == "ok").sum() == 69  # all the others still match
+    assert S.grid_status(runs.parent, expected)["counts"]["invalid"] == 1
+
+
+def test_reconcile_moves_invalid_results_aside_and_keeps_valid_ones(runs, tmp_path):
+    """What the workflow does before planning: the invalid file leaves Snakemake's way (kept
+    as metrics.json.invalid), so the cell is trained again; valid ones stay untouched."""
+    _copy_k4(runs)
+    cells = [Cell(cell_id=K2, axes={}, spec={"config_hash": "abc"}),
+             Cell(cell_id=K4, axes={}, spec={"config_hash": "abc"})]
+    k4_bytes = (runs / K4 / "metrics.json").read_bytes()
+    notes = R.reconcile(cells, runs.parent, snakemake_dir=tmp_path / ".snakemake")
+    assert len(notes) == 1 and K2 in notes[0] and "trained again" in notes[0]
+    assert not (runs / K2 / "metrics.json").exists()
+    assert (runs / K2 / "metrics.json.invalid").read_bytes() == k4_bytes
+    assert (runs / K4 / "metrics.json").read_bytes() == k4_bytes
+
+
+def test_interrupted_vs_running(tmp_path):
+    run_dir = tmp_path / "cell"
+    (run_dir / ".checkpoint").mkdir(parents=True)
+    assert S.cell_state(run_dir)[0] == "interrupted"          # a checkpoint nobody holds
+    R.claim(run_dir)
+    assert S.cell_state(run_dir)[0] == "running"              # held by a live process (this one)
+    owner = json.loads((run_dir / R.OWNER_FILE).read_text())
+    owner["create_time"] -= 1000                              # that pid, but another process now
+    (run_dir / R.OWNER_FILE).write_text(json.dumps(owner))
+    assert S.cell_state(run_dir)[0] == "interrupted"
+    R.release(run_dir)
+    assert S.cell_state(run_dir)[0] == "interrupted"
+    (run_dir / ".checkpoint").rmdir()
+    assert S.cell_state(run_dir)[0] == "pending"
+
+
+def test_status_results_that_do_not_exist_is_an_error(tmp_path, capsys):
+    assert main(["status", "--results", str(tmp_path / "resluts")]) == 2
+    err = capsys.readouterr().err
+    assert "--results" in err and "resluts: no such directory" in err
+
+
+def test_status_takes_several_configfiles_after_one_flag(tmp_path, capsys):
+    extra = tmp_path / "seeds.yaml"
+    extra.write_text("grid: {seeds: [0, 1]}\n")
+    assert main(["status", "--results", str(tmp_path), "--json",
+                 "--configfile", "studies/quickstart.yaml", str(extra)]) == 0
+    two = json.loads(capsys.readouterr().out)["counts"]["total"]
+    assert main(["status", "--results", str(tmp_path), "--json", "--configfile", "studies/quickstart.yaml"]) == 0
+    one = json.loads(capsys.readouterr().out)["counts"]["total"]
+    assert two == 2 * one > 0
+
+
+def test_confusion_figure_of_an_invalid_cell_names_file_and_key(runs, tmp_path, capsys):
+    _edit(runs / K2 / "metrics.json", lambda m: m["test"].update(accuracy="0.86"))
+    A.aggregate(runs, tmp_path / "tables")
+    assert main(["figures", "--tables", str(tmp_path / "tables"), "--out", str(tmp_path / "fig"),
+                 "--runs", str(runs), "--confusion", K2]) == 2
+    err = capsys.readouterr().err
+    assert str(runs / K2 / "metrics.json") in err and "test.accuracy: expected number" in err
