@@ -170,3 +170,12 @@ def test_confusion_figure_of_an_invalid_cell_names_file_and_key(runs, tmp_path, 
                  "--runs", str(runs), "--confusion", K2]) == 2
     err = capsys.readouterr().err
     assert str(runs / K2 / "metrics.json") in err and "test.accuracy: expected number" in err
+
+
+def test_reconcile_leaves_results_of_an_edited_config_to_snakemake(runs, tmp_path):
+    """A dry run after editing the config must not move results away: a valid file of other
+    settings stays (Snakemake's params trigger reruns the cell when it really runs)."""
+    cells = [Cell(cell_id=K2, axes={}, spec={"config_hash": "f" * 64})]
+    before = (runs / K2 / "metrics.json").read_bytes()
+    assert R.reconcile(cells, runs.parent, snakemake_dir=tmp_path / ".snakemake") == []
+    assert (runs / K2 / "metrics.json").read_bytes() == before

@@ -73,7 +73,8 @@ def workflow(tmp_path_factory):
             (data / name).write_text("{}\n")
         a = cell.axes
         F.write_cell(results / "runs", a["dataset"], a["model"], a["method"], "", {}, a["labels"],
-                     a["samples"], a["seed"], 0.8 + 0.01 * i)
+                     a["samples"], a["seed"], 0.8 + 0.01 * i,
+                     extra_prov={"config_hash": cell.spec["config_hash"]})
         for name in ("predictions.jsonl", "train_log.jsonl", "run.log"):
             (results / cell.run_dir / name).write_text("")
     _set_mtimes(results)

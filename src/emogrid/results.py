@@ -91,7 +91,8 @@ def problems(obj: Any, kind: str, *, cell_id: str | None = None,
         recorded_hash = prov.get("config_hash") if isinstance(prov, dict) else None
         if isinstance(recorded_hash, str) and recorded_hash != config_hash:
             out.append(f"provenance.config_hash: {recorded_hash[:12]}... is not the current spec's "
-                       f"{config_hash[:12]}... (trained with other settings)")
+                       f"{config_hash[:12]}... (trained with other settings; Snakemake reruns a "
+                       "cell whose spec changed)")
     return out
 
 
@@ -152,9 +153,12 @@ def reconcile(cells, results_dir: str | os.PathLike = "results", *,
               snakemake_dir: str | os.PathLike = ".snakemake") -> list[str]:
     """Make Snakemake's view of the grid agree with the result files, before it plans the DAG.
 
-    * An invalid metrics.json (schema, cell id or config hash; see `problems`) is moved aside
-      to `metrics.json.invalid`, so Snakemake sees the cell as missing and trains it again.
-    * A valid one is a finished cell, whatever Snakemake recorded: if Snakemake was stopped
+    * An invalid metrics.json (its schema or its cell id; see `problems`) is moved aside to
+      `metrics.json.invalid`, so Snakemake sees the cell as missing and trains it again. Such a
+      file is no result under any config, so this happens under `snakemake -n` too. One that
+      is valid but was trained with other settings (config hash) is left to Snakemake, whose
+      params trigger reruns it; a dry run after a config edit never moves results away.
+    * A valid one of the current spec is a finished cell, whatever Snakemake recorded: if Snakemake was stopped
       (Ctrl-C) after the job wrote its results but before it post-processed the job, the
       outputs are still marked incomplete and `rerun-incomplete` would train the cell again.
       Those marks (Snakemake's file persistence, `.snakemake/incomplete/<base64 of path>`)
@@ -170,14 +174,14 @@ def reconcile(cells, results_dir: str | os.PathLike = "results", *,
     notes = []
     for cell in cells:
         run_dir = results_dir / cell.run_dir
-        res = check_cell(run_dir, cell.cell_id, cell.spec.get("config_hash"))
+        res = check_cell(run_dir, cell.cell_id)
         if res is None:
             continue
         if not res.valid:
             target = set_aside(res)
             notes.append(f"{res.reason} -> moved to {target.name}; the cell will be trained again")
             continue
-        if not marked:
+        if not marked or res.data["provenance"]["config_hash"] != cell.spec.get("config_hash"):
             continue
         for name in TRAIN_OUTPUTS:
             mark = _mark_path(marks, f"{run_dir}/{name}")
