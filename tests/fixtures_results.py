@@ -192,7 +192,7 @@ def write_scored_cell(runs: Path, dataset: str, model: str, method: str, k: int,
         "cell": {"dataset": dataset, "model": model, "method": method, "labels": k, "samples": n,
                  "seed": seed},
         "cell_id": cid, "status": "ok", "val": out["val"], "test": out["test"],
-        "efficiency": _efficiency("tiny-a", method, n), "provenance": {"device": "cpu"}})
+        "efficiency": _efficiency("tiny-a", method, n), "provenance": {"versions": {}, "device": "cpu", "config_hash": "abc"}})
     path = runs / cid / "predictions.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return cid

@@ -33,7 +33,7 @@ FAKE_TRAIN = textwrap.dedent(
     from emogrid.atomic import write_json, write_jsonl
 
     p = argparse.ArgumentParser()
-    for a in ("--spec", "--data", "--out", "--attempt"):
+    for a in ("--spec", "--data", "--out", "--attempt", "--fetched", "--processes"):
         p.add_argument(a)
     args = p.parse_args()
     spec = json.loads(args.spec)
@@ -104,13 +104,18 @@ MODELS = ("ma", "mb", "mc")
 SEEDS = (0, 1)
 
 
-def study_yaml(data: Path) -> str:
-    models = "\n".join(f"  {m}: {{id: org/{m}}}" for m in MODELS)
+def study_yaml(data: Path, models_dir: Path) -> str:
+    # local model folders (a config.json is all the config check and the fake need): no fetch job
+    for m in MODELS:
+        (models_dir / m).mkdir(parents=True, exist_ok=True)
+        (models_dir / m / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    models = "\n".join(f"  {m}: {{path: {models_dir / m}}}" for m in MODELS)
     return textwrap.dedent(
         f"""\
         data: {{path: {data}}}
         grid: {{labels: [2], samples: [40], models: [{", ".join(MODELS)}], methods: [lora], seeds: [{", ".join(map(str, SEEDS))}]}}
-        resources: {{train: {{cpus_per_task: 1}}}}   # threads per job: 2 fake GPUs, 2 jobs at once
+        # threads per job: 2 fake GPUs, 2 jobs at once; memory given, so no planning of fake models
+        resources: {{train: {{cpus_per_task: 1, mem_mb: 1000}}}}
         """
     ) + "models:\n" + models + "\n"
 
@@ -134,7 +139,7 @@ class Study:
         shim.chmod(0o755)
         self.calls_file = tmp / "calls.jsonl"
         self.config = tmp / "study.yaml"
-        self.config.write_text(study_yaml(require_data()))
+        self.config.write_text(study_yaml(require_data(), tmp / "models"))
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("SLURM_", "EMOGRID_GPU", "FAKE_")) and k != "CUDA_VISIBLE_DEVICES"}
         self.env.update(PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}", FAKE_CALLS=str(self.calls_file),
