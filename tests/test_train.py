@@ -396,3 +396,12 @@ def test_report_to_is_global_and_never_in_the_spec():
     traced = expand_cells(finalize(deep_merge(base, {"train": {"report_to": "tensorboard"}})))[0]
     assert "report_to" not in traced.spec["train"]
     assert plain.spec["config_hash"] == traced.spec["config_hash"]  # switching curves on reruns nothing
+
+
+def test_zero_step_cell_fails_instead_of_reporting_an_untrained_model(tiny_models, tiny_subset, tmp_path):
+    # the config rejects train.epochs: 0 everywhere (test_config); a hand-written spec still must not pass
+    spec = cell_spec(tiny_models["bert"], "lora", epochs=0)
+    assert run_cli(spec, tiny_subset, tmp_path) == 2
+    assert not (tmp_path / "metrics.json").exists()
+    failure = json.loads((tmp_path / "failure.json").read_text())
+    assert "zero optimizer steps" in failure["error"]["message"] and "train.epochs" in failure["error"]["hint"]

@@ -146,7 +146,8 @@ def test_replication_table_and_figure_on_a_synthetic_tree(tmp_path):
     ref.write_text("study,dataset,model,method,labels,samples,split,metric,value\n"
                    "paper,goemotions,m,qlora,2,100,val,accuracy,90.0\n"
                    "paper,goemotions,m,qlora,2,100,val,accuracy,20.0\n"
-                   "paper,goemotions,m,qlora,4,100,val,accuracy,70.0\n")
+                   "paper,goemotions,m,qlora,4,100,val,accuracy,70.0\n"
+                   "paper,goemotions,other-model,qlora,2,100,val,accuracy,70.0\n")
     result = A.aggregate(runs, tmp_path / "tables", config={"grid": {"models": ["m"], "methods": ["qlora"]},
                                                             "models": {"m": {"id": "x/m"}},
                                                             "report": {"reference": str(ref)}},
@@ -161,6 +162,7 @@ def test_replication_table_and_figure_on_a_synthetic_tree(tmp_path):
     assert first["inside"] == (first["low"] <= 90.0 <= first["high"])
     assert rep.iloc[1]["inside"] is False or rep.iloc[1]["inside"] == False  # noqa: E712 (20% is far off)
     assert rep.iloc[2]["status"] == "not measured"
+    assert len(rep) == 3  # a model this study does not have is left out
     md = (tmp_path / "tables" / "replication.md").read_text()
     assert "| paper | m | qlora | 2 | 100 | validation accuracy | 90.00 |" in md and "not measured" in md
     fig = P.replication_figure(tmp_path / "tables" / "replication.csv")
@@ -190,3 +192,24 @@ def test_batched_set_replicates_equal_the_per_cell_computation():
     ones = np.ones((1, 300), dtype=np.float32)
     point = U.set_replicates(ones, members[:1])[0]
     assert point["accuracy"][0] == pytest.approx((members[0][3] == gold).mean())
+
+
+def test_report_split_val_is_the_papers_view(tmp_path):
+    """report: {split: val} -> the study tables and heatmap show validation numbers, titled so."""
+    from emogrid import plots as P
+
+    runs = _tree(tmp_path / "runs", {"strong": 0.95, "weak": 0.80})
+    result = A.aggregate(runs, tmp_path / "tables", expected=[],
+                         config={"grid": {"models": ["x"], "methods": ["lora"]},
+                                 "report": {"split": "val", "metric": "accuracy"}})
+    md = (tmp_path / "tables" / "study_accuracy.md").read_text()
+    assert md.startswith("**Validation accuracy (%)**")
+    cells = result["cells"].set_index("model")
+    strong = f"{100 * cells.loc['strong', 'val_accuracy']:.1f} [{100 * cells.loc['strong', 'val_accuracy_ci95_low']:.1f},"
+    assert strong in md  # validation intervals were computed because the report shows them
+    assert (tmp_path / "tables" / "method_comparisons.md").read_text().startswith(
+        "**Paired comparisons per subset** — validation split")
+    data = P.load_tables(tmp_path / "tables")
+    assert P.report_metric(data) == "val_accuracy"
+    fig, _ = P.study_heatmap(data, P.report_metric(data))
+    assert fig._suptitle.get_text().startswith("Validation accuracy (%)")

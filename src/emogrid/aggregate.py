@@ -647,7 +647,8 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
     summary = uncertainty.seed_intervals(summarize(cells), cells, reps,
                                          group_columns(cells) + ["mode"])
     comparisons = compare_methods(cells, levels, reps=reps)
-    replication = None if reference is None else replication_mod.replication_frame(reference, summary)
+    arms = {(str(d), str(m), str(me)) for d, m, me in zip(cells["dataset"], cells["model"], cells["method"])}
+    replication = None if reference is None else replication_mod.replication_frame(reference, summary, arms)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_frame(cells, out_dir / "cells.csv", parquet=True)

@@ -79,10 +79,17 @@ def reference_splits(path: str | Path | None) -> tuple[str, ...]:
     return tuple(sorted(set(load_reference(path)["split"])))
 
 
-def replication_frame(reference: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per (reference row, measured variant): published vs measured, in %."""
+def replication_frame(reference: pd.DataFrame, summary: pd.DataFrame,
+                      study_arms: set[tuple[str, str, str]] | None = None) -> pd.DataFrame:
+    """One row per (reference row, measured variant): published vs measured, in %.
+
+    `study_arms`: the (dataset, model, method) this study has (finished or not); reference
+    rows of other arms are left out, so a study that inherits config.yaml's reference shows
+    only what it can compare."""
     rows = []
     for rec in reference.to_dict("records"):
+        if study_arms is not None and (rec["dataset"], rec["model"], rec["method"]) not in study_arms:
+            continue
         metric = f"{rec['split']}_{rec['metric']}"
         sel = summary[(summary["metric"] == metric) & (summary["dataset"].astype(str) == rec["dataset"])
                       & (summary["model"].astype(str) == rec["model"])

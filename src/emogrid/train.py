@@ -342,6 +342,9 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
         raise Preempted
     train_seconds = time.perf_counter() - t0
     state = trainer.state
+    if int(state.global_step) == 0:  # never report an untrained model as a result
+        raise CellError("the cell ran zero optimizer steps",
+                        hint="check train.epochs (>= 1), train.batch_size and the subset size")
     steps_here = state.global_step - _resumed_step(resume)
 
     t0 = time.perf_counter()
