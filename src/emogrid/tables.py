@@ -362,8 +362,11 @@ def render_per_class(sel: pd.DataFrame, levels: dict, samples: int | None = None
     fmt = lambda v: DASH if pd.isna(v) else f"{100 * v:.1f}"
     csv = pd.DataFrame([i + [None if pd.isna(v) else v for v in vals] for i, vals in rows],
                        columns=heads).to_csv(index=False)
-    note = "test F1 per class (%), mean over seeds, " + (
-        f"at n = {samples}" if samples is not None else "at the largest sample size of each k")
+    seeds = sorted({int(x) for x in sel["n"].dropna()})
+    seeds_txt = (f"{seeds[0]} seed{'s' if seeds[0] != 1 else ''}" if len(seeds) == 1
+                 else f"{seeds[0]}–{seeds[-1]} seeds")
+    note = f"test F1 per class (%), mean over seeds (n = {seeds_txt}), " + (
+        f"at n = {samples} samples" if samples is not None else "at the largest sample size of each k")
     md = "\n".join([f"**Per-class F1** — {note}", "", "| " + " | ".join(heads) + " |",
                     "|" + "|".join([":--"] * (len(heads) - len(arms)) + ["--:"] * len(arms)) + "|"]
                    + ["| " + " | ".join(i + [fmt(v) for v in vals]) + " |" for i, vals in rows]) + "\n"
