@@ -130,3 +130,12 @@ def test_a_model_override_of_a_swept_key_removes_that_axis_for_the_model():
     assert len(per_model["bert-base"]) == 1 and per_model["bert-base"][0].spec["lora"]["r"] == 4
     assert "lora.r" not in per_model["bert-base"][0].axes
     assert sorted(c.spec["lora"]["r"] for c in per_model["gpt2-xl"]) == [8, 16]
+
+
+def test_grid_summary_shows_the_paper_targets_per_family():
+    from emogrid.grid_cli import target_lines
+
+    lines = target_lines(cells_of())
+    assert "gpt2-xl (gpt2): lora.targets qv = c_attn" in lines
+    assert "bert-base (bert): lora.targets qv = query, value" in lines
+    assert "llama-3.2-1b (llama): lora.targets qv = q_proj, v_proj" in lines

@@ -47,4 +47,40 @@ def run(args) -> int:
     print("  per method: " + ", ".join(f"{k} {v}" for k, v in per_method.items()), file=sys.stderr)
     if sweeps:
         print("  swept:      " + ", ".join(f"{k}={v}" for k, v in sweeps.items()), file=sys.stderr)
+    targets = target_lines(cells)
+    if targets:
+        print("  targets:    " + "\n              ".join(targets), file=sys.stderr)
     return 0
+
+
+def target_lines(cells) -> list[str]:
+    """'qwen2.5-1.5b (qwen2): lora.targets qv = q_proj, v_proj' per model and target setting,
+    resolved per family offline (local or bundled config.json; '?' when it would need the hub)."""
+    from emogrid.adapters import TARGETS
+
+    seen: dict[tuple, str] = {}
+    for cell in cells:
+        for section in ("lora", "ia3"):
+            if section not in cell.spec:
+                continue
+            preset = str(cell.spec[section].get("targets", "attention"))
+            key = (cell.spec["model"]["name"], section, preset)
+            if key in seen:
+                continue
+            family = _offline_family(cell.spec["model"])
+            modules = (TARGETS.get(family, {}).get(preset) if family else None) or (
+                None if preset in ("qv", "attention", "all-linear") else preset.split(","))
+            seen[key] = (f"{key[0]} ({family or '?'}): {section}.targets {preset} = "
+                         + (", ".join(modules) if modules else "resolved when the model loads"))
+    return list(seen.values())
+
+
+def _offline_family(model_spec: dict) -> str | None:
+    from emogrid.plan import _family, bundled_config_name, model_config_dict
+
+    if not model_spec.get("path") and not bundled_config_name(model_spec):
+        return None  # would need the hub: not in a dry run
+    try:
+        return _family(model_config_dict(model_spec)[0])
+    except Exception:  # noqa: BLE001 - a summary line must never break `emogrid grid`
+        return None
