@@ -67,12 +67,12 @@ def test_best_marking_needs_a_significant_paired_test_else_ties():
          "metric": "test_accuracy", "mean": mean, "ci95_t_half": 0.01 if n > 1 else float("nan"), "n": n}
         for m, mean, n in (("m1", 0.72, 3), ("m2", 0.70, 3), ("m3", 0.5, 1))])
     levels = {"model": ["m1", "m2", "m3"]}
-    significant = {(2, 10): {"best": ("m1", "a", ""), "runner_up": ("m2", "a", ""), "p_holm": 0.01}}
+    significant = [{"col": (2, 10), "best": ("m1", "a", ""), "runner_up": ("m2", "a", ""), "p_holm": 0.01}]
     piv = T.study_pivot(summary, "test_accuracy", levels, significant)
     assert piv["best"] == {(("m1", "a", ""), (2, 10))} and not piv["ties"]
     out = T.render_study(piv, "Test accuracy (%)")
     assert "**72.0 ± 1.0**" in out["md"] and "50.0 (n=1)" in out["md"]
-    tie = {(2, 10): {"best": ("m1", "a", ""), "runner_up": ("m2", "a", ""), "p_holm": 0.2}}
+    tie = [{"col": (2, 10), "best": ("m1", "a", ""), "runner_up": ("m2", "a", ""), "p_holm": 0.2}]
     piv = T.study_pivot(summary, "test_accuracy", levels, tie)
     assert not piv["best"] and len(piv["ties"]) == 2
     out = T.render_study(piv, "Test accuracy (%)")

@@ -111,7 +111,9 @@ def study_pivot(summary: pd.DataFrame, metric: str, levels: dict, best: dict | N
                 baselines.setdefault(b, {})[col] = v
     n_mode = int(sub["n"].mode().max())
     marks_best, marks_tie = set(), set()
-    for col, res in (best or {}).items():
+    results = list(best.values()) if isinstance(best, dict) else list(best or [])
+    for res in results:
+        col = res["col"]
         if res.get("best") is None:
             continue
         if res.get("p_holm") is not None and res["p_holm"] < ALPHA:
@@ -122,23 +124,27 @@ def study_pivot(summary: pd.DataFrame, metric: str, levels: dict, best: dict | N
                 marks_tie.add((res["runner_up"], col))
     return {"rows": rows, "cols": cols, "row_keys": row_keys, "cells": cells, "best": marks_best,
             "ties": marks_tie, "n_mode": n_mode, "n_values": sorted(set(int(x) for x in sub["n"])),
-            "baselines": baselines, "n_tests": sum(1 for r in (best or {}).values()
+            "baselines": baselines, "n_tests": sum(1 for r in results
                                                    if r.get("p_holm") is not None and not pd.isna(r["p_holm"]))}
 
 
-def best_tests(summary: pd.DataFrame, cells: pd.DataFrame, metric: str, levels: dict, reps: dict) -> dict:
-    """Per column: the best and runner-up rows by mean, and Holm over the table's paired tests."""
+def best_tests(summary: pd.DataFrame, cells: pd.DataFrame, metric: str, levels: dict, reps: dict) -> list[dict]:
+    """Per column (and dataset): the best and runner-up rows by mean, the paired test between
+    them on the same examples, and Holm over the table's tests. [{"col", "best", "runner_up",
+    "p", "p_holm"}]"""
     from emogrid import uncertainty
     from emogrid.stats import holm
 
     sub = summary[summary["metric"] == metric]
     if sub.empty:
-        return {}
+        return []
     row_keys = _row_keys(sub, levels)
     split, _, name = metric.partition("_")
     ok = cells[cells["status"] == "ok"]
-    out, pvals = {}, []
-    for (k, n), grp in sub.groupby(["labels", "samples"], sort=False):
+    out, pvals = [], []
+    by = (["dataset"] if "dataset" in row_keys else []) + ["labels", "samples"]
+    for group, grp in sub.groupby(by, sort=False):
+        k, n = group[-2:]
         grp = grp.sort_values("mean", ascending=False, kind="stable")
         rows = [tuple(r) for r in grp[row_keys].astype(object).values.tolist()]
         res = {"best": rows[0] if rows else None, "runner_up": rows[1] if len(rows) > 1 else None,
@@ -156,10 +162,11 @@ def best_tests(summary: pd.DataFrame, cells: pd.DataFrame, metric: str, levels: 
                                                split, name, reps)
                 if test is not None:
                     res["p"] = test["p"]
-        out[(int(k), int(n))] = res
+        res["col"] = (int(k), int(n))
+        out.append(res)
         pvals.append(res["p"])
     adjusted = holm(pvals)
-    for res, p in zip(out.values(), adjusted):
+    for res, p in zip(out, adjusted):
         res["p_holm"] = None if np.isnan(p) else float(p)
     return out
 
