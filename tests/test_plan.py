@@ -209,3 +209,36 @@ def test_nf4_weight_bytes_equal_bitsandbytes(tiny_models, double_quant):
             if qs.state2 is not None:
                 real += qs.state2.absmax.numel() * qs.state2.absmax.element_size()
     assert plan.plan_cell_memory(spec, device="cpu")["weights_bytes"] == real
+
+
+def test_plan_by_hand_prints_and_never_writes_the_rules_tables(tmp_path, monkeypatch, capsys):
+    """`emogrid plan` by hand writes to stdout (or --out DIR), never results/tables/plan.md,
+    which the workflow's plan rule owns; the plan names the device the cells run on."""
+    from emogrid.cli import main
+    from tests.helpers import REPO
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EMOGRID_GPUS", raising=False)
+    args = ["plan", "--configfile", str(REPO / "config.yaml"), "--configfile",
+            str(REPO / "studies" / "quickstart.yaml"), "--no-sizing"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    # the CPU quickstart (resources.train.gpu: 0) is planned for the CPU, on any machine
+    assert "| minilm | lora |  | 2 | cpu |" in out and "device: minilm=cpu" in out
+    assert not (tmp_path / "results").exists()
+    gpu = tmp_path / "gpu.yaml"
+    gpu.write_text("resources: {train: {gpu: 1}}\n")
+    assert main(args + ["--configfile", str(gpu), "--out", "mine", "--quiet"]) == 0
+    assert "| minilm | lora |  | 2 | cuda |" in (tmp_path / "mine" / "plan.md").read_text()
+
+
+def test_planned_device_follows_resources_then_declared_gpus(monkeypatch):
+    from emogrid.plan import planned_device
+
+    config = {"resources": {"train": {}}, "models": {"m": {}}}
+    assert planned_device(config, "m", environ={"EMOGRID_GPUS": "0"}) == "cpu"
+    assert planned_device(config, "m", environ={"EMOGRID_GPUS": "4"}) == "cuda"
+    config["resources"]["train"]["gpu"] = 0
+    assert planned_device(config, "m", environ={"EMOGRID_GPUS": "4"}) == "cpu"
+    config["models"]["m"]["resources"] = {"gres": "gpu:a100:1"}
+    assert planned_device(config, "m", environ={}) == "cuda"

@@ -75,3 +75,17 @@ def test_plan_feeds_the_scheduler(tmp_path, monkeypatch):
     assert "cannot fit resources.train.gpu_mem_mb=16000" in out
     assert "goemotions/gpt2-xl/full/k2_n800/s0" in out and "gpt2-xl/qlora" not in out
     assert "Traceback" not in out
+
+
+def test_plan_rule_plans_the_study_not_the_default_grid(tmp_path):
+    """`--configfile config.yaml studies/quickstart.yaml`: the plan rule must see the merged
+    study (MiniLM, CPU), not whichever file came last on its own command line."""
+    from tests.helpers import REPO
+
+    proc = snakemake(tmp_path, "--cores", "1", "results/tables/plan.md",
+                     configfiles=[REPO / "studies" / "quickstart.yaml"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    plan = (tmp_path / "results" / "tables" / "plan.md").read_text()
+    assert "| minilm | lora |" in plan and "| minilm | full |" in plan
+    assert "qwen" not in plan and "llama" not in plan
+    assert "| cpu |" in plan and "| cuda |" not in plan

@@ -508,16 +508,43 @@ def check_fit(specs: list[dict], gpu_mem_mb: float, *, margin: float = DEFAULT_S
 
 # ----------------------------------------------------------------------------- tables
 
-PLAN_COLUMNS = ["model", "method", "variant", "labels", "family", "trainable_params", "total_params",
+PLAN_COLUMNS = ["model", "method", "variant", "labels", "device", "family", "trainable_params", "total_params",
                 "trainable_percent", "precision", "weights_dtype", "quantize", "optim", "batch_size",
                 "seq_len_peak", "weights_mb", "trainable_mb", "gradients_mb", "optimizer_mb",
                 "activations_mb", "transient_mb", "overhead_mb", "train_peak_mb", "inference_mb",
                 "host_mem_mb", "fits"]
 
 
-def plan_rows(cells, *, device: str = "cuda", token_stats: dict | None = None,
+def planned_device(config: dict, model: str, environ=None) -> str:
+    """The device a model's cells will run on: "cpu" or "cuda".
+
+    CPU when the cell asks for no GPU (resources gpu: 0) or the run declared none
+    (`--resources gpu=0` -> EMOGRID_GPUS=0); CUDA when it asks for one (gpu >= 1, a gpu gres)
+    or the run declared some; otherwise whatever this machine has.
+    """
+    import os
+
+    from emogrid.resources import train_resources
+
+    environ = os.environ if environ is None else environ
+    res = train_resources(config, model)
+    if "gpu" in res or "gres" in res:
+        from emogrid.resources import gpus_of
+
+        return "cuda" if gpus_of(res) > 0 else "cpu"
+    declared = environ.get("EMOGRID_GPUS", "")
+    if declared.isdigit():
+        return "cuda" if int(declared) > 0 else "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def plan_rows(cells, *, device="cuda", token_stats: dict | None = None,
               gpu_mem_mb: float | None = None, margin: float = DEFAULT_SAFETY_MARGIN) -> list[dict]:
-    """One row per distinct (model, method, variant, labels): seeds and sample sizes share a plan."""
+    """One row per distinct (model, method, variant, labels): seeds and sample sizes share a plan.
+
+    `device`: "cuda" / "cpu" for every cell, or {model name: device}."""
     rows, seen = [], set()
     for cell in cells:
         axes = cell.axes
@@ -527,10 +554,11 @@ def plan_rows(cells, *, device: str = "cuda", token_stats: dict | None = None,
         if key in seen:
             continue
         seen.add(key)
-        est = plan_cell_memory(cell.spec, device=device, token_stats=token_stats)
+        dev = device.get(axes["model"], "cuda") if isinstance(device, dict) else device
+        est = plan_cell_memory(cell.spec, device=dev, token_stats=token_stats)
         fits = "" if gpu_mem_mb is None else ("yes" if est["train_peak_mb"] * margin <= gpu_mem_mb else "NO")
         rows.append({"model": axes["model"], "method": axes["method"], "variant": variant,
-                     "labels": axes["labels"], **est, "fits": fits})
+                     "labels": axes["labels"], "device": dev, **est, "fits": fits})
     return rows
 
 
@@ -623,11 +651,18 @@ def _pivot_lora(rows: list[dict]) -> str:
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configfile", action="append", default=None,
-                   help="study config (repeatable; later files override earlier); default config.yaml")
+                   help="study config overlay on config.yaml (repeatable; later files override earlier)")
+    p.add_argument("--config-json", default=None,
+                   help="the study config as JSON (what the Snakemake rule passes: the config exactly "
+                        "as Snakemake merged it) instead of --configfile")
     p.add_argument("--results", default="results", help="results directory (fetched models: <results>/fetch)")
-    p.add_argument("--out", default="results/tables", help="folder for plan.{csv,md}, lora_sizing.{csv,md}")
-    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
-                   help="plan for a GPU (precision auto = bf16) or a CPU (fp32) run")
+    p.add_argument("--out", default=None,
+                   help="folder for plan.{csv,md}, lora_sizing.{csv,md}; default: print only (the "
+                        "workflow's plan rule owns results/tables/plan.*)")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="plan for a GPU (precision auto = bf16) or a CPU (fp32) run; auto: the "
+                        "device each model's cells will run on (resources gpu 0 or a declared "
+                        "--resources gpu=0: CPU; a GPU requested or present: CUDA)")
     p.add_argument("--data", nargs="*", default=None,
                    help="subset jsonl files to take token lengths from (default: GoEmotions stats)")
     p.add_argument("--gpu-mem-mb", type=float, default=None,
@@ -647,7 +682,18 @@ def run(args) -> int:
     from emogrid.grid import expand_cells
 
     t0 = time.perf_counter()
-    config = load_config(args.configfile or [])
+    if args.config_json:
+        import json
+
+        from emogrid.config import finalize
+        from emogrid.errors import ConfigError
+
+        try:
+            config = finalize(json.loads(args.config_json))
+        except ValueError as err:
+            raise ConfigError(f"--config-json: not valid JSON ({err})") from None
+    else:
+        config = load_config(args.configfile or [])
     from emogrid.fetch import use_receipts
 
     use_receipts(config, args.results)  # fetched hub models: read their config.json from disk
@@ -656,35 +702,42 @@ def run(args) -> int:
     gpu_mem = args.gpu_mem_mb if args.gpu_mem_mb is not None else res.get("gpu_mem_mb")
     margin = args.margin if args.margin is not None else safety_margin(config)
     stats = token_stats_from_jsonl(args.data) if args.data else None
-    rows = plan_rows(cells, device=args.device, token_stats=stats, gpu_mem_mb=gpu_mem, margin=margin)
-    out = Path(args.out)
-    write_text(out / "plan.csv", to_csv(rows, PLAN_COLUMNS))
-    md_cols = ["model", "method", "variant", "labels", "trainable_params", "total_params", "trainable_percent",
+    devices = {name: planned_device(config, name) if args.device == "auto" else args.device
+               for name in config["grid"]["models"]}
+    rows = plan_rows(cells, device=devices, token_stats=stats, gpu_mem_mb=gpu_mem, margin=margin)
+    out = Path(args.out) if args.out else None
+    if out:
+        write_text(out / "plan.csv", to_csv(rows, PLAN_COLUMNS))
+    md_cols = ["model", "method", "variant", "labels", "device", "trainable_params", "total_params", "trainable_percent",
                "weights_dtype", "quantize", "optim", "weights_mb", "gradients_mb", "optimizer_mb",
                "activations_mb", "train_peak_mb", "inference_mb", "host_mem_mb"] + (["fits"] if gpu_mem else [])
     md = to_markdown(rows, md_cols)
     md += "\n\n" + downloads_markdown(config, args.results)
-    write_text(out / "plan.md", md)
+    if out:
+        write_text(out / "plan.md", md)
     sizing_md = ""
     if not args.no_sizing:
         models = {name: config["models"][name] for name in config["grid"]["models"]}
         srows = lora_sizing_rows(models)
-        write_text(out / "lora_sizing.csv", to_csv(srows, LORA_COLUMNS))
         sizing_md = _pivot_lora(srows)
-        write_text(out / "lora_sizing.md", sizing_md)
+        if out:
+            write_text(out / "lora_sizing.csv", to_csv(srows, LORA_COLUMNS))
+            write_text(out / "lora_sizing.md", sizing_md)
     elapsed = time.perf_counter() - t0
     if args.validate:
         vrows = validation_rows()
-        write_text(out / "plan_validation.csv", to_csv(vrows, VALIDATION_COLUMNS))
-        write_text(out / "plan_validation.md", to_markdown(vrows, VALIDATION_COLUMNS))
+        if out:
+            write_text(out / "plan_validation.csv", to_csv(vrows, VALIDATION_COLUMNS))
+            write_text(out / "plan_validation.md", to_markdown(vrows, VALIDATION_COLUMNS))
         if not args.quiet:
             print("Estimate vs measured (CPU, fp32, all-MiniLM-L6-v2):\n" + to_markdown(vrows, VALIDATION_COLUMNS))
     if not args.quiet:
         print(md)
         if sizing_md:
             print("LoRA sizing (adapter parameters only):\n" + sizing_md)
+        shown = ", ".join(f"{m}={d}" for m, d in devices.items())
         print(f"planned {len(cells)} cells ({len(rows)} distinct rows) in {elapsed:.1f} s; "
-              f"device={args.device}; tables in {out}/")
+              f"device: {shown}" + (f"; tables in {out}/" if out else " (--out DIR writes the tables)"))
     too_big = [r for r in rows if r.get("fits") == "NO"]
     if too_big:
         print(f"emogrid plan: {len(too_big)} row(s) do not fit gpu_mem_mb={gpu_mem} "

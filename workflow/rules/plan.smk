@@ -1,8 +1,6 @@
 # Plan before spending: exact parameter counts and memory estimates per cell (offline,
 # meta device). The training rule's mem_mb comes from here when the config sets none, and a
 # declared resources.train.gpu_mem_mb is checked for every cell before anything is submitted.
-import shlex
-
 from emogrid.resources import planned_host_mem_mb, unfit_cells_message
 
 _unfit = unfit_cells_message(config, CELLS)
@@ -22,7 +20,10 @@ rule plan:
         report(f"{RESULTS}/tables/lora_sizing.md", caption="../report/lora_sizing.rst", category="Plan"),
         f"{RESULTS}/tables/lora_sizing.csv",
     params:
-        configfiles=" ".join(f"--configfile {shlex.quote(str(f))}" for f in workflow.configfiles),
+        # the config exactly as Snakemake merged it (config.yaml, then each --configfile, then
+        # --config), not the file list: `emogrid plan --configfile` layers over config.yaml and
+        # the order of workflow.configfiles is not the merge order
+        config=json.dumps(config, sort_keys=True, default=str),
         out=f"{RESULTS}/tables",
     resources:
         **rule_resources(config, "report"),
@@ -31,4 +32,5 @@ rule plan:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m emogrid plan {params.configfiles} --results {RESULTS} --out {params.out:q} --quiet > {log:q} 2>&1"
+        "python -m emogrid plan --config-json {params.config:q} --results {RESULTS} --out {params.out:q}"
+        " --quiet > {log:q} 2>&1"
