@@ -372,3 +372,24 @@ def test_parquet_with_id_lists_multi_label_and_explicit_labels(tmp_path):
     assert D.prepare_subset(explicit, 2, 20, 0, tmp_path / "e")["labels"] == ["fear", "anger"]
     msg = config_error(config_with({"tags": {**entry, "labels": ["fear", "rage"]}}, {"labels": [2]}))
     assert "datasets.tags.labels: unknown label(s) ['rage'] for dataset 'tags'" in msg
+
+
+def test_fetched_hub_snapshot_is_built_in_the_given_cache(tmp_path, monkeypatch):
+    """A fetched hub snapshot (emogrid.fetch) is read offline; its arrow build lands in the
+    data step's cache directory, not in the home directory's HF cache."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    snap = tmp_path / "snapshot"
+    (snap / "data").mkdir(parents=True)
+    for split, n in (("train", 80), ("test", 20)):
+        pq.write_table(pa.table({"text": [text(i, split) for i in range(n)], "label": [i % 2 for i in range(n)]}),
+                       snap / "data" / f"{split}-00000-of-00001.parquet")
+    home_cache = tmp_path / "home-cache"
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(home_cache))
+    defn = resolve_dataset("imdb", finalize(config_with({"imdb": {}})))
+    defn["hub"] = {**defn["hub"], "config": None, "snapshot": str(snap), "commit": "c0ffee"}
+    m = D.prepare_subset(defn, 2, 20, 0, tmp_path / "s", cache_dir=tmp_path / "cache")
+    assert m["source"]["commit"] == "c0ffee" and m["counts"]["test"] == {"0": 10, "1": 10}
+    assert any((tmp_path / "cache").iterdir())
+    assert not home_cache.exists() or not any(home_cache.rglob("*.arrow"))

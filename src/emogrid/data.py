@@ -342,16 +342,16 @@ def load_source(source: Source, need: tuple[str, ...] = ("train.tsv", "test.tsv"
                                      contents, cache_dir)
         manifest = {"kind": "local", "path": str(source.path), "files": files}
         return Loaded(splits["train.tsv"], splits["test.tsv"], manifest, val=splits["dev.tsv"])
-    return _load_hub(source)
+    return _load_hub(source, cache_dir)
 
 
-def _load_hub(source: Source) -> Loaded:
+def _load_hub(source: Source, cache_dir=None) -> Loaded:
     from emogrid.datasets.load import hub_dataset
 
     dsd = hub_dataset({"id": source.hub_id, "config": source.hub_config, "revision": source.hub_revision,
                        "snapshot": source.hub_snapshot},
                       where=source.describe(),
-                      hint=f"without internet, set {ENV_VAR} or data.path to a local copy")
+                      hint=f"without internet, set {ENV_VAR} or data.path to a local copy", cache_dir=cache_dir)
     where = source.describe()
     convert = ekman_id_map() if source.taxonomy == "ekman" else None
     files: dict[str, str] = {}

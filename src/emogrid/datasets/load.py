@@ -41,7 +41,7 @@ def _import_datasets():
     return datasets
 
 
-def hub_dataset(hub: dict, *, where: str, hint: str | None = None):
+def hub_dataset(hub: dict, *, where: str, hint: str | None = None, cache_dir=None):
     """`datasets.load_dataset(id, config, revision=...)`: the only hub access of emogrid.
 
     With `snapshot` (a repo fetched by emogrid.fetch) the same call reads that folder instead:
@@ -49,7 +49,11 @@ def hub_dataset(hub: dict, *, where: str, hint: str | None = None):
     datasets = _import_datasets()
     if hub.get("snapshot"):
         try:
-            return datasets.load_dataset(hub["snapshot"], hub.get("config"))
+            # the snapshot's arrow build goes to cache_dir (results/.cache/datasets), like
+            # local files: never the home directory of a compute node
+            with _cache(cache_dir) as cache:
+                return datasets.load_dataset(hub["snapshot"], hub.get("config"), cache_dir=cache,
+                                             keep_in_memory=True)
         except Exception as err:  # noqa: BLE001 - a broken or partial snapshot
             raise DataError(f"cannot load {where} from its fetched snapshot {hub['snapshot']}: "
                             f"{type(err).__name__}: {err}",
@@ -235,7 +239,7 @@ def load_table(defn: dict, cache_dir=None):
     elif defn.get("hub") and defn["hub"].get("id"):
         hub = defn["hub"]
         where = f"dataset '{name}' (hub {hub['id']!r}" + (f" config {hub.get('config')!r}" if hub.get("config") else "") + ")"
-        dsd = hub_dataset(hub, where=where)
+        dsd = hub_dataset(hub, where=where, cache_dir=cache_dir)
         source = {"kind": "hub", "id": hub["id"], "config": hub.get("config"), "revision": hub.get("revision"),
                   "commit": hub.get("commit")}
     else:
