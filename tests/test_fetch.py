@@ -190,9 +190,17 @@ def test_grid_trains_offline_from_the_fetched_snapshot(tmp_path, tiny_models):
     metrics = json.loads((tmp_path / "results/runs/goemotions/tiny/lora/k2_n40/s0/metrics.json").read_text())
     assert metrics["status"] == "ok"
     assert metrics["provenance"]["model_source"]["commit"] == COMMIT
-    # the receipt's commit reaches the tables too
-    cells = (tmp_path / "results" / "tables" / "cells.csv").read_text()
-    assert COMMIT in cells
+    # the receipt's commit reaches the tables and the report's sources table too
+    import pandas as pd
+
+    cells = pd.read_csv(tmp_path / "results" / "tables" / "cells.csv")
+    assert list(cells["model_commit"]) == [COMMIT] and list(cells["model_source"]) == [REPO_ID]
+    sources = pd.read_csv(tmp_path / "results" / "tables" / "sources.csv", keep_default_na=False)
+    model_row = sources[sources["kind"] == "model"].iloc[0]
+    assert (model_row["name"], model_row["id"], model_row["commit"], model_row["cells"]) == ("tiny", REPO_ID, COMMIT, 1)
+    assert sources[sources["kind"] == "dataset"].iloc[0]["id"].startswith(str(data))  # a local copy: its path
+    assert f"| model | tiny | {REPO_ID} | main | {COMMIT} | 1 |" in \
+        (tmp_path / "results" / "tables" / "sources.md").read_text()
 
 
 def _imdb_like(n: int):

@@ -45,7 +45,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from emogrid.atomic import atomic_path, write_json
+from emogrid.atomic import atomic_path, write_json, write_text
 from emogrid.errors import EmogridError
 
 BASE_AXES = ["dataset", "model", "method", "labels", "samples", "seed"]
@@ -200,11 +200,10 @@ def cell_row(rel_id: str, paths: dict[str, Path], config_hash: str | None = None
     prov = obj.get("provenance")
     if isinstance(prov, dict):
         row.update({k: prov.get(k) for k in PROVENANCE_KEYS if _scalar(prov.get(k))})
-        # the exact hub commits a cell trained on (emogrid.fetch receipts)
-        for key, column in (("model_source", "model_commit"), ("data_source", "data_commit")):
-            source = prov.get(key)
-            if isinstance(source, dict) and isinstance(source.get("commit"), str):
-                row[column] = source["commit"]
+        # the exact sources a cell trained on: hub id + commit (emogrid.fetch) or local path
+        from emogrid.sources import source_columns
+
+        row.update(source_columns(prov))
     return row, per_class
 
 
@@ -656,6 +655,11 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
     write_frame(comparisons, out_dir / "comparisons.csv")
     write_frame(per_class, out_dir / "per_class.csv")
     write_json(out_dir / "levels.json", levels)
+    from emogrid import sources
+
+    source_table = sources.sources_frame(cells)
+    write_frame(source_table, out_dir / "sources.csv")
+    write_text(out_dir / "sources.md", sources.to_markdown(source_table))
     result = {"cells": cells, "summary": summary, "comparisons": comparisons,
               "per_class": per_class, "levels": levels, "replication": replication}
     if tables:

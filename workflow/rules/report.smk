@@ -33,7 +33,7 @@ EMOGRID_SRC = Path(workflow.basedir) / "src" / "emogrid"
 
 # Fixed names (tests/test_report_rules.py checks them against emogrid.tables / emogrid.plots).
 AGGREGATE_DATA = ["cells.csv", "cells.parquet", "summary.csv", "summary.parquet",
-                  "comparisons.csv", "per_class.csv", "levels.json"]
+                  "comparisons.csv", "per_class.csv", "levels.json", "sources.csv", "sources.md"]
 TABLE_STEMS = ["study_accuracy", "study_f1_macro", "efficiency", "per_class_f1", "method_comparisons",
                "replication"]
 TABLE_FILES = [f"{s}.{e}" for s in TABLE_STEMS for e in ("csv", "md", "tex")] + ["problems.md"]
@@ -42,6 +42,7 @@ FIGURE_NAMES = ["study_heatmap", "accuracy_vs_samples", "tradeoffs", "per_class_
 REPORT_TABLES = {
     "cells.csv": ("cells.rst", "Data"),
     "summary.csv": ("summary.rst", "Data"),
+    "sources.csv": ("sources.rst", "Data"),
     "comparisons.csv": ("comparisons.rst", "Data"),
     "study_accuracy.csv": ("study_tables.rst", "Paper tables"),
     "study_f1_macro.csv": ("study_tables.rst", "Paper tables"),
