@@ -179,3 +179,40 @@ def test_reconcile_leaves_results_of_an_edited_config_to_snakemake(runs, tmp_pat
     before = (runs / K2 / "metrics.json").read_bytes()
     assert R.reconcile(cells, runs.parent, snakemake_dir=tmp_path / ".snakemake") == []
     assert (runs / K2 / "metrics.json").read_bytes() == before
+
+
+def test_failed_aggregation_leaves_the_previous_tables(runs, tmp_path, monkeypatch):
+    from emogrid import tables as T
+
+    out = tmp_path / "tables"
+    A.aggregate(runs, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "cells.csv" in before and "study_accuracy.md" in before
+    F.write_cell(runs, "goemotions", "tiny-c", "full", "", {}, 2, 100, 0, 0.9)  # something new
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full while writing a table")
+
+    monkeypatch.setattr(T, "write_tables", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        A.aggregate(runs, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before   # cells.csv too: no half-update
+    assert not list(tmp_path.glob(".tables.staging-*"))
+
+
+def test_failed_figures_leave_the_previous_figures(runs, tmp_path, monkeypatch):
+    from emogrid import plots as P
+
+    A.aggregate(runs, tmp_path / "tables")
+    out = tmp_path / "figures"
+    P.make_figures(tmp_path / "tables", out, formats=("png",))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "study_heatmap.png" in before
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("a plotting bug")
+
+    monkeypatch.setattr(P, "per_class_f1", boom)
+    with pytest.raises(RuntimeError, match="plotting bug"):
+        P.make_figures(tmp_path / "tables", out, formats=("png",))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

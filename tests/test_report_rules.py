@@ -156,3 +156,23 @@ def test_failed_cell_does_not_block_aggregation(workflow):
     out = snakemake(wf, work, "-n", "figures")
     assert planned_jobs(out) == {"aggregate", "figures"}
     assert f"{cell.run_dir}/failure.json" in out
+
+
+def test_failed_aggregate_job_keeps_the_previous_tables(workflow):
+    """Snakemake deletes a job's outputs before it runs: the tables are update() outputs, so a
+    failing `aggregate` leaves (restores) the previous ones instead of an empty folder."""
+    wf, work = workflow, workflow["work"]
+    snakemake(wf, work, "figures", report_only=True)
+    tables_dir = work / "results" / "tables"
+    before = {p.name: p.read_bytes() for p in tables_dir.iterdir() if p.is_file()}
+    assert "cells.csv" in before and "study_accuracy.md" in before
+    code = wf["wf"] / "src" / "emogrid" / "tables.py"
+    original = code.read_text()
+    try:
+        code.write_text(original + "\nraise RuntimeError('a bug in table code')\n")
+        out = snakemake(wf, work, "figures", report_only=True, check=False)
+        assert "a bug in table code" in out or "Error in rule aggregate" in out
+        after = {p.name: p.read_bytes() for p in tables_dir.iterdir() if p.is_file()}
+        assert after == before
+    finally:
+        code.write_text(original)

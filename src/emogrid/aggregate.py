@@ -45,7 +45,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from emogrid.atomic import atomic_path, write_json, write_text
+from emogrid.atomic import atomic_path, staged_dir, write_json, write_text
 from emogrid.errors import EmogridError
 
 BASE_AXES = ["dataset", "model", "method", "labels", "samples", "seed"]
@@ -649,25 +649,28 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
     arms = {(str(d), str(m), str(me)) for d, m, me in zip(cells["dataset"], cells["model"], cells["method"])}
     replication = None if reference is None else replication_mod.replication_frame(reference, summary, arms)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_frame(cells, out_dir / "cells.csv", parquet=True)
-    write_frame(summary, out_dir / "summary.csv", parquet=True)
-    write_frame(comparisons, out_dir / "comparisons.csv")
-    write_frame(per_class, out_dir / "per_class.csv")
-    write_json(out_dir / "levels.json", levels)
-    from emogrid import sources
-
-    source_table = sources.sources_frame(cells)
-    write_frame(source_table, out_dir / "sources.csv")
-    write_text(out_dir / "sources.md", sources.to_markdown(source_table))
     result = {"cells": cells, "summary": summary, "comparisons": comparisons,
               "per_class": per_class, "levels": levels, "replication": replication}
-    if tables:
-        from emogrid import tables as tables_mod
+    # every file is written to a staging folder first and swapped in only when all succeeded:
+    # a failure anywhere leaves the previous tables in place
+    with staged_dir(out_dir) as stage:
+        write_frame(cells, stage / "cells.csv", parquet=True)
+        write_frame(summary, stage / "summary.csv", parquet=True)
+        write_frame(comparisons, stage / "comparisons.csv")
+        write_frame(per_class, stage / "per_class.csv")
+        write_json(stage / "levels.json", levels)
+        from emogrid import sources
 
-        result["tables"] = tables_mod.write_tables(out_dir, cells, summary, per_class,
-                                                   comparisons, levels, per_class_samples,
-                                                   reps=reps, report=report, replication=replication)
+        source_table = sources.sources_frame(cells)
+        write_frame(source_table, stage / "sources.csv")
+        write_text(stage / "sources.md", sources.to_markdown(source_table))
+        if tables:
+            from emogrid import tables as tables_mod
+
+            written = tables_mod.write_tables(stage, cells, summary, per_class,
+                                              comparisons, levels, per_class_samples,
+                                              reps=reps, report=report, replication=replication)
+            result["tables"] = [out_dir / Path(p).relative_to(stage) for p in written]
     result["seconds"] = time.perf_counter() - t0
     return result
 

@@ -47,3 +47,27 @@ def write_jsonl(path: str | os.PathLike, rows) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+@contextmanager
+def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Write a set of files into a staging folder beside `target`, then swap them in.
+
+    Every file is written first; only when all succeeded is each renamed over its place in
+    `target` (one atomic rename per file, on the same file system). If anything fails before
+    that, `target` is left exactly as it was: the previous tables or figures stay in place.
+    """
+    import shutil
+
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    try:
+        yield stage
+        for path in sorted(stage.rglob("*")):
+            if path.is_file():
+                dest = target / path.relative_to(stage)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, dest)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

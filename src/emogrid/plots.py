@@ -658,20 +658,25 @@ def report_metric(data: dict[str, Any]) -> str:
 
 def make_figures(tables_dir: str | Path, out_dir: str | Path, runs_dir: str | Path | None = None,
                  confusion: list[str] | None = None, formats=FORMATS) -> dict[str, Any]:
+    from emogrid.atomic import staged_dir
+
     data = load_tables(tables_dir)
     out_dir = Path(out_dir)
     written: list[Path] = []
     metric = report_metric(data)
-    fig, info = study_heatmap(data, metric)
-    written += save(fig, out_dir / "study_heatmap", formats)
-    written += save(accuracy_vs_samples(data, metric), out_dir / "accuracy_vs_samples", formats)
-    written += save(tradeoffs(data, metric), out_dir / "tradeoffs", formats)
-    written += save(per_class_f1(data), out_dir / "per_class_f1", formats)
-    written += save(replication_figure(Path(tables_dir) / "replication.csv"), out_dir / "replication", formats)
-    for cell_id in confusion or []:
-        safe = cell_id.strip("/").replace("/", "__")
-        written += save(confusion_matrix(runs_dir or "results/runs", cell_id.strip("/")),
-                        out_dir / "confusion" / safe, formats)
+    # all figures are drawn into a staging folder and swapped in only when every one succeeded
+    with staged_dir(out_dir) as stage:
+        fig, info = study_heatmap(data, metric)
+        written += save(fig, stage / "study_heatmap", formats)
+        written += save(accuracy_vs_samples(data, metric), stage / "accuracy_vs_samples", formats)
+        written += save(tradeoffs(data, metric), stage / "tradeoffs", formats)
+        written += save(per_class_f1(data), stage / "per_class_f1", formats)
+        written += save(replication_figure(Path(tables_dir) / "replication.csv"), stage / "replication", formats)
+        for cell_id in confusion or []:
+            safe = cell_id.strip("/").replace("/", "__")
+            written += save(confusion_matrix(runs_dir or "results/runs", cell_id.strip("/")),
+                            stage / "confusion" / safe, formats)
+        written = [out_dir / Path(p).relative_to(stage) for p in written]
     return {"written": written, "heatmap": info}
 
 

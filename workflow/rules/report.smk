@@ -52,12 +52,15 @@ REPORT_TABLES = {
 }
 
 
+# Tables and figures are flagged update(): Snakemake does not delete them before the job and
+# restores them if it fails, and `emogrid aggregate` / `figures` write into a staging folder and
+# swap the files in only when all succeeded: a failed run never loses the previous tables.
 def _table_output(name):
     if name in REPORT_TABLES:
         caption, sub = REPORT_TABLES[name]
-        return report(f"{TABLES}/{name}", caption=f"../report/{caption}", category="Tables",
+        return report(update(f"{TABLES}/{name}"), caption=f"../report/{caption}", category="Tables",
                       subcategory=sub)
-    return f"{TABLES}/{name}"
+    return update(f"{TABLES}/{name}")
 
 
 def aggregate_results(wildcards):
@@ -139,9 +142,9 @@ rule figures:
                                           "replication.csv")],
         code=str(EMOGRID_SRC / "plots.py"),
     output:
-        [report(f"{FIGURES}/{n}.png", caption=f"../report/{n}.rst", category="Figures")
+        [report(update(f"{FIGURES}/{n}.png"), caption=f"../report/{n}.rst", category="Figures")
          for n in FIGURE_NAMES],
-        [f"{FIGURES}/{n}.pdf" for n in FIGURE_NAMES],
+        [update(f"{FIGURES}/{n}.pdf") for n in FIGURE_NAMES],
     params:
         tables=TABLES,
         out=FIGURES,
