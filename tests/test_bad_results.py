@@ -216,3 +216,25 @@ def test_failed_figures_leave_the_previous_figures(runs, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="plotting bug"):
         P.make_figures(tmp_path / "tables", out, formats=("png",))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("targets, ok", [("bogus_module", False), ("q_proj,bogus", False),
+                                         ("q_proj,v_proj", True), ("qv", True)])
+def test_target_modules_checked_before_scheduling(tiny_models, tmp_path, capsys, targets, ok):
+    """lora.targets against the model's structure (meta device, its config.json, no weights):
+    `emogrid grid` and the Snakefile stop before any job with the key, model and what exists."""
+    from tests.helpers import REPO, snakemake
+
+    study = tmp_path / "study.yaml"
+    study.write_text(f"grid: {{labels: [2], samples: [60], models: [tiny], methods: [lora, full]}}\n"
+                     f"models: {{tiny: {{path: {tiny_models['llama']}}}}}\n"
+                     f"lora: {{targets: '{targets}'}}\n")
+    rc = main(["grid", "--base", str(REPO / "config.yaml"), "--configfile", str(study)])
+    err = capsys.readouterr().err
+    if ok:
+        assert rc == 0, err
+        return
+    assert rc == 2 and "Traceback" not in err
+    assert f"lora.targets '{targets}' for model 'tiny' (llama" in err and "'bogus" in err
+    proc = snakemake(tmp_path, "-n", configfiles=[study])
+    assert proc.returncode == 2 and f"lora.targets '{targets}' for model 'tiny'" in proc.stderr

@@ -31,6 +31,13 @@ def configure_parser(parser) -> None:
 def run(args) -> int:
     config = config_from_args(args)
     cells = expand_cells(config)
+    from emogrid.precheck import target_problems
+
+    problems = target_problems(cells)
+    if problems:
+        from emogrid.errors import ConfigError
+
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
     if args.json:
         for cell in cells:
             sys.stdout.write(json.dumps({"cell_id": cell.cell_id, "axes": cell.axes}) + "\n")

@@ -35,6 +35,16 @@ CELLS = expand_cells(config)
 DATASETS = dataset_definitions(config)  # name -> complete definition (grid.datasets)
 CELL_BY_ID = {cell.cell_id: cell for cell in CELLS}
 
+# Target modules against each model's structure (meta device, local or bundled config.json):
+# a misspelt lora.targets stops here, not inside every job (emogrid.precheck).
+if workflow.is_main_process:
+    from emogrid.precheck import target_problems
+
+    _bad_targets = target_problems(CELLS)
+    if _bad_targets:
+        print("emogrid: invalid config:\n  - " + "\n  - ".join(_bad_targets), file=sys.stderr)
+        sys.exit(2)
+
 # Results Snakemake may not see as they are: an invalid metrics.json (schema, cell id, config
 # hash) is moved aside so the cell trains again; a valid one that an interrupted Snakemake left
 # marked incomplete is kept (emogrid.results.reconcile). Main process only (cluster jobs parse
