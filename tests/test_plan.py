@@ -242,3 +242,29 @@ def test_planned_device_follows_resources_then_declared_gpus(monkeypatch):
     assert planned_device(config, "m", environ={"EMOGRID_GPUS": "4"}) == "cpu"
     config["models"]["m"]["resources"] = {"gres": "gpu:a100:1"}
     assert planned_device(config, "m", environ={}) == "cuda"
+
+
+def test_planner_spreads_a_full_finetuning_cell_that_fits_no_single_gpu():
+    model = {"name": "llama-3.2-1b", "id": None, "path": None}
+    full = make_spec(model, "full", k=4)
+    full["train"].update(precision="auto", batch_size=8)
+    est = plan.plan_cell_memory(full)
+    two = plan.sharded_peak_mb(est, 2, 16)
+    four = plan.sharded_peak_mb(est, 4, 16)
+    assert four < two < est["train_peak_mb"]
+    assert plan.gpus_for(full, est["train_peak_mb"] * 1.3, margin=1.2) == 1
+    assert plan.gpus_for(full, two * 1.25, margin=1.2) == 2
+    assert plan.gpus_for(full, four * 1.25, margin=1.2) == 4
+    assert plan.gpus_for(full, four * 1.25, margin=1.2, max_gpus=2) is None
+    assert plan.gpus_for(full, 100.0, margin=1.2) is None
+    odd = json.loads(json.dumps(full))
+    odd["train"]["batch_size"] = 6  # 4 does not divide it: 8 would be next, and 8 does not either
+    assert plan.gpus_for(odd, four * 1.25, margin=1.2) is None
+    # adapters under DDP keep their whole footprint on each GPU: no spreading
+    lora = make_spec(model, "lora", k=4)
+    lora["train"].update(precision="auto", batch_size=8)
+    small = plan.plan_cell_memory(lora)["train_peak_mb"]
+    assert plan.gpus_for(lora, small * 0.9, margin=1.0) is None
+    # the pre-flight check accepts what fits over several GPUs only when allowed to
+    assert plan.check_fit([full], gpu_mem_mb=two * 1.25, margin=1.2) != []
+    assert plan.check_fit([full], gpu_mem_mb=two * 1.25, margin=1.2, max_gpus=2) == []

@@ -140,3 +140,25 @@ def test_export_packing():
     env = {"EMOGRID_GPU_MEM_MB": "40000"}  # a declaration in the environment wins
     export_packing({"resources": {"train": {"gpu_mem_mb": 81920}}}, env)
     assert env == {"EMOGRID_CELLS_PER_GPU": "1", "EMOGRID_GPU_MEM_MB": "40000"}
+
+
+def test_planner_gives_a_cell_several_gpus_when_one_cannot_hold_it(monkeypatch):
+    import emogrid.plan
+
+    class Cell:
+        axes = {"model": "m"}
+        spec = {"cell": {"model": "m"}, "method": {"peft": "full"}}
+
+    class WC:
+        cell = "x"
+
+    monkeypatch.setattr(emogrid.plan, "gpus_for", lambda spec, mem, margin, max_gpus: 4 if max_gpus >= 4 else None)
+    monkeypatch.setattr(emogrid.plan, "plan_cell_memory", lambda spec: {"train_peak_mb": 100.0})
+    monkeypatch.setenv("EMOGRID_GPUS", "8")
+    cfg = {"resources": {"train": {"gpu": 1, "gpu_mem_mb": 80000, "cells_per_gpu": "auto"}}, "models": {}}
+    res = rule_resources(cfg, "train", lambda wc: Cell())
+    assert res["gpu"](WC) == 4 and res["cell_gpus"](WC) == 4  # whole GPUs even while packing others
+    monkeypatch.setenv("EMOGRID_GPUS", "2")  # this machine has only 2: the planner has no answer, 1 stays
+    assert rule_resources(cfg, "train", lambda wc: Cell())["cell_gpus"](WC) == 1
+    explicit = {"resources": {"train": {"gpu": 2, "gpu_mem_mb": 80000}}, "models": {}}
+    assert rule_resources(explicit, "train", lambda wc: Cell())["cell_gpus"](WC) == 2  # the config's own count

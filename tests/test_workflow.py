@@ -69,12 +69,18 @@ def test_plan_feeds_the_scheduler(tmp_path, monkeypatch):
     assert len(mems) == 2 and all(int(m) > 4000 for m in mems)  # qlora and full plan differently
 
     tight = write(tmp_path / "tight.yaml", "resources: {train: {gpu_mem_mb: 16000}}\n")
-    proc = snakemake(tmp_path, "-n", configfiles=[study, tight])
+    # a machine with one GPU: full fine-tuning of GPT-2 XL cannot be spread, the run stops
+    proc = snakemake(tmp_path, "-n", "--resources", "gpu=1", configfiles=[study, tight])
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "cannot fit resources.train.gpu_mem_mb=16000" in out
     assert "goemotions/gpt2-xl/full/k2_n800/s0" in out and "gpt2-xl/qlora" not in out
     assert "Traceback" not in out
+    # with 8 GPUs the planner spreads that cell over several (FSDP); qlora keeps one
+    proc = snakemake(tmp_path, "-n", "--resources", "gpu=8", configfiles=[study, tight])
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    gpus = {line.split("cell_gpus=")[1].split(",")[0] for line in proc.stdout.splitlines() if "cell_gpus=" in line}
+    assert "1" in gpus and any(int(g) > 1 for g in gpus), gpus
 
 
 def test_plan_rule_plans_the_study_not_the_default_grid(tmp_path):

@@ -490,17 +490,54 @@ def safety_margin(config: dict) -> float:
     return float((config.get("resources") or {}).get("safety_margin", DEFAULT_SAFETY_MARGIN))
 
 
+GPU_COUNTS = (1, 2, 4, 8)  # GPUs of one node a cell may be spread over
+
+
+def sharded_peak_mb(est: dict, gpus: int, layers: int) -> float:
+    """GPU peak per device of a full fine-tuning cell under FSDP full sharding over `gpus`:
+    weights, gradients, optimizer state, activations and temporaries split N ways (each process
+    trains batch/N), plus the unsharded copy of about two layers' weights that FSDP gathers
+    (the current layer and the prefetched next), plus the CUDA context."""
+    if gpus <= 1:
+        return est["train_peak_mb"]
+    overhead = est["overhead_mb"]
+    gathered = 2 * est["weights_mb"] / max(layers, 1)
+    return (est["train_peak_mb"] - overhead) / gpus + gathered + overhead
+
+
+def gpus_for(spec: dict, gpu_mem_mb: float, *, margin: float = DEFAULT_SAFETY_MARGIN, max_gpus: int = 8,
+             token_stats: dict | None = None) -> int | None:
+    """Fewest GPUs (1, 2, 4, 8; at most max_gpus; dividing train.batch_size) whose memory holds the
+    cell x `margin`, or None. Only full fine-tuning is sharded (FSDP); an adapter cell under DDP
+    needs its whole footprint on every GPU, so it either fits one GPU or none."""
+    est = plan_cell_memory(spec, device="cuda", token_stats=token_stats)
+    if est["train_peak_mb"] * margin <= gpu_mem_mb:
+        return 1
+    if spec.get("method", {}).get("peft", "full") != "full":
+        return None
+    layers = _arch(model_config_dict(spec["model"])[0])["layers"]
+    batch = int(spec.get("train", {}).get("batch_size", 4))
+    for n in GPU_COUNTS[1:]:
+        if n > max_gpus:
+            break
+        if batch % n == 0 and sharded_peak_mb(est, n, layers) * margin <= gpu_mem_mb:
+            return n
+    return None
+
+
 def check_fit(specs: list[dict], gpu_mem_mb: float, *, margin: float = DEFAULT_SAFETY_MARGIN,
-              token_stats: dict | None = None) -> list[dict]:
+              token_stats: dict | None = None, max_gpus: int = 1) -> list[dict]:
     """Cells whose estimated GPU peak x `margin` exceeds `gpu_mem_mb`: [{cell_id, need_mb, ...}].
 
-    Call before submitting anything; an empty list means every cell fits.
+    With max_gpus > 1 a full fine-tuning cell that fits when sharded over up to max_gpus GPUs
+    (gpus_for) counts as fitting. Call before submitting anything; [] means every cell fits.
     """
     bad = []
     for spec in specs:
         est = plan_cell_memory(spec, device="cuda", token_stats=token_stats)
         need = est["train_peak_mb"] * margin
-        if need > gpu_mem_mb:
+        if need > gpu_mem_mb and (max_gpus <= 1 or gpus_for(spec, gpu_mem_mb, margin=margin, max_gpus=max_gpus,
+                                                               token_stats=token_stats) is None):
             bad.append({"cell_id": spec.get("cell_id"), "need_mb": round(need, 1),
                         "train_peak_mb": est["train_peak_mb"], "gpu_mem_mb": gpu_mem_mb})
     return bad

@@ -157,8 +157,12 @@ def rule_resources(config: Mapping, step: str, cell_of: Callable | None = None, 
             cell = cell_of(wildcards)
             planned = planner(cell) if planner is not None else None
             got = train_resources(config, cell, planned_mem_mb=planned).get(key)
-            if key == "gpu" and packing and got == 1:
-                return 0  # a share of a GPU: emogrid gpu-slot packs, Snakemake doesn't count it
+            if key == "gpu" and got == 1:
+                n = planned_gpus(config, cell)
+                if n > 1:
+                    return n  # the planner's answer: one GPU cannot hold this cell
+                if packing:
+                    return 0  # a share of a GPU: emogrid gpu-slot packs, Snakemake doesn't count it
             return got
         return value
 
@@ -167,8 +171,7 @@ def rule_resources(config: Mapping, step: str, cell_of: Callable | None = None, 
     # for `emogrid gpu-slot`: how many GPUs the cell uses (torchrun over N > 1) and, when packing by
     # memory, its planned GPU peak x safety margin (0 = none)
     def cell_gpus(wildcards):
-        res = train_resources(config, cell_of(wildcards))
-        return gpus_of(res)
+        return planned_gpus(config, cell_of(wildcards))
 
     def gpu_plan_mb(wildcards):
         if cells_per_gpu(config) != "auto" or not packing_active(config):
@@ -190,6 +193,31 @@ def gpus_of(res: Mapping) -> int:
         if fields[0] == "gpu":
             return int(fields[-1]) if fields[-1].isdigit() and len(fields) > 1 else 1
     return 1
+
+
+def max_gpus_per_cell(environ=None) -> int:
+    """GPUs one cell may be spread over: the declared count on a workstation, else a node's 8."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    declared = environ.get("EMOGRID_GPUS", "").strip()
+    return int(declared) if declared.isdigit() and int(declared) > 0 else 8
+
+
+def planned_gpus(config: Mapping, cell) -> int:
+    """GPUs a cell runs on: the configured `gpu`/`gres` count; where that is 1 and
+    resources.train.gpu_mem_mb is set, the planner's answer for a full fine-tuning cell one GPU
+    cannot hold (FSDP over 2, 4 or 8 GPUs: emogrid.plan.gpus_for)."""
+    res = train_resources(config, cell)
+    n = gpus_of(res)
+    gpu_mem = ((config.get("resources") or {}).get("train") or {}).get("gpu_mem_mb")
+    if n != 1 or not gpu_mem:
+        return n
+    from emogrid.plan import gpus_for
+
+    spec = cell.spec if hasattr(cell, "spec") else cell
+    margin = float((config.get("resources") or {}).get("safety_margin", DEFAULT_SAFETY_MARGIN))
+    return gpus_for(spec, gpu_mem, margin=margin, max_gpus=max_gpus_per_cell()) or 1
 
 
 def cells_per_gpu(config: Mapping):
@@ -289,12 +317,14 @@ def unfit_cells_message(config: Mapping, cells) -> str | None:
     from emogrid.plan import check_fit
 
     margin = float((config.get("resources") or {}).get("safety_margin", DEFAULT_SAFETY_MARGIN))
-    bad = check_fit([c.spec for c in cells], gpu_mem, margin=margin)
+    most = max_gpus_per_cell()
+    bad = check_fit([c.spec for c in cells], gpu_mem, margin=margin, max_gpus=most)
     if not bad:
         return None
     lines = [f"{b['cell_id']}: needs ~{b['need_mb']:.0f} MB (estimate x {margin})" for b in bad[:20]]
     more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
-    return (f"{len(bad)} cell(s) cannot fit resources.train.gpu_mem_mb={gpu_mem}:\n  "
+    over = f" (full fine-tuning cells: not even sharded over up to {most} GPUs)" if most > 1 else ""
+    return (f"{len(bad)} cell(s) cannot fit resources.train.gpu_mem_mb={gpu_mem}{over}:\n  "
             + "\n  ".join(lines) + more
             + "\n  hint: use qlora, lower train.batch_size or lora.r, or raise gpu_mem_mb "
               "(see `emogrid plan` for the breakdown)")
