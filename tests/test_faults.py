@@ -297,6 +297,24 @@ def test_workflow_jobs_never_share_a_gpu(tmp_path):
             assert s2 >= e1, f"GPU {gpu} shared by two cells"
 
 
+def test_workflow_packs_cells_per_gpu(tmp_path):
+    """resources.train.cells_per_gpu: 2 through the real rule: 6 cells on 2 fake GPUs run 4 at once,
+    two per GPU, never three (Snakemake's gpu=2 still counts devices; gpu-slot packs)."""
+    study = Study(tmp_path)
+    text = study.config.read_text()
+    assert "resources: {train: {cpus_per_task: 1, mem_mb: 1000}}" in text
+    study.config.write_text(text.replace("resources: {train: {cpus_per_task: 1, mem_mb: 1000}}",
+                                         "resources: {train: {cpus_per_task: 1, mem_mb: 1000, cells_per_gpu: 2}}"))
+    proc = study.run(FAKE_SECONDS="2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(p.read_text())["fake"] for p in study.metrics()]
+    assert len(records) == N_CELLS and {r["gpu"] for r in records} == {"0", "1"}
+    for gpu in ("0", "1"):
+        mine = [r for r in records if r["gpu"] == gpu]
+        assert max(sum(1 for o in mine if o["start"] <= r["start"] < o["end"]) for r in mine) <= 2
+    assert max(sum(1 for o in records if o["start"] <= r["start"] < o["end"]) for r in records) >= 3
+
+
 def _wait(what, proc: subprocess.Popen, timeout: float = 120, on_slow=None) -> None:
     deadline = time.monotonic() + timeout
     nudged = time.monotonic() + 5
