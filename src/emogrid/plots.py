@@ -223,7 +223,8 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
             panels.append((method, rows))
     # keep panels whose layout is the same (same row count) side by side, else stack
     same = len({len(r) for _, r in panels}) == 1
-    cell_w, cell_h = 0.62, 0.36
+    with_ci = "ci95_boot_low" in sub and sub["ci95_boot_low"].notna().any()
+    cell_w, cell_h = (0.72, 0.5) if with_ci else (0.62, 0.36)
     longest = max((len((f"{ds} · " if multi_ds else "") + model) if not variant else
                    max(len((f"{ds} · " if multi_ds else "") + model), len(short_variant(variant)))
                    for _, rows in panels for ds, model, variant in rows), default=10)
@@ -238,7 +239,7 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
     fig, axes = plt.subplots(nrows, ncols, figsize=(fig_w, fig_h), squeeze=False, layout="constrained",
                              gridspec_kw={"height_ratios": [h + 3 for h in heights]})
     annotated, missing, seen_missing = 0, [], set()
-    few_seeds = no_learn = False
+    few_seeds = no_learn = intervals = False
     for idx, ax in enumerate(axes.flat):
         if idx >= len(panels):
             ax.axis("off")
@@ -258,6 +259,10 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
                     if bool(getattr(rec, "did_not_learn_flag", False)):
                         label += "✗"
                         no_learn = True
+                    low, high = getattr(rec, "ci95_boot_low", np.nan), getattr(rec, "ci95_boot_high", np.nan)
+                    if not pd.isna(low):  # the interval under the mean: colours alone exaggerate
+                        label += f"\n[{100 * low:.0f}–{100 * high:.0f}]"
+                        intervals = True
                     grid_labels[i, j] = label
         # seaborn draws the finished cells with their values; missing ones are hatched below
         before = len(ax.texts)
@@ -310,11 +315,13 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
         ax.set_title(method)
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
     cbar = fig.colorbar(sm, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02, fraction=0.04)
-    cbar.set_label(f"{_metric_name(metric)} (%), mean over seeds")
+    cbar.set_label(f"{_metric_name(metric)} (%)")
     cbar.outline.set_visible(False)
     fig.suptitle(f"{_metric_name(metric)} (%) by model and subset, mean over seeds "
                  f"(n = {n_mode} seed{'s' if n_mode != 1 else ''})", fontsize=10, fontweight="bold")
     notes = []
+    if intervals:
+        notes.append("[low–high]: 95% bootstrap interval over test examples (seeds first, when n > 1)")
     if no_learn:
         notes.append("✗ did not learn: the interval is not above the majority-class baseline")
     if few_seeds:
