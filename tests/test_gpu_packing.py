@@ -173,3 +173,20 @@ def test_two_snakemake_runs_do_not_over_commit(tmp_path, child):
         for r in mine:  # cells running on this GPU when r started (r included)
             assert sum(1 for o in mine if o["start"] <= r["start"] < o["end"]) <= 2
     assert max(sum(1 for o in recs if o["start"] <= r["start"] < o["end"]) for r in recs) >= 3  # packed
+
+
+def test_a_waiting_whole_gpu_job_is_not_starved_by_small_cells(tmp_path, child):
+    """A whole-GPU job waiting for a GPU that packed cells use reserves it: cells that arrive
+    later wait for the whole-GPU job instead of keeping the GPU busy forever."""
+    locks = tmp_path / "locks"
+    first = job(locks, child, tmp_path / "p.json", 1.5, 1000, packed_env(gpus=1))
+    wait_for(tmp_path / "p.json.started")
+    whole = job(locks, child, tmp_path / "w.json", 1.0, None, packed_env(gpus=1, mode="1"))
+    time.sleep(0.8)  # the whole-GPU job is waiting now
+    assert list(locks.glob("gpu-0.want.*"))
+    late = job(locks, child, tmp_path / "l.json", 0, 1000, packed_env(gpus=1))
+    for p in (first, whole, late):
+        assert p.wait(timeout=60) == 0
+    p, w, lt = records([tmp_path / "p.json", tmp_path / "w.json", tmp_path / "l.json"])
+    assert w["start"] >= p["end"] and lt["start"] >= w["end"]
+    assert gpu_ledger.live_wants(locks, "0") == 0 and not list(locks.glob("gpu-0.want.*"))

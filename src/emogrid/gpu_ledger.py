@@ -12,6 +12,8 @@ Snakemake runs (two studies) on one machine see each other's jobs:
                                  the two kinds never mix on one device
     gpu-<id>.share.<pid>.<n>     one file per packed job: {"fraction", "mb", ...}; the job holds
                                  an exclusive flock on it for its whole life
+    gpu-<id>.want.<pid>.<n>      a whole-GPU job waiting for this GPU: no new packed job is
+                                 placed there until it got the GPU (no starvation)
 
 The locked descriptors are inherited by the command gpu-slot execs, so a share lasts exactly as
 long as the job; when a job dies in any way (SIGKILL included) the OS drops its locks, and the
@@ -141,6 +143,41 @@ def live_shares(directory: Path, key: str, *, clean: bool = True) -> list[dict]:
     return shares
 
 
+def live_wants(directory: Path, key: str, *, clean: bool = True) -> int:
+    """Whole-GPU jobs waiting for this GPU (`gpu-<id>.want.<pid>`, flock'ed by the waiter).
+    While one waits, no new packed job is placed on the GPU, so it empties and the waiter gets it
+    instead of starving behind a stream of small cells."""
+    count = 0
+    for path in directory.glob(f"gpu-{key}.want.*"):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            if _flock(fd, fcntl.LOCK_EX):
+                if clean:
+                    path.unlink(missing_ok=True)
+            else:
+                count += 1
+        finally:
+            os.close(fd)
+    return count
+
+
+def reserve(directory: Path, key: str) -> tuple[Path, int]:
+    """Mark this GPU as wanted by a waiting whole-GPU job (released by `unreserve` or death)."""
+    path = directory / f"gpu-{key}.want.{os.getpid()}.{next(_counter)}"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return path, fd
+
+
+def unreserve(wants: list[tuple[Path, int]]) -> None:
+    for path, fd in wants:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
 def used_fraction(directory: Path, key: str, *, clean: bool = True) -> float:
     return sum(float(s.get("fraction", 1.0)) for s in live_shares(directory, key, clean=clean))
 
@@ -166,8 +203,8 @@ class Ledger:
             for gpu in pool:
                 key = self.lock_key(gpu)
                 device_fd = self.open_slot_file(self.directory / f"gpu-{key}.lock")
-                if not _flock(device_fd, fcntl.LOCK_SH):  # a whole-GPU job holds it
-                    os.close(device_fd)
+                if not _flock(device_fd, fcntl.LOCK_SH) or live_wants(self.directory, key):
+                    os.close(device_fd)  # a whole-GPU job holds it, or waits for it
                     continue
                 free = 1.0 - used_fraction(self.directory, key)
                 if fraction_of(gpu) <= free + EPSILON:

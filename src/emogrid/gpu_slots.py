@@ -275,8 +275,11 @@ def acquire(directory: Path, pool: list[str], need: int, *, poll: float = POLL_S
     All-or-nothing per attempt: a partial set is released before waiting again, so two jobs
     that each need two GPUs can't deadlock holding one each.
     """
+    from emogrid import gpu_ledger
+
     started = time.monotonic()
     last_message = None
+    wants: list = []
     while True:
         held: dict[str, int] = {}
         for gpu_id in pool:
@@ -284,9 +287,15 @@ def acquire(directory: Path, pool: list[str], need: int, *, poll: float = POLL_S
             if fd is not None:
                 held[gpu_id] = fd
                 if len(held) == need:
+                    gpu_ledger.unreserve(wants)
                     return held
         for fd in held.values():
             os.close(fd)
+        if not wants:
+            # reserve the `need` GPUs with the least packed load: packed cells stop joining them
+            load = sorted(pool, key=lambda g: (gpu_ledger.used_fraction(directory, lock_key(g), clean=False),
+                                               pool.index(g)))
+            wants = [gpu_ledger.reserve(directory, lock_key(g)) for g in load[:need]]
         now = time.monotonic()
         if log and (last_message is None or now - last_message >= WAIT_MESSAGE_EVERY):
             log(f"emogrid gpu-slot: all {len(pool)} GPU slots busy (need {need}); waiting "
