@@ -238,3 +238,32 @@ def test_target_modules_checked_before_scheduling(tiny_models, tmp_path, capsys,
     assert f"lora.targets '{targets}' for model 'tiny' (llama" in err and "'bogus" in err
     proc = snakemake(tmp_path, "-n", configfiles=[study])
     assert proc.returncode == 2 and f"lora.targets '{targets}' for model 'tiny'" in proc.stderr
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda d: (d / "train.jsonl").write_text((d / "train.jsonl").read_text()[:-30] + "\n"), "not valid JSON"),
+    (lambda d: (d / "val.jsonl").write_text('{"text": "hi", "labels": [7]}\n'), "outside the manifest's"),
+    (lambda d: (d / "test.jsonl").write_text('{"text": 3, "labels": [0]}\n'), "expected {\"text\": str"),
+    (lambda d: (d / "manifest.json").write_text('{"labels": "joy"}'), "expected a 'labels' list"),
+], ids=["truncated", "label-out-of-range", "text-not-string", "manifest"])
+def test_damaged_subset_fails_the_cell_naming_file_and_line(tiny_models, tiny_subset, tmp_path, damage, reason):
+    """A damaged results/data subset: the cell fails at once, not retryable, with the file (and
+    line) and what to do; nothing is trained on it."""
+    import argparse
+    import shutil
+
+    from conftest_train import cell_spec
+    from emogrid import train
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_subset, data)
+    damage(data)
+    out = tmp_path / "run"
+    spec = cell_spec(tiny_models["bert"], "lora", epochs=1)
+    rc = train.run(argparse.Namespace(spec=json.dumps(spec), data=str(data), out=str(out), attempt=1,
+                                      fetched="", processes=1))
+    assert rc == 2
+    error = json.loads((out / "failure.json").read_text())["error"]
+    assert error["type"] == "DataError" and reason in error["message"] and str(data) in error["message"]
+    assert error["retryable"] is False and "rebuilds it" in error["hint"]
+    assert not (out / "metrics.json").exists()

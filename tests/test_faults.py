@@ -364,3 +364,53 @@ def test_ctrl_c_after_a_cell_wrote_its_results_never_retrains_it(tmp_path):
     for cell in held:
         assert runs[cell] == 1, f"finished cell {cell} was trained again"
         assert f"{cell}: finished (valid metrics.json) but marked incomplete" in rerun.stderr
+
+
+def test_two_runs_at_once_the_second_is_refused_and_the_first_finishes(tmp_path):
+    """A second `snakemake` on the same study while the first runs: refused with the lock
+    message, nothing touched; the first finishes every cell exactly once."""
+    study = Study(tmp_path)
+    hand = tmp_path / "handshake"
+    hand.mkdir()
+    first = study.start(FAKE_SECONDS="0.2", FAKE_HANDSHAKE=str(hand), FAKE_HOLD="ma")
+    _wait(lambda: list(hand.glob("*.written")) or first.poll() is not None, first)
+    assert first.poll() is None, "the first run ended too early"
+    before = study.snapshot()
+    second = study.run(FAKE_SECONDS="0.2")
+    assert second.returncode != 0
+    assert "lock" in (second.stdout + second.stderr).lower()
+    assert_untouched(before, study.snapshot())   # the first run goes on finishing other cells
+    (hand / "go").touch()
+    assert first.wait(timeout=120) == 0
+    assert len(study.metrics()) == N_CELLS
+    runs = {}
+    for call in study.calls():
+        runs[call["cell"]] = runs.get(call["cell"], 0) + 1
+    assert set(runs.values()) == {1} and len(runs) == N_CELLS
+
+
+def test_corrupt_data_directory_stops_at_the_data_step_naming_file_and_line(tmp_path):
+    """A damaged GoEmotions copy: the data job fails with the file, the line and what was
+    expected; no training job starts, and the finished cells of an earlier run stay."""
+    import shutil
+
+    study = Study(tmp_path)
+    first = study.run(FAKE_SECONDS="0.1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = study.snapshot()
+    calls = len(study.calls())
+
+    bad = tmp_path / "bad-data" / "original"
+    shutil.copytree(require_data() / "original", bad)
+    for f in bad.iterdir():
+        f.chmod(0o644)
+    lines = (bad / "train.tsv").read_text(encoding="utf-8").splitlines()
+    lines[41] = "this row has no label column"
+    (bad / "train.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    study.config.write_text(study.config.read_text().replace("samples: [40]", "samples: [60]"))
+    proc = study.run(FAKE_SECONDS="0.1", EMOGRID_DATA_DIR=str(bad.parent))  # the env wins over data.path
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "train.tsv" in out and ":42" in out, out[-3000:]
+    assert len(study.calls()) == calls            # nothing trained on it
+    assert_untouched(before, study.snapshot())

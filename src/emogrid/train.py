@@ -772,9 +772,30 @@ def cpu_threads(environ=None) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+_REBUILD = "the subset is damaged: delete its folder and rerun (the data step rebuilds it)"
+
+
+def _read_jsonl(path: Path, n_labels: int | None = None) -> list[dict]:
+    """Subset rows (docs/CONTRACTS.md), each checked: a damaged file is a DataError naming the line."""
+    rows = []
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({err})", hint=_REBUILD) from None
+            labels = row.get("labels") if isinstance(row, dict) else None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not isinstance(labels, list) \
+                    or not labels or not all(isinstance(j, int) and not isinstance(j, bool) for j in labels):
+                raise DataError(f"{path}:{lineno}: expected {{\"text\": str, \"labels\": [label index, ...]}}, "
+                                f"got {line.strip()[:80]}", hint=_REBUILD)
+            if n_labels is not None and not all(0 <= j < n_labels for j in labels):
+                raise DataError(f"{path}:{lineno}: label index {labels} outside the manifest's "
+                                f"{n_labels} labels", hint=_REBUILD)
+            rows.append(row)
+    return rows
 
 
 def _read_json(path: Path) -> dict | None:
@@ -788,12 +809,16 @@ def load_data(data_dir: Path, spec: dict) -> dict:
     manifest = _read_json(data_dir / "manifest.json")
     if manifest is None:
         raise DataError(f"no readable manifest.json in {data_dir}", hint="run `emogrid prepare` for this subset first")
-    out = {"manifest": manifest, "labels": list(manifest["labels"])}
+    labels = manifest.get("labels") if isinstance(manifest, dict) else None
+    if not isinstance(labels, list) or len(labels) < 2:
+        raise DataError(f"{data_dir / 'manifest.json'}: expected a 'labels' list of at least 2 names",
+                        hint=_REBUILD)
+    out = {"manifest": manifest, "labels": list(labels)}
     for split in ("train", "val", "test"):
         path = data_dir / f"{split}.jsonl"
         if not path.is_file():
             raise DataError(f"missing {path}", hint="run `emogrid prepare` for this subset first")
-        out[split] = _read_jsonl(path)
+        out[split] = _read_jsonl(path, len(labels))
         if not out[split]:
             raise DataError(f"{path} is empty", hint="increase samples or check the subset")
     mode = spec.get("data", {}).get("mode") or manifest.get("mode", "single")
