@@ -213,3 +213,47 @@ def test_report_split_val_is_the_papers_view(tmp_path):
     assert P.report_metric(data) == "val_accuracy"
     fig, _ = P.study_heatmap(data, P.report_metric(data))
     assert fig._suptitle.get_text().startswith("Validation accuracy (%)")
+
+
+def test_multilabel_cells_get_example_intervals_too(tmp_path):
+    """Multi-label cells have no confusion matrix: intervals come from predictions.jsonl
+    (exact-match accuracy, macro- and micro-F1 per resample), and one seed is enough."""
+    import json
+
+    from sklearn.metrics import f1_score
+
+    from emogrid import uncertainty as U
+    from emogrid.metrics import compute
+
+    rng = np.random.default_rng(4)
+    labels = ["a", "b", "c", "d"]
+    gold = rng.random((200, 4)) < 0.3
+    gold[~gold.any(axis=1), 0] = True
+    pred = np.where(rng.random((200, 4)) < 0.85, gold, ~gold)
+    val_gold, val_pred = gold[:40], pred[:40]
+    cid = "goemotions-multi/m/lora/k4_n100/s0"
+    run = tmp_path / "runs" / cid
+    run.mkdir(parents=True)
+    metrics = {"cell": {"dataset": "goemotions-multi", "model": "m", "method": "lora", "labels": 4,
+                        "samples": 100, "seed": 0}, "cell_id": cid, "status": "ok",
+               "val": compute(val_gold.astype(int), val_pred.astype(int), labels, True),
+               "test": compute(gold.astype(int), pred.astype(int), labels, True),
+               "efficiency": F._efficiency("tiny-a", "lora", 100),
+               "provenance": {"versions": {}, "device": "cpu", "config_hash": "abc"}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    rows = [{"id": f"{s}-{i}", "split": s, "gold": np.flatnonzero(g).tolist(), "pred": np.flatnonzero(p).tolist(),
+             "probs": [0.5] * 4}
+            for s, G, P in (("val", val_gold, val_pred), ("test", gold, pred)) for i, (g, p) in enumerate(zip(G, P))]
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = U.read_outcomes(run / "predictions.jsonl")["test"]
+    assert out[1].shape == (200, 4) and (out[1] == gold).all() and (out[2] == pred).all()
+    ones = np.ones((1, 200), dtype=np.float32)
+    point = U.multilabel_replicates(ones, gold, pred)
+    assert point["f1_macro"][0] == pytest.approx(f1_score(gold, pred, average="macro", zero_division=0))
+    assert point["f1_micro"][0] == pytest.approx(f1_score(gold, pred, average="micro", zero_division=0))
+    assert point["accuracy"][0] == pytest.approx((gold == pred).all(axis=1).mean())
+    cells = A.aggregate(tmp_path / "runs", tmp_path / "tables")["cells"].iloc[0]
+    for metric in ("accuracy", "f1_macro", "f1_micro"):
+        low, high = cells[f"test_{metric}_ci95_low"], cells[f"test_{metric}_ci95_high"]
+        assert low < cells[f"test_{metric}"] < high, metric
+    assert not bool(cells["did_not_learn"])  # no majority baseline for multi-label: never flagged

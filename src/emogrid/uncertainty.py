@@ -25,7 +25,7 @@ import pandas as pd
 
 from emogrid import stats
 
-METRICS = ("accuracy", "f1_macro")
+METRICS = ("accuracy", "f1_macro", "f1_micro")  # f1_micro: multi-label cells
 SPLITS = ("val", "test")
 # the exact line layout emogrid's atomic.write_jsonl gives predictions.jsonl (fast path)
 _LINE = re.compile(r'^\{"id": (?:"((?:[^"\\]|\\.)*)"|null), "split": "(\w+)", "gold": \[(\d+)\], '
@@ -36,16 +36,19 @@ _LINE = re.compile(r'^\{"id": (?:"((?:[^"\\]|\\.)*)"|null), "split": "(\w+)", "g
 
 
 def read_outcomes(path: Path) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
-    """{split: (key of its example ids, gold, pred)} from a single-label predictions.jsonl.
+    """{split: (key of its example ids, gold, pred)} from a predictions.jsonl.
 
-    {} when the file is missing, unreadable or multi-label (no example-level statistics)."""
+    Single-label: gold and pred are class indices (n,). A file with any multi-label row
+    gives multi-hot matrices (n, labels) for every row (labels = the length of `probs`).
+    {} when the file is missing or unreadable (no example-level statistics)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError:
         return {}
     n_lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
     found = _LINE.findall(text)
-    if len(found) != n_lines:  # another layout: parse it properly
+    multi = False
+    if len(found) != n_lines:  # another layout, or multi-label rows: parse it properly
         found = []
         for line in text.splitlines():
             if not line.strip():
@@ -55,19 +58,36 @@ def read_outcomes(path: Path) -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
             except ValueError:
                 return {}
             gold, pred = row.get("gold"), row.get("pred")
-            if not (isinstance(gold, list) and isinstance(pred, list) and len(gold) == len(pred) == 1):
-                return {}  # multi-label (or malformed): no example-level statistics
-            found.append((str(row.get("id")), str(row.get("split")), gold[0], pred[0]))
+            if not (isinstance(gold, list) and isinstance(pred, list)):
+                return {}
+            multi = multi or len(gold) != 1 or len(pred) != 1
+            found.append((str(row.get("id")), str(row.get("split")), gold, pred, len(row.get("probs") or [])))
     out: dict[str, tuple[str, np.ndarray, np.ndarray]] = {}
     for split in SPLITS:
         rows = [r for r in found if r[1] == split]
         if not rows:
             continue
         key = hashlib.sha256("\n".join(r[0] for r in rows).encode()).hexdigest()[:16]
-        out[split] = (f"{split}:{len(rows)}:{key}",
-                      np.fromiter((int(r[2]) for r in rows), dtype=np.int64, count=len(rows)),
-                      np.fromiter((int(r[3]) for r in rows), dtype=np.int64, count=len(rows)))
+        key = f"{split}:{len(rows)}:{key}"
+        if multi:
+            width = max([r[4] for r in rows] + [max(r[2] + r[3], default=-1) + 1 for r in rows])
+            gold_hot = np.zeros((len(rows), width), dtype=bool)
+            pred_hot = np.zeros((len(rows), width), dtype=bool)
+            for i, r in enumerate(rows):
+                gold_hot[i, r[2]] = True
+                pred_hot[i, r[3]] = True
+            out[split] = (key, gold_hot, pred_hot)
+            continue
+        first = (lambda v: v[0]) if found and isinstance(found[0][2], list) else (lambda v: v)
+        out[split] = (key,
+                      np.fromiter((int(first(r[2])) for r in rows), dtype=np.int64, count=len(rows)),
+                      np.fromiter((int(first(r[3])) for r in rows), dtype=np.int64, count=len(rows)))
     return out
+
+
+def correct(gold: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Per example: right (single-label) or exact match (multi-label)."""
+    return (gold == pred).all(axis=1) if gold.ndim == 2 else gold == pred
 
 
 # ----------------------------------------------------------------------------- replicates
@@ -98,10 +118,17 @@ def example_replicates(cells: pd.DataFrame, confusions: dict, runs_dir: Path | N
     """{(cell_id, split): {"key", "accuracy", "f1_macro"}} for every ok single-label cell, for
     the evaluation splits asked for (the test split, plus val when the report shows it)."""
     reps: dict = {}
-    ok = cells[(cells["status"] == "ok") & (cells["mode"].fillna("single") == "single")]
+    ok = cells[cells["status"] == "ok"]
     by_set: dict[str, list] = {}
-    for cid, k in zip(ok["cell_id"], ok["labels"]):
+    multi_sets: dict[str, list] = {}
+    for cid, k, mode in zip(ok["cell_id"], ok["labels"], ok["mode"].fillna("single")):
         outcomes = read_outcomes(Path(runs_dir) / cid / "predictions.jsonl") if runs_dir else {}
+        if mode == "multi":  # no confusion matrix: predictions only
+            for split in splits:
+                if split in outcomes and outcomes[split][1].ndim == 2:
+                    key, gold, pred = outcomes[split]
+                    multi_sets.setdefault(f"{key}:{gold.shape[1]}", []).append((cid, split, gold, pred))
+            continue
         for split in splits:
             cm = confusions.get((cid, split))
             if split in outcomes and cm is not None and len(outcomes[split][1]) == int(np.sum(cm)):
@@ -114,7 +141,29 @@ def example_replicates(cells: pd.DataFrame, confusions: dict, runs_dir: Path | N
         weights = bootstrap_weights(len(members[0][2]), stats.rng_for("examples", key))
         for (cid, split, gold, pred, _), r in zip(members, set_replicates(weights, members)):
             reps[(cid, split)] = {"key": key, "gold": gold, "pred": pred, **r}
+    for key, members in multi_sets.items():
+        weights = bootstrap_weights(len(members[0][2]), stats.rng_for("examples", key))
+        for cid, split, gold, pred in members:
+            reps[(cid, split)] = {"key": key, "gold": gold, "pred": pred,
+                                  **multilabel_replicates(weights, gold, pred)}
     return reps
+
+
+def multilabel_replicates(weights: np.ndarray, gold: np.ndarray, pred: np.ndarray) -> dict:
+    """Exact-match accuracy, macro-F1 and micro-F1 (per-label binary counts, as scikit-learn
+    with zero_division=0) of a multi-label cell under every resample of `weights`."""
+    g, p = gold.astype(np.float32), pred.astype(np.float32)
+    columns = np.concatenate([correct(gold, pred).astype(np.float32)[:, None], g * p, (1 - g) * p, g * (1 - p)],
+                             axis=1)
+    product = weights @ columns
+    n_labels = gold.shape[1]
+    tp = product[:, 1:1 + n_labels]
+    fp = product[:, 1 + n_labels:1 + 2 * n_labels]
+    fn = product[:, 1 + 2 * n_labels:]
+    micro = stats.macro_f1_from_counts(tp.sum(axis=1, keepdims=True), fp.sum(axis=1, keepdims=True),
+                                       fn.sum(axis=1, keepdims=True))
+    return {"accuracy": (product[:, 0] / weights.sum(axis=1)).astype(np.float64),
+            "f1_macro": stats.macro_f1_from_counts(tp, fp, fn), "f1_micro": micro}
 
 
 def set_replicates(weights: np.ndarray, members: list) -> list[dict]:
@@ -150,7 +199,8 @@ def cell_columns(cells: pd.DataFrame, confusions: dict, reps: dict) -> pd.DataFr
     position = {cid: i for i, cid in enumerate(cells["cell_id"])}
     for split in SPLITS:
         for m in METRICS:
-            rows = [(position[cid], r[m]) for (cid, sp), r in reps.items() if sp == split and cid in position]
+            rows = [(position[cid], r[m]) for (cid, sp), r in reps.items()
+                    if sp == split and cid in position and m in r]
             low, high = np.full(n, np.nan), np.full(n, np.nan)
             if rows:
                 where = np.array([i for i, _ in rows])
@@ -158,7 +208,7 @@ def cell_columns(cells: pd.DataFrame, confusions: dict, reps: dict) -> pd.DataFr
                 low[where], high[where] = bounds[:, 0], bounds[:, 1]
             cols[f"{split}_{m}_ci95_low"], cols[f"{split}_{m}_ci95_high"] = low, high
         for b, fn in (("majority", stats.majority_baseline), ("uniform", stats.uniform_baseline)):
-            for m in METRICS:
+            for m in ("accuracy", "f1_macro"):
                 cols[f"{split}_{b}_{m}"] = np.full(n, np.nan)
         for (cid, sp), cm in confusions.items():
             if sp != split or cid not in position or np.sum(cm) == 0:
@@ -176,6 +226,11 @@ def cell_columns(cells: pd.DataFrame, confusions: dict, reps: dict) -> pd.DataFr
 # ----------------------------------------------------------------------------- over seeds
 
 
+def _mean(values: list) -> float:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else np.nan
+
+
 def _norm(values: tuple) -> tuple:
     """A group key that compares equal whatever pandas did to missing values and numbers."""
     out = []
@@ -190,7 +245,7 @@ def _norm(values: tuple) -> tuple:
 
 
 def _seed_stack(ids: list[str], split: str, metric: str, reps: dict):
-    rows = [reps[(c, split)] for c in ids if (c, split) in reps]
+    rows = [reps[(c, split)] for c in ids if (c, split) in reps and metric in reps[(c, split)]]
     if len(rows) != len(ids) or not rows:
         return None, False
     keys = {r["key"] for r in rows}
@@ -211,7 +266,7 @@ def seed_intervals(summary: pd.DataFrame, cells: pd.DataFrame, reps: dict, keys:
         ids_of.setdefault(_norm(values), []).append(cid)
     base = {}
     for split in SPLITS:
-        for m in METRICS:
+        for m in ("accuracy", "f1_macro"):
             for b in ("majority", "uniform"):
                 col = f"{split}_{b}_{m}"
                 if col in ok:
@@ -230,8 +285,8 @@ def seed_intervals(summary: pd.DataFrame, cells: pd.DataFrame, reps: dict, keys:
         replicate_rows.append(stats.seed_example_replicates(stack, rng, shared_examples=shared))
         todo.append(i)
         method[i] = stats.INTERVAL_METHOD if len(ids) == 1 else stats.SEED_INTERVAL_METHOD
-        majority[i] = np.nanmean([base.get(f"{split}_majority_{metric}", {}).get(c, np.nan) for c in ids])
-        uniform[i] = np.nanmean([base.get(f"{split}_uniform_{metric}", {}).get(c, np.nan) for c in ids])
+        majority[i] = _mean([base.get(f"{split}_majority_{metric}", {}).get(c, np.nan) for c in ids])
+        uniform[i] = _mean([base.get(f"{split}_uniform_{metric}", {}).get(c, np.nan) for c in ids])
     if todo:
         bounds = stats.percentile_intervals(np.stack(replicate_rows))
         low[todo], high[todo] = bounds[:, 0], bounds[:, 1]
@@ -251,7 +306,7 @@ def paired_test(ids_a: list[str], ids_b: list[str], split: str, metric: str, rep
     (accuracy). None when the pairs lack example-level replicates on identical examples."""
     ra = [reps.get((c, split)) for c in ids_a]
     rb = [reps.get((c, split)) for c in ids_b]
-    if not ra or any(r is None or r["key"] is None for r in ra + rb):
+    if not ra or any(r is None or r["key"] is None or metric not in r for r in ra + rb):
         return None
     if any(a["key"] != b["key"] for a, b in zip(ra, rb)):
         return None
@@ -266,7 +321,7 @@ def paired_test(ids_a: list[str], ids_b: list[str], split: str, metric: str, rep
     out["p"] = out["p_boot"]
     if len(ids_a) == 1 and metric == "accuracy":
         a, b = ra[0], rb[0]
-        right_a, right_b = a["gold"] == a["pred"], b["gold"] == b["pred"]
+        right_a, right_b = correct(a["gold"], a["pred"]), correct(b["gold"], b["pred"])
         out["p"] = stats.mcnemar_exact(int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b)))
         out["test"] = "McNemar exact (one seed)"
     return out
