@@ -168,7 +168,7 @@ def build_big_tree(runs: Path, n_models=3, n_methods=6, labels=(2, 4, 8), sample
                             "cell": {"dataset": "goemotions", "model": model, "method": f"method-{ai}",
                                      "labels": k, "samples": n, "seed": seed},
                             "cell_id": cid, "status": "ok", "val": m, "test": m,
-                            "efficiency": _efficiency("tiny-a", "lora", n), "provenance": {"device": "cpu"}})
+                            "efficiency": _efficiency("tiny-a", "lora", n), "provenance": {"versions": {}, "device": "cpu", "config_hash": "abc"}})
                         count += 1
     return count
 
