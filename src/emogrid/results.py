@@ -33,6 +33,15 @@ def _validator(kind: str):
     return jsonschema.Draft202012Validator(schema)
 
 
+@lru_cache(maxsize=None)
+def _fast(kind: str):
+    """A compiled validator (fastjsonschema, ~15x faster): the common case is a valid file, and
+    a 1,080-cell grid is checked on every Snakemake start. Failures are explained by jsonschema."""
+    import fastjsonschema
+
+    return fastjsonschema.compile({k: v for k, v in schema(kind).items() if k != "$schema"})
+
+
 def schema(kind: str) -> dict:
     """The JSON Schema of `metrics` or `failure` files, as a dict."""
     return _validator(kind).schema
@@ -70,7 +79,13 @@ def problems(obj: Any, kind: str, *, cell_id: str | None = None,
     """
     if not isinstance(obj, dict):
         return [f"expected a JSON object, got {type(obj).__name__}"]
-    errors = sorted(_validator(kind).iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
+    import fastjsonschema
+
+    try:
+        _fast(kind)(obj)
+        errors = []
+    except fastjsonschema.JsonSchemaException:
+        errors = sorted(_validator(kind).iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
     missing: dict[str, list[str]] = {}  # one message per object for its missing keys
     out = []
     for e in errors:
