@@ -83,6 +83,7 @@ def test_bad_result_is_invalid_everywhere(runs, tmp_path, name, damage, reason, 
     assert str(bad_file) in cells.loc[K2, "error"] and reason in cells.loc[K2, "error"]
     problems = (tmp_path / "tables" / "problems.md").read_text()
     assert K2 in problems and reason in problems
+    assert "## Invalid result files (not tabled; the next snakemake run trains them again): 1" in problems
     assert "1 invalid" in out.out and str(bad_file) in out.err and reason in out.err
     # the summary over seeds never sees it: k2 / n100 of tiny-a full has 2 seeds, not 3
     summary = A.summarize(cells.reset_index())

@@ -439,7 +439,9 @@ def render_comparisons(comparisons: pd.DataFrame, split: str = "test") -> dict[s
 
 def render_problems(cells: pd.DataFrame) -> str:
     lines = ["# Cells without results", ""]
-    for status, title in (("failed", "Failed"), ("invalid", "Unreadable result files"),
+    for status, title in (("failed", "Failed"),
+                          ("invalid", "Invalid result files (not tabled; the next snakemake run trains "
+                                      "them again)"),
                           ("pending", "Pending (expected by the config, no result yet)")):
         sub = cells[cells["status"] == status]
         lines.append(f"## {title}: {len(sub)}")
