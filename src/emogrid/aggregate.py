@@ -10,16 +10,22 @@ docs/CONTRACTS.md) and writes, under the tables directory:
     ``{split}_{metric}`` (``val_accuracy``, ``test_f1_macro``, ...), every efficiency field
     under its own name (``trainable_params``, ``train_seconds``, ...) and a few provenance
     fields. With ``--config`` the expected-but-missing cells are rows with status pending.
+    Also, per cell (emogrid.uncertainty): ``{split}_{metric}_ci95_low/high`` (percentile
+    bootstrap over the evaluation examples), ``{split}_majority_*`` / ``{split}_uniform_*``
+    baselines and ``did_not_learn``.
 ``summary.csv`` / ``summary.parquet``
     one row per (cell without seed, metric): mean, std, n and a 95% confidence interval of
     the mean over seeds from Student's t (df = n - 1): ``ci95_t_half``, ``ci95_t_low``,
-    ``ci95_t_high``; ``n_failed`` counts failed seeds of the group.
+    ``ci95_t_high``; ``n_failed`` counts failed seeds of the group; for accuracy and F1 also
+    ``ci95_boot_low/high`` (seeds, then examples; ``boot_method``), ``baseline_majority``,
+    ``baseline_uniform`` and ``did_not_learn``.
 ``comparisons.csv``
     paired method comparisons: for two arms (method + variant) of the same model on the very
-    same subsets (dataset, labels, samples, seed), the mean of the per-seed differences
-    a - b with its 95% t interval, the paired t test p-value and win counts; once per subset
-    (scope ``subset``) and pooled over all matched subsets of a model (scope ``model``) and
-    of the whole study (scope ``study``).
+    same subsets (dataset, labels, samples, seed): per subset the mean difference a - b, the
+    paired t statistics over seeds, the paired bootstrap interval and test on the shared
+    examples (McNemar exact with one seed), Holm over the named family; pooled over the
+    subsets of a model (scope ``model``) and of the study (scope ``study``) descriptively
+    only (those subsets share one test split).
 ``per_class.csv``
     long table of per-class precision / recall / F1 / support per cell and split.
 ``levels.json``

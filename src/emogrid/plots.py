@@ -658,9 +658,14 @@ def report_metric(data: dict[str, Any]) -> str:
     """The summary metric the figures show: `report.split` + the first `report.metric`
     (recorded by `emogrid aggregate` in levels.json; default test accuracy)."""
     report = data.get("levels", {}).get("report") or {}
-    metric = report.get("metric") or ["accuracy"]
-    metric = metric[0] if isinstance(metric, list) else metric
-    return f"{report.get('split', 'test')}_{metric}"
+    metrics = report.get("metric") or ["accuracy"]
+    metrics = metrics if isinstance(metrics, list) else [metrics]
+    split = report.get("split", "test")
+    present = set(data["summary"]["metric"]) if "metric" in data.get("summary", {}) else set()
+    for metric in metrics:  # the first one this study has (f1_micro exists for multi-label only)
+        if f"{split}_{metric}" in present:
+            return f"{split}_{metric}"
+    return f"{split}_{metrics[0]}"
 
 
 def make_figures(tables_dir: str | Path, out_dir: str | Path, runs_dir: str | Path | None = None,
