@@ -21,6 +21,10 @@ lock file per GPU:
    OS releases it whatever way the job ends, SIGKILL included. Exit codes and signals are the
    command's own: there is no wrapper process left in between.
 
+4. Packing (`--cells-per-gpu auto|N`, env EMOGRID_CELLS_PER_GPU; resources.train.cells_per_gpu):
+   a one-GPU job takes a *share* of a GPU instead, its planned memory (`--mem-mb`) or 1/N of it,
+   on the GPU with the most room, waiting while none has room (emogrid.gpu_ledger).
+
 N, the number of GPUs: `--gpus`, else env EMOGRID_GPUS, else the length of the id list (below),
 else the number of /dev/nvidia<k> devices (0 on a machine without NVIDIA GPUs).
 The ids handed out: env EMOGRID_GPU_IDS (e.g. "2,3"), else a CUDA_VISIBLE_DEVICES the user
