@@ -232,7 +232,7 @@ class Ledger:
             os.close(mutex)
 
     def acquire(self, pool: list[str], fraction_of, mb: float | None, info: dict, *,
-                poll: float = 0.25, log=None, wait_message_every: float = 60.0) -> tuple[str, list[int]]:
+                poll: float = 0.5, log=None, wait_message_every: float = 60.0) -> tuple[str, list[int]]:
         started = time.monotonic()
         last = None
         while True:
