@@ -158,7 +158,10 @@ def test_planner_gives_a_cell_several_gpus_when_one_cannot_hold_it(monkeypatch):
     cfg = {"resources": {"train": {"gpu": 1, "gpu_mem_mb": 80000, "cells_per_gpu": "auto"}}, "models": {}}
     res = rule_resources(cfg, "train", lambda wc: Cell())
     assert res["gpu"](WC) == 4 and res["cell_gpus"](WC) == 4  # whole GPUs even while packing others
+    assert res["nodes"](WC) == 1  # SLURM: all 4 GPUs on one node
     monkeypatch.setenv("EMOGRID_GPUS", "2")  # this machine has only 2: the planner has no answer, 1 stays
     assert rule_resources(cfg, "train", lambda wc: Cell())["cell_gpus"](WC) == 1
     explicit = {"resources": {"train": {"gpu": 2, "gpu_mem_mb": 80000}}, "models": {}}
     assert rule_resources(explicit, "train", lambda wc: Cell())["cell_gpus"](WC) == 2  # the config's own count
+    single = {"resources": {"train": {"gpu": 1}}, "models": {}}
+    assert rule_resources(single, "train", lambda wc: Cell())["nodes"](WC) is None  # unset for 1-GPU cells

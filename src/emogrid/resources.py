@@ -178,8 +178,14 @@ def rule_resources(config: Mapping, step: str, cell_of: Callable | None = None, 
             return 0
         return planned_gpu_mb(config, cell_of(wildcards))
 
+    def nodes(wildcards):
+        # a cell over several GPUs is one torchrun on one machine: SLURM must not split its --gpus
+        # over nodes (the executor sets no --ntasks/--nodes for GPU jobs by itself)
+        return 1 if planned_gpus(config, cell_of(wildcards)) > 1 else None
+
     out["cell_gpus"] = cell_gpus
     out["gpu_plan_mb"] = gpu_plan_mb
+    out["nodes"] = nodes
     return out
 
 
