@@ -51,7 +51,7 @@ def test_one_seed_cells_get_example_intervals_and_n1_marks(one_seed):
     assert row["n"] == 1 and math.isnan(row["ci95_t_half"])  # no t interval with one seed ...
     assert row["ci95_boot_low"] == pytest.approx(strong["test_accuracy_ci95_low"])  # ... a bootstrap one
     md = (one_seed["root"] / "tables" / "study_accuracy.md").read_text()
-    assert "n = 1 seed per cell" in md.splitlines()[0] and "bootstrap over test examples" in md.splitlines()[0]
+    assert "n = 1 seed per cell" in md.splitlines()[0] and "bootstrap over the test examples" in md.splitlines()[0]
     assert f"{100 * strong['test_accuracy']:.1f} [{100 * strong['test_accuracy_ci95_low']:.1f}," in md
 
 

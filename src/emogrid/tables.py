@@ -43,15 +43,16 @@ def study_note(piv: dict) -> str:
     n_text = (f"n = {n_values[0]} seed{'s' if n_values[0] != 1 else ''} per cell" if len(n_values) == 1
               else f"n = {'–'.join(map(str, [n_values[0], n_values[-1]]))} seeds; (n=…) marks cells "
                    f"with fewer than {piv['n_mode']}" if n_values else "no finished cells")
-    interval = ("[95% interval]: percentile bootstrap over test examples" if n_values == [1] else
-                "[95% interval]: two-stage percentile bootstrap (seeds resampled, then each drawn "
-                "seed's test examples)")
+    where = SPLIT_NAMES.get(piv.get("split", "test"), "test")
+    interval = (f"[95% interval]: percentile bootstrap over the {where} examples" if n_values == [1] else
+                f"[95% interval]: two-stage percentile bootstrap (seeds resampled, then each drawn "
+                f"seed's {where} examples)")
     return (f"mean over seeds {interval}, in %; {n_text}. Bold: best in its column and better than "
-            f"the runner-up in a paired test on the same test examples, Holm-adjusted over this "
+            f"the runner-up in a paired test on the same {where} examples, Holm-adjusted over this "
             f"table's {piv.get('n_tests', 0)} best-vs-runner-up comparisons (α = {ALPHA}); "
             f"{TIE}: best and runner-up not distinguishable (or no paired test possible). "
             f"{NO_LEARN}: did not learn (interval not above the majority-class baseline). "
-            f"Baseline rows: majority class and uniform chance on the same test examples. "
+            f"Baseline rows: majority class and uniform chance on the same {where} examples. "
             f"– = no finished seed.")
 
 
@@ -122,7 +123,8 @@ def study_pivot(summary: pd.DataFrame, metric: str, levels: dict, best: dict | N
             marks_tie.add((res["best"], col))
             if res.get("runner_up") is not None:
                 marks_tie.add((res["runner_up"], col))
-    return {"rows": rows, "cols": cols, "row_keys": row_keys, "cells": cells, "best": marks_best,
+    return {"split": metric.partition("_")[0], "rows": rows, "cols": cols, "row_keys": row_keys,
+            "cells": cells, "best": marks_best,
             "ties": marks_tie, "n_mode": n_mode, "n_values": sorted(set(int(x) for x in sub["n"])),
             "baselines": baselines, "n_tests": sum(1 for r in results
                                                    if r.get("p_holm") is not None and not pd.isna(r["p_holm"]))}
