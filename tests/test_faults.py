@@ -414,3 +414,33 @@ def test_corrupt_data_directory_stops_at_the_data_step_naming_file_and_line(tmp_
     assert "train.tsv" in out and ":42" in out, out[-3000:]
     assert len(study.calls()) == calls            # nothing trained on it
     assert_untouched(before, study.snapshot())
+
+
+def test_invalid_results_are_retrained_by_the_next_run(tmp_path):
+    """A truncated metrics.json and one copied from another cell: the next run names each file
+    and why, moves it aside (kept as metrics.json.invalid) and trains exactly those cells again."""
+    study = Study(tmp_path)
+    first = study.run(FAKE_SECONDS="0.1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = study.dir / "results" / "runs"
+    truncated = runs / "goemotions/ma/lora/k2_n40/s0/metrics.json"
+    copied = runs / "goemotions/mb/lora/k2_n40/s0/metrics.json"
+    text = truncated.read_text()
+    truncated.write_text(text[: len(text) // 2])
+    copied.write_text((runs / "goemotions/mc/lora/k2_n40/s1/metrics.json").read_text())
+    before = {p: v for p, v in study.snapshot().items() if "/ma/" not in p and "/mb/" not in p or "/s1/" in p}
+
+    rerun = study.run(FAKE_SECONDS="0.1")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{truncated.relative_to(study.dir)}: not valid JSON" in rerun.stderr
+    assert "records cell 'goemotions/mc/lora/k2_n40/s1' but lives in the folder of" in rerun.stderr
+    assert (truncated.parent / "metrics.json.invalid").read_text() == text[: len(text) // 2]
+    for path in (truncated, copied):
+        assert json.loads(path.read_text())["cell_id"] == str(path.parent.relative_to(runs))
+    runs_per_cell = {}
+    for call in study.calls():
+        runs_per_cell[call["cell"]] = runs_per_cell.get(call["cell"], 0) + 1
+    assert runs_per_cell.pop("goemotions/ma/lora/k2_n40/s0") == 2
+    assert runs_per_cell.pop("goemotions/mb/lora/k2_n40/s0") == 2
+    assert set(runs_per_cell.values()) == {1}
+    assert_untouched(before, study.snapshot())
