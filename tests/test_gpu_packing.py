@@ -190,3 +190,18 @@ def test_a_waiting_whole_gpu_job_is_not_starved_by_small_cells(tmp_path, child):
     p, w, lt = records([tmp_path / "p.json", tmp_path / "w.json", tmp_path / "l.json"])
     assert w["start"] >= p["end"] and lt["start"] >= w["end"]
     assert gpu_ledger.live_wants(locks, "0") == 0 and not list(locks.glob("gpu-0.want.*"))
+
+
+def test_a_dead_share_we_may_not_delete_is_still_ignored(tmp_path, monkeypatch):
+    """Another user's dead share in sticky /tmp cannot be unlinked (EPERM): it counts as dead."""
+    dead = tmp_path / "gpu-0.share.999.0"
+    dead.write_text(json.dumps({"fraction": 0.9}))
+    real_unlink = Path.unlink
+
+    def eperm(self, missing_ok=False):
+        if self == dead:
+            raise PermissionError(1, "Operation not permitted", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", eperm)
+    assert gpu_ledger.used_fraction(tmp_path, "0") == 0 and dead.exists()

@@ -116,6 +116,15 @@ def _flock(fd: int, flags: int) -> bool:
         raise
 
 
+def _remove(path: Path) -> None:
+    """Delete a dead share/want file; another user's in sticky /tmp may not be ours to delete
+    (EPERM): it stays, unlocked, and keeps counting as dead."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def live_shares(directory: Path, key: str, *, clean: bool = True) -> list[dict]:
     """The live shares of one GPU. With `clean`, dead ones (unlocked files) are deleted: call it
     only while holding the ledger mutex."""
@@ -128,7 +137,7 @@ def live_shares(directory: Path, key: str, *, clean: bool = True) -> list[dict]:
         try:
             if _flock(fd, fcntl.LOCK_EX):  # nobody holds it: its job is gone
                 if clean:
-                    path.unlink(missing_ok=True)
+                    _remove(path)
                 continue
             try:
                 record = json.loads(os.pread(fd, 65536, 0).decode("utf-8", "replace") or "{}")
@@ -156,7 +165,7 @@ def live_wants(directory: Path, key: str, *, clean: bool = True) -> int:
         try:
             if _flock(fd, fcntl.LOCK_EX):
                 if clean:
-                    path.unlink(missing_ok=True)
+                    _remove(path)
             else:
                 count += 1
         finally:
