@@ -95,6 +95,7 @@ def test_bad_result_is_invalid_everywhere(runs, tmp_path, name, damage, reason, 
     st = S.grid_status(runs.parent, F.expected_grid())
     entry = next(c for c in st["cells"] if c["cell_id"] == K2)
     assert entry["status"] == "invalid" and reason in entry["error"]["message"]
+    assert entry["error"]["file"] == str(bad_file)
     assert st["counts"]["invalid"] == 1
     text = S.render(st, width=100)
     assert "1 invalid" in text and K2 in text

@@ -41,7 +41,9 @@ def cell_state(run_dir: Path, cell_id: str | None = None, config_hash: str | Non
         if path.is_file():
             res = results.read(path, kind, cell_id=cell_id, config_hash=config_hash)
             if not res.valid:
-                return "invalid", {"type": "InvalidResult", "message": res.reason,
+                # the cell id is printed above it: file name + reason fit the terminal
+                return "invalid", {"type": "InvalidResult", "file": str(res.path),
+                                   "message": f"{res.path.name}: " + "; ".join(res.problems),
                                    "hint": "the next `snakemake` run trains this cell again"}
             return state, (_error(res.data) if kind == "failure" else None)
     alive = results.owner_alive(run_dir)
