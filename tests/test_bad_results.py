@@ -5,6 +5,8 @@ key in status, problems.md and on the console, and moved aside so the next run r
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -142,10 +144,30 @@ def test_interrupted_vs_running(tmp_path):
     owner["create_time"] -= 1000                              # that pid, but another process now
     (run_dir / R.OWNER_FILE).write_text(json.dumps(owner))
     assert S.cell_state(run_dir)[0] == "interrupted"
+    # a claim from a cluster node: alive while its heartbeat is fresh
+    owner["hostname"] = "node-17.cluster"
+    (run_dir / R.OWNER_FILE).write_text(json.dumps(owner))
+    assert S.cell_state(run_dir)[0] == "running"
+    stale = time.time() - R.STALE_SECONDS - 1
+    os.utime(run_dir / R.OWNER_FILE, (stale, stale))
+    assert S.cell_state(run_dir)[0] == "interrupted"
     R.release(run_dir)
     assert S.cell_state(run_dir)[0] == "interrupted"
     (run_dir / ".checkpoint").rmdir()
     assert S.cell_state(run_dir)[0] == "pending"
+
+
+def test_claim_heartbeat_keeps_it_fresh_until_released(tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "HEARTBEAT_SECONDS", 0.05)
+    path = R.claim(tmp_path)
+    old = time.time() - 1000
+    os.utime(path, (old, old))
+    deadline = time.monotonic() + 30
+    while path.stat().st_mtime <= old + 1:          # the heartbeat thread touches it
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    R.release(tmp_path)
+    assert not path.exists() and not R._heartbeats
 
 
 def test_status_results_that_do_not_exist_is_an_error(tmp_path, capsys):

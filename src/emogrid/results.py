@@ -229,11 +229,16 @@ def _mark_path(marks: Path, key: str) -> Path:
 # ---------------------------------------------------------------- who is training a cell
 
 OWNER_FILE = ".running.json"
+HEARTBEAT_SECONDS = 60  # a training process touches its claim this often
+STALE_SECONDS = 600  # a claim from another host untouched this long: its process is gone
+_heartbeats: dict[str, object] = {}
 
 
 def claim(run_dir: str | os.PathLike) -> Path:
-    """Record that this process trains the cell (pid, host, process start time)."""
+    """Record that this process trains the cell (pid, host, process start time), and keep the
+    record fresh (a daemon thread touches it every HEARTBEAT_SECONDS) until `release`."""
     import socket
+    import threading
 
     import psutil
 
@@ -242,27 +247,46 @@ def claim(run_dir: str | os.PathLike) -> Path:
     me = psutil.Process()
     path = Path(run_dir) / OWNER_FILE
     write_json(path, {"pid": me.pid, "hostname": socket.gethostname(), "create_time": me.create_time()})
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                os.utime(path)
+            except OSError:
+                return
+
+    threading.Thread(target=beat, name="emogrid-heartbeat", daemon=True).start()
+    _heartbeats[str(path)] = stop
     return path
 
 
 def release(run_dir: str | os.PathLike) -> None:
-    (Path(run_dir) / OWNER_FILE).unlink(missing_ok=True)
+    path = Path(run_dir) / OWNER_FILE
+    stop = _heartbeats.pop(str(path), None)
+    if stop is not None:
+        stop.set()
+    path.unlink(missing_ok=True)
 
 
 def owner_alive(run_dir: str | os.PathLike) -> bool | None:
     """True: the recorded training process still runs; False: it is gone (killed, machine
-    rebooted); None: no record, or it ran on another host (cannot tell from here)."""
+    rebooted); None: no record. On this host the pid (and its start time) is checked; a
+    claim from another host (a cluster node) is alive while its heartbeat is fresh."""
     import socket
+    import time
 
     import psutil
 
+    path = Path(run_dir) / OWNER_FILE
     try:
-        owner = json.loads((Path(run_dir) / OWNER_FILE).read_text(encoding="utf-8"))
+        owner = json.loads(path.read_text(encoding="utf-8"))
         pid, host, created = int(owner["pid"]), owner["hostname"], float(owner["create_time"])
+        age = time.time() - path.stat().st_mtime
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if host != socket.gethostname():
-        return None
+        return age < STALE_SECONDS
     try:
         return abs(psutil.Process(pid).create_time() - created) < 1.0  # not a reused pid
     except (psutil.NoSuchProcess, psutil.AccessDenied):

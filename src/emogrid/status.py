@@ -8,7 +8,7 @@ State of a cell (files under ``{results}/runs/{cell_id}/``, see docs/CONTRACTS.m
 done = a valid metrics.json; invalid = a metrics.json or failure.json that fails its schema or
 identity check (`emogrid.results`; the next run retrains it); failed = failure.json; running =
 a training process on this machine still holds the cell (`.running.json`), or one on another
-host claims it; interrupted = a checkpoint or claim that no live process holds (killed; the next
+host (a cluster node) keeps its claim fresh (heartbeat); interrupted = a checkpoint or claim that no live process holds (killed; the next
 run resumes it); pending = nothing yet.
 """
 
@@ -48,7 +48,7 @@ def cell_state(run_dir: Path, cell_id: str | None = None, config_hash: str | Non
             return state, (_error(res.data) if kind == "failure" else None)
     alive = results.owner_alive(run_dir)
     claimed = (run_dir / results.OWNER_FILE).exists()
-    if alive or (alive is None and claimed):  # alive here, or claimed on another host
+    if alive:  # its process runs here, or its heartbeat from another host is fresh
         return "running", None
     if claimed or (run_dir / ".checkpoint").exists():
         return "interrupted", None  # a checkpoint or claim that no process holds any more
