@@ -4,7 +4,11 @@
   the grid without redoing any completed cell;
 * nothing a failure does (a failing cell, a retried cell, a job killed mid-write) corrupts or
   deletes a finished cell's results;
-* concurrent training jobs of the real workflow never share a (fake) GPU.
+* concurrent training jobs of the real workflow never share a (fake) GPU;
+* Ctrl-C landing right after a cell wrote its results (a file handshake, not timing) never
+  costs that cell; two runs at once; a damaged data directory; invalid result files retrained.
+
+The rest of the fault suite, on result files and subsets without Snakemake: test_bad_results.py.
 
 Training is replaced by a fast fake (`python -m emogrid train` is intercepted by a `python`
 shim on PATH) that honours the train contract's outputs and records each call, so these tests
