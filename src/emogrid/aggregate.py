@@ -52,10 +52,10 @@ import numpy as np
 import pandas as pd
 
 from emogrid.atomic import atomic_path, staged_dir, write_json, write_text
+from emogrid.cell_id import BASE_AXES as _BASE_AXES, INT_AXES, format_variant, parse_cell_id
 from emogrid.errors import EmogridError
 
-BASE_AXES = ["dataset", "model", "method", "labels", "samples", "seed"]
-INT_AXES = ("labels", "samples", "seed")
+BASE_AXES = list(_BASE_AXES)
 # columns that identify a cell; swept parameters are added after these
 ID_COLUMNS = ["cell_id", "dataset", "model", "method", "variant", "labels", "samples", "seed"]
 META_COLUMNS = ["mode", "status", "error_type", "error", "hint"]
@@ -65,53 +65,12 @@ NON_SCALAR_METRICS = {"labels", "per_class", "confusion_matrix"}
 COMPARE_METRICS = ["test_accuracy", "test_f1_macro"]
 CI_METHOD = "Student t, 95%, two-sided, df = n - 1 (over seeds)"
 
-_CELL_ID_RE = re.compile(
-    r"^(?P<dataset>[^/]+)/(?P<model>[^/]+)/(?P<method>[^/]+)(?:/(?P<variant>[^/]+))?"
-    r"/k(?P<labels>\d+)_n(?P<samples>\d+)/s(?P<seed>\d+)$"
-)
-
-
 # ----------------------------------------------------------------------------- reading
 
 
-def parse_cell_id(cell_id: str) -> dict[str, Any]:
-    """Axes from a cell id (``{dataset}/{model}/{method}[/{variant}]/k{K}_n{N}/s{SEED}``)."""
-    m = _CELL_ID_RE.match(cell_id)
-    if not m:
-        return {}
-    out: dict[str, Any] = {k: v for k, v in m.groupdict().items() if v is not None}
-    for key in INT_AXES:
-        out[key] = int(out[key])
-    variant = out.get("variant")
-    if variant:
-        for part in variant.split("+"):
-            if "=" in part:
-                key, value = part.split("=", 1)
-                out[key] = _parse_scalar(value)
-    return out
-
-
-def _parse_scalar(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
-def _format_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return repr(value)
-    return str(value)
-
-
-def make_variant(swept: dict[str, Any]) -> str:
-    """``lora.r=8+train.lr=0.0001`` from swept parameters (keys sorted), '' when none."""
-    parts = [f"{k}={_format_value(v)}" for k, v in sorted(swept.items()) if v is not None]
-    return "+".join(parts)
+def _variant_of(swept: dict[str, Any]) -> str:
+    """The variant of a row whose folder name has none: its recorded swept values (None: unset)."""
+    return format_variant({k: v for k, v in swept.items() if v is not None})
 
 
 def find_result_files(runs_dir: Path) -> dict[str, dict[str, Path]]:
@@ -162,7 +121,7 @@ def cell_row(rel_id: str, paths: dict[str, Path], config_hash: str | None = None
                     if isinstance(obj.get("cell"), dict) else {})
     swept = {k: v for k, v in axes.items() if k not in BASE_AXES and k != "variant"}
     row.update({k: v for k, v in axes.items() if k != "variant"})
-    row["variant"] = axes.get("variant") or make_variant(swept)
+    row["variant"] = axes.get("variant") or _variant_of(swept)
 
     if not checked.valid:
         row.update(status="invalid", error_type="InvalidResult", error=checked.reason,
@@ -264,7 +223,7 @@ def collect(runs_dir: str | os.PathLike, expected: list[dict[str, Any]] | None =
             if cell["cell_id"] not in seen:
                 axes = {k: v for k, v in cell.items() if k not in ("variant", "config_hash")}
                 swept = {k: v for k, v in axes.items() if k not in BASE_AXES and k != "cell_id"}
-                variant = parse_cell_id(cell["cell_id"]).get("variant") or make_variant(swept)
+                variant = parse_cell_id(cell["cell_id"]).get("variant") or _variant_of(swept)
                 rows.append({**axes, "variant": variant, "status": "pending"})
         expected_ids = {c["cell_id"] for c in expected}
         for row in rows:
@@ -376,10 +335,6 @@ def summarize(cells: pd.DataFrame) -> pd.DataFrame:
     out["n_failed"] = out["n_failed"].fillna(0).astype(int)
     out["ci_method"] = CI_METHOD
     return out[columns].reset_index(drop=True)
-
-
-def arm_label(method: str, variant: str) -> str:
-    return f"{method} [{variant}]" if variant else str(method)
 
 
 def compare_methods(cells: pd.DataFrame, levels: dict[str, list] | None = None,

@@ -14,6 +14,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 
+from emogrid.cell_id import CellId, format_value, format_variant, short_variant, subset_dir  # noqa: F401 (re-exported)
 from emogrid.config import SWEEPABLE_SECTIONS, defined_methods
 from emogrid.methods import BUILTIN_METHODS, Method, make_method, method_spec
 
@@ -27,37 +28,17 @@ class Cell:
     spec: dict = field(hash=False, repr=False)
 
     @property
+    def id(self) -> CellId:
+        return CellId.parse(self.cell_id)
+
+    @property
     def data_dir(self) -> str:
         """Subset folder, relative to the results directory."""
-        return subset_dir(self.axes["dataset"], self.axes["labels"], self.axes["samples"],
-                          self.axes["seed"])
+        return self.id.data_dir
 
     @property
     def run_dir(self) -> str:
-        return f"runs/{self.cell_id}"
-
-
-def subset_dir(dataset: str, k: int, n: int, seed: int) -> str:
-    return f"data/{dataset}/k{k}_n{n}_s{seed}"
-
-
-def format_value(value) -> str:
-    """Path-safe, stable text for a swept value (1e-4 -> 0.0001, True -> true)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        text = repr(value)
-        return text[:-2] if text.endswith(".0") else text
-    return str(value).replace(",", "-")
-
-
-def short_variant(variant: str) -> str:
-    """'lora.alpha=16+lora.r=8' -> 'alpha=16 r=8' (display labels; ids keep full names)."""
-    out = []
-    for part in variant.split("+"):
-        key, sep, value = part.partition("=")
-        out.append(f"{key.rsplit('.', 1)[-1]}{sep}{value}")
-    return " ".join(out)
+        return self.id.run_dir
 
 
 def find_sweeps(config: dict) -> dict[str, list]:
@@ -130,7 +111,7 @@ def _expand_dataset(config: dict, grid: dict, sweeps: dict, data: dict, labels: 
             for combo in itertools.product(*(relevant[k] for k in keys)):
                 chosen = dict(zip(keys, combo))
                 sections = _sections_for(config, method, overrides, chosen)
-                variant = "+".join(f"{k}={format_value(v)}" for k, v in chosen.items())
+                variant = format_variant(chosen)
                 for k, n, seed in itertools.product(labels, grid["samples"], grid["seeds"]):
                     cells.append(_make_cell(data, model_spec, method_name, method, sections,
                                             variant, chosen, k, n, seed))
@@ -156,8 +137,7 @@ def _sections_for(config: dict, method: Method, overrides: dict, chosen: dict) -
 
 def _make_cell(data, model_spec, method_name, method, sections, variant, chosen, k, n, seed) -> Cell:
     dataset = data["name"]
-    parts = [dataset, model_spec["name"], method_name] + ([variant] if variant else [])
-    cell_id = "/".join(parts + [f"k{k}_n{n}", f"s{seed}"])
+    cell_id = str(CellId(dataset, model_spec["name"], method_name, k, n, seed, variant))
     axes = {"dataset": dataset, "model": model_spec["name"], "method": method_name,
             "labels": k, "samples": n, "seed": seed, **chosen}
     spec = {"cell": axes, "cell_id": cell_id, "model": model_spec,

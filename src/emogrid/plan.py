@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from emogrid.cell_id import CellId
 from emogrid.errors import CellError
 from emogrid.models import base_weights_dtype
 
@@ -585,8 +586,7 @@ def plan_rows(cells, *, device="cuda", token_stats: dict | None = None,
     rows, seen = [], set()
     for cell in cells:
         axes = cell.axes
-        variant = "+".join(f"{k}={v}" for k, v in sorted(axes.items())
-                           if k not in ("dataset", "model", "method", "labels", "samples", "seed"))
+        variant = CellId.from_axes(axes).variant
         key = (axes["model"], axes["method"], variant, axes["labels"])
         if key in seen:
             continue

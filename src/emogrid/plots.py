@@ -41,7 +41,7 @@ import seaborn as sns  # noqa: E402
 
 from emogrid.atomic import atomic_path  # noqa: E402
 from emogrid.errors import EmogridError  # noqa: E402
-from emogrid.grid import short_variant  # noqa: E402
+from emogrid.cell_id import arm_label, short_variant  # noqa: E402
 
 FIGURES = ["study_heatmap", "accuracy_vs_samples", "tradeoffs", "per_class_f1", "replication"]
 FORMATS = ("png", "pdf")
@@ -119,10 +119,6 @@ def _order(values, levels: dict, key: str) -> list:
     rank = {v: i for i, v in enumerate(ref)}
     vals = list(dict.fromkeys(v for v in values if not (isinstance(v, float) and math.isnan(v))))
     return sorted(vals, key=lambda v: (rank.get(v, len(rank)), str(v)))
-
-
-def arm_label(method: str, variant: str) -> str:
-    return f"{method} [{short_variant(variant)}]" if variant else str(method)
 
 
 def _arms(frame: pd.DataFrame, levels: dict) -> list[tuple[str, str]]:
@@ -284,7 +280,7 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
                         ax.text(j + 0.5, i + 0.5, "failed", ha="center", va="center", fontsize=6.5,
                                 color="#404040", gid="failed")
                     name = f"{ds}/" if multi_ds else ""
-                    desc = (f"{name}{model} · {arm_label(method, variant)} · k={k}, n={n}"
+                    desc = (f"{name}{model} · {arm_label(method, variant, short=True)} · k={k}, n={n}"
                             + (" (failed)" if key in failed_set else ""))
                     if desc not in seen_missing:
                         seen_missing.add(desc)
@@ -390,7 +386,7 @@ def accuracy_vs_samples(data: dict[str, Any], metric: str = "test_accuracy"):
                     ax.set_title(f"k = {k} labels")
                 if j == 0:
                     ds_txt = f"{ds}\n" if len(datasets) > 1 else ""
-                    ax.set_ylabel(f"{ds_txt}{arm_label(method, variant)}\n{_metric_name(metric)} (%)")
+                    ax.set_ylabel(f"{ds_txt}{arm_label(method, variant, short=True)}\n{_metric_name(metric)} (%)")
                 if i == len(row_keys) - 1:
                     ax.set_xlabel("training samples n")
         handles = [plt.Line2D([], [], color=palette[m], marker=MARKERS[i % len(MARKERS)],
@@ -403,7 +399,7 @@ def accuracy_vs_samples(data: dict[str, Any], metric: str = "test_accuracy"):
                                                           if boot else "t confidence interval of the mean over seeds."))
         if dropped:
             note += (f"\n{len(dropped)} more method settings not drawn (see results/tables/summary.csv): "
-                     + ", ".join(arm_label(*a) for _, a in dropped[:6]) + (" …" if len(dropped) > 6 else ""))
+                     + ", ".join(arm_label(*a, short=True) for _, a in dropped[:6]) + (" …" if len(dropped) > 6 else ""))
         fig.text(0.01, -0.01, note, fontsize=7, color="#404040", ha="left", va="top")
     return fig
 
@@ -478,7 +474,7 @@ def tradeoffs(data: dict[str, Any], metric: str = "test_accuracy"):
         model_handles = [plt.Line2D([], [], color=palette[m], marker="o", linestyle="none", label=m)
                          for m in models]
         arm_handles = [plt.Line2D([], [], color="#404040", marker=marker_of[a], linestyle="none",
-                                  label=arm_label(*a)) for a in arms]
+                                  label=arm_label(*a, short=True)) for a in arms]
         leg1 = fig.legend(handles=model_handles, title="model", loc="upper left",
                           bbox_to_anchor=(1.0, 0.95))
         fig.add_artist(leg1)
@@ -540,7 +536,7 @@ def per_class_f1(data: dict[str, Any]):
             ax.set_yticks([i + 0.5 for i in range(len(classes))], classes)
             last = p_i == len(panels) - 1
             ax.set_xticks([j + 0.5 for j in range(len(arms_all))],
-                          [f"{m} · {arm_label(*a)}" for m, a in arms_all] if last else [],
+                          [f"{m} · {arm_label(*a, short=True)}" for m, a in arms_all] if last else [],
                           rotation=45 if last else 0, ha="right", rotation_mode="anchor")
             ax.tick_params(length=0)
             for side in ax.spines.values():

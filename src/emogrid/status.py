@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from emogrid.errors import EmogridError
-from emogrid.grid import short_variant
+from emogrid.cell_id import BASE_AXES, format_variant, parse_cell_id, short_variant
 
 STATES = ("done", "invalid", "failed", "running", "interrupted", "pending")
 SYMBOLS = {"done": "●", "invalid": "!", "failed": "✗", "running": "◐", "interrupted": "◌", "pending": "·"}
 ASCII_SYMBOLS = {"done": "#", "invalid": "!", "failed": "x", "running": "~", "interrupted": "?", "pending": "."}
-BASE_AXES = ("dataset", "model", "method", "labels", "samples", "seed")
 
 
 def cell_state(run_dir: Path, cell_id: str | None = None, config_hash: str | None = None
@@ -100,17 +99,12 @@ def _learning(run_dir: Path, cell_id: str) -> dict | None:
     return learning_check(metrics, cell_id)
 
 
-def _variant(axes: dict) -> str:
-    from emogrid.aggregate import make_variant
-
-    return axes.get("variant") or make_variant({k: v for k, v in axes.items() if k not in BASE_AXES})
-
-
 def _variant_of(cell: dict) -> str:
-    from emogrid.aggregate import parse_cell_id
-
+    """The cell's variant: from its id, else from its swept axes (None: unset)."""
     parsed = parse_cell_id(cell["cell_id"])
-    return parsed.get("variant") or _variant(cell["axes"])
+    axes = cell["axes"]
+    return (parsed.get("variant") or axes.get("variant")
+            or format_variant({k: v for k, v in axes.items() if k not in BASE_AXES and v is not None}))
 
 
 def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from emogrid.atomic import write_text
+from emogrid.cell_id import arm_label
 
 SPLIT_NAMES = {"test": "test", "val": "validation"}
 METRIC_NAMES = {"accuracy": "accuracy", "f1_macro": "macro-F1"}
@@ -64,10 +65,6 @@ LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", 
 
 def latex_escape(text: Any) -> str:
     return "".join(LATEX_SPECIAL.get(ch, ch) for ch in str(text))
-
-
-def arm_label(method: str, variant: str) -> str:
-    return f"{method} [{variant}]" if variant else str(method)
 
 
 def _rank(levels: dict, key: str):
