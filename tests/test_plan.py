@@ -8,6 +8,7 @@ import json
 import pytest
 
 from emogrid import plan
+from emogrid.package_data import bundled_model_config
 
 K = 3
 
@@ -109,7 +110,7 @@ def test_bundled_configs_match_published_sizes():
                 "llama-3.2-1b": 1_235_814_400 - 0, "gpt2-xl": 1_557_611_200, "gemma-3-1b": 999_885_952,
                 "bert-base-uncased": 109_482_240}
     for name in expected:
-        cfg = json.loads((plan.MODEL_CONFIG_DIR / f"{name}.json").read_text())
+        cfg = bundled_model_config(name)
         with torch.device("meta"):
             m = AutoModel.from_config(AutoConfig.for_model(**cfg))
         n = sum(p.numel() for p in m.parameters())

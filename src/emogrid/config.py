@@ -2,7 +2,8 @@
 
 Layering mirrors Snakemake: `config.yaml` first, then each `--configfile` deep-merged on top
 (mappings merge, lists and scalars replace). Defaults come from the JSON Schema
-(`workflow/schemas/config.schema.yaml`), which is also what validates the result. Every
+(`emogrid/schemas/config.schema.yaml`, package data; `workflow/schemas/config.schema.yaml`
+links to it), which is also what validates the result. Every
 problem is reported as a ConfigError naming the key and what was expected; checks a schema
 can't express (cross references, taxonomy sizes, readable paths) follow the schema pass.
 """
@@ -13,7 +14,6 @@ import copy
 import difflib
 import os
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +22,15 @@ import yaml
 from emogrid.errors import ConfigError, DataError
 from emogrid.methods import BUILTIN_METHODS
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_CONFIG = "config.yaml"
 SWEEPABLE_SECTIONS = ("train", "lora", "ia3", "adalora", "loraplus", "quant")
 MAX_ERRORS = 12
 
 
-@lru_cache(maxsize=1)
 def load_schema() -> dict:
-    with open(SCHEMA_PATH, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+    from emogrid.package_data import schema
+
+    return schema("config")
 
 
 def read_yaml(path: str | os.PathLike) -> dict:

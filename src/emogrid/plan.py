@@ -50,8 +50,6 @@ from emogrid.errors import CellError
 from emogrid.models import base_weights_dtype
 
 MIB = 2 ** 20
-MODEL_CONFIG_DIR = Path(__file__).with_name("model_configs")
-
 # Bundled architecture configs: file stem -> hub ids they stand for.
 BUNDLED_CONFIGS: dict[str, tuple[str, ...]] = {
     "qwen2.5-1.5b": ("Qwen/Qwen2.5-1.5B", "Qwen/Qwen2.5-1.5B-Instruct"),
@@ -102,7 +100,9 @@ def model_config_dict(model_spec: dict) -> tuple[dict, str]:
         return json.loads(cfg.read_text(encoding="utf-8")), str(cfg)
     stem = bundled_config_name(model_spec)
     if stem:
-        return json.loads((MODEL_CONFIG_DIR / f"{stem}.json").read_text(encoding="utf-8")), f"bundled:{stem}"
+        from emogrid.package_data import bundled_model_config
+
+        return bundled_model_config(stem), f"bundled:{stem}"
     if not model_spec.get("id"):
         raise CellError(f"model {model_spec.get('name')!r} has neither path nor id")
     from emogrid.models import load_config

@@ -64,12 +64,18 @@ def load_reference(path: str | Path) -> pd.DataFrame:
 
 
 def resolve_reference(path: str | Path) -> Path:
-    from emogrid.config import REPO_ROOT
-
     path = Path(path)
-    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
-        return REPO_ROOT / path
+    checkout = _source_checkout()
+    if not path.is_absolute() and not path.exists() and checkout and (checkout / path).exists():
+        return checkout / path
     return path
+
+
+def _source_checkout() -> Path | None:
+    """The emogrid checkout this package runs from (its Snakefile beside src/), or None for an
+    installed package: the workflow folder of `studies/references/`."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "Snakefile").is_file() and (root / "src" / "emogrid").is_dir() else None
 
 
 def reference_splits(path: str | Path | None) -> tuple[str, ...]:

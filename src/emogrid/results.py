@@ -19,7 +19,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 KINDS = {"metrics": "metrics.json", "failure": "failure.json"}
 INVALID_SUFFIX = ".invalid"
 
@@ -27,10 +26,10 @@ INVALID_SUFFIX = ".invalid"
 @lru_cache(maxsize=None)
 def _validator(kind: str):
     import jsonschema
-    import yaml
 
-    schema = yaml.safe_load((SCHEMA_DIR / f"{kind}.schema.yaml").read_text(encoding="utf-8"))
-    return jsonschema.Draft202012Validator(schema)
+    from emogrid.package_data import schema
+
+    return jsonschema.Draft202012Validator(schema(kind))
 
 
 @lru_cache(maxsize=None)

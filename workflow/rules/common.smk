@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from emogrid.config import SCHEMA_PATH, finalize
+from emogrid.config import finalize
 from emogrid.errors import EmogridError
 from emogrid.fetch import cache_dir, hub_datasets, hub_models, receipt_path
 from emogrid.grid import dataset_definitions, expand_cells, subset_dir, subsets
@@ -25,7 +25,7 @@ except EmogridError as err:
     # A user error: one clear message, no traceback, before any job is scheduled.
     print(f"emogrid: {err}", file=sys.stderr)
     sys.exit(2)
-validate(config, str(SCHEMA_PATH))  # Snakemake's own schema check (already passed above)
+validate(config, "../schemas/config.schema.yaml")  # Snakemake's own check (passed above); a link to emogrid/schemas/
 # Live curves (train.report_to) travel in the environment, not in the cell spec: switching
 # them on or off never reruns a finished cell (emogrid.tracking).
 os.environ["EMOGRID_REPORT_TO"] = str(config["train"].get("report_to", "none"))
