@@ -139,7 +139,7 @@ def test_meta_device_counts_match_real_model(tiny_models, family):
     config = AutoConfig.from_pretrained(tiny_models[family], num_labels=5)
     with torch.device("meta"):
         meta = AutoModelForSequenceClassification.from_config(config)
-    assert build_peft_config(spec, meta, family, 5).target_modules
+    assert build_peft_config(spec, meta, family).target_modules
     assert count_parameters(apply_method(meta, spec, family)) == expected
 
 

@@ -100,7 +100,7 @@ def default_total_step(spec: dict) -> int:
     return max(1, math.ceil(n_train / per_step) * int(train.get("epochs", 1)))
 
 
-def build_peft_config(spec: dict, model, family: str, num_labels: int, *, total_step: int | None = None):
+def build_peft_config(spec: dict, model, family: str, *, total_step: int | None = None):
     """The peft config for a cell (None for full fine-tuning)."""
     method = spec["method"]
     kind = method.get("peft", "full")
@@ -157,8 +157,7 @@ def apply_method(model, spec: dict, family: str, *, total_step: int | None = Non
 
         # Gradient checkpointing off: cells are short sequences, memory is rarely the limit.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    num_labels = int(getattr(model.config, "num_labels", 2))
-    config = build_peft_config(spec, model, family, num_labels, total_step=total_step)
+    config = build_peft_config(spec, model, family, total_step=total_step)
     return get_peft_model(model, config)
 
 

@@ -438,12 +438,6 @@ def _settings(data_cfg: dict) -> dict:
     return cfg
 
 
-def _in_pool(labs: tuple[int, ...], chosen: set[int], mode: str) -> bool:
-    if mode == "single":
-        return len(labs) == 1 and labs[0] in chosen
-    return any(lab in chosen for lab in labs)
-
-
 def label_frequencies(split: Split, mode: str) -> dict[int, int]:
     """label id -> number of comments in the pool of `mode` (single-label rows / rows carrying it)."""
     counts: dict[int, int] = {}

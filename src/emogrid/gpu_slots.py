@@ -163,7 +163,7 @@ def gpu_pool(gpus: int | None, env: dict) -> list[str]:
         if not ids:  # exported empty: the user hid every GPU, whatever count was declared
             return []
     if gpus is None:
-        gpus = declared_gpus(env)
+        gpus = exported_gpu_count(env)
     if ids is None:
         count = detect_gpu_count() if gpus is None else gpus
         return [str(i) for i in range(count)]
@@ -175,7 +175,7 @@ def gpu_pool(gpus: int | None, env: dict) -> list[str]:
     return ids[:gpus]
 
 
-def declared_gpus(env: dict) -> int | None:
+def exported_gpu_count(env: dict) -> int | None:
     """The GPU count the Snakefile exported (EMOGRID_GPUS), or None when unset."""
     value = env.get("EMOGRID_GPUS", "").strip()
     if not value:
@@ -197,7 +197,7 @@ def scheduler_pool(gpus: int | None, need: int, env: dict, packing: bool = False
     cvd = env.get("CUDA_VISIBLE_DEVICES", "").strip()
     if not cvd or not job_id or env.get("EMOGRID_GPUS_SLURM_JOB") != job_id:
         return None
-    declared = gpus if gpus is not None else declared_gpus(env)
+    declared = gpus if gpus is not None else exported_gpu_count(env)
     if declared is None:
         return None
     ids = parse_ids(cvd, "CUDA_VISIBLE_DEVICES (from SLURM)")

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-PEFT_KINDS = ("full", "lora", "ia3", "adalora")
-QUANTIZE = ("none", "nf4", "int8")
-
-
 @dataclass(frozen=True)
 class Method:
     peft: str  # full | lora | ia3 | adalora

@@ -65,7 +65,7 @@ def head_modules(family: str) -> tuple[str, ...]:
     return HEAD_MODULES.get(family, _DECODER_HEAD)
 
 
-def resolve_source(model_spec: dict) -> Path:
+def model_dir(model_spec: dict) -> Path:
     """Local directory of the model: `path` wins over `id`; a hub id becomes a cached snapshot."""
     path = model_spec.get("path")
     if path:
@@ -87,10 +87,11 @@ def resolve_source(model_spec: dict) -> Path:
                         hint="check the hub id and your login, or download it and set models.<name>.path") from err
 
 
-def load_config(model_spec: dict):
+def load_model_config(model_spec: dict):
+    """The model's transformers config (from `model_dir`); CellError naming the folder."""
     from transformers import AutoConfig
 
-    src = resolve_source(model_spec)
+    src = model_dir(model_spec)
     try:
         return AutoConfig.from_pretrained(src, trust_remote_code=bool(model_spec.get("trust_remote_code")))
     except Exception as err:
@@ -192,7 +193,7 @@ def _model_class(config, family: str):
 
 
 def classification_config(model_spec: dict, num_labels: int, multi_label: bool, labels: list[str] | None = None):
-    config = load_config(model_spec)
+    config = load_model_config(model_spec)
     family = detect_family(config.model_type)
     if config.model_type == "gemma3":  # multimodal checkpoint: classify with its text tower
         config = config.get_text_config()
@@ -212,7 +213,7 @@ def load_model(spec: dict, num_labels: int, *, multi_label: bool = False,
     """(model, tokenizer, family) for a cell spec. The head is randomly initialised (seed first)."""
     model_spec = spec["model"]
     trust = bool(model_spec.get("trust_remote_code"))
-    src = resolve_source(model_spec)
+    src = model_dir(model_spec)
     config, family = classification_config(model_spec, num_labels, multi_label, labels)
     tokenizer = load_tokenizer(src, family, trust)
     if family in DECODER_FAMILIES or (family == GENERIC and getattr(config, "pad_token_id", None) is None):

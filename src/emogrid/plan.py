@@ -105,9 +105,9 @@ def model_config_dict(model_spec: dict) -> tuple[dict, str]:
         return bundled_model_config(stem), f"bundled:{stem}"
     if not model_spec.get("id"):
         raise CellError(f"model {model_spec.get('name')!r} has neither path nor id")
-    from emogrid.models import load_config
+    from emogrid.models import load_model_config
 
-    return load_config(model_spec).to_dict(), f"hub:{model_spec['id']}"
+    return load_model_config(model_spec).to_dict(), f"hub:{model_spec['id']}"
 
 
 def _hf_config(cfg_dict: dict, num_labels: int):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 
+from emogrid.config import deep_merge
 from emogrid.errors import ConfigError
 
 CARVE_DEFAULTS = {"test_fraction": 0.2, "carve_seed": 0}
@@ -69,16 +70,6 @@ BUILTINS: dict[str, dict] = {
                          "text": "text", "label": "label",
                          "splits": {"train": "train", "val": None, "test": "test"}},
 }
-
-
-def deep_merge(base: dict, overlay: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def grid_datasets(config: dict) -> list[str]:
