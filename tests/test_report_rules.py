@@ -34,19 +34,41 @@ OLD, NEWER = 1_700_000_000, 1_700_003_600  # data files, then results one hour l
 pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not installed")
 
 
-def _literal(name: str):
-    text = (REPO / "workflow" / "rules" / "report.smk").read_text()
-    match = re.search(rf"^{name} = (\[.*?\])$", text, re.M | re.S)
-    return ast.literal_eval(match.group(1))
+def test_output_names_live_in_one_module():
+    """Tables, figures and the rules all take their file names from emogrid.outputs."""
+    from emogrid import outputs
 
-
-def test_rule_file_names_match_the_modules():
-    stems = _literal("TABLE_STEMS")
-    assert [f"{s}.{e}" for s in stems for e in ("csv", "md", "tex")] + ["problems.md"] == tables.TABLE_FILES
-    assert _literal("FIGURE_NAMES") == plots.FIGURES
+    assert tables.TABLE_FILES is outputs.TABLE_FILES and plots.FIGURES is outputs.FIGURE_NAMES
+    rules = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    for name in outputs.TABLE_STEMS + outputs.FIGURE_NAMES + ["cells.parquet", "levels.json"]:
+        assert f'"{name}' not in rules, f"{name} is spelled out in a rule file"
     captions = REPO / "workflow" / "report"
-    for name in plots.FIGURES:
+    for name in outputs.FIGURE_NAMES:
         assert (captions / f"{name}.rst").is_file(), name
+    for caption, _sub in outputs.REPORT_TABLES.values():
+        assert (captions / caption).is_file(), caption
+    for name in outputs.AGGREGATE_CODE + outputs.FIGURES_CODE:
+        assert (REPO / "src" / "emogrid" / name).is_file(), name
+
+
+def test_report_inputs_follow_report_only_mode(tmp_path):
+    from emogrid import reporting
+
+    done, failed, pending = (tmp_path / "runs" / c for c in ("done", "failed", "pending"))
+    for d in (done, failed, pending):
+        d.mkdir(parents=True)
+    (done / "metrics.json").write_text("{}")
+    (failed / "failure.json").write_text("{}")
+    dirs = [str(done), str(failed), str(pending)]
+    assert reporting.result_inputs(dirs, False) == [f"{done}/metrics.json", f"{failed}/failure.json",
+                                                     f"{pending}/metrics.json"]
+    assert reporting.result_inputs(dirs, True) == []
+    assert reporting.results_fingerprint(tmp_path, False) == ""
+    before = reporting.results_fingerprint(tmp_path, True)
+    (pending / "metrics.json").write_text("{}")
+    assert reporting.results_fingerprint(tmp_path, True) != before
+    assert reporting.report_only({"report_only": True}, {}) and reporting.report_only({}, {"EMOGRID_REPORT_ONLY": "1"})
+    assert not reporting.report_only({"report_only": False}, {})
 
 
 @pytest.fixture(scope="module")

@@ -39,11 +39,12 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 import seaborn as sns  # noqa: E402
 
+from emogrid import outputs  # noqa: E402
 from emogrid.atomic import atomic_path  # noqa: E402
 from emogrid.errors import EmogridError  # noqa: E402
 from emogrid.cell_id import arm_label, short_variant  # noqa: E402
 
-FIGURES = ["study_heatmap", "accuracy_vs_samples", "tradeoffs", "per_class_f1", "replication"]
+FIGURES = outputs.FIGURE_NAMES
 FORMATS = ("png", "pdf")
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emogrid import outputs
 from emogrid.atomic import write_text
 from emogrid.cell_id import arm_label
 
@@ -455,10 +456,7 @@ def render_problems(cells: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-TABLE_FILES = [f"{stem}.{ext}" for stem in ("study_accuracy", "study_f1_macro", "efficiency",
-                                              "per_class_f1", "method_comparisons", "replication")
-               for ext in ("csv", "md", "tex")] \
-    + ["problems.md"]
+TABLE_FILES = outputs.TABLE_FILES
 
 
 def _with_learn_flags(summary: pd.DataFrame, split: str) -> pd.DataFrame:

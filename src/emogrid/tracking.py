@@ -23,6 +23,13 @@ TOOLS = ("none", "tensorboard", "wandb", "mlflow")
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 
+def export(config: dict, environ=None) -> None:
+    """Put the study's `train.report_to` and name where the jobs read them (the Snakefile)."""
+    environ = os.environ if environ is None else environ
+    environ["EMOGRID_REPORT_TO"] = str(config["train"].get("report_to", "none"))
+    environ["EMOGRID_STUDY"] = str(config["study"]["name"])
+
+
 def choice(spec: dict) -> str:
     tool = os.environ.get("EMOGRID_REPORT_TO") or spec.get("train", {}).get("report_to") or "none"
     if tool not in TOOLS:

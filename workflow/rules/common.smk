@@ -6,9 +6,11 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from emogrid import outputs, reporting, tracking
 from emogrid.config import finalize
 from emogrid.errors import EmogridError
 from emogrid.fetch import cache_dir, hub_datasets, hub_models, receipt_path
+from emogrid.resources import unfit_cells_message
 from emogrid.grid import dataset_definitions, expand_cells, subset_dir, subsets
 
 RESULTS = "results"
@@ -28,8 +30,15 @@ except EmogridError as err:
 validate(config, "../schemas/config.schema.yaml")  # Snakemake's own check (passed above); a link to emogrid/schemas/
 # Live curves (train.report_to) travel in the environment, not in the cell spec: switching
 # them on or off never reruns a finished cell (emogrid.tracking).
-os.environ["EMOGRID_REPORT_TO"] = str(config["train"].get("report_to", "none"))
-os.environ["EMOGRID_STUDY"] = str(config["study"]["name"])
+tracking.export(config)
+
+
+# Jobs need these (set above); remote executors pass declared variables on to them.
+envvars:
+    "PYTHONPATH",
+    "EMOGRID_REPORT_TO",
+    "EMOGRID_STUDY",
+
 
 CELLS = expand_cells(config)
 DATASETS = dataset_definitions(config)  # name -> complete definition (grid.datasets)
@@ -44,19 +53,29 @@ if workflow.is_main_process:
     if _bad_targets:
         print("emogrid: invalid config:\n  - " + "\n  - ".join(_bad_targets), file=sys.stderr)
         sys.exit(2)
+    # with resources.train.gpu_mem_mb declared: cells that can't fit stop here, before any
+    # submission (emogrid.plan on the meta device; nothing imported without it)
+    _unfit = unfit_cells_message(config, CELLS)
+    if _unfit:
+        print(f"emogrid: {_unfit}", file=sys.stderr)
+        sys.exit(2)
 
 # Results Snakemake may not see as they are: an invalid metrics.json (schema, cell id, config
 # hash) is moved aside so the cell trains again; a valid one that an interrupted Snakemake left
 # marked incomplete is kept (emogrid.results.reconcile). Main process only (cluster jobs parse
 # this file too), never in report-only mode.
-if workflow.is_main_process and not str(config.get("report_only", False)).lower() in ("1", "true") \
-        and os.environ.get("EMOGRID_REPORT_ONLY", "0").lower() not in ("1", "true", "yes", "on"):
+if (
+    workflow.is_main_process
+    and not str(config.get("report_only", False)).lower() in ("1", "true")
+    and os.environ.get("EMOGRID_REPORT_ONLY", "0").lower() not in ("1", "true", "yes", "on")
+):
     from emogrid.results import reconcile
 
     for _note in reconcile(CELLS, RESULTS):  # also under -n: an invalid file is never a result
         print(f"emogrid: {_note}", file=sys.stderr)
 SUBSETS = subsets(CELLS)
 DATA_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "manifest.json")
+
 
 # The three grid-level wildcards are plain names/numbers; `cell` is a whole cell id.
 wildcard_constraints:
@@ -92,8 +111,9 @@ def cell_of(wildcards):
     try:
         return CELL_BY_ID[wildcards.cell]
     except KeyError:
-        raise ValueError(f"results/runs/{wildcards.cell} is not a cell of this grid "
-                         "(see `emogrid grid` for the cell ids)") from None
+        raise ValueError(
+            f"results/runs/{wildcards.cell} is not a cell of this grid " "(see `emogrid grid` for the cell ids)"
+        ) from None
 
 
 def cell_data(wildcards):
@@ -104,3 +124,39 @@ def cell_data(wildcards):
         # a new revision changes the cell spec, which reruns the cell anyway.
         files["fetched"] = ancient(model_receipt(cell))
     return files
+
+
+# ---------------------------------------------------------------- report (report.smk)
+# Names: emogrid.outputs; what aggregate waits for: emogrid.reporting.
+REPORT_ONLY = reporting.report_only(config)
+TABLES = f"{RESULTS}/tables"
+FIGURES = f"{RESULTS}/figures"
+EMOGRID_SRC = Path(workflow.basedir) / "src" / "emogrid"
+REPORT_TARGETS = [f"{TABLES}/{n}" for n in outputs.AGGREGATE_DATA + outputs.TABLE_FILES] + [
+    f"{FIGURES}/{n}.{e}" for n in outputs.FIGURE_NAMES for e in ("png", "pdf")
+]
+
+
+# Tables and figures are flagged update(): Snakemake does not delete them before the job and
+# restores them if it fails, and `emogrid aggregate` / `figures` write into a staging folder and
+# swap the files in only when all succeeded: a failed run never loses the previous tables.
+def table_output(name):
+    if name in outputs.REPORT_TABLES:
+        caption, sub = outputs.REPORT_TABLES[name]
+        return report(update(f"{TABLES}/{name}"), caption=f"../report/{caption}", category="Tables", subcategory=sub)
+    return update(f"{TABLES}/{name}")
+
+
+def aggregate_results(wildcards):
+    """Result files `aggregate` waits for: one per cell, none in report-only mode."""
+    return reporting.result_inputs([f"{RESULTS}/{cell.run_dir}" for cell in CELLS], REPORT_ONLY)
+
+
+def results_fingerprint(wildcards):
+    """Report-only mode: a digest of every result file, so new results rerun `aggregate`."""
+    return reporting.results_fingerprint(RESULTS, REPORT_ONLY)
+
+
+def reference_file(wildcards):
+    """report.reference (published numbers): editing it reruns the tables."""
+    return reporting.reference_input(config, workflow.basedir)

@@ -12,13 +12,13 @@ localrules:
 rule fetch_model:
     output:
         f"{RESULTS}/fetch/models/{{model}}.json",
-    params:
-        spec=lambda wc: json.dumps(HUB_MODELS[wc.model], sort_keys=True),
-        cache=str(FETCH_CACHE),
     log:
         f"{RESULTS}/logs/fetch/models/{{model}}.log",
     conda:
         "../../envs/train.yaml"
+    params:
+        spec=lambda wc: json.dumps(HUB_MODELS[wc.model], sort_keys=True),
+        cache=str(FETCH_CACHE),
     shell:
         "python -m emogrid fetch --model {wildcards.model} --spec {params.spec:q}"
         " --cache {params.cache:q} --receipt {output:q} > {log:q} 2>&1"
@@ -27,13 +27,13 @@ rule fetch_model:
 rule fetch_dataset:
     output:
         f"{RESULTS}/fetch/datasets/{{dataset}}.json",
-    params:
-        spec=lambda wc: json.dumps(HUB_DATASETS[wc.dataset], sort_keys=True),
-        cache=str(FETCH_CACHE),
     log:
         f"{RESULTS}/logs/fetch/datasets/{{dataset}}.log",
     conda:
         "../../envs/train.yaml"
+    params:
+        spec=lambda wc: json.dumps(HUB_DATASETS[wc.dataset], sort_keys=True),
+        cache=str(FETCH_CACHE),
     shell:
         "python -m emogrid fetch --dataset {wildcards.dataset} --spec {params.spec:q}"
         " --cache {params.cache:q} --receipt {output:q} > {log:q} 2>&1"

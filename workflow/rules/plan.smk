@@ -1,12 +1,6 @@
 # Plan before spending: exact parameter counts and memory estimates per cell (offline,
 # meta device). The training rule's mem_mb comes from here when the config sets none, and a
 # declared resources.train.gpu_mem_mb is checked for every cell before anything is submitted.
-from emogrid.resources import planned_host_mem_mb, unfit_cells_message
-
-_unfit = unfit_cells_message(config, CELLS)
-if _unfit:
-    print(f"emogrid: {_unfit}", file=sys.stderr)
-    sys.exit(2)
 
 
 rule plan:
@@ -19,18 +13,19 @@ rule plan:
         f"{RESULTS}/tables/plan.csv",
         report(f"{RESULTS}/tables/lora_sizing.md", caption="../report/lora_sizing.rst", category="Plan"),
         f"{RESULTS}/tables/lora_sizing.csv",
+    log:
+        f"{RESULTS}/logs/report/plan.log",
+    conda:
+        "../../envs/train.yaml"
+    resources:
+        **rule_resources(config, "report"),
     params:
         # the config exactly as Snakemake merged it (config.yaml, then each --configfile, then
         # --config), not the file list: `emogrid plan --configfile` layers over config.yaml and
         # the order of workflow.configfiles is not the merge order
         config=json.dumps(config, sort_keys=True, default=str),
-        out=f"{RESULTS}/tables",
-    resources:
-        **rule_resources(config, "report"),
-    log:
-        f"{RESULTS}/logs/report/plan.log",
-    conda:
-        "../../envs/train.yaml"
+        results=lambda wildcards, output: str(Path(output[0]).parents[1]),
+        out=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "python -m emogrid plan --config-json {params.config:q} --results {RESULTS} --out {params.out:q}"
+        "python -m emogrid plan --config-json {params.config:q} --results {params.results:q} --out {params.out:q}"
         " --quiet > {log:q} 2>&1"

@@ -6,8 +6,7 @@
 # GPU; EMOGRID_GPUS = the declared `--resources gpu=N`) and keeps SLURM's assignment on a cluster.
 # resources.train.cells_per_gpu (auto | N) lets gpu-slot pack several cells on one GPU (emogrid.gpu_ledger);
 # resources.train.gpu: N > 1 runs the cell over N GPUs (torchrun: DDP, FSDP for full; emogrid.distributed).
-from emogrid.resources import (export_declared_gpus, export_packing, needs_planner, planned_host_mem_mb,
-                               rule_resources)
+from emogrid.resources import export_declared_gpus, export_packing, needs_planner, planned_host_mem_mb, rule_resources
 
 export_declared_gpus(workflow.global_resources)
 export_packing(config)
@@ -25,19 +24,18 @@ rule train:
     # holds one attempt's console output.
     log:
         f"{RESULTS}/logs/train/{{cell}}.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: lambda wc: int(config["resources"].get("train", {}).get("cpus_per_task", 1))
+    resources:
+        **rule_resources(config, "train", cell_of, planner=planned_host_mem_mb if needs_planner(config) else None),
+        attempt=lambda wc, attempt: attempt,
+        # no mem_mb in config -> planned host memory x resources.safety_margin (emogrid.plan)
     params:
         spec=lambda wc: json.dumps(cell_of(wc).spec, sort_keys=True),
         data=lambda wc: f"{RESULTS}/{cell_of(wc).data_dir}",
         out=lambda wc: f"{RESULTS}/{cell_of(wc).run_dir}",
         fetched=lambda wc: model_receipt(cell_of(wc)),
-    threads: lambda wc: int(config["resources"].get("train", {}).get("cpus_per_task", 1))
-    resources:
-        attempt=lambda wc, attempt: attempt,
-        # no mem_mb in config -> planned host memory x resources.safety_margin (emogrid.plan)
-        **rule_resources(config, "train", cell_of,
-                         planner=planned_host_mem_mb if needs_planner(config) else None),
-    conda:
-        "../../envs/train.yaml"
     shell:
         # Offline: hub models come from their fetch receipt (a compute node has no network).
         "HF_HUB_OFFLINE=1 python -m emogrid gpu-slot --need {resources.cell_gpus} --mem-mb {resources.gpu_plan_mb}"
