@@ -10,7 +10,7 @@ from emogrid import outputs, reporting, tracking
 from emogrid.config import finalize
 from emogrid.errors import EmogridError
 from emogrid.fetch import cache_dir, hub_datasets, hub_models, receipt_path
-from emogrid.resources import unfit_cells_message
+from emogrid.resources import export_declared_gpus, export_packing, unfit_cells_message
 from emogrid.grid import dataset_definitions, expand_cells, subset_dir, subsets
 
 RESULTS = "results"
@@ -31,6 +31,10 @@ validate(config, "../schemas/config.schema.yaml")  # Snakemake's own check (pass
 # Live curves (train.report_to) travel in the environment, not in the cell spec: switching
 # them on or off never reruns a finished cell (emogrid.tracking).
 tracking.export(config)
+# the declared `--resources gpu=N` and resources.train.cells_per_gpu, for emogrid gpu-slot
+# (and for the fit check below: a cell may spread over the declared GPUs)
+export_declared_gpus(workflow.global_resources)
+export_packing(config)
 
 
 # Jobs need these (set above); remote executors pass declared variables on to them.

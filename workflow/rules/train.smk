@@ -6,10 +6,8 @@
 # GPU; EMOGRID_GPUS = the declared `--resources gpu=N`) and keeps SLURM's assignment on a cluster.
 # resources.train.cells_per_gpu (auto | N) lets gpu-slot pack several cells on one GPU (emogrid.gpu_ledger);
 # resources.train.gpu: N > 1 runs the cell over N GPUs (torchrun: DDP, FSDP for full; emogrid.distributed).
-from emogrid.resources import export_declared_gpus, export_packing, needs_planner, planned_host_mem_mb, rule_resources
-
-export_declared_gpus(workflow.global_resources)
-export_packing(config)
+# (EMOGRID_GPUS and the packing settings are exported in common.smk.)
+from emogrid.resources import needs_planner, planned_host_mem_mb, rule_resources
 
 
 rule train:
