@@ -198,7 +198,7 @@ def test_grid_trains_offline_from_the_fetched_snapshot(tmp_path, tiny_models):
     sources = pd.read_csv(tmp_path / "results" / "tables" / "sources.csv", keep_default_na=False)
     model_row = sources[sources["kind"] == "model"].iloc[0]
     assert (model_row["name"], model_row["id"], model_row["commit"], model_row["cells"]) == ("tiny", REPO_ID, COMMIT, 1)
-    assert sources[sources["kind"] == "dataset"].iloc[0]["id"].startswith(str(data))  # a local copy: its path
+    assert sources[sources["kind"] == "dataset"].iloc[0]["id"].startswith(str(data.resolve()))  # local: its path
     assert f"| model | tiny | {REPO_ID} | main | {COMMIT} | 1 |" in \
         (tmp_path / "results" / "tables" / "sources.md").read_text()
 
