@@ -65,7 +65,7 @@ def test_cli_json(results, monkeypatch, capsys):
 
 def test_real_config(tmp_path, capsys):
     """Against the grid layer: the quickstart study expands to 4 pending cells."""
-    assert main(["status", "--config", "studies/quickstart.yaml", "--results", str(tmp_path), "--json"]) == 0
+    assert main(["status", "--configfile", "studies/quickstart.yaml", "--results", str(tmp_path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["counts"]["pending"] == data["counts"]["total"] > 0
 

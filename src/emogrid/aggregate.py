@@ -9,7 +9,7 @@ docs/CONTRACTS.md) and writes, under the tables directory:
     invalid / pending), the error of a failed cell, every scalar metric as
     ``{split}_{metric}`` (``val_accuracy``, ``test_f1_macro``, ...), every efficiency field
     under its own name (``trainable_params``, ``train_seconds``, ...) and a few provenance
-    fields. With ``--config`` the expected-but-missing cells are rows with status pending.
+    fields. With a study config (``--configfile``) the expected-but-missing cells are rows with status pending.
     Also, per cell (emogrid.uncertainty): ``{split}_{metric}_ci95_low/high`` (percentile
     bootstrap over the evaluation examples), ``{split}_majority_*`` / ``{split}_uniform_*``
     baselines and ``did_not_learn``.
@@ -30,7 +30,7 @@ docs/CONTRACTS.md) and writes, under the tables directory:
     long table of per-class precision / recall / F1 / support per cell and split.
 ``levels.json``
     the order of models, methods, variants, label counts and sample sizes (config order when
-    ``--config`` is given) so every table and figure uses the same order.
+    a study config is given) so every table and figure uses the same order.
 
 Then the paper tables (`emogrid.tables`). Never crashes on a partial, mixed-version or
 unreadable tree: bad files become rows with status ``invalid``; an empty tree is a clear
@@ -40,7 +40,6 @@ unreadable tree: bad files become rows with status ``invalid``; an empty tree is
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -653,11 +652,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="runs directory holding {cell_id}/metrics.json (default: %(default)s)")
     parser.add_argument("--out", default="results/tables",
                         help="tables directory to write (default: %(default)s)")
-    parser.add_argument("--config", "--configfile", dest="config", action="append", default=[],
-                        help="study config(s); adds pending rows for cells not yet run and "
-                             "orders models/methods as in the config")
-    parser.add_argument("--config-json", default=None,
-                        help="the study config as JSON (what the Snakemake rule passes) instead of --config")
+    from emogrid.config_args import add_config_args
+
+    add_config_args(parser)  # with a study config: pending rows for cells not yet run, its order
     parser.add_argument("--per-class-samples", type=int, default=None, metavar="N",
                         help="per-class F1 table at this sample size (default: the largest n of each k)")
     parser.add_argument("--no-tables", action="store_true",
@@ -665,13 +662,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = None
-    if args.config_json:
-        try:
-            config = json.loads(args.config_json)
-        except ValueError as err:
-            raise EmogridError(f"--config-json: not valid JSON ({err})") from None
-    result = aggregate(args.runs, args.out, args.config or None, tables=not args.no_tables,
+    from emogrid.config_args import config_from_args, config_given
+
+    config = config_from_args(args) if config_given(args) else None
+    result = aggregate(args.runs, args.out, tables=not args.no_tables,
                        config=config, per_class_samples=args.per_class_samples)
     counts = result["cells"]["status"].value_counts().to_dict()
     parts = ", ".join(f"{counts[k]} {k}" for k in ("ok", "failed", "invalid", "pending") if k in counts)

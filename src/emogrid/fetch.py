@@ -169,7 +169,7 @@ def write_receipt(path: str | os.PathLike, receipt: dict) -> bool:
 
 
 def configure_parser(p) -> None:
-    from emogrid.grid_cli import add_config_args
+    from emogrid.config_args import add_config_args
 
     add_config_args(p)
     p.add_argument("--model", metavar="NAME", help="fetch only this model of the study")
@@ -189,7 +189,7 @@ def run(args) -> int:
         config = {}
         jobs = ([("models", args.model, spec)] if args.model else [("datasets", args.dataset, spec)])
     else:
-        from emogrid.grid_cli import config_from_args
+        from emogrid.config_args import config_from_args
 
         config = config_from_args(args)
         jobs = [("models", n, m) for n, m in hub_models(config).items() if not args.dataset

@@ -6,21 +6,8 @@ import json
 import sys
 from collections import Counter
 
-from emogrid.config import DEFAULT_CONFIG, load_config
+from emogrid.config_args import add_config_args, config_from_args
 from emogrid.grid import expand_cells, find_sweeps, subsets
-
-
-def add_config_args(parser) -> None:
-    """The config options every grid-aware subcommand shares (mirrors Snakemake's)."""
-    parser.add_argument("--configfile", nargs="+", default=[], metavar="FILE",
-                        help=f"study files merged over {DEFAULT_CONFIG} (like snakemake --configfile)")
-    parser.add_argument("--base", default=DEFAULT_CONFIG,
-                        help="base config merged first (default: %(default)s; 'none' to skip)")
-
-
-def config_from_args(args) -> dict:
-    base = None if args.base in ("none", "") else args.base
-    return load_config(args.configfile, base=base)
 
 
 def configure_parser(parser) -> None:

@@ -687,11 +687,9 @@ def _pivot_lora(rows: list[dict]) -> str:
 # ----------------------------------------------------------------------------- CLI
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--configfile", action="append", default=None,
-                   help="study config overlay on config.yaml (repeatable; later files override earlier)")
-    p.add_argument("--config-json", default=None,
-                   help="the study config as JSON (what the Snakemake rule passes: the config exactly "
-                        "as Snakemake merged it) instead of --configfile")
+    from emogrid.config_args import add_config_args
+
+    add_config_args(p)
     p.add_argument("--results", default="results", help="results directory (fetched models: <results>/fetch)")
     p.add_argument("--out", default=None,
                    help="folder for plan.{csv,md}, lora_sizing.{csv,md}; default: print only (the "
@@ -715,22 +713,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from emogrid.atomic import write_text
-    from emogrid.config import load_config
+    from emogrid.config_args import config_from_args
     from emogrid.grid import expand_cells
 
     t0 = time.perf_counter()
-    if args.config_json:
-        import json
-
-        from emogrid.config import finalize
-        from emogrid.errors import ConfigError
-
-        try:
-            config = finalize(json.loads(args.config_json))
-        except ValueError as err:
-            raise ConfigError(f"--config-json: not valid JSON ({err})") from None
-    else:
-        config = load_config(args.configfile or [])
+    config = config_from_args(args)
     from emogrid.fetch import use_receipts
 
     use_receipts(config, args.results)  # fetched hub models: read their config.json from disk

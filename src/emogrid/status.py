@@ -211,10 +211,9 @@ def _clip(text: str, width: int, ascii_only: bool = False) -> str:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "--configfile", dest="config", action="append", nargs="+",
-                        default=[], metavar="FILE",
-                        help="study config overlay(s) on config.yaml, as for snakemake --configfile "
-                             "(several after one flag, or the flag repeated)")
+    from emogrid.config_args import add_config_args
+
+    add_config_args(parser)
     parser.add_argument("--results", default="results", help="results directory (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--ascii", action="store_true", help="ASCII symbols only (# x ~ .)")
@@ -230,7 +229,9 @@ def run(args: argparse.Namespace) -> int:
         raise EmogridError(f"--results {args.results}: no such directory",
                            hint="pass the results directory of the study (default: results, "
                                 "relative to where snakemake ran)")
-    expected = expected_cells([f for group in args.config for f in group])
+    from emogrid.config_args import config_from_args
+
+    expected = expected_cells(config=config_from_args(args))
     if not expected:
         raise EmogridError("the config expands to no cells")
     status = grid_status(args.results, expected)
