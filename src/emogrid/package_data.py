@@ -9,7 +9,7 @@ researchers read and Snakemake's `validate` checks against.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 
 import yaml
@@ -22,7 +22,7 @@ def _resource(folder: str, name: str):
     return files("emogrid").joinpath(folder, name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema(kind: str) -> dict:
     """The JSON Schema `schemas/<kind>.schema.yaml` (config, metrics, failure), parsed once."""
     return yaml.safe_load(_resource(SCHEMAS, f"{kind}.schema.yaml").read_text(encoding="utf-8"))
