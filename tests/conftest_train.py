@@ -62,12 +62,16 @@ def tiny_subset(tmp_path_factory) -> Path:
 def cell_spec(model_dir, method: str, targets: str = "attention", *, k: int = 3, n: int = 60,
               seed: int = 0, mode: str = "single", **train) -> dict:
     """A cell spec per docs/CONTRACTS.md for a local model dir and a built-in method."""
+    from emogrid.config import section_defaults
     from emogrid.methods import BUILTIN_METHODS, method_spec
 
-    train_block = {"batch_size": 8, "grad_accum": 1, "lr": 1e-2, "scheduler": "cosine", "warmup_ratio": 0.0,
-                   "epochs": 2, "patience": 2, "metric": "accuracy", "weight_decay": 0.01, "max_grad_norm": 1.0,
-                   "precision": "auto", "optim": "adamw", "eval_batch_size": 256, "max_length": 64,
-                   "save_adapter": False, "train_head": True}
+    # complete like a grid spec: the schema's defaults (less the global report_to), the method's
+    # optimizer folded in as the grid does (QLoRA: adamw_8bit), then this test's values
+    train_block = {k: v for k, v in section_defaults("train").items() if k != "report_to"}
+    train_block.update({"batch_size": 8, "grad_accum": 1, "lr": 1e-2, "scheduler": "cosine", "warmup_ratio": 0.0,
+                        "epochs": 2, "patience": 2, "metric": "accuracy", "weight_decay": 0.01, "max_grad_norm": 1.0,
+                        "precision": "auto", "optim": BUILTIN_METHODS[method].optim or "adamw",
+                        "eval_batch_size": 256, "max_length": 64, "save_adapter": False, "train_head": True})
     train_block.update(train)
     return {
         "cell": {"dataset": "goemotions", "model": Path(model_dir).name, "method": method, "labels": k,

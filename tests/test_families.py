@@ -42,7 +42,7 @@ def test_family_detection():
 @pytest.mark.parametrize("family", NEW_FAMILIES)
 def test_target_presets_hit_real_modules(tiny_models, family):
     model, _tok, fam = load_model({"model": {"id": None, "path": str(tiny_models[family])},
-                                   "method": {"peft": "lora", "quantize": "none"}}, 3)
+                                   "method": {"peft": "lora", "quantize": "none"}, "train": {"precision": "auto"}}, 3)
     assert fam == family
     names = [n for n, _ in model.named_modules()]
     sizes = {}

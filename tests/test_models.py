@@ -19,7 +19,7 @@ def spec_for(path, peft="lora", quantize="none", targets="attention", **model):
             "method": {"name": peft, "peft": peft, "quantize": quantize, "use_dora": False},
             "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "targets": targets},
             "ia3": {"targets": targets}, "quant": {"double_quant": True, "compute_dtype": "auto"},
-            "train": {"train_head": True}}
+            "train": {"train_head": True, "precision": "auto"}}
 
 
 @pytest.fixture(autouse=True)

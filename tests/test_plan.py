@@ -127,7 +127,7 @@ def test_memory_breakdown_is_consistent():
     spec = make_spec(model, "lora", k=4, r=16)
     spec["train"]["precision"] = "auto"
     lora = plan.plan_cell_memory(spec)
-    q = dict(spec, method={**spec["method"], "quantize": "nf4", "optim": "adamw_8bit"})
+    q = dict(spec, method={**spec["method"], "quantize": "nf4"}, train={**spec["train"], "optim": "adamw_8bit"})
     qlora = plan.plan_cell_memory(q)
     full = plan.plan_cell_memory(make_spec(model, "full", k=4) | {"train": {**spec["train"]}})
     assert qlora["trainable_params"] == lora["trainable_params"]

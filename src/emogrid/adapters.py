@@ -87,23 +87,29 @@ def resolve_targets(model, family: str, targets: str) -> list[str]:
 
 
 def _modules_to_save(spec: dict, family: str) -> list[str] | None:
-    if not spec.get("train", {}).get("train_head", True):
+    if not trains_head(spec):
         return None
     return list(head_modules(family))
 
 
+def trains_head(spec: dict) -> bool:
+    """Whether the classification head trains in full. `train.train_head` is not a config key:
+    absent from grid specs (the head always trains); the planner's sizing specs set it False."""
+    return bool(spec["train"].get("train_head", True))
+
+
 def default_total_step(spec: dict) -> int:
     """Optimizer steps of a cell, estimated from the spec (AdaLoRA needs it up front)."""
-    train = spec.get("train", {})
-    n_train = spec.get("data", {}).get("n_train") or spec.get("cell", {}).get("samples") or 1000
-    per_step = max(1, int(train.get("batch_size", 4)) * int(train.get("grad_accum", 1)))
-    return max(1, math.ceil(n_train / per_step) * int(train.get("epochs", 1)))
+    train = spec["train"]
+    n_train = int(spec["cell"]["samples"])
+    per_step = max(1, int(train["batch_size"]) * int(train["grad_accum"]))
+    return max(1, math.ceil(n_train / per_step) * int(train["epochs"]))
 
 
 def build_peft_config(spec: dict, model, family: str, *, total_step: int | None = None):
     """The peft config for a cell (None for full fine-tuning)."""
     method = spec["method"]
-    kind = method.get("peft", "full")
+    kind = method["peft"]
     if kind == "full":
         return None
     from peft import AdaLoraConfig, IA3Config, LoraConfig, TaskType
@@ -111,30 +117,27 @@ def build_peft_config(spec: dict, model, family: str, *, total_step: int | None 
     save = _modules_to_save(spec, family)
     # SEQ_CLS makes peft add its own head names to modules_to_save; only wanted with the head on.
     common = {"task_type": TaskType.SEQ_CLS if save else None, "modules_to_save": save}
-    lora = spec.get("lora", {})
     fan_in_fan_out = family == "gpt2"  # GPT-2 uses Conv1D (weights stored transposed)
     if kind == "lora":
-        return LoraConfig(r=int(lora.get("r", 8)), lora_alpha=float(lora.get("alpha", 16)),
-                          lora_dropout=float(lora.get("dropout", 0.0)),
-                          target_modules=resolve_targets(model, family, lora.get("targets", "attention")),
-                          use_dora=bool(method.get("use_dora")), fan_in_fan_out=fan_in_fan_out, **common)
+        lora = spec["lora"]
+        return LoraConfig(r=int(lora["r"]), lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
+                          target_modules=resolve_targets(model, family, lora["targets"]),
+                          use_dora=bool(method["use_dora"]), fan_in_fan_out=fan_in_fan_out, **common)
     if kind == "ia3":
-        ia3 = spec.get("ia3", {})
-        targets = resolve_targets(model, family, ia3.get("targets", "attention"))
+        targets = resolve_targets(model, family, spec["ia3"]["targets"])
         feedforward = [t for t in IA3_FEEDFORWARD.get(family, []) if t in targets]
         return IA3Config(target_modules=targets, feedforward_modules=feedforward,
                          fan_in_fan_out=fan_in_fan_out, **common)
     if kind == "adalora":
-        ada = spec.get("adalora", {})
+        ada, lora = spec["adalora"], spec["lora"]
         total = int(total_step or default_total_step(spec))
-        tinit, tfinal = int(ada.get("tinit", 0)), int(ada.get("tfinal", 0))
+        tinit, tfinal = int(ada["tinit"]), int(ada["tfinal"])
         if tinit + tfinal >= total:  # AdaLoRA refuses a schedule with no budgeting phase
             tinit, tfinal = 0, 0
-        return AdaLoraConfig(init_r=int(ada.get("init_r", 12)), target_r=int(ada.get("target_r", 8)),
-                             tinit=tinit, tfinal=tfinal, deltaT=int(ada.get("delta_t", 1)),
-                             total_step=total, lora_alpha=float(lora.get("alpha", 16)),
-                             lora_dropout=float(lora.get("dropout", 0.0)),
-                             target_modules=resolve_targets(model, family, lora.get("targets", "attention")),
+        return AdaLoraConfig(init_r=int(ada["init_r"]), target_r=int(ada["target_r"]),
+                             tinit=tinit, tfinal=tfinal, deltaT=int(ada["delta_t"]),
+                             total_step=total, lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
+                             target_modules=resolve_targets(model, family, lora["targets"]),
                              fan_in_fan_out=fan_in_fan_out, **common)
     raise CellError(f"method.peft {kind!r} is not one of full, lora, ia3, adalora")
 
@@ -142,8 +145,8 @@ def build_peft_config(spec: dict, model, family: str, *, total_step: int | None 
 def apply_method(model, spec: dict, family: str, *, total_step: int | None = None):
     """The model ready to train: every weight for `full`, else a PeftModel (QLoRA prepared for k-bit)."""
     method = spec["method"]
-    quantized = method.get("quantize", "none") not in (None, "none")
-    if method.get("peft", "full") == "full":
+    quantized = method["quantize"] != "none"
+    if method["peft"] == "full":
         if quantized:
             raise CellError("full fine-tuning of a quantised model is not possible",
                             hint="use method quantize: none for full, or a LoRA-family method with nf4/int8")

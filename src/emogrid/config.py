@@ -110,6 +110,25 @@ def apply_defaults(value: Any, node: dict, root: dict) -> Any:
     return value
 
 
+def schema_default(dotted: str) -> Any:
+    """The schema's default for a dotted key (``resources.safety_margin``): readers of a config
+    that may not have been through `finalize` (a rule's partial dict, a test) take defaults from
+    here, never from a literal of their own. KeyError when the schema has no such default."""
+    root = load_schema()
+    node: dict = root
+    for part in dotted.split("."):
+        node = _resolve(_resolve(node, root)["properties"][part], root)
+    if "default" not in node:
+        raise KeyError(f"the config schema has no default for {dotted}")
+    return copy.deepcopy(node["default"])
+
+
+def section_defaults(section: str) -> dict:
+    """Every default of a top-level section (``train``, ``lora``, ...), filled from the schema."""
+    root = load_schema()
+    return apply_defaults({}, root["properties"][section], root)
+
+
 # ---------------------------------------------------------------- schema errors
 
 def _key(path) -> str:

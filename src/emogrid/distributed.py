@@ -68,7 +68,7 @@ def parallel_arguments(spec: dict, cuda: bool, processes: int) -> dict:
         return {}
     if not cuda:
         return {"ddp_backend": "gloo"}
-    if spec.get("method", {}).get("peft", "full") == "full":
+    if spec["method"]["peft"] == "full":
         return {"fsdp": "full_shard auto_wrap",
                 "fsdp_config": {"use_orig_params": True, "sync_module_states": True}}
     return {"ddp_backend": "nccl", "ddp_find_unused_parameters": False}
@@ -77,6 +77,6 @@ def parallel_arguments(spec: dict, cuda: bool, processes: int) -> dict:
 def parallel_mode(spec: dict, cuda: bool, processes: int) -> str:
     if processes <= 1:
         return "single"
-    if cuda and spec.get("method", {}).get("peft", "full") == "full":
+    if cuda and spec["method"]["peft"] == "full":
         return "fsdp"
     return "ddp"

@@ -14,9 +14,9 @@ import itertools
 import json
 from dataclasses import dataclass, field
 
-from emogrid.cell_id import CellId, format_value, format_variant, short_variant, subset_dir  # noqa: F401 (re-exported)
+from emogrid.cell_id import BASE_AXES, CellId, format_value, format_variant, short_variant, subset_dir  # noqa: F401 (re-exported)
 from emogrid.config import SWEEPABLE_SECTIONS, defined_methods
-from emogrid.methods import BUILTIN_METHODS, Method, make_method, method_spec
+from emogrid.methods import BUILTIN_METHODS, Method, config_sections, make_method, method_spec
 
 METHOD_FIELDS = ("peft", "quantize", "use_dora", "optim", "description")
 
@@ -45,7 +45,7 @@ def find_sweeps(config: dict) -> dict[str, list]:
     """{'lora.r': [8, 16], ...}: every list-valued leaf of a sweepable section."""
     return {f"{section}.{key}": value
             for section in SWEEPABLE_SECTIONS
-            for key, value in config.get(section, {}).items()
+            for key, value in config[section].items()
             if isinstance(value, list)}
 
 
@@ -97,9 +97,9 @@ def _expand_dataset(config: dict, grid: dict, sweeps: dict, data: dict, labels: 
     cells: list[Cell] = []
     for model_name in grid["models"]:
         model = config["models"][model_name]
-        model_spec = {"name": model_name, "id": model.get("id"), "path": model.get("path"),
-                      "revision": model.get("revision"),
-                      "trust_remote_code": bool(model.get("trust_remote_code", False))}
+        # `id` is optional by design (a local path or a package may stand in); the rest have schema defaults
+        model_spec = {"name": model_name, "id": model.get("id"), "path": model["path"],
+                      "revision": model["revision"], "trust_remote_code": bool(model["trust_remote_code"])}
         model_overrides = {s: dict(model[s]) for s in SWEEPABLE_SECTIONS if model.get(s)}
         for method_name in grid["methods"]:
             method, method_overrides = resolve_method(method_name, config)
@@ -146,6 +146,40 @@ def _make_cell(data, model_spec, method_name, method, sections, variant, chosen,
             "data": {"mode": data["mode"], "threshold": data["threshold"]}}
     spec["config_hash"] = config_hash(spec)
     return Cell(cell_id=cell_id, axes=axes, spec=spec)
+
+
+# ---------------------------------------------------------------- the spec contract
+
+SPEC_KEYS = {"cell": BASE_AXES, "model": ("name", "path", "revision", "trust_remote_code"),
+             "method": ("name", "peft", "quantize", "use_dora", "loraplus_ratio"),
+             "data": ("mode", "threshold")}
+SPEC_DROPPED = {"train": ("report_to",)}  # global settings, never part of a cell
+
+
+def spec_sections(method: dict) -> tuple[str, ...]:
+    """The config sections a cell spec carries for its `method` block (docs/CONTRACTS.md)."""
+    return tuple(s for s in config_sections(method["peft"], method["quantize"]) if s != "loraplus")
+
+
+def check_spec(spec: dict) -> None:
+    """A cell spec is complete: every key the trainer reads, so nothing downstream needs a default.
+    CellError naming the missing keys (a spec written by hand or by an older emogrid)."""
+    from emogrid.config import section_defaults
+    from emogrid.errors import CellError
+
+    missing = [k for k in ("cell", "cell_id", "model", "method", "train", "data") if k not in spec]
+    if not missing:
+        missing = [f"{block}.{k}" for block, keys in SPEC_KEYS.items() for k in keys if k not in spec[block]]
+    if not missing:
+        for section in spec_sections(spec["method"]):
+            if section not in spec:
+                missing.append(section)
+                continue
+            wanted = set(section_defaults(section)) - set(SPEC_DROPPED.get(section, ()))
+            missing += [f"{section}.{k}" for k in sorted(wanted - set(spec[section]))]
+    if missing:
+        raise CellError(f"the cell spec lacks {', '.join(missing)}",
+                        hint="regenerate it from the config (`emogrid grid --json`, or let snakemake pass it)")
 
 
 def subsets(cells: list[Cell]) -> list[tuple[str, int, int, int]]:

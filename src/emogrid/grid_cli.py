@@ -57,7 +57,7 @@ def target_lines(cells) -> list[str]:
         for section in ("lora", "ia3"):
             if section not in cell.spec:
                 continue
-            preset = str(cell.spec[section].get("targets", "attention"))
+            preset = str(cell.spec[section]["targets"])
             key = (cell.spec["model"]["name"], section, preset)
             if key in seen:
                 continue

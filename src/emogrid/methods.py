@@ -28,7 +28,7 @@ class Method:
         return spec
 
 
-def _sections(peft: str, quantize: str, loraplus: bool = False) -> tuple[str, ...]:
+def config_sections(peft: str, quantize: str, loraplus: bool = False) -> tuple[str, ...]:
     sections = ["train"]
     if peft in ("lora", "adalora"):
         sections.append("lora")
@@ -45,7 +45,7 @@ def make_method(peft: str, quantize: str = "none", *, use_dora: bool = False,
                 loraplus: bool = False, optim: str | None = None, description: str = "") -> Method:
     return Method(peft=peft, quantize=quantize, use_dora=use_dora,
                   loraplus_ratio=None, optim=optim, description=description,
-                  sections=_sections(peft, quantize, loraplus))
+                  sections=config_sections(peft, quantize, loraplus))
 
 
 BUILTIN_METHODS: dict[str, Method] = {

@@ -121,10 +121,11 @@ def load_tokenizer(src: Path, family: str, trust_remote_code: bool = False):
     return tok
 
 
-def compute_dtype(quant_spec: dict | None):
+def compute_dtype(quant_spec: dict):
+    """torch dtype of a quantised model's matmuls, from the spec's `quant` section."""
     import torch
 
-    name = (quant_spec or {}).get("compute_dtype", "auto")
+    name = quant_spec["compute_dtype"]
     if name == "auto":
         return torch.bfloat16 if bf16_supported() else torch.float32
     return {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
@@ -140,9 +141,9 @@ def base_weights_dtype(spec: dict, *, cuda: bool | None = None) -> str:
     Transformers 5 would otherwise load the checkpoint's dtype (bf16 for Llama/Qwen/Gemma),
     even on a CPU.
     """
-    want = spec.get("train", {}).get("precision", "auto")
+    want = spec["train"]["precision"]
     bf16 = want == "bf16" or (want == "auto" and (bf16_supported() if cuda is None else cuda))
-    frozen_base = spec.get("method", {}).get("peft", "full") != "full"
+    frozen_base = spec["method"]["peft"] != "full"
     return "bf16" if bf16 and frozen_base else "fp32"
 
 
@@ -163,9 +164,10 @@ def bf16_supported() -> bool:
 
 
 def quantization_config(method: dict, quant: dict | None, family: str):
-    """BitsAndBytesConfig for nf4/int8, with the head kept in full precision (None if unquantised)."""
-    kind = method.get("quantize", "none")
-    if kind in (None, "none"):
+    """BitsAndBytesConfig for nf4/int8, with the head kept in full precision (None if unquantised).
+    `quant` is the spec's `quant` section: None exactly when the method is unquantised."""
+    kind = method["quantize"]
+    if kind == "none":
         return None
     from transformers import BitsAndBytesConfig
 
@@ -173,7 +175,7 @@ def quantization_config(method: dict, quant: dict | None, family: str):
     skip = [f"{m}.dense" if m == "pooler" else m for m in head_modules(family)]
     if kind == "nf4":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                  bnb_4bit_use_double_quant=bool((quant or {}).get("double_quant", True)),
+                                  bnb_4bit_use_double_quant=bool(quant["double_quant"]),
                                   bnb_4bit_compute_dtype=compute_dtype(quant),
                                   llm_int8_skip_modules=skip)
     if kind == "int8":
@@ -218,12 +220,13 @@ def load_model(spec: dict, num_labels: int, *, multi_label: bool = False,
     tokenizer = load_tokenizer(src, family, trust)
     if family in DECODER_FAMILIES or (family == GENERIC and getattr(config, "pad_token_id", None) is None):
         config.pad_token_id = tokenizer.pad_token_id
-    qconfig = quantization_config(spec.get("method", {}), spec.get("quant"), family)
+    quant = spec.get("quant")  # optional by design: only quantised methods' specs have the section
+    qconfig = quantization_config(spec["method"], quant, family)
     kwargs: dict[str, Any] = {"config": config, "trust_remote_code": trust, "use_safetensors": True}
     if qconfig is not None:
         kwargs["quantization_config"] = qconfig
         kwargs["device_map"] = device_map if device_map is not None else _default_device_map()
-        kwargs["dtype"] = compute_dtype(spec.get("quant"))
+        kwargs["dtype"] = compute_dtype(quant)
     else:
         import torch
 

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from emogrid.cell_id import CellId
+from emogrid.resources import DEFAULT_SAFETY_MARGIN, safety_margin
 from emogrid.errors import CellError
 from emogrid.models import base_weights_dtype
 
@@ -158,17 +159,18 @@ def build_meta_model(cfg_dict: dict, num_labels: int, dtype: str = "fp32"):
 
 def _method_key(spec: dict) -> tuple:
     """Everything that changes the parameter structure (not the head width)."""
-    method = spec.get("method", {})
-    peft_kind = method.get("peft", "full")
-    key: list[Any] = [peft_kind, bool(method.get("use_dora")),
-                      bool(spec.get("train", {}).get("train_head", True))]
-    lora, ia3, ada = spec.get("lora", {}), spec.get("ia3", {}), spec.get("adalora", {})
+    from emogrid.adapters import trains_head
+
+    method = spec["method"]
+    peft_kind = method["peft"]
+    key: list[Any] = [peft_kind, bool(method["use_dora"]), trains_head(spec)]
     if peft_kind == "lora":
-        key += [int(lora.get("r", 8)), str(lora.get("targets", "attention"))]
+        key += [int(spec["lora"]["r"]), str(spec["lora"]["targets"])]
     elif peft_kind == "ia3":
-        key += [str(ia3.get("targets", "attention"))]
+        key += [str(spec["ia3"]["targets"])]
     elif peft_kind == "adalora":
-        key += [int(ada.get("init_r", 12)), int(ada.get("target_r", 8)), str(lora.get("targets", "attention"))]
+        ada = spec["adalora"]
+        key += [int(ada["init_r"]), int(ada["target_r"]), str(spec["lora"]["targets"])]
     return tuple(key)
 
 
@@ -177,7 +179,7 @@ def _apply(model, spec: dict, family: str):
 
     # Quantisation is accounted for analytically (bnb cannot quantise meta tensors), so the
     # structure is built unquantised: same adapters, same trainable parameters.
-    spec = {**spec, "method": {**spec.get("method", {}), "quantize": "none"}}
+    spec = {**spec, "method": {**spec["method"], "quantize": "none"}}
     return apply_method(model, spec, family, total_step=1000)
 
 
@@ -273,7 +275,7 @@ def _measure_structure(cfg_dict: dict, spec: dict, num_labels: int, dtype: str) 
 
 def count_cell(spec: dict, num_labels: int | None = None) -> dict:
     """{'trainable', 'total', 'trainable_percent', 'family'} for a cell spec (meta device, exact)."""
-    k = int(num_labels or spec.get("cell", {}).get("labels", 2))
+    k = int(num_labels or spec["cell"]["labels"])
     cfg_dict, src = model_config_dict(spec["model"])
     st = _structure(cfg_dict, src, spec, k, "fp32")
     return {"family": st["family"], "trainable": st["trainable"], "total": st["total"],
@@ -305,7 +307,7 @@ def token_stats_from_jsonl(paths: list[str | os.PathLike]) -> dict:
 # ----------------------------------------------------------------------------- memory
 
 def resolve_precision(train: dict, device: str) -> str:
-    p = train.get("precision", "auto")
+    p = train["precision"]
     if p == "auto":
         return "bf16" if device == "cuda" else "fp32"
     return p
@@ -398,13 +400,13 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     `train_peak_mb` is GPU memory for device="cuda" (what `torch.cuda.max_memory_reserved`
     plus the CUDA context would show), the model's share of RSS for device="cpu".
     """
-    train = spec.get("train", {})
-    method = spec.get("method", {})
-    k = int(spec.get("cell", {}).get("labels", 2))
+    train = spec["train"]
+    method = spec["method"]
+    k = int(spec["cell"]["labels"])
     stats = token_stats or DEFAULT_TOKEN_STATS
     cfg_dict, src = model_config_dict(spec["model"])
     precision = resolve_precision(train, device)
-    quantize = method.get("quantize", "none") or "none"
+    quantize = method["quantize"]
     if weights_dtype is None:
         # the loader's rule: trained weights fp32, a frozen base bf16 on a bf16 device
         weights_dtype = base_weights_dtype(spec, cuda=device == "cuda")
@@ -413,9 +415,9 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
             # (embeddings, norms): they, and the residual stream, are fp32 in a QLoRA cell.
             weights_dtype = "fp32"
     st = _structure(cfg_dict, src, spec, k, weights_dtype)
-    optim = method.get("optim") or train.get("optim", "adamw")
-    batch = int(train.get("batch_size", 4))
-    seq = int(min(int(train.get("max_length", 128)), int(stats["max"])))
+    optim = train["optim"]  # the grid folds a method's optimizer (QLoRA: adamw_8bit) into train.optim
+    batch = int(train["batch_size"])
+    seq = int(min(int(train["max_length"]), int(stats["max"])))
 
     # weights
     tensors = st["trainable_tensors"]
@@ -424,7 +426,7 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     if quantize == "nf4":
         # per quantised module: packed 4-bit values, then its absmax blocks (code tables and
         # offsets, ~1 KiB a module, are left out)
-        double = spec.get("quant", {}).get("double_quant", True)
+        double = spec["quant"]["double_quant"]
         q_bytes = 0
         for n in st["quant_sizes"]:
             blocks = math.ceil(n / NF4_BLOCK)
@@ -451,7 +453,7 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
 
     # inference: weights at eval precision + one layer's live set at eval_batch_size
     arch = _arch(cfg_dict)
-    eb = int(train.get("eval_batch_size", 64))
+    eb = int(train["eval_batch_size"])
     ab = DTYPE_BYTES[act_dtype]
     tokens = eb * seq
     live = tokens * (4 * arch["hidden"] + (3 if arch["gated"] else 2) * arch["ffn"]) * ab
@@ -484,13 +486,6 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     }
 
 
-DEFAULT_SAFETY_MARGIN = 1.2  # same default as emogrid.resources (resources.safety_margin)
-
-
-def safety_margin(config: dict) -> float:
-    return float((config.get("resources") or {}).get("safety_margin", DEFAULT_SAFETY_MARGIN))
-
-
 GPU_COUNTS = (1, 2, 4, 8)  # GPUs of one node a cell may be spread over
 
 
@@ -514,10 +509,10 @@ def gpus_for(spec: dict, gpu_mem_mb: float, *, margin: float = DEFAULT_SAFETY_MA
     est = plan_cell_memory(spec, device="cuda", token_stats=token_stats)
     if est["train_peak_mb"] * margin <= gpu_mem_mb:
         return 1
-    if spec.get("method", {}).get("peft", "full") != "full":
+    if spec["method"]["peft"] != "full":
         return None
     layers = _arch(model_config_dict(spec["model"])[0])["layers"]
-    batch = int(spec.get("train", {}).get("batch_size", 4))
+    batch = int(spec["train"]["batch_size"])
     for n in GPU_COUNTS[1:]:
         if n > max_gpus:
             break

@@ -25,7 +25,7 @@ def target_problems(cells) -> list[str]:
         for section in TARGET_SECTIONS:
             if section not in cell.spec:
                 continue
-            targets = str(cell.spec[section].get("targets", "attention"))
+            targets = str(cell.spec[section]["targets"])
             key = (mspec.get("name"), mspec.get("path"), mspec.get("id"), section, targets)
             if key in seen:
                 continue

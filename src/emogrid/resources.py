@@ -25,6 +25,7 @@ import math
 import re
 from typing import Any, Callable, Mapping
 
+from emogrid.config import schema_default
 from emogrid.errors import ConfigError
 
 INT_KEYS = ("gpu", "mem_mb", "runtime", "cpus_per_task")
@@ -33,7 +34,7 @@ KEYS = INT_KEYS + STR_KEYS
 # keys the config may hold that are not Snakemake resources (the planner / gpu-slot read them)
 PLANNER_KEYS = ("gpu_mem_mb", "cells_per_gpu")
 STEPS = ("train", "data", "report")
-DEFAULT_SAFETY_MARGIN = 1.2
+DEFAULT_SAFETY_MARGIN: float = schema_default("resources.safety_margin")
 
 # Same pattern as the schema's safe_string: no spaces, quotes, `;`, `$` or backticks, so a value
 # can never break the sbatch command line. constraint may also use SLURM's & | [ ] * operators.
@@ -128,7 +129,7 @@ def train_resources(config: Mapping, cell, planned_mem_mb: float | None = None) 
     model_cfg = (config.get("models") or {}).get(model) or {}
     merged = _merge(merged, validate_resources(model_cfg.get("resources"), f"models.{model}.resources"))
     if "mem_mb" not in merged and planned_mem_mb:
-        margin = float((config.get("resources") or {}).get("safety_margin", DEFAULT_SAFETY_MARGIN))
+        margin = safety_margin(config)
         merged["mem_mb"] = int(math.ceil(float(planned_mem_mb) * margin))
     return merged
 
@@ -222,12 +223,19 @@ def planned_gpus(config: Mapping, cell) -> int:
     from emogrid.plan import gpus_for
 
     spec = cell.spec if hasattr(cell, "spec") else cell
-    margin = float((config.get("resources") or {}).get("safety_margin", DEFAULT_SAFETY_MARGIN))
+    margin = safety_margin(config)
     return gpus_for(spec, gpu_mem, margin=margin, max_gpus=max_gpus_per_cell()) or 1
+
+
+def safety_margin(config: Mapping) -> float:
+    """resources.safety_margin (the schema's default when the config does not set it)."""
+    value = (config.get("resources") or {}).get("safety_margin")
+    return float(DEFAULT_SAFETY_MARGIN if value is None else value)
 
 
 def cells_per_gpu(config: Mapping):
     """resources.train.cells_per_gpu: "auto", or N (1 = one cell per GPU, the default)."""
+    # optional by design: the schema has no default (resources.train is shared by every rule)
     value = ((config.get("resources") or {}).get("train") or {}).get("cells_per_gpu", 1)
     return value if value == "auto" else int(value)
 
@@ -248,7 +256,7 @@ def planned_gpu_mb(config: Mapping, cell) -> int:
     from emogrid.plan import plan_cell_memory
 
     spec = cell.spec if hasattr(cell, "spec") else cell
-    margin = float((config.get("resources") or {}).get("safety_margin", DEFAULT_SAFETY_MARGIN))
+    margin = safety_margin(config)
     return int(math.ceil(plan_cell_memory(spec)["train_peak_mb"] * margin))
 
 
@@ -322,7 +330,7 @@ def unfit_cells_message(config: Mapping, cells) -> str | None:
         return None
     from emogrid.plan import check_fit
 
-    margin = float((config.get("resources") or {}).get("safety_margin", DEFAULT_SAFETY_MARGIN))
+    margin = safety_margin(config)
     most = max_gpus_per_cell()
     bad = check_fit([c.spec for c in cells], gpu_mem, margin=margin, max_gpus=most)
     if not bad:

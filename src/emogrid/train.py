@@ -125,8 +125,8 @@ def check_outputs(out: Path, spec: dict) -> None:
     contract (schema, cell id, config hash) that every reader applies."""
     from emogrid import results
 
-    res = results.read(out / "metrics.json", "metrics", cell_id=spec.get("cell_id"),
-                       config_hash=spec.get("config_hash"))
+    res = results.read(out / "metrics.json", "metrics", cell_id=spec["cell_id"],
+                       config_hash=spec["config_hash"])
     if not res.valid:
         (out / "metrics.json").unlink(missing_ok=True)
         raise RuntimeError(f"the metrics this cell wrote fail the metrics.json contract "
@@ -172,12 +172,13 @@ def load_spec(arg: str) -> dict:
         spec = json.loads(text)
     except (OSError, json.JSONDecodeError) as err:
         raise CellError(f"cannot read the cell spec: {err}", hint="pass --spec as JSON or @path/to/spec.json") from err
-    for key in ("model", "method", "train"):
-        if key not in spec:
-            raise CellError(f"cell spec lacks the `{key}` block", hint="regenerate it with `emogrid grid`")
-    from emogrid.grid import config_hash
+    if not isinstance(spec, dict):
+        raise CellError(f"the cell spec is a JSON {type(spec).__name__}, expected an object",
+                        hint="pass --spec as JSON or @path/to/spec.json")
+    from emogrid.grid import check_spec, config_hash
 
-    spec.setdefault("config_hash", config_hash(spec))
+    check_spec(spec)  # complete: the trainer reads every key strictly, never with a default of its own
+    spec.setdefault("config_hash", config_hash(spec))  # optional: a hand-written spec is hashed here
     return spec
 
 
@@ -197,8 +198,8 @@ def use_fetched_model(spec: dict, receipt_file: str) -> None:
 def plan_attempt(spec: dict, out: Path, attempt: int) -> dict:
     """Micro-batch / accumulation for this attempt, after reading the previous failure.json."""
     train = spec["train"]
-    batch = {"batch_size": int(train.get("batch_size", 4)), "grad_accum": int(train.get("grad_accum", 1)),
-             "eval_batch_size": int(train.get("eval_batch_size", 64))}
+    batch = {"batch_size": int(train["batch_size"]), "grad_accum": int(train["grad_accum"]),
+             "eval_batch_size": int(train["eval_batch_size"])}
     prev = _read_json(out / "failure.json") if attempt > 1 else None
     if not prev or prev.get("provenance", {}).get("config_hash") != spec["config_hash"]:
         return batch
@@ -266,6 +267,7 @@ def describe_failure(err: BaseException, batch: dict) -> dict:
 
 
 def write_failure(out: Path, spec: dict, info: dict, batch: dict, attempt: int, started: str) -> None:
+    # Optional reads by design: `spec` is {} when the failure is that it could not be read.
     record = {"cell": spec.get("cell", {}), "cell_id": spec.get("cell_id"), "status": "failed",
               "error": info, "attempt": attempt, **batch,
               "provenance": provenance(spec, None, started)}
@@ -287,8 +289,7 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    seed = int(spec.get("cell", {}).get("seed", spec["train"].get("seed", 0)))
-    set_seed(seed)
+    set_seed(int(spec["cell"]["seed"]))
     if not torch.cuda.is_available():
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:  # fp32 matmuls (fp32 precision, fp32 adapter/head weights) on tensor cores: TF32
@@ -301,16 +302,16 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
     multi = data["multi_label"]
     labels = data["labels"]
     log.info("cell %s: %s / %s, %d labels, train %d val %d test %d, micro-batch %d x accum %d",
-             spec.get("cell_id"), spec["model"].get("name"), spec["method"].get("name"), len(labels),
+             spec["cell_id"], spec["model"]["name"], spec["method"]["name"], len(labels),
              len(data["train"]), len(data["val"]), len(data["test"]), batch["batch_size"], batch["grad_accum"])
-    if spec["method"].get("quantize") == "int8":
+    if spec["method"]["quantize"] == "int8":
         from emogrid.devices import quiet_int8_casts
 
         quiet_int8_casts()  # bitsandbytes warns on every int8 matmul input on CUDA: once is enough
     model, tokenizer, family = load_model(spec, len(labels), multi_label=multi, labels=labels)
     # The Trainer's own count (AdaLoRA's schedule must end on the last real step).
     steps_per_epoch = math.ceil(math.ceil(len(data["train"]) / batch["batch_size"]) / batch["grad_accum"])
-    total_steps = steps_per_epoch * int(spec["train"].get("epochs", 1))
+    total_steps = steps_per_epoch * int(spec["train"]["epochs"])
     model = apply_method(model, spec, family, total_step=total_steps)
     upcast_trainable(model)
     trainable, total = count_parameters(model)
@@ -318,7 +319,7 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
         on_model(model)
     log.info("family %s, parameters: %d trainable of %d (%.3f%%)", family, trainable, total, 100 * trainable / total)
 
-    max_len = int(spec["train"].get("max_length", 128))
+    max_len = int(spec["train"]["max_length"])
     sets = {name: encode(tokenizer, rows, max_len, len(labels), multi) for name, rows in data.items()
             if name in ("train", "val", "test")}
     from emogrid import distributed
@@ -352,7 +353,7 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
     predictions = []
     for split in ("val", "test"):
         evals[split], rows = evaluate_split(trainer, sets[split], data[split], labels, multi,
-                                            float(spec.get("data", {}).get("threshold", 0.5)), split)
+                                            float(spec["data"]["threshold"]), split)
         predictions.extend(rows)
     eval_seconds = time.perf_counter() - t0
 
@@ -378,14 +379,14 @@ def run_cell(spec: dict, data_dir: Path, out: Path, batch: dict, started: str, o
         "parallel": distributed.parallel_mode(spec, torch.cuda.is_available(), distributed.world_size()),
     }
     log.info("done: val %s %.4f, test %s %.4f; %d optimizer steps (%d this run), %.1f s train",
-             spec["train"].get("metric", "accuracy"), evals["val"].get(spec["train"].get("metric", "accuracy"), float("nan")),
+             spec["train"]["metric"], evals["val"].get(spec["train"]["metric"], float("nan")),
              "accuracy", evals["test"]["accuracy"], state.global_step, steps_here, train_seconds)
-    metrics = {"cell": spec.get("cell", {}), "cell_id": spec.get("cell_id"), "status": "ok",
+    metrics = {"cell": spec["cell"], "cell_id": spec["cell_id"], "status": "ok",
                "val": evals["val"], "test": evals["test"], "efficiency": efficiency,
                "provenance": provenance(spec, data, started, precision)}
     if not main:  # under torchrun only rank 0 writes the cell's files
         return metrics
-    if spec["train"].get("save_adapter"):
+    if spec["train"]["save_adapter"]:
         save_adapter(model, tokenizer, out / "adapter")
     if on_finishing is not None:
         on_finishing()
@@ -406,7 +407,7 @@ def precision_of(spec: dict) -> str:
 
     from emogrid.models import bf16_supported
 
-    want = spec["train"].get("precision", "auto")
+    want = spec["train"]["precision"]
     if want == "auto":
         return "bf16" if bf16_supported() else "fp32"
     if want == "fp16" and not torch.cuda.is_available():
@@ -414,50 +415,36 @@ def precision_of(spec: dict) -> str:
     return want
 
 
-def optimizer_name(spec: dict) -> str:
-    """`adamw_8bit` when the config or the method asks for it (QLoRA), else plain AdamW."""
-    from emogrid.methods import BUILTIN_METHODS
+def training_arguments(spec: dict, ckpt_dir: Path, batch: dict, steps_per_epoch: int, *, precision: str,
+                       cuda: bool, processes: int, report_to="none", run_name: str | None = None):
+    """The HF TrainingArguments of a cell: every value from the (complete) spec or this attempt's
+    batches, none from a default of this module's own."""
+    from transformers import TrainingArguments
 
-    method = spec["method"]
-    optim = method.get("optim")
-    if optim is None and method.get("name") in BUILTIN_METHODS:
-        optim = BUILTIN_METHODS[method["name"]].optim
-    return optim or spec["train"].get("optim", "adamw")
-
-
-def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, multi, steps_per_epoch):
-    import torch
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments
-
-    from emogrid import tracking
-
-    tracked = tracking.setup(spec, Path(ckpt_dir).parent)  # live curves: train.report_to
-    train = spec["train"]
-    precision = precision_of(spec)
-    optim = optimizer_name(spec)
-    metric = train.get("metric", "accuracy")
-    cuda = torch.cuda.is_available()
-    seed = int(spec.get("cell", {}).get("seed", train.get("seed", 0)))
     from emogrid import distributed
 
-    processes = distributed.world_size()
-    args = TrainingArguments(
+    train = spec["train"]
+    metric = train["metric"]
+    seed = int(spec["cell"]["seed"])
+    return TrainingArguments(
         output_dir=str(ckpt_dir),
         # train.batch_size is the global micro-batch: split over the processes of a multi-GPU cell
         per_device_train_batch_size=distributed.per_device_batch(batch["batch_size"], processes),
         gradient_accumulation_steps=batch["grad_accum"],
-        per_device_eval_batch_size=int(batch.get("eval_batch_size", train.get("eval_batch_size", 64))),
-        learning_rate=float(train.get("lr", 1e-4)),
-        lr_scheduler_type=train.get("scheduler", "cosine"),
-        warmup_steps=float(train.get("warmup_ratio", 0.0)),  # a float < 1 is a ratio
-        weight_decay=float(train.get("weight_decay", 0.0)),
-        max_grad_norm=float(train.get("max_grad_norm", 1.0)),
-        num_train_epochs=float(train.get("epochs", 1)),
-        optim="adamw_bnb_8bit" if optim == "adamw_8bit" else "adamw_torch",
+        # a retry's halved evaluation batch, else the spec's
+        per_device_eval_batch_size=int(batch.get("eval_batch_size", train["eval_batch_size"])),
+        learning_rate=float(train["lr"]),
+        lr_scheduler_type=train["scheduler"],
+        warmup_steps=float(train["warmup_ratio"]),  # a float < 1 is a ratio
+        weight_decay=float(train["weight_decay"]),
+        max_grad_norm=float(train["max_grad_norm"]),
+        num_train_epochs=float(train["epochs"]),
+        # the grid folds a method's optimizer (QLoRA: adamw_8bit) into train.optim
+        optim="adamw_bnb_8bit" if train["optim"] == "adamw_8bit" else "adamw_torch",
         bf16=precision == "bf16", fp16=precision == "fp16",
         # Evaluate + save every `train.eval_every`: early stopping counts evaluations, the best
         # one's weights are restored at the end, and the saves are the resume points.
-        **eval_schedule(train.get("eval_every", "epoch"), steps_per_epoch),
+        **eval_schedule(train["eval_every"], steps_per_epoch),
         save_total_limit=1, load_best_model_at_end=True, metric_for_best_model=metric,
         greater_is_better=metric not in ("loss",),
         restore_callback_states_from_checkpoint=True,  # early-stopping patience survives a resume
@@ -466,14 +453,30 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
         seed=seed, data_seed=seed,
         use_cpu=not cuda, dataloader_num_workers=0, dataloader_pin_memory=cuda,
         remove_unused_columns=False, label_names=["labels"],
-        report_to=tracked["report_to"], run_name=tracked["run_name"], disable_tqdm=True, save_only_model=False,
+        report_to=report_to, run_name=run_name, disable_tqdm=True, save_only_model=False,
         **distributed.parallel_arguments(spec, cuda, processes),
     )
+
+
+def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, multi, steps_per_epoch):
+    import torch
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback
+
+    from emogrid import distributed, tracking
+
+    tracked = tracking.setup(spec, Path(ckpt_dir).parent)  # live curves: train.report_to
+    train = spec["train"]
+    precision = precision_of(spec)
+    optim = train["optim"]
+    cuda = torch.cuda.is_available()
+    args = training_arguments(spec, ckpt_dir, batch, steps_per_epoch, precision=precision, cuda=cuda,
+                              processes=distributed.world_size(), report_to=tracked["report_to"],
+                              run_name=tracked["run_name"])
     from emogrid.devices import single_process_n_gpu
 
     single_process_n_gpu(args)  # never nn.DataParallel: one process, one GPU (or DDP via torchrun)
-    callbacks = [EarlyStoppingCallback(early_stopping_patience=int(train.get("patience", 2))),
-                 ProgressLog(), SigtermSave(), *([AdaLoraStep()] if spec["method"].get("peft") == "adalora" else []),
+    callbacks = [EarlyStoppingCallback(early_stopping_patience=int(train["patience"])),
+                 ProgressLog(), SigtermSave(), *([AdaLoraStep()] if spec["method"]["peft"] == "adalora" else []),
                  *tracked["callbacks"]]
     collator = _Collator(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if cuda else None), multi)
     val_sorted = sorted(sets["val"], key=lambda x: len(x["input_ids"]))  # metrics ignore order
@@ -483,9 +486,9 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # run.log has the progress; stdout stays quiet
-    trainer.loraplus_ratio = spec["method"].get("loraplus_ratio")
+    trainer.loraplus_ratio = spec["method"]["loraplus_ratio"]
     trainer.optim_8bit = optim == "adamw_8bit"
-    trainer.length_grouping = bool(train.get("length_grouping", False))
+    trainer.length_grouping = bool(train["length_grouping"])
     trainer.length_chunks = 1 if cuda else 4
     return trainer, precision
 
@@ -539,7 +542,7 @@ class _Collator:
 
 
 def _eval_metrics(labels, multi, spec):
-    threshold = float(spec.get("data", {}).get("threshold", 0.5))
+    threshold = float(spec["data"]["threshold"])
 
     def compute(eval_pred):
         from emogrid import metrics as M
@@ -821,7 +824,7 @@ def load_data(data_dir: Path, spec: dict) -> dict:
         out[split] = _read_jsonl(path, len(labels))
         if not out[split]:
             raise DataError(f"{path} is empty", hint="increase samples or check the subset")
-    mode = spec.get("data", {}).get("mode") or manifest.get("mode", "single")
+    mode = spec["data"]["mode"]
     out["multi_label"] = mode == "multi"
     return out
 
