@@ -2,8 +2,7 @@
 
 import pytest
 
-from emogrid.cell_id import (CellId, arm_label, format_value, format_variant, parse_cell_id,
-                             parse_variant, short_variant)
+from emogrid.cell_id import CellId, arm_label, format_value, format_variant, parse_cell_id, parse_variant, short_variant
 from emogrid.config import load_config
 from emogrid.grid import expand_cells
 

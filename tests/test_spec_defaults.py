@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny_models import build_tiny_model
 
 from emogrid.config import finalize, schema_default, section_defaults
 from emogrid.errors import CellError
 from emogrid.grid import check_spec, expand_cells
-from tiny_models import build_tiny_model
 
 METHODS = ["full", "lora", "qlora", "ia3", "adalora", "dora", "loraplus"]
 
@@ -82,18 +82,18 @@ def test_peft_and_quantisation_configs_are_the_schema_defaults(specs, tiny_bert)
     from emogrid.models import quantization_config
 
     model = _meta_model(tiny_bert)
-    lora = build_peft_config(specs["lora"], model, "bert", 2)
+    lora = build_peft_config(specs["lora"], model, "bert")
     assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (
         schema_default("lora.r"), schema_default("lora.alpha"), schema_default("lora.dropout"))
-    assert not lora.use_dora and build_peft_config(specs["dora"], model, "bert", 2).use_dora
+    assert not lora.use_dora and build_peft_config(specs["dora"], model, "bert").use_dora
     preset = sorted(TARGETS["bert"][schema_default("lora.targets")])
     assert sorted(lora.target_modules) == preset
-    ada = build_peft_config(specs["adalora"], model, "bert", 2, total_step=1000)
+    ada = build_peft_config(specs["adalora"], model, "bert", total_step=1000)
     assert (ada.init_r, ada.target_r, ada.deltaT, ada.tinit, ada.tfinal) == tuple(
         schema_default(f"adalora.{k}") for k in ("init_r", "target_r", "delta_t", "tinit", "tfinal"))
     assert ada.lora_alpha == schema_default("lora.alpha")
-    assert build_peft_config(specs["full"], model, "bert", 2) is None
-    assert sorted(build_peft_config(specs["ia3"], model, "bert", 2).target_modules) == sorted(
+    assert build_peft_config(specs["full"], model, "bert") is None
+    assert sorted(build_peft_config(specs["ia3"], model, "bert").target_modules) == sorted(
         TARGETS["bert"][schema_default("ia3.targets")])
     bnb = quantization_config(specs["qlora"]["method"], specs["qlora"]["quant"], "bert")
     assert bnb.bnb_4bit_use_double_quant is schema_default("quant.double_quant")

@@ -51,7 +51,8 @@ import numpy as np
 import pandas as pd
 
 from emogrid.atomic import atomic_path, staged_dir, write_json, write_text
-from emogrid.cell_id import BASE_AXES as _BASE_AXES, INT_AXES, format_variant, parse_cell_id
+from emogrid.cell_id import BASE_AXES as _BASE_AXES
+from emogrid.cell_id import INT_AXES, format_variant, parse_cell_id
 from emogrid.errors import EmogridError
 
 BASE_AXES = list(_BASE_AXES)

@@ -97,14 +97,14 @@ class CellId:
         return "/".join(parts + [f"k{self.labels}_n{self.samples}", f"s{self.seed}"])
 
     @classmethod
-    def from_axes(cls, axes: dict[str, Any]) -> "CellId":
+    def from_axes(cls, axes: dict[str, Any]) -> CellId:
         """From a cell's axes: the six base axes plus every swept {dotted key: value}."""
         swept = {k: v for k, v in axes.items() if k not in BASE_AXES and k != "variant"}
         return cls(str(axes["dataset"]), str(axes["model"]), str(axes["method"]), int(axes["labels"]),
                    int(axes["samples"]), int(axes["seed"]), axes.get("variant") or format_variant(swept))
 
     @classmethod
-    def parse(cls, text: str) -> "CellId":
+    def parse(cls, text: str) -> CellId:
         """Read an id back; ValueError naming the expected layout when it is not one."""
         m = _CELL_ID_RE.match(text)
         if not m:

@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from emogrid.cell_id import CellId
-from emogrid.resources import DEFAULT_SAFETY_MARGIN, safety_margin
 from emogrid.errors import CellError
 from emogrid.models import base_weights_dtype
+from emogrid.resources import DEFAULT_SAFETY_MARGIN, safety_margin
 
 MIB = 2 ** 20
 # Bundled architecture configs: file stem -> hub ids they stand for.

@@ -35,14 +35,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
 import seaborn as sns  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
 from emogrid import outputs  # noqa: E402
 from emogrid.atomic import atomic_path  # noqa: E402
-from emogrid.errors import EmogridError  # noqa: E402
 from emogrid.cell_id import arm_label, short_variant  # noqa: E402
+from emogrid.errors import EmogridError  # noqa: E402
 
 FIGURES = outputs.FIGURE_NAMES
 FORMATS = ("png", "pdf")

@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from emogrid.errors import EmogridError
 from emogrid.cell_id import BASE_AXES, format_variant, parse_cell_id, short_variant
+from emogrid.errors import EmogridError
 
 STATES = ("done", "invalid", "failed", "running", "interrupted", "pending")
 SYMBOLS = {"done": "●", "invalid": "!", "failed": "✗", "running": "◐", "interrupted": "◌", "pending": "·"}
