@@ -130,7 +130,7 @@ def resolve_source(data_cfg: dict) -> Source:
     where it came from when it is missing, unreadable, incomplete, or its labels.txt does
     not match `data.taxonomy`.
     """
-    taxonomy = data_cfg.get("taxonomy", "original")
+    taxonomy = _setting(data_cfg, "taxonomy")
     expected = taxonomy_labels(taxonomy)
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
@@ -413,16 +413,25 @@ def _hub_label_names(ds: Any) -> list[str] | None:
 # --------------------------------------------------------------------------- selection
 
 
+def _setting(data_cfg: dict, key: str) -> Any:
+    """`data_cfg[key]`, else the schema's `data.<key>` default: a dataset definition from
+    `emogrid.datasets.registry` is complete, a hand-made one (tests, `emogrid prepare`) may not be."""
+    from emogrid.config import schema_default
+
+    value = data_cfg.get(key)
+    return schema_default(f"data.{key}") if value is None else value
+
+
 def _settings(data_cfg: dict) -> dict:
-    kind = data_cfg.get("kind") or "goemotions"
+    kind = data_cfg.get("kind") or "goemotions"  # a definition's kind; the `data:` section is GoEmotions
     cfg = {
-        "name": data_cfg.get("name", "goemotions"),
+        "name": _setting(data_cfg, "name"),
         "kind": kind,
-        "taxonomy": data_cfg.get("taxonomy", "original") if kind == "goemotions" else None,
-        "mode": data_cfg.get("mode") or "single",
+        "taxonomy": _setting(data_cfg, "taxonomy") if kind == "goemotions" else None,
+        "mode": _setting(data_cfg, "mode"),
         "labels": data_cfg.get("labels"),
-        "val_fraction": float(data_cfg["val_fraction"] if data_cfg.get("val_fraction") is not None else 0.1),
-        "test": data_cfg.get("test") or "natural",
+        "val_fraction": float(_setting(data_cfg, "val_fraction")),
+        "test": _setting(data_cfg, "test"),
         "exclude_labels": list(data_cfg.get("exclude_labels", [NEUTRAL] if kind == "goemotions" else [])),
     }
     if kind not in ("goemotions", "table"):

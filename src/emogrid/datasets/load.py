@@ -266,7 +266,8 @@ def load_table(defn: dict, cache_dir=None):
     source["splits"] = dict(chosen)
     train, test = out["train"], out.get("test")
     if test is None:
-        train, test, record = carve_test(train, float(defn.get("test_fraction", 0.2)), int(defn.get("carve_seed", 0)))
+        # resolve_dataset fills test_fraction / carve_seed (registry.CARVE_DEFAULTS) for every table dataset
+        train, test, record = carve_test(train, float(defn["test_fraction"]), int(defn["carve_seed"]))
         source["splits"]["test"] = f"carved from {chosen['train']}"
         source["carved"] = {"test": record}
     return Loaded(train, test, source, names=names, val=out.get("val"))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 
-from emogrid.config import deep_merge
+from emogrid.config import deep_merge, schema_default
 from emogrid.errors import ConfigError
 
 CARVE_DEFAULTS = {"test_fraction": 0.2, "carve_seed": 0}
@@ -75,14 +75,14 @@ BUILTINS: dict[str, dict] = {
 def grid_datasets(config: dict) -> list[str]:
     """`grid.datasets`, defaulting to the legacy `data.name` (goemotions)."""
     names = config.get("grid", {}).get("datasets")
-    return list(names) if names else [config.get("data", {}).get("name", "goemotions")]
+    return list(names) if names else [config.get("data", {}).get("name") or schema_default("data.name")]
 
 
 def resolve_dataset(name: str, config: dict) -> dict:
     """The complete definition of dataset `name` (see the module docstring); ConfigError if unknown."""
     data = config.get("data", {})
     user = (config.get("datasets") or {}).get(name)
-    legacy = name == data.get("name", "goemotions")
+    legacy = name == (data.get("name") or schema_default("data.name"))
     if user is None and name not in BUILTINS and not legacy:
         raise ConfigError(
             f"dataset '{name}' is not defined: built-in datasets are {', '.join(sorted(BUILTINS))}; "
@@ -98,7 +98,7 @@ def resolve_dataset(name: str, config: dict) -> dict:
         # the `data:` section's GoEmotions keys (every study written before `datasets:`)
         defn = deep_merge(BUILTINS["goemotions"], defn)
         if name not in BUILTINS or name == "goemotions":  # goemotions-ekman is Ekman by name
-            defn["taxonomy"] = data.get("taxonomy", defn.get("taxonomy", "original"))
+            defn["taxonomy"] = data.get("taxonomy") or defn.get("taxonomy") or schema_default("data.taxonomy")
     if defn.get("kind") == "goemotions":
         if data.get("path") and not (user or {}).get("path"):
             defn["path"] = data["path"]
@@ -109,7 +109,7 @@ def resolve_dataset(name: str, config: dict) -> dict:
     if "kind" not in defn:
         defn["kind"] = "table"
     if defn["kind"] == "goemotions":
-        defn.setdefault("taxonomy", "original")
+        defn.setdefault("taxonomy", schema_default("data.taxonomy"))
         defn.setdefault("exclude_labels", ["neutral"])
         defn["hub"] = {**_GOEMOTIONS_HUB, **(defn.get("hub") or {})}
     else:
@@ -132,7 +132,7 @@ def known_label_names(defn: dict) -> list[str] | None:
     if defn.get("kind") == "goemotions":
         from emogrid.data import taxonomy_labels
 
-        return taxonomy_labels(defn.get("taxonomy", "original"))
+        return taxonomy_labels(defn["taxonomy"] if defn.get("taxonomy") else schema_default("data.taxonomy"))
     if defn.get("label_names"):
         return list(defn["label_names"])
     if defn.get("label_columns"):
