@@ -25,7 +25,7 @@ import math
 import re
 from typing import Any, Callable, Mapping
 
-from emogrid.config import schema_default
+from emogrid.config import load_schema, schema_default
 from emogrid.errors import ConfigError
 
 INT_KEYS = ("gpu", "mem_mb", "runtime", "cpus_per_task")
@@ -36,10 +36,12 @@ PLANNER_KEYS = ("gpu_mem_mb", "cells_per_gpu")
 STEPS = ("train", "data", "report")
 DEFAULT_SAFETY_MARGIN: float = schema_default("resources.safety_margin")
 
-# Same pattern as the schema's safe_string: no spaces, quotes, `;`, `$` or backticks, so a value
-# can never break the sbatch command line. constraint may also use SLURM's & | [ ] * operators.
-_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=,/+-]{0,127}$")
-_SAFE_CONSTRAINT = re.compile(r"^[A-Za-z0-9\[(][A-Za-z0-9._:=,/+&|\[\]()*-]{0,127}$")
+# The schema's own patterns (safe_string: no spaces, quotes, `;`, `$` or backticks, so a value
+# can never break the sbatch command line; constraint may also use SLURM's & | [ ] * operators),
+# for resources that reach us without the schema pass (a rule's resources, a profile).
+_SAFE = re.compile(load_schema()["$defs"]["safe_string"]["pattern"])
+_SAFE_CONSTRAINT = re.compile(load_schema()["$defs"]["resources"]["properties"]["constraint"]["pattern"])
+# Stricter than the schema's safe_string: the shape of a SLURM gres list (name[:type][:count],...).
 _GRES = re.compile(r"^[A-Za-z0-9_]+(:[A-Za-z0-9_.]+)?(:\d+[TGM]?)?(,[A-Za-z0-9_]+(:[A-Za-z0-9_.]+)?(:\d+[TGM]?)?)*$")
 
 
