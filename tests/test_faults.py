@@ -27,6 +27,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 
 from tests.helpers import REPO, require_data
 
@@ -164,8 +165,10 @@ class Study:
 
     def start(self, **env) -> subprocess.Popen:
         log = open(self.dir.parent / "snakemake.log", "a")
-        return subprocess.Popen(self.cmd(), cwd=self.dir, env={**self.env, **env}, stdout=log,
+        proc = subprocess.Popen(self.cmd(), cwd=self.dir, env={**self.env, **env}, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_sigint)
+        _STARTED.append(proc)
+        return proc
 
     def metrics(self) -> list[Path]:
         return sorted((self.dir / "results" / "runs").glob("**/metrics.json"))
@@ -317,6 +320,24 @@ def test_workflow_packs_cells_per_gpu(tmp_path):
         mine = [r for r in records if r["gpu"] == gpu]
         assert max(sum(1 for o in mine if o["start"] <= r["start"] < o["end"]) for r in mine) <= 2
     assert max(sum(1 for o in records if o["start"] <= r["start"] < o["end"]) for r in records) >= 3
+
+
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test():
+    """A failed assertion must not leave a Snakemake (and its held fake cells) running: kill the
+    process group of every run a test started and did not see end."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
 
 
 def _wait(what, proc: subprocess.Popen, timeout: float = 120, on_slow=None) -> None:
