@@ -199,10 +199,14 @@ class Study:
 N_CELLS = len(MODELS) * len(SEEDS)
 
 
-def assert_untouched(before: dict, after: dict) -> None:
-    for path, (digest, mtime) in before.items():
+def assert_untouched(before: dict, after: dict, *, mtime: bool = True) -> None:
+    """Same content (and, by default, the same mtime) for every file of `before`."""
+    for path, (digest, stamp) in before.items():
         assert path in after, f"{path} was deleted"
-        assert after[path] == (digest, mtime), f"{path} was rewritten"
+        if mtime:
+            assert after[path] == (digest, stamp), f"{path} was rewritten"
+        else:
+            assert after[path][0] == digest, f"{path} was rewritten"
 
 
 def test_interrupted_run_resumes_without_redoing_finished_cells(tmp_path):
@@ -404,7 +408,10 @@ def test_two_runs_at_once_the_second_is_refused_and_the_first_finishes(tmp_path)
     second = study.run(FAKE_SECONDS="0.2")
     assert second.returncode != 0
     assert "lock" in (second.stdout + second.stderr).lower()
-    assert_untouched(before, study.snapshot())   # the first run goes on finishing other cells
+    # Content only: the first run goes on finishing cells, and Snakemake may still touch the
+    # outputs of a job that wrote them just before `before` (seen +18 ms under load); that no
+    # cell trained twice is checked from the calls below.
+    assert_untouched(before, study.snapshot(), mtime=False)
     (hand / "go").touch()
     assert first.wait(timeout=120) == 0
     assert len(study.metrics()) == N_CELLS

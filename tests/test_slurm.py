@@ -281,9 +281,11 @@ def test_emogrid_grid_through_slurm(slurm_cluster, trivial_run, tmp_path, monkey
     assert any((work / "results" / "tables").iterdir())
 
     # every training job got a (fake) GPU from SLURM, kept by emogrid gpu-slot, and is requeueable
-    train_logs = list((work / ".snakemake" / "slurm_logs" / "rule_train").glob("**/*.log"))
-    assert len(train_logs) == 2
-    for path in train_logs:
+    assert len(list((work / ".snakemake" / "slurm_logs" / "rule_train").glob("**/*.log"))) == 2
+    # the job's own output (gpu-slot's line included) goes to the rule's log file
+    job_logs = list((work / "results" / "logs" / "train").glob("**/*.log"))
+    assert len(job_logs) == 2
+    for path in job_logs:
         text = path.read_text()
         assert re.search(r"keeping its assignment: CUDA_VISIBLE_DEVICES=[0-3]\b", text), text[-2000:]
     for job_id in ids_one + ids_grid:
