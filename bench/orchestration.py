@@ -121,8 +121,10 @@ def measure_aggregate(work: Path) -> dict:
     runs = work / "agg" / "runs"
     shutil.rmtree(work / "agg", ignore_errors=True)
     count = build_big_tree(runs)
-    r = timed([sys.executable, "-m", "emogrid", "aggregate", "--runs", str(runs), "--out", str(work / "agg" / "tables")],
-              work / "aggregate.log")
+    r = timed(
+        [sys.executable, "-m", "emogrid", "aggregate", "--runs", str(runs), "--out", str(work / "agg" / "tables")],
+        work / "aggregate.log",
+    )
     r["cells"] = count
     m = re.search(r"in ([0-9.]+)s", (work / "aggregate.log").read_text(errors="replace"))
     r["internal_seconds"] = float(m.group(1)) if m else None
@@ -144,7 +146,11 @@ def measure_all(work: Path) -> dict:
 
 
 def render(res: dict) -> str:
-    lines = ["\n### orchestration (1,080-cell grid)\n", "| step | wall s | CPU s | rc | note |", "|---|---|---|---|---|"]
+    lines = [
+        "\n### orchestration (1,080-cell grid)\n",
+        "| step | wall s | CPU s | rc | note |",
+        "|---|---|---|---|---|",
+    ]
     for name, r in res.items():
         if "error" in r:
             lines.append(f"| {name} | - | - | - | {r['error']} |")
@@ -155,7 +161,10 @@ def render(res: dict) -> str:
                 note.append(f"{key}={r[key]}")
         if r.get("rc"):
             note.append("FAILED: " + r.get("tail", "").strip().replace("\n", " ")[-300:])
-        lines.append(f"| {name} | {r['seconds']:.2f} | {r.get('cpu_seconds', float('nan')):.2f} | {r['rc']} | {', '.join(note)} |")
+        lines.append(
+            f"| {name} | {r['seconds']:.2f} | {r.get('cpu_seconds', float('nan')):.2f} | {r['rc']} "
+            f"| {', '.join(note)} |"
+        )
     return "\n".join(lines) + "\n"
 
 

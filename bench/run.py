@@ -12,8 +12,8 @@ run directory (no checkpoint, no cache from an earlier run).
 Fairness: both sides get the same cell spec (emogrid.grid.expand_cells on config.yaml +
 RECIPE below + the case), hence the same model, subset files, seed, batch size, lr, scheduler,
 epochs, weight decay and LoRA settings. The recipe is pinned here, not read from a study, so a
-study's tuning (e.g. quickstart's shorter full fine-tuning) never changes what is benchmarked. Early stopping is switched
-off on both sides by `train.patience = train.epochs` (the first evaluation always improves,
+study's tuning (e.g. quickstart's shorter full fine-tuning) never changes what is benchmarked.
+Early stopping is switched off on both sides by `train.patience = train.epochs` (the first evaluation always improves,
 so at most epochs-1 non-improving evaluations follow and patience is never reached): both run
 exactly epochs x ceil(train/batch) optimizer steps, checked in the table (`optimizer steps`).
 
@@ -80,7 +80,9 @@ def prepare_subset(out: Path, k: int, n: int, seed: int) -> Path:
     return target
 
 
-def cell_spec(out: Path, model: dict, method: str, k: int, n: int, epochs: int | None, extra: dict | None = None) -> dict:
+def cell_spec(
+    out: Path, model: dict, method: str, k: int, n: int, epochs: int | None, extra: dict | None = None
+) -> dict:
     """The spec emogrid's own grid gives this cell (RECIPE), early stopping off."""
     import yaml
 
@@ -407,9 +409,13 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cases", default=",".join(ALL_CASES),
                     help=f"comma-separated of {', '.join(ALL_CASES)}; CASE:EPOCHS:REPEATS overrides per case")
-    ap.add_argument("--epochs", type=int, default=None, help="override train.epochs on both sides (default: the recipe's)")
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="override train.epochs on both sides (default: the recipe's)"
+    )
     ap.add_argument("--llama-epochs", type=int, default=2, help="epochs for the tiny Llama case")
-    ap.add_argument("--labels", type=int, default=16, help="subset labels k (16 = the benchmark; smaller for smoke runs)")
+    ap.add_argument(
+        "--labels", type=int, default=16, help="subset labels k (16 = the benchmark; smaller for smoke runs)"
+    )
     ap.add_argument("--samples", type=int, default=800, help="subset samples n (800 = the benchmark)")
     ap.add_argument("--no-orchestration", action="store_true")
     ap.add_argument("--only-orchestration", action="store_true")
@@ -417,7 +423,9 @@ def main() -> int:
     ap.add_argument("--reference", choices=("baseline", "emogrid"), default="baseline",
                     help="what runs as the reference side (emogrid: compare two emogrid sources)")
     ap.add_argument("--reference-src", default=None, help="src dir for an emogrid reference side")
-    ap.add_argument("--emogrid-src", default=None, help="src dir of the emogrid under test (default: this checkout's src)")
+    ap.add_argument(
+        "--emogrid-src", default=None, help="src dir of the emogrid under test (default: this checkout's src)"
+    )
     ap.add_argument("--threads", type=int, default=None,
                     help="OMP_NUM_THREADS/MKL_NUM_THREADS for both sides (default: unset, torch uses every core)")
     ap.add_argument("--tag", default="", help="suffix of results-TAG.json / table-TAG.md")
@@ -451,12 +459,24 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown cases {sorted(unknown)}")
     load = os.getloadavg()
-    results = {"labels": dict(LABELS), "command": " ".join([Path(sys.executable).name, *sys.argv]), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-               "loadavg_start": load, "host": platform.node(), "cpus": os.cpu_count(),
-               "python": platform.python_version(), "threads": args.threads or "default", "cases": {}}
+    results = {
+        "labels": dict(LABELS),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "loadavg_start": load,
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "threads": args.threads or "default",
+        "cases": {},
+    }
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
         results["emogrid_source"] = f"{head}{' + uncommitted changes in src/' if dirty else ''}"
     except OSError:
         results["emogrid_source"] = "unknown"
@@ -481,24 +501,33 @@ def main() -> int:
             if case in ("minilm-lora", "minilm-full"):
                 method = case.split("-")[1]
                 spec = cell_spec(out, minilm, method, args.labels, args.samples, epochs)
-                note = (f"MiniLM {method}, GoEmotions {args.labels} labels x {args.samples}, {spec['train']['epochs']} epochs, "
-                        f"batch {spec['train']['batch_size']}, CPU fp32")
+                note = (
+                    f"MiniLM {method}, GoEmotions {args.labels} labels x {args.samples}, "
+                    f"{spec['train']['epochs']} epochs, "
+                    f"batch {spec['train']['batch_size']}, CPU fp32"
+                )
                 results["cases"][case] = run_case(case, out, spec, data_dir, repeats, note)
             elif case == "tiny-llama-lora":
                 ll_epochs = ep_override or args.llama_epochs
                 spec = cell_spec(out, {"path": str(tiny_llama(out))}, "lora", args.labels, args.samples, ll_epochs)
-                note = f"tiny random Llama (tests/tiny_models.py), LoRA, {args.labels} labels x {args.samples}, {ll_epochs} epochs, CPU fp32"
+                note = (f"tiny random Llama (tests/tiny_models.py), LoRA, {args.labels} labels x {args.samples}, "
+                        f"{ll_epochs} epochs, CPU fp32")
                 results["cases"][case] = run_case(case, out, spec, data_dir, repeats, note)
             elif case == "gpu":
                 results["cases"].update(gpu_cases(out, data_dir, repeats, epochs))
             results["loadavg_end"] = os.getloadavg()
-            (out / f"results{'-' + args.tag if args.tag else ''}.json").write_text(json.dumps(results, indent=1, default=str))
+            (out / f"results{'-' + args.tag if args.tag else ''}.json").write_text(
+                json.dumps(results, indent=1, default=str)
+            )
     results["loadavg_end"] = os.getloadavg()
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    text = (f"command: `{results['command']}`\n"
-            f"started {results['started']}, finished {results['finished']}; load average at start "
-            f"{results['loadavg_start'][0]:.2f}, at end {results['loadavg_end'][0]:.2f} ({os.cpu_count()} CPUs, torch threads {results['threads']}); "
-            f"emogrid source: {results.get('emogrid_source')}\n")
+    text = (
+        f"command: `{results['command']}`\n"
+        f"started {results['started']}, finished {results['finished']}; load average at start "
+        f"{results['loadavg_start'][0]:.2f}, at end {results['loadavg_end'][0]:.2f} "
+        f"({os.cpu_count()} CPUs, torch threads {results['threads']}); "
+        f"emogrid source: {results.get('emogrid_source')}\n"
+    )
     text += table(results)
     if results.get("orchestration"):
         from bench.orchestration import render

@@ -164,11 +164,25 @@ def build_big_tree(runs: Path, n_models=3, n_methods=6, labels=(2, 4, 8), sample
                         m["per_class"] = {lab: {"precision": acc, "recall": acc, "f1": acc, "support": 10}
                                           for lab in labs}
                         m["confusion_matrix"] = [[10 if i == j else 0 for j in range(k)] for i in range(k)]
-                        _write(runs / cid / "metrics.json", {
-                            "cell": {"dataset": "goemotions", "model": model, "method": f"method-{ai}",
-                                     "labels": k, "samples": n, "seed": seed},
-                            "cell_id": cid, "status": "ok", "val": m, "test": m,
-                            "efficiency": _efficiency("tiny-a", "lora", n), "provenance": {"versions": {}, "device": "cpu", "config_hash": "abc"}})
+                        _write(
+                            runs / cid / "metrics.json",
+                            {
+                                "cell": {
+                                    "dataset": "goemotions",
+                                    "model": model,
+                                    "method": f"method-{ai}",
+                                    "labels": k,
+                                    "samples": n,
+                                    "seed": seed,
+                                },
+                                "cell_id": cid,
+                                "status": "ok",
+                                "val": m,
+                                "test": m,
+                                "efficiency": _efficiency("tiny-a", "lora", n),
+                                "provenance": {"versions": {}, "device": "cpu", "config_hash": "abc"},
+                            },
+                        )
                         count += 1
     return count
 
@@ -188,11 +202,18 @@ def write_scored_cell(runs: Path, dataset: str, model: str, method: str, k: int,
     rows = [{"id": f"{split}-{i}", "split": split, "gold": [int(g)], "pred": [int(p)],
              "probs": [1.0 if j == int(p) else 0.0 for j in range(k)]}
             for split in ("val", "test") for i, (g, p) in enumerate(zip(gold[split], pred[split]))]
-    _write(runs / cid / "metrics.json", {
-        "cell": {"dataset": dataset, "model": model, "method": method, "labels": k, "samples": n,
-                 "seed": seed},
-        "cell_id": cid, "status": "ok", "val": out["val"], "test": out["test"],
-        "efficiency": _efficiency("tiny-a", method, n), "provenance": {"versions": {}, "device": "cpu", "config_hash": "abc"}})
+    _write(
+        runs / cid / "metrics.json",
+        {
+            "cell": {"dataset": dataset, "model": model, "method": method, "labels": k, "samples": n, "seed": seed},
+            "cell_id": cid,
+            "status": "ok",
+            "val": out["val"],
+            "test": out["test"],
+            "efficiency": _efficiency("tiny-a", method, n),
+            "provenance": {"versions": {}, "device": "cpu", "config_hash": "abc"},
+        },
+    )
     path = runs / cid / "predictions.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return cid

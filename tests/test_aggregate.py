@@ -6,11 +6,11 @@ import json
 import math
 import time
 
+import fixtures_results as F
 import pandas as pd
 import pytest
 from scipy.stats import t as student_t
 
-import fixtures_results as F
 from emogrid import aggregate as A
 from emogrid.cli import main
 from emogrid.errors import EmogridError

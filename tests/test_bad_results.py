@@ -9,9 +9,9 @@ import os
 import time
 from pathlib import Path
 
+import fixtures_results as F
 import pytest
 
-import fixtures_results as F
 from emogrid import aggregate as A
 from emogrid import results as R
 from emogrid import status as S
@@ -277,6 +277,7 @@ def test_damaged_subset_fails_the_cell_naming_file_and_line(tiny_models, tiny_su
     import shutil
 
     from conftest_train import cell_spec
+
     from emogrid import train
 
     data = tmp_path / "data"

@@ -190,10 +190,14 @@ def test_hub_builtin_through_load_dataset(tmp_path, monkeypatch):
     datasets = pytest.importorskip("datasets")
     feats = datasets.Features({"text": datasets.Value("string"),
                                "label": datasets.ClassLabel(names=["neg", "pos"])})
-    dsd = datasets.DatasetDict({
-        split: datasets.Dataset.from_dict({"text": [text(i, split) for i in range(n)], "label": [i % 2 for i in range(n)]},
-                                          features=feats)
-        for split, n in (("train", 100), ("test", 30), ("unsupervised", 5))})
+    dsd = datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict(
+                {"text": [text(i, split) for i in range(n)], "label": [i % 2 for i in range(n)]}, features=feats
+            )
+            for split, n in (("train", 100), ("test", 30), ("unsupervised", 5))
+        }
+    )
     calls = []
 
     def fake(path, name=None, **kw):
@@ -334,7 +338,9 @@ def test_goemotions_dev_tsv_is_validated(tmp_path):
     (d / "labels.txt").write_text("\n".join(D.taxonomy_labels("original")) + "\n")
     cfg = {"name": "goemotions", "path": str(d), "taxonomy": "original", "mode": "single", "labels": None,
            "val_fraction": 0.1, "test": "natural"}
-    with pytest.raises(DataError, match=r"dev\.tsv:41: expected 3 tab-separated columns \(text, label ids, id\), found 1"):
+    with pytest.raises(
+        DataError, match=r"dev\.tsv:41: expected 3 tab-separated columns \(text, label ids, id\), found 1"
+    ):
         D.prepare_subset(cfg, 2, 10, 0, tmp_path / "o")
     (d / "dev.tsv").write_text(good.replace("\t1\tid3\n", "\t99\tid3\n"))
     with pytest.raises(DataError, match=r"dev\.tsv:4: label id 99 out of range"):
@@ -360,7 +366,9 @@ def test_parquet_with_id_lists_multi_label_and_explicit_labels(tmp_path):
     names = ["anger", "joy", "fear", "none"]
     for split, n in (("train", 120), ("test", 40)):
         labels = [[i % 3] + ([3] if i % 4 == 0 else []) for i in range(n)]
-        pq.write_table(pa.table({"sentence": [text(i, split) for i in range(n)], "tags": labels}), d / f"{split}.parquet")
+        pq.write_table(
+            pa.table({"sentence": [text(i, split) for i in range(n)], "tags": labels}), d / f"{split}.parquet"
+        )
     entry = {"path": str(d), "text": "sentence", "label": "tags", "label_names": names, "mode": "multi",
              "exclude_labels": ["none"]}
     defn = defn_of(tmp_path, "tags", entry, labels=[3])

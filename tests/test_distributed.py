@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest_train import cell_spec
+
 from emogrid import distributed, train
 from emogrid.errors import CellError
 from emogrid.grid import config_hash
@@ -88,9 +88,11 @@ def test_parallel_mode_by_method_and_device():
     assert distributed.parallel_mode(full, True, 2) == "fsdp" and distributed.parallel_mode(lora, True, 2) == "ddp"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2,
-                    reason="FSDP (full fine-tuning over several GPUs) needs at least 2 CUDA devices; "
-                           "this machine has none, so only its arguments are tested (test_parallel_mode_by_method_and_device)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.device_count() < 2,
+    reason="FSDP (full fine-tuning over several GPUs) needs at least 2 CUDA devices; "
+    "this machine has none, so only its arguments are tested (test_parallel_mode_by_method_and_device)",
+)
 def test_fsdp_full_finetuning_two_gpus(tiny_models, tiny_subset, tmp_path):
     data = _subset(tiny_subset, tmp_path / "data")
     spec = cell_spec(tiny_models["llama"], "full", batch_size=8, epochs=1)

@@ -115,14 +115,20 @@ def study_yaml(data: Path, models_dir: Path) -> str:
         (models_dir / m).mkdir(parents=True, exist_ok=True)
         (models_dir / m / "config.json").write_text(json.dumps({"model_type": "bert"}))
     models = "\n".join(f"  {m}: {{path: {models_dir / m}}}" for m in MODELS)
-    return textwrap.dedent(
-        f"""\
+    return (
+        textwrap.dedent(
+            f"""\
         data: {{path: {data}}}
-        grid: {{labels: [2], samples: [40], models: [{", ".join(MODELS)}], methods: [lora], seeds: [{", ".join(map(str, SEEDS))}]}}
+        grid: {{labels: [2], samples: [40], models: [{", ".join(MODELS)}], methods: [lora],
+                seeds: [{", ".join(map(str, SEEDS))}]}}
         # threads per job: 2 fake GPUs, 2 jobs at once; memory given, so no planning of fake models
         resources: {{train: {{cpus_per_task: 1, mem_mb: 1000}}}}
         """
-    ) + "models:\n" + models + "\n"
+        )
+        + "models:\n"
+        + models
+        + "\n"
+    )
 
 
 def _default_sigint() -> None:
@@ -304,7 +310,7 @@ def test_workflow_jobs_never_share_a_gpu(tmp_path):
     assert {r["gpu"] for r in records} == {"0", "1"}
     for gpu in ("0", "1"):
         spans = sorted((r["start"], r["end"]) for r in records if r["gpu"] == gpu)
-        for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+        for (_s1, e1), (s2, _e2) in zip(spans, spans[1:]):
             assert s2 >= e1, f"GPU {gpu} shared by two cells"
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import textwrap
 from pathlib import Path
 
@@ -113,9 +112,10 @@ def test_fetch_by_hand_reads_the_study_and_skips_local_models(hub, tmp_path, tin
 
 
 def test_training_loads_the_fetched_snapshot_offline_and_records_its_commit(hub, tmp_path, tiny_subset):
+    from conftest_train import cell_spec
+
     from emogrid import train
     from emogrid.grid import config_hash
-    from conftest_train import cell_spec
 
     receipt_file = tmp_path / "receipt.json"
     fetch.write_receipt(receipt_file, fetch.fetch_model("tiny", {"id": REPO_ID}, hub))
@@ -254,8 +254,9 @@ def test_hub_dataset_is_fetched_once_and_read_offline_by_the_data_step(tmp_path,
 
 
 def test_planner_reports_download_sizes_per_model_and_in_total(monkeypatch, hub, tmp_path, tiny_models):
-    import huggingface_hub
     from types import SimpleNamespace
+
+    import huggingface_hub
 
     config = {"grid": {"models": ["bert-base", "fetched", "local", "listed"]},
               "models": {"bert-base": {"id": "google-bert/bert-base-uncased"}, "fetched": {"id": REPO_ID},

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest_train import cell_spec
+
 from emogrid import train
 from emogrid.grid import config_hash
 
@@ -184,8 +184,9 @@ def test_every_cuda_allocation_failure_is_an_oom(err, oom):
 
 def _failure(out: Path, spec: dict, **record) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "failure.json").write_text(json.dumps({"status": "failed", "provenance": {"config_hash": spec["config_hash"]},
-                                                  **record}))
+    (out / "failure.json").write_text(
+        json.dumps({"status": "failed", "provenance": {"config_hash": spec["config_hash"]}, **record})
+    )
 
 
 def test_halved_attempt_that_fails_otherwise_keeps_the_halved_batch(tiny_models, tmp_path):

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_gpu_slots import CHILD, clean_env, slot_cmd, wait_for
 
 from emogrid import gpu_ledger
 from emogrid.errors import EmogridError
-from test_gpu_slots import CHILD, clean_env, slot_cmd, wait_for
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import argparse
 import json
 
 import pytest
-
 from conftest_train import cell_spec, make_subset
+
 from emogrid import train
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,9 @@ def minilm_spec(path, k, method, lr, epochs, mode="single"):
     return spec
 
 
-@pytest.mark.parametrize("k,method,lr,epochs", list(RECIPES), ids=[f"k{k}-{m}-lr{lr:g}-ep{e}" for k, m, lr, e in RECIPES])
+@pytest.mark.parametrize(
+    "k,method,lr,epochs", list(RECIPES), ids=[f"k{k}-{m}-lr{lr:g}-ep{e}" for k, m, lr, e in RECIPES]
+)
 def test_minilm_learns(minilm, real_subsets, tmp_path, k, method, lr, epochs):
     spec = minilm_spec(minilm, k, method, lr, epochs)
     rc = train.run(argparse.Namespace(spec=json.dumps(spec), data=str(real_subsets(k)), out=str(tmp_path), attempt=1))

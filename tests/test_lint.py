@@ -1,4 +1,4 @@
-"""The workflow and the code stay lint-clean: `snakemake --lint` and snakefmt (pinned in
+"""The workflow and the code stay lint-clean: `snakemake --lint`, snakefmt and ruff (pinned in
 the dev dependencies; configured in pyproject.toml)."""
 
 from __future__ import annotations
@@ -26,4 +26,7 @@ def test_snakemake_lint_is_clean(tmp_path):
 
 def test_snakefile_and_rules_are_snakefmt_formatted():
     proc = _run(sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+def test_ruff_is_clean():
+    proc = _run(sys.executable, "-m", "ruff", "check", ".")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]

@@ -16,7 +16,12 @@ def test_single_label_values_and_shape():
     assert out["n"] == 6 and out["labels"] == LABELS
     assert out["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
     # class c: precision 2/2, recall 2/3
-    assert out["per_class"]["c"] == {"precision": 1.0, "recall": pytest.approx(2 / 3), "f1": pytest.approx(0.8), "support": 3}
+    assert out["per_class"]["c"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "f1": pytest.approx(0.8),
+        "support": 3,
+    }
     assert out["recall_macro"] == pytest.approx((0.5 + 1 + 2 / 3) / 3)
     assert "f1_micro" not in out and "exact_match" not in out
     for key in ("precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted", "f1_weighted"):

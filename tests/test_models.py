@@ -147,7 +147,9 @@ def test_adapters_import_is_cheap_and_side_effect_free():
     import subprocess
     import sys
 
-    code = "import sys, emogrid.adapters, emogrid.models; assert 'peft' not in sys.modules and 'torch' not in sys.modules"
+    code = (
+        "import sys, emogrid.adapters, emogrid.models; assert 'peft' not in sys.modules and 'torch' not in sys.modules"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

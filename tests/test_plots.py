@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import fixtures_results as F
 import matplotlib
 import pytest
 
-import fixtures_results as F
 from emogrid import aggregate as A
 from emogrid import plots as P
 from emogrid.cli import main

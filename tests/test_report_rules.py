@@ -14,7 +14,6 @@ The workflow is copied to a temp dir so editing its code does not touch the chec
 
 from __future__ import annotations
 
-import ast
 import os
 import re
 import shutil
@@ -22,9 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fixtures_results as F
 import pytest
 
-import fixtures_results as F
 from emogrid import plots, tables
 
 REPO = Path(__file__).resolve().parents[1]

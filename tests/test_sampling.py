@@ -8,7 +8,7 @@ import statistics
 import pytest
 import torch
 
-from emogrid.sampling import LengthGroupedSampler, length_grouped_order
+from emogrid.sampling import length_grouped_order
 
 
 def comment_lengths(n: int, seed: int = 0) -> list[int]:

@@ -216,9 +216,8 @@ def test_emogrid_grid_through_slurm(slurm_cluster, trivial_run, tmp_path, monkey
     pytest.importorskip("emogrid.train")
     pytest.importorskip("transformers")
     from tests.helpers import require_data
-    from tests.tiny_models import build_tiny_model
-
     from tests.hub_cache import COMMIT, lay_out_model
+    from tests.tiny_models import build_tiny_model
 
     data = require_data()
     models = {name: build_tiny_model(family, tmp_path / "models" / family)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+import fixtures_results as F
 import pytest
 
-import fixtures_results as F
 from emogrid import aggregate as A
 from emogrid import results as R
 from emogrid import status as S
@@ -35,7 +35,7 @@ def test_counts_and_states(results):
 def test_render_fits_80_columns(results):
     text = S.render(S.grid_status(results, F.expected_grid()), width=80)
     lines = text.splitlines()
-    assert max(len(l) for l in lines) <= 80
+    assert max(len(line) for line in lines) <= 80
     assert lines[0].startswith("68/72 done (94%) · 1 failed · 1 running · 2 pending")
     assert "lora: 47/48 done, 1 failed" in text
     assert "tiny-a r=8 ●●●   ●●●   ●●✗   ●●●" in text
@@ -50,7 +50,7 @@ def test_wide_grid_is_split_into_chunks(tmp_path):
                  "model": "a-rather-long-model-name", "method": "lora", "labels": k, "samples": n, "seed": 0}
                 for k in (2, 4, 8, 16) for n in (800, 1600, 2400, 3200)]
     text = S.render(S.grid_status(tmp_path, expected), width=60)
-    assert max(len(l) for l in text.splitlines()) <= 60
+    assert max(len(line) for line in text.splitlines()) <= 60
     assert text.count("k=16") == 1 and text.count("n=3200") == 4
 
 

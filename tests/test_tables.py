@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import fixtures_results as F
 import pandas as pd
 import pytest
 
-import fixtures_results as F
 from emogrid import aggregate as A
 from emogrid import tables as T
 
@@ -19,8 +19,8 @@ def tables(tmp_path_factory):
 
 
 def _md_rows(path):
-    lines = [l for l in path.read_text().splitlines() if l.startswith("| ")]
-    return [[c.strip() for c in l.strip("|").split("|")] for l in lines]
+    lines = [line for line in path.read_text().splitlines() if line.startswith("| ")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
 
 
 def test_every_table_file_written(tables):

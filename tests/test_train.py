@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest_train import cell_spec
+
 from emogrid import results, train
 from emogrid.errors import CellError
 from emogrid.grid import config_hash

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import math
 
+import fixtures_results as F
 import numpy as np
-import pandas as pd
 import pytest
 
-import fixtures_results as F
 from emogrid import aggregate as A
 from emogrid import stats
 
@@ -61,15 +60,15 @@ def test_chance_level_cell_is_flagged_did_not_learn(one_seed):
     assert cells.loc["chance", "test_majority_accuracy"] == pytest.approx(0.75)
     assert bool(cells.loc["chance", "did_not_learn"]) and not bool(cells.loc["strong", "did_not_learn"])
     md = (one_seed["root"] / "tables" / "study_accuracy.md").read_text()
-    chance_row = next(l for l in md.splitlines() if l.startswith("| chance"))
-    strong_row = next(l for l in md.splitlines() if l.startswith("| strong"))
+    chance_row = next(line for line in md.splitlines() if line.startswith("| chance"))
+    strong_row = next(line for line in md.splitlines() if line.startswith("| strong"))
     assert "†" in chance_row and "†" not in strong_row
     assert "| *(baseline)* | *majority class* | 75.0 |" in md
 
 
 def test_one_seed_comparison_uses_mcnemar_and_bold_needs_significance(one_seed):
     md = (one_seed["root"] / "tables" / "study_accuracy.md").read_text()
-    strong_row = next(l for l in md.splitlines() if l.startswith("| strong"))
+    strong_row = next(line for line in md.splitlines() if line.startswith("| strong"))
     assert "**" in strong_row  # 0.95 vs 0.80 on 300 shared examples: significant after Holm
     cells = one_seed["cells"].set_index("model")
     # McNemar on the discordant pairs, by hand
@@ -180,7 +179,7 @@ def test_batched_set_replicates_equal_the_per_cell_computation():
 
     rng = np.random.default_rng(0)
     gold = rng.integers(0, 4, 300)
-    members = [("c%d" % i, "test", gold, np.where(rng.random(300) < 0.7, gold, rng.integers(0, 4, 300)), 4)
+    members = [(f"c{i}", "test", gold, np.where(rng.random(300) < 0.7, gold, rng.integers(0, 4, 300)), 4)
                for i in range(3)]
     weights = U.bootstrap_weights(300, rng)
     assert weights.shape == (stats.RESAMPLES, 300) and (weights.sum(axis=1) == 300).all()
@@ -205,7 +204,9 @@ def test_report_split_val_is_the_papers_view(tmp_path):
     md = (tmp_path / "tables" / "study_accuracy.md").read_text()
     assert md.startswith("**Validation accuracy (%)**")
     cells = result["cells"].set_index("model")
-    strong = f"{100 * cells.loc['strong', 'val_accuracy']:.1f} [{100 * cells.loc['strong', 'val_accuracy_ci95_low']:.1f},"
+    strong = (
+        f"{100 * cells.loc['strong', 'val_accuracy']:.1f} [{100 * cells.loc['strong', 'val_accuracy_ci95_low']:.1f},"
+    )
     assert strong in md  # validation intervals were computed because the report shows them
     assert (tmp_path / "tables" / "method_comparisons.md").read_text().startswith(
         "**Paired comparisons per subset** — validation split")

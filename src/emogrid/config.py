@@ -372,8 +372,11 @@ def _check_labels(config: dict, name: str, defn: dict) -> list[str]:
     for i, n in enumerate(grid["samples"]):
         for k in dataset_labels(config, name, defn):
             if n * defn["val_fraction"] < k and defn["mode"] == "single":
-                key = "data.val_fraction" if legacy or "val_fraction" not in (config.get("datasets") or {}).get(name, {}) \
+                key = (
+                    "data.val_fraction"
+                    if legacy or "val_fraction" not in (config.get("datasets") or {}).get(name, {})
                     else f"datasets.{name}.val_fraction"
+                )
                 problems.append(f"grid.samples[{i}]: {n} samples x {key} "
                                 f"{defn['val_fraction']} leaves fewer than one validation example "
                                 f"per label for {k} labels")
@@ -429,8 +432,12 @@ def _check_source(name: str, defn: dict) -> list[str]:
         headers = read_header(defn)
     except DataError as err:
         return [str(err)]
-    wanted = [("text", defn["text"])] + ([("label", defn["label"])] if defn.get("label") else []) \
-        + [("label_columns", c) for c in defn.get("label_columns") or []] + ([("id", defn["id"])] if defn.get("id") else [])
+    wanted = (
+        [("text", defn["text"])]
+        + ([("label", defn["label"])] if defn.get("label") else [])
+        + [("label_columns", c) for c in defn.get("label_columns") or []]
+        + ([("id", defn["id"])] if defn.get("id") else [])
+    )
     for file, columns in headers.items():
         for key, column in wanted:
             if column not in columns:

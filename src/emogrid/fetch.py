@@ -69,8 +69,10 @@ def read_receipt(path: str | os.PathLike) -> dict:
     try:
         receipt = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
-        raise FetchError(f"cannot read the fetch receipt {path}: {err}",
-                         hint="rerun the fetch step (`emogrid fetch`, or delete the file and rerun snakemake)") from None
+        raise FetchError(
+            f"cannot read the fetch receipt {path}: {err}",
+            hint="rerun the fetch step (`emogrid fetch`, or delete the file and rerun snakemake)",
+        ) from None
     snapshot = Path(receipt.get("snapshot", ""))
     if not snapshot.is_dir():
         raise FetchError(f"{path}: the snapshot {snapshot} it names is gone",

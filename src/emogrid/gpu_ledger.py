@@ -69,7 +69,9 @@ def gpu_memory_mb(pool: list[str], env: dict) -> dict[str, float]:
         try:
             values = [float(p) for p in parts]
         except ValueError:
-            raise EmogridError(f"EMOGRID_GPU_MEM_MB: expected MiB per GPU, e.g. 81920 or 81920,40960; got {declared!r}") from None
+            raise EmogridError(
+                f"EMOGRID_GPU_MEM_MB: expected MiB per GPU, e.g. 81920 or 81920,40960; got {declared!r}"
+            ) from None
         if any(v <= 0 for v in values) or len(values) not in (1, len(pool)):
             raise EmogridError(f"EMOGRID_GPU_MEM_MB: give one positive value, or one per GPU ({len(pool)}); "
                                f"got {declared!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+
 @dataclass(frozen=True)
 class Method:
     peft: str  # full | lora | ia3 | adalora

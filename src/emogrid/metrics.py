@@ -30,8 +30,7 @@ def multi_hot(label_lists, k: int) -> np.ndarray:
 
 def compute(gold, pred, labels: list[str], multi_label: bool) -> dict:
     """METRICS for gold/pred: 1-D class indices, or 0/1 matrices in multi-label mode."""
-    from sklearn.metrics import (accuracy_score, confusion_matrix,
-                                 precision_recall_fscore_support)
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     gold, pred = np.asarray(gold), np.asarray(pred)
     k = len(labels)

@@ -242,9 +242,9 @@ def load_model(spec: dict, num_labels: int, *, multi_label: bool = False,
 
 
 def _default_device_map():
-    import torch
-
     # under torchrun each process loads its quantised copy on its own GPU
     import os
+
+    import torch
 
     return {"": int(os.environ.get("LOCAL_RANK", "0"))} if torch.cuda.is_available() else {"": "cpu"}

@@ -473,16 +473,31 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
 
     mb = lambda b: round(b / MIB, 1)  # noqa: E731
     return {
-        "family": st["family"], "config_source": src,
-        "trainable_params": st["trainable"], "total_params": st["total"],
+        "family": st["family"],
+        "config_source": src,
+        "trainable_params": st["trainable"],
+        "total_params": st["total"],
         "trainable_percent": 100.0 * st["trainable"] / st["total"],
-        "device": device, "precision": precision, "weights_dtype": weights_dtype,
-        "quantize": quantize, "optim": optim, "batch_size": batch, "seq_len_peak": seq,
-        "eval_batch_size": eb, "token_stats_source": stats.get("source", "given"),
-        "weights_bytes": int(weights), "weights_mb": mb(weights), "trainable_mb": mb(trainable_bytes), "gradients_mb": mb(grads),
-        "optimizer_mb": mb(opt), "activations_mb": mb(act["saved_bytes"]),
-        "transient_mb": mb(max(transient_bwd, step_tmp)), "overhead_mb": mb(overhead),
-        "train_peak_mb": mb(peak), "inference_mb": mb(infer), "host_mem_mb": mb(host),
+        "device": device,
+        "precision": precision,
+        "weights_dtype": weights_dtype,
+        "quantize": quantize,
+        "optim": optim,
+        "batch_size": batch,
+        "seq_len_peak": seq,
+        "eval_batch_size": eb,
+        "token_stats_source": stats.get("source", "given"),
+        "weights_bytes": int(weights),
+        "weights_mb": mb(weights),
+        "trainable_mb": mb(trainable_bytes),
+        "gradients_mb": mb(grads),
+        "optimizer_mb": mb(opt),
+        "activations_mb": mb(act["saved_bytes"]),
+        "transient_mb": mb(max(transient_bwd, step_tmp)),
+        "overhead_mb": mb(overhead),
+        "train_peak_mb": mb(peak),
+        "inference_mb": mb(infer),
+        "host_mem_mb": mb(host),
     }
 
 
@@ -727,9 +742,26 @@ def run(args) -> int:
     out = Path(args.out) if args.out else None
     if out:
         write_text(out / "plan.csv", to_csv(rows, PLAN_COLUMNS))
-    md_cols = ["model", "method", "variant", "labels", "device", "trainable_params", "total_params", "trainable_percent",
-               "weights_dtype", "quantize", "optim", "weights_mb", "gradients_mb", "optimizer_mb",
-               "activations_mb", "train_peak_mb", "inference_mb", "host_mem_mb"] + (["fits"] if gpu_mem else [])
+    md_cols = [
+        "model",
+        "method",
+        "variant",
+        "labels",
+        "device",
+        "trainable_params",
+        "total_params",
+        "trainable_percent",
+        "weights_dtype",
+        "quantize",
+        "optim",
+        "weights_mb",
+        "gradients_mb",
+        "optimizer_mb",
+        "activations_mb",
+        "train_peak_mb",
+        "inference_mb",
+        "host_mem_mb",
+    ] + (["fits"] if gpu_mem else [])
     md = to_markdown(rows, md_cols)
     md += "\n\n" + downloads_markdown(config, args.results)
     if out:

@@ -398,8 +398,11 @@ def accuracy_vs_samples(data: dict[str, Any], metric: str = "test_accuracy"):
         note = ("Lines: mean over seeds; bands: 95% " + ("percentile bootstrap (seeds, then test examples)."
                                                           if boot else "t confidence interval of the mean over seeds."))
         if dropped:
-            note += (f"\n{len(dropped)} more method settings not drawn (see results/tables/summary.csv): "
-                     + ", ".join(arm_label(*a, short=True) for _, a in dropped[:6]) + (" …" if len(dropped) > 6 else ""))
+            note += (
+                f"\n{len(dropped)} more method settings not drawn (see results/tables/summary.csv): "
+                + ", ".join(arm_label(*a, short=True) for _, a in dropped[:6])
+                + (" …" if len(dropped) > 6 else "")
+            )
         fig.text(0.01, -0.01, note, fontsize=7, color="#404040", ha="left", va="top")
     return fig
 
@@ -444,7 +447,9 @@ def tradeoffs(data: dict[str, Any], metric: str = "test_accuracy"):
     if setting is None or not present:
         return _placeholder("Method trade-offs", "no finished cells with efficiency numbers yet")
     ds, k, n = setting
-    sel = lambda frame: frame[(frame["dataset"] == ds) & (frame["labels"] == k) & (frame["samples"] == n)]
+    def sel(frame):
+        return frame[(frame["dataset"] == ds) & (frame["labels"] == k) & (frame["samples"] == n)]
+
     acc = sel(sub)
     models = _order(acc["model"], levels, "model")
     palette = _palette(models)

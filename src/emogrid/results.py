@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ KINDS = {"metrics": "metrics.json", "failure": "failure.json"}
 INVALID_SUFFIX = ".invalid"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(kind: str):
     import jsonschema
 
@@ -32,7 +32,7 @@ def _validator(kind: str):
     return jsonschema.Draft202012Validator(schema(kind))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fast(kind: str):
     """A compiled validator (fastjsonschema, ~15x faster): the common case is a valid file, and
     a 1,080-cell grid is checked on every Snakemake start. Failures are explained by jsonschema."""

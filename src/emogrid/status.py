@@ -8,8 +8,8 @@ State of a cell (files under ``{results}/runs/{cell_id}/``, see docs/CONTRACTS.m
 done = a valid metrics.json; invalid = a metrics.json or failure.json that fails its schema or
 identity check (`emogrid.results`; the next run retrains it); failed = failure.json; running =
 a training process on this machine still holds the cell (`.running.json`), or one on another
-host (a cluster node) keeps its claim fresh (heartbeat); interrupted = a checkpoint or claim that no live process holds (killed; the next
-run resumes it); pending = nothing yet.
+host (a cluster node) keeps its claim fresh (heartbeat); interrupted = a checkpoint or claim that
+no live process holds (killed; the next run resumes it); pending = nothing yet.
 """
 
 from __future__ import annotations

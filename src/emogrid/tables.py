@@ -366,7 +366,9 @@ def render_per_class(sel: pd.DataFrame, levels: dict, samples: int | None = None
         vals = [rec.get(a, np.nan) for a in arms]
         rows.append(([str(x) for x in idx], vals))
     heads = (["Dataset"] if multi_ds else []) + ["k", "n", "Class"] + arm_names
-    fmt = lambda v: DASH if pd.isna(v) else f"{100 * v:.1f}"
+    def fmt(v):
+        return DASH if pd.isna(v) else f"{100 * v:.1f}"
+
     csv = pd.DataFrame([i + [None if pd.isna(v) else v for v in vals] for i, vals in rows],
                        columns=heads).to_csv(index=False)
     seeds = sorted({int(x) for x in sel["n"].dropna()})

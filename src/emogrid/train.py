@@ -222,8 +222,13 @@ def plan_attempt(spec: dict, out: Path, attempt: int) -> dict:
             log.info("attempt %d after CUDA OOM in evaluation: eval batch %d", attempt, batch["eval_batch_size"])
             return batch
         if batch["batch_size"] <= 1:
-            raise _Repeat({**err, "retryable": False,
-                           "hint": "out of memory even at micro-batch 1: use qlora, a smaller model or train.max_length"})
+            raise _Repeat(
+                {
+                    **err,
+                    "retryable": False,
+                    "hint": "out of memory even at micro-batch 1: use qlora, a smaller model or train.max_length",
+                }
+            )
         batch.update(batch_size=batch["batch_size"] // 2, grad_accum=batch["grad_accum"] * 2)
         log.info("attempt %d after CUDA OOM: micro-batch %d x accumulation %d (same effective batch)",
                  attempt, batch["batch_size"], batch["grad_accum"])
@@ -240,7 +245,6 @@ class _Repeat(EmogridError):
 
 
 def describe_failure(err: BaseException, batch: dict) -> dict:
-    import torch
 
     if isinstance(err, _Repeat):
         msg = str(err.previous.get("message", ""))
@@ -702,7 +706,9 @@ class ProgressLog(TrainerCallback):
             shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in logs.items()
                               if k.startswith("eval_") and isinstance(v, float) and "runtime" not in k
                               and "per_second" not in k)
-            log.info("eval after epoch %.2f (step %d): %s", logs.get("epoch", state.epoch or 0), state.global_step, shown)
+            log.info(
+                "eval after epoch %.2f (step %d): %s", logs.get("epoch", state.epoch or 0), state.global_step, shown
+            )
 
 
 class AdaLoraStep(TrainerCallback):
@@ -845,9 +851,9 @@ def encode(tokenizer, rows: list[dict], max_len: int, k: int, multi: bool) -> li
 
 
 def evaluate_split(trainer, dataset, rows, labels, multi, threshold, split):
-    from emogrid import metrics as M
-
     import numpy as np
+
+    from emogrid import metrics as M
 
     # Predict in length order: large eval batches then pad to similar lengths (~3x less work).
     order = np.argsort([len(x["input_ids"]) for x in dataset], kind="stable")

@@ -121,7 +121,7 @@ def example_replicates(cells: pd.DataFrame, confusions: dict, runs_dir: Path | N
     ok = cells[cells["status"] == "ok"]
     by_set: dict[str, list] = {}
     multi_sets: dict[str, list] = {}
-    for cid, k, mode in zip(ok["cell_id"], ok["labels"], ok["mode"].fillna("single")):
+    for cid, _k, mode in zip(ok["cell_id"], ok["labels"], ok["mode"].fillna("single")):
         outcomes = read_outcomes(Path(runs_dir) / cid / "predictions.jsonl") if runs_dir else {}
         if mode == "multi":  # no confusion matrix: predictions only
             for split in splits:
@@ -207,7 +207,7 @@ def cell_columns(cells: pd.DataFrame, confusions: dict, reps: dict) -> pd.DataFr
                 bounds = stats.percentile_intervals(np.stack([r for _, r in rows]))
                 low[where], high[where] = bounds[:, 0], bounds[:, 1]
             cols[f"{split}_{m}_ci95_low"], cols[f"{split}_{m}_ci95_high"] = low, high
-        for b, fn in (("majority", stats.majority_baseline), ("uniform", stats.uniform_baseline)):
+        for b, _fn in (("majority", stats.majority_baseline), ("uniform", stats.uniform_baseline)):
             for m in ("accuracy", "f1_macro"):
                 cols[f"{split}_{b}_{m}"] = np.full(n, np.nan)
         for (cid, sp), cm in confusions.items():

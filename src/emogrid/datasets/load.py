@@ -238,7 +238,11 @@ def load_table(defn: dict, cache_dir=None):
         where = f"dataset '{name}' ({defn['path']})"
     elif defn.get("hub") and defn["hub"].get("id"):
         hub = defn["hub"]
-        where = f"dataset '{name}' (hub {hub['id']!r}" + (f" config {hub.get('config')!r}" if hub.get("config") else "") + ")"
+        where = (
+            f"dataset '{name}' (hub {hub['id']!r}"
+            + (f" config {hub.get('config')!r}" if hub.get("config") else "")
+            + ")"
+        )
         dsd = hub_dataset(hub, where=where, cache_dir=cache_dir)
         source = {"kind": "hub", "id": hub["id"], "config": hub.get("config"), "revision": hub.get("revision"),
                   "commit": hub.get("commit")}
@@ -456,9 +460,15 @@ def carve_test(train, fraction: float, seed: int):
             s.ids.append(train.ids[i])
         return s
 
-    record = {"from": train.name, "fraction": fraction, "seed": seed, "rows": len(held),
-              "stratified": stratified,
-              "method": "sklearn.model_selection.train_test_split, stratified by single label"
-                        if stratified else "sklearn.model_selection.train_test_split (too few rows per label to stratify)",
-              "ids_sha256": hashlib.sha256("\n".join(sorted(train.ids[i] for i in held)).encode()).hexdigest()}
+    record = {
+        "from": train.name,
+        "fraction": fraction,
+        "seed": seed,
+        "rows": len(held),
+        "stratified": stratified,
+        "method": "sklearn.model_selection.train_test_split, stratified by single label"
+        if stratified
+        else "sklearn.model_selection.train_test_split (too few rows per label to stratify)",
+        "ids_sha256": hashlib.sha256("\n".join(sorted(train.ids[i] for i in held)).encode()).hexdigest(),
+    }
     return take(keep, "train without the carved test"), take(held, "carved test"), record
