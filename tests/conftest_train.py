@@ -39,6 +39,19 @@ def make_subset(out_dir: Path, k: int, n: int, seed: int = 0, mode: str = "singl
     return out_dir
 
 
+@pytest.fixture()
+def one_torch_thread(monkeypatch):
+    """One torch thread (and OMP_NUM_THREADS=1 for the CLI subprocesses run_cell starts): tiny
+    tensors gain nothing from more threads, which only contend on shared cores."""
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """family -> directory of a tiny random model saved like a hub checkout."""

@@ -23,12 +23,8 @@ MODEL_TYPES = {"distilbert": "distilbert", "roberta": "roberta", "deberta-v2": "
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here: one torch thread (conftest_train.one_torch_thread)."""
 
 
 def test_family_detection():

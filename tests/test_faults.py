@@ -194,6 +194,13 @@ class Study:
             return []
         return [json.loads(line) for line in self.calls_file.read_text().splitlines() if line.strip()]
 
+    def trainings(self) -> dict[str, int]:
+        """How often each cell was trained (the fake trainer's calls)."""
+        runs: dict[str, int] = {}
+        for call in self.calls():
+            runs[call["cell"]] = runs.get(call["cell"], 0) + 1
+        return runs
+
     def wait_for_cells(self, proc: subprocess.Popen, count: int, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while len(self.metrics()) < count:
@@ -236,9 +243,7 @@ def test_interrupted_run_resumes_without_redoing_finished_cells(tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert len(study.metrics()) == N_CELLS
     assert_untouched(before, study.snapshot())
-    runs = {}
-    for call in study.calls():
-        runs[call["cell"]] = runs.get(call["cell"], 0) + 1
+    runs = study.trainings()
     for cell in finished:
         assert runs[cell] == 1, f"finished cell {cell} was trained again"
     assert set(runs) == {json.loads(p.read_text())["cell_id"] for p in study.metrics()}
@@ -393,9 +398,7 @@ def test_ctrl_c_after_a_cell_wrote_its_results_never_retrains_it(tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert len(study.metrics()) == N_CELLS
     assert_untouched(before, study.snapshot())
-    runs = {}
-    for call in study.calls():
-        runs[call["cell"]] = runs.get(call["cell"], 0) + 1
+    runs = study.trainings()
     for cell in held:
         assert runs[cell] == 1, f"finished cell {cell} was trained again"
         assert f"{cell}: finished (valid metrics.json) but marked incomplete" in rerun.stderr
@@ -421,9 +424,7 @@ def test_two_runs_at_once_the_second_is_refused_and_the_first_finishes(tmp_path)
     (hand / "go").touch()
     assert first.wait(timeout=120) == 0
     assert len(study.metrics()) == N_CELLS
-    runs = {}
-    for call in study.calls():
-        runs[call["cell"]] = runs.get(call["cell"], 0) + 1
+    runs = study.trainings()
     assert set(runs.values()) == {1} and len(runs) == N_CELLS
 
 

@@ -19,12 +19,8 @@ from emogrid.grid import config_hash
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here: one torch thread (conftest_train.one_torch_thread)."""
 
 
 def hashed(spec: dict) -> dict:

@@ -23,11 +23,8 @@ def spec_for(path, peft="lora", quantize="none", targets="attention", **model):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add contention
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here: one torch thread (conftest_train.one_torch_thread)."""
 
 
 def test_detect_family():

@@ -32,12 +32,8 @@ PROVENANCE_KEYS = {"versions", "device", "precision", "git_commit", "config_hash
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what run_cell (and CLI subprocesses) will use
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: extra threads only add contention on shared cores
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here: one torch thread (conftest_train.one_torch_thread)."""
 
 
 def hashed(spec: dict) -> dict:
