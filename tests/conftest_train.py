@@ -75,7 +75,7 @@ def tiny_subset(tmp_path_factory) -> Path:
 def cell_spec(model_dir, method: str, targets: str = "attention", *, k: int = 3, n: int = 60,
               seed: int = 0, mode: str = "single", **train) -> dict:
     """A cell spec per docs/CONTRACTS.md for a local model dir and a built-in method."""
-    from emogrid.config import section_defaults
+    from emogrid.config_schema import section_defaults
     from emogrid.methods import BUILTIN_METHODS, method_spec
 
     # complete like a grid spec: the schema's defaults (less the global report_to), the method's

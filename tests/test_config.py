@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from emogrid.cli import main as cli
-from emogrid.config import check_overrides, deep_merge, finalize, load_config
+from emogrid.config import deep_merge, finalize, load_config
+from emogrid.config_schema import check_overrides
 from emogrid.errors import ConfigError
 from tests.helpers import REPO
 

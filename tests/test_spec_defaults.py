@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from tiny_models import build_tiny_model
 
-from emogrid.config import finalize, schema_default, section_defaults
+from emogrid.config import finalize
+from emogrid.config_schema import schema_default, section_defaults
 from emogrid.errors import CellError
 from emogrid.grid import check_spec, expand_cells
 

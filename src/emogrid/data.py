@@ -416,7 +416,7 @@ def _hub_label_names(ds: Any) -> list[str] | None:
 def _setting(data_cfg: dict, key: str) -> Any:
     """`data_cfg[key]`, else the schema's `data.<key>` default: a dataset definition from
     `emogrid.datasets.registry` is complete, a hand-made one (tests, `emogrid prepare`) may not be."""
-    from emogrid.config import schema_default
+    from emogrid.config_schema import schema_default
 
     value = data_cfg.get(key)
     return schema_default(f"data.{key}") if value is None else value

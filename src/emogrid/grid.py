@@ -15,7 +15,8 @@ import json
 from dataclasses import dataclass, field
 
 from emogrid.cell_id import BASE_AXES, CellId, format_value, format_variant, short_variant, subset_dir  # noqa: F401 (re-exported)
-from emogrid.config import SWEEPABLE_SECTIONS, defined_methods
+from emogrid.config_schema import SWEEPABLE_SECTIONS
+from emogrid.config_semantics import defined_methods
 from emogrid.methods import BUILTIN_METHODS, Method, config_sections, make_method, method_spec
 
 METHOD_FIELDS = ("peft", "quantize", "use_dora", "optim", "description")
@@ -82,7 +83,7 @@ def dataset_definitions(config: dict) -> dict[str, dict]:
 
 
 def expand_cells(config: dict) -> list[Cell]:
-    from emogrid.config import dataset_labels
+    from emogrid.config_semantics import dataset_labels
 
     grid = config["grid"]
     sweeps = find_sweeps(config)
@@ -164,7 +165,7 @@ def spec_sections(method: dict) -> tuple[str, ...]:
 def check_spec(spec: dict) -> None:
     """A cell spec is complete: every key the trainer reads, so nothing downstream needs a default.
     CellError naming the missing keys (a spec written by hand or by an older emogrid)."""
-    from emogrid.config import section_defaults
+    from emogrid.config_schema import section_defaults
     from emogrid.errors import CellError
 
     missing = [k for k in ("cell", "cell_id", "model", "method", "train", "data") if k not in spec]

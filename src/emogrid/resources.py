@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from emogrid.config import load_schema, schema_default
+from emogrid.config_schema import load_schema, schema_default
 from emogrid.errors import ConfigError
 
 INT_KEYS = ("gpu", "mem_mb", "runtime", "cpus_per_task")

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import copy
 
-from emogrid.config import deep_merge, schema_default
+from emogrid.config import deep_merge
+from emogrid.config_schema import schema_default
 from emogrid.errors import ConfigError
 
 CARVE_DEFAULTS = {"test_fraction": 0.2, "carve_seed": 0}
