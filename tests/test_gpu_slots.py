@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from emogrid import gpu_slots
+from emogrid import gpu_ids, gpu_locks
 from emogrid.errors import EmogridError
 
 # The child every test runs: records its CUDA_VISIBLE_DEVICES and a [start, end] interval.
@@ -169,15 +169,15 @@ def test_exit_code_and_signal_propagate(tmp_path, child):
 
 
 def test_pool_rules():
-    assert gpu_slots.gpu_pool(2, {}) == ["0", "1"]
-    assert gpu_slots.gpu_pool(None, {"EMOGRID_GPUS": "3"}) == ["0", "1", "2"]
-    assert gpu_slots.gpu_pool(None, {"EMOGRID_GPU_IDS": "2,3"}) == ["2", "3"]
-    assert gpu_slots.gpu_pool(1, {"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2"]
-    assert gpu_slots.gpu_pool(0, {"CUDA_VISIBLE_DEVICES": "2,3"}) == []
+    assert gpu_ids.gpu_pool(2, {}) == ["0", "1"]
+    assert gpu_ids.gpu_pool(None, {"EMOGRID_GPUS": "3"}) == ["0", "1", "2"]
+    assert gpu_ids.gpu_pool(None, {"EMOGRID_GPU_IDS": "2,3"}) == ["2", "3"]
+    assert gpu_ids.gpu_pool(1, {"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2"]
+    assert gpu_ids.gpu_pool(0, {"CUDA_VISIBLE_DEVICES": "2,3"}) == []
     with pytest.raises(EmogridError):
-        gpu_slots.gpu_pool(3, {"CUDA_VISIBLE_DEVICES": "2,3"})
+        gpu_ids.gpu_pool(3, {"CUDA_VISIBLE_DEVICES": "2,3"})
     with pytest.raises(EmogridError):
-        gpu_slots.gpu_pool(None, {"EMOGRID_GPU_IDS": "0;rm -rf"})
+        gpu_ids.gpu_pool(None, {"EMOGRID_GPU_IDS": "0;rm -rf"})
 
 
 def test_need_more_than_available_is_a_clear_error(tmp_path):
@@ -213,39 +213,39 @@ def test_workstation_run_inside_one_allocation_shares_its_gpus(tmp_path, child):
 
 
 def test_empty_cuda_visible_devices_means_no_gpu():
-    assert gpu_slots.gpu_pool(None, {"CUDA_VISIBLE_DEVICES": ""}) == []
-    assert gpu_slots.gpu_pool(2, {"CUDA_VISIBLE_DEVICES": ""}) == []  # hidden beats a declared count
-    assert gpu_slots.gpu_pool(2, {"CUDA_VISIBLE_DEVICES": "", "EMOGRID_GPU_IDS": "1,2"}) == ["1", "2"]
+    assert gpu_ids.gpu_pool(None, {"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert gpu_ids.gpu_pool(2, {"CUDA_VISIBLE_DEVICES": ""}) == []  # hidden beats a declared count
+    assert gpu_ids.gpu_pool(2, {"CUDA_VISIBLE_DEVICES": "", "EMOGRID_GPU_IDS": "1,2"}) == ["1", "2"]
 
 
 def test_old_style_mig_ids_are_accepted_and_lock_files_stay_flat(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_slots, "_nvidia_smi_ids", lambda: {})
+    monkeypatch.setattr(gpu_ids, "_nvidia_smi_ids", lambda: {})
     mig = "MIG-GPU-5c89852c-d268-c3f3-1b07-005d5ae1dc3f/7/0"
-    assert gpu_slots.parse_ids(mig + ",MIG-GPU-5c89852c-d268-c3f3-1b07-005d5ae1dc3f/8/0", "x") == \
+    assert gpu_ids.parse_ids(mig + ",MIG-GPU-5c89852c-d268-c3f3-1b07-005d5ae1dc3f/8/0", "x") == \
         [mig, "MIG-GPU-5c89852c-d268-c3f3-1b07-005d5ae1dc3f/8/0"]
-    fd = gpu_slots.try_lock(tmp_path, mig)
+    fd = gpu_locks.try_lock(tmp_path, mig)
     assert fd is not None and [p.parent for p in tmp_path.iterdir()] == [tmp_path]
     os.close(fd)
     with pytest.raises(EmogridError):
-        gpu_slots.parse_ids("MIG-GPU-x/7/0;rm", "x")
+        gpu_ids.parse_ids("MIG-GPU-x/7/0;rm", "x")
 
 
 def test_index_and_uuid_of_one_gpu_share_a_slot(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_slots, "_nvidia_smi_ids", lambda: {"0": "GPU-aaaa", "1": "GPU-bbbb"})
-    held = gpu_slots.try_lock(tmp_path, "0")
+    monkeypatch.setattr(gpu_ids, "_nvidia_smi_ids", lambda: {"0": "GPU-aaaa", "1": "GPU-bbbb"})
+    held = gpu_locks.try_lock(tmp_path, "0")
     assert held is not None
-    assert gpu_slots.try_lock(tmp_path, "GPU-aaaa") is None  # same device, same slot: busy
-    other = gpu_slots.try_lock(tmp_path, "GPU-bbbb")
+    assert gpu_locks.try_lock(tmp_path, "GPU-aaaa") is None  # same device, same slot: busy
+    other = gpu_locks.try_lock(tmp_path, "GPU-bbbb")
     assert other is not None
     os.close(held)
     os.close(other)
     with pytest.raises(EmogridError, match="same device"):
-        gpu_slots.parse_ids("0,GPU-aaaa", "CUDA_VISIBLE_DEVICES")
+        gpu_ids.parse_ids("0,GPU-aaaa", "CUDA_VISIBLE_DEVICES")
 
 
 def test_existing_slot_file_is_opened_without_o_creat(tmp_path, monkeypatch):
     """fs.protected_regular: O_CREAT on another user's file in sticky /tmp fails with EACCES."""
-    monkeypatch.setattr(gpu_slots, "_nvidia_smi_ids", lambda: {})
+    monkeypatch.setattr(gpu_ids, "_nvidia_smi_ids", lambda: {})
     (tmp_path / "gpu-0.lock").write_text("someone else's\n")
     real_open = os.open
 
@@ -254,29 +254,29 @@ def test_existing_slot_file_is_opened_without_o_creat(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", path)
         return real_open(path, flags, *mode)
 
-    monkeypatch.setattr(gpu_slots.os, "open", protected_open)
-    fd = gpu_slots.try_lock(tmp_path, "0")
+    monkeypatch.setattr(gpu_locks.os, "open", protected_open)
+    fd = gpu_locks.try_lock(tmp_path, "0")
     assert fd is not None
     os.close(fd)
-    fd = gpu_slots.try_lock(tmp_path, "1")  # a new file is still created
+    fd = gpu_locks.try_lock(tmp_path, "1")  # a new file is still created
     assert fd is not None and (tmp_path / "gpu-1.lock").exists()
     os.close(fd)
 
 
 def test_a_gpu_that_cannot_be_counted_is_an_error_not_a_cpu_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_slots, "_nvidia_smi_ids", lambda: {})
-    assert gpu_slots.detect_gpu_count(tmp_path) == 0  # a machine without NVIDIA devices
+    monkeypatch.setattr(gpu_ids, "_nvidia_smi_ids", lambda: {})
+    assert gpu_ids.detect_gpu_count(tmp_path) == 0  # a machine without NVIDIA devices
     (tmp_path / "nvidia0").touch()
     (tmp_path / "nvidia1").touch()
     (tmp_path / "nvidiactl").touch()
-    assert gpu_slots.detect_gpu_count(tmp_path) == 2
+    assert gpu_ids.detect_gpu_count(tmp_path) == 2
     wsl = tmp_path / "wsl"
     wsl.mkdir()
     (wsl / "dxg").touch()  # WSL2: no /dev/nvidia<k>
     with pytest.raises(EmogridError, match="EMOGRID_GPUS"):
-        gpu_slots.detect_gpu_count(wsl)
-    monkeypatch.setattr(gpu_slots, "_nvidia_smi_ids", lambda: {"0": "GPU-a"})
-    assert gpu_slots.detect_gpu_count(wsl) == 1
+        gpu_ids.detect_gpu_count(wsl)
+    monkeypatch.setattr(gpu_ids, "_nvidia_smi_ids", lambda: {"0": "GPU-a"})
+    assert gpu_ids.detect_gpu_count(wsl) == 1
 
 
 def test_child_gets_pci_bus_order(tmp_path):

@@ -41,14 +41,14 @@ def pin_visible_devices(environ=None, detect=None) -> str | None:
     """Restrict a single-process cell to one GPU; returns a message when it changed anything.
 
     `detect()` counts the machine's GPUs when CUDA_VISIBLE_DEVICES is unset (default:
-    emogrid.gpu_slots.detect_gpu_count, which does not initialise CUDA)."""
+    emogrid.gpu_ids.detect_gpu_count, which does not initialise CUDA)."""
     environ = os.environ if environ is None else environ
     if distributed(environ):
         return None
     ids = visible_ids(environ)
     if ids is None:
         if detect is None:
-            from emogrid.gpu_slots import detect_gpu_count as detect
+            from emogrid.gpu_ids import detect_gpu_count as detect
         count = detect()
         if count <= 1:
             return None
