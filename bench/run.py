@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # tiny_models imports helpers
 
 DATA_SOURCE = os.environ.get("EMOGRID_DATA_DIR") or str(ROOT.parent / "shared" / "data" / "goemotions")
 CPU_CASES = ("minilm-lora", "minilm-full", "tiny-llama-lora")
