@@ -71,7 +71,7 @@ def log(msg: str) -> None:
 
 
 def prepare_subset(out: Path, k: int, n: int, seed: int) -> Path:
-    from emogrid.data import prepare_subset as prep
+    from emogrid.subset_writer import prepare_subset as prep
 
     target = out / "data" / f"k{k}_n{n}_s{seed}"
     if not (target / "manifest.json").is_file():

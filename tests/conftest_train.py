@@ -22,10 +22,10 @@ def real_data_root() -> Path | None:
 
 
 def make_subset(out_dir: Path, k: int, n: int, seed: int = 0, mode: str = "single") -> Path:
-    """A subset via emogrid.data.prepare_subset on the real data, or a synthetic one per the contract."""
+    """A subset via emogrid.subset_writer.prepare_subset on the real data, or a synthetic one per the contract."""
     root = real_data_root()
     if root is not None:
-        from emogrid.data import prepare_subset
+        from emogrid.subset_writer import prepare_subset
 
         prepare_subset({"path": str(root), "taxonomy": "original", "mode": mode}, k, n, seed, out_dir)
         return out_dir

@@ -1,4 +1,5 @@
-"""emogrid.data: label selection, balanced subsets, splits, determinism, sources, bad data, CLI.
+"""emogrid prepare (emogrid.data and the modules it runs): label selection, balanced subsets,
+splits, determinism, sources, bad data, CLI.
 
 Uses the local GoEmotions copy: $EMOGRID_DATA_DIR, else <repo>/../shared/data/goemotions.
 Tests that need it skip (with the reason) when it is absent; the bad-data tests build small
@@ -17,9 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from emogrid import data as D
+from emogrid import atomic
 from emogrid.cli import main
+from emogrid.datasets.goemotions import resolve_source
+from emogrid.datasets.goemotions_tsv import parse_tsv
+from emogrid.datasets.splits import Split
+from emogrid.datasets.taxonomies import EKMAN_MAPPING, ekman_id_map, taxonomy_labels
 from emogrid.errors import ConfigError, DataError
+from emogrid.subset_selection import select_labels
+from emogrid.subset_writer import prepare_subset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,24 +118,24 @@ def top_k_independent(train_rows, names, k, single=True) -> list[str]:
 
 
 def test_taxonomy_labels_static():
-    orig, ek = D.taxonomy_labels("original"), D.taxonomy_labels("ekman")
+    orig, ek = taxonomy_labels("original"), taxonomy_labels("ekman")
     assert len(orig) == 28 and orig[27] == "neutral" and orig[0] == "admiration"
     assert ek == ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
-    assert sorted(o for os_ in D.EKMAN_MAPPING.values() for o in os_) == sorted(orig)
+    assert sorted(o for os_ in EKMAN_MAPPING.values() for o in os_) == sorted(orig)
     with pytest.raises(ConfigError, match="data.taxonomy"):
-        D.taxonomy_labels("plutchik")
+        taxonomy_labels("plutchik")
     if ROOT is not None:
         for tax in ("original", "ekman"):
-            assert (ROOT / tax / "labels.txt").read_text().split() == D.taxonomy_labels(tax)
+            assert (ROOT / tax / "labels.txt").read_text().split() == taxonomy_labels(tax)
 
 
 @needs_data
 def test_parser_reproduces_readme_counts_and_checksums():
-    split = D.parse_tsv(ROOT / "original" / "train.tsv", 28)
+    split = parse_tsv(ROOT / "original" / "train.tsv", 28)
     assert len(split) == 43_410
     assert sum(len(labs) == 1 for labs in split.labels) == 36_308
-    assert len(D.parse_tsv(ROOT / "original" / "dev.tsv", 28)) == 5_426
-    assert len(D.parse_tsv(ROOT / "original" / "test.tsv", 28)) == 5_427
+    assert len(parse_tsv(ROOT / "original" / "dev.tsv", 28)) == 5_426
+    assert len(parse_tsv(ROOT / "original" / "test.tsv", 28)) == 5_427
     # quotes survive (QUOTE_NONE): some texts contain '"'
     assert any('"' in t for t in split.texts)
     for rel, sha in README_SHA256.items():
@@ -137,7 +144,7 @@ def test_parser_reproduces_readme_counts_and_checksums():
 
 @needs_data
 def test_ekman_mapping_matches_local_files(rows):
-    to_ek = D.ekman_id_map()
+    to_ek = ekman_id_map()
     orig = {cid: labs for _t, labs, cid in rows["original", "dev"]}
     ek = {cid: labs for _t, labs, cid in rows["ekman", "dev"]}
     assert orig.keys() == ek.keys()
@@ -150,33 +157,33 @@ def test_ekman_mapping_matches_local_files(rows):
 
 @needs_data
 def test_top_k_matches_independent_counts(rows):
-    train = D.parse_tsv(ROOT / "original" / "train.tsv", 28)
-    names = D.taxonomy_labels("original")
+    train = parse_tsv(ROOT / "original" / "train.tsv", 28)
+    names = taxonomy_labels("original")
     for k in (1, 2, 4, 8, 16, 27):
-        got = [names[i] for i in D.select_labels(train, "original", "single", k, None)]
+        got = [names[i] for i in select_labels(train, "original", "single", k, None)]
         assert got == top_k_independent(rows["original", "train"], names, k), k
-        got_multi = [names[i] for i in D.select_labels(train, "original", "multi", k, None)]
+        got_multi = [names[i] for i in select_labels(train, "original", "multi", k, None)]
         assert got_multi == top_k_independent(rows["original", "train"], names, k, single=False)
-    assert [names[i] for i in D.select_labels(train, "original", "single", 4, None)] == [
+    assert [names[i] for i in select_labels(train, "original", "single", 4, None)] == [
         "admiration", "amusement", "approval", "gratitude"]
     with pytest.raises(DataError, match="only 27 non-neutral"):
-        D.select_labels(train, "original", "single", 28, None)
+        select_labels(train, "original", "single", 28, None)
 
 
 def test_top_k_ties_by_label_id():
     # ids 2 and 1 both have 2 single-label rows; 0 has 3; neutral (27) most but excluded
-    split = D.Split("train.tsv")
+    split = Split("train.tsv")
     for labs in [(0,), (0,), (0,), (2,), (2,), (1,), (1,), (27,), (27,), (27,), (27,), (3, 5)]:
         split.labels.append(labs)
-    assert D.select_labels(split, "original", "single", 2, None) == [0, 1]
-    assert D.select_labels(split, "original", "single", 3, None) == [0, 1, 2]
+    assert select_labels(split, "original", "single", 2, None) == [0, 1]
+    assert select_labels(split, "original", "single", 3, None) == [0, 1, 2]
 
 
 @needs_data
 def test_single_subset_balance_split_and_test(tmp_path, rows):
-    m = D.prepare_subset(cfg(), 4, 800, 0, tmp_path / "s")
+    m = prepare_subset(cfg(), 4, 800, 0, tmp_path / "s")
     labels = ["admiration", "amusement", "approval", "gratitude"]
-    names = D.taxonomy_labels("original")
+    names = taxonomy_labels("original")
     assert m["labels"] == labels and m["source_label_ids"] == [names.index(x) for x in labels]
     assert m["counts"]["train"] == dict.fromkeys(labels, 180)
     assert m["counts"]["val"] == dict.fromkeys(labels, 20)
@@ -207,7 +214,7 @@ def test_single_subset_balance_split_and_test(tmp_path, rows):
 
 @needs_data
 def test_remainder_and_stratified_val(tmp_path):
-    m = D.prepare_subset(cfg(val_fraction=0.15), 3, 1001, 3, tmp_path / "s")
+    m = prepare_subset(cfg(val_fraction=0.15), 3, 1001, 3, tmp_path / "s")
     per_label = {x: m["counts"]["train"][x] + m["counts"]["val"][x] for x in m["labels"]}
     assert list(per_label.values()) == [334, 334, 333]  # remainder to the first labels
     val = list(m["counts"]["val"].values())
@@ -216,7 +223,7 @@ def test_remainder_and_stratified_val(tmp_path):
 
 @needs_data
 def test_balanced_test_split(tmp_path, rows):
-    m = D.prepare_subset(cfg(test="balanced"), 8, 800, 0, tmp_path / "s")
+    m = prepare_subset(cfg(test="balanced"), 8, 800, 0, tmp_path / "s")
     natural = collections.Counter(labs[0] for _t, labs, _c in rows["original", "test"]
                                   if len(labs) == 1 and labs[0] in m["source_label_ids"])
     cap = min(natural.values())
@@ -227,48 +234,48 @@ def test_balanced_test_split(tmp_path, rows):
 @needs_data
 def test_determinism_byte_identical(tmp_path):
     for c in (cfg(), cfg(mode="multi", test="balanced")):
-        a = D.prepare_subset(c, 4, 800, 7, tmp_path / "a")
-        b = D.prepare_subset(c, 4, 800, 7, tmp_path / "b")
+        a = prepare_subset(c, 4, 800, 7, tmp_path / "a")
+        b = prepare_subset(c, 4, 800, 7, tmp_path / "b")
         for name in ("train.jsonl", "val.jsonl", "test.jsonl", "manifest.json"):
             assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
         assert a == b
-        other = D.prepare_subset(c, 4, 800, 8, tmp_path / "c")
+        other = prepare_subset(c, 4, 800, 8, tmp_path / "c")
         assert other["files"]["train.jsonl"] != a["files"]["train.jsonl"]
     # rewriting an existing subset replaces it whole and leaves no temp dirs behind
-    D.prepare_subset(cfg(), 2, 800, 7, tmp_path / "a")
+    prepare_subset(cfg(), 2, 800, 7, tmp_path / "a")
     assert json.loads((tmp_path / "a" / "manifest.json").read_text())["k"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]
 
 
 @needs_data
 def test_explicit_labels(tmp_path):
-    m = D.prepare_subset(cfg(labels=["joy", "anger", "fear"]), 3, 300, 0, tmp_path / "s")
+    m = prepare_subset(cfg(labels=["joy", "anger", "fear"]), 3, 300, 0, tmp_path / "s")
     assert m["labels"] == ["joy", "anger", "fear"] and m["source_label_ids"] == [17, 2, 14]
-    first = D.prepare_subset(cfg(labels=["joy", "anger", "fear"]), 2, 300, 0, tmp_path / "t")
+    first = prepare_subset(cfg(labels=["joy", "anger", "fear"]), 2, 300, 0, tmp_path / "t")
     assert first["labels"] == ["joy", "anger"]
     with pytest.raises(DataError, match="lists only 3"):
-        D.prepare_subset(cfg(labels=["joy", "anger", "fear"]), 4, 300, 0, tmp_path / "u")
+        prepare_subset(cfg(labels=["joy", "anger", "fear"]), 4, 300, 0, tmp_path / "u")
     with pytest.raises(DataError, match="unknown label.*'happiness'"):
-        D.prepare_subset(cfg(labels=["joy", "happiness"]), 2, 300, 0, tmp_path / "u")
+        prepare_subset(cfg(labels=["joy", "happiness"]), 2, 300, 0, tmp_path / "u")
     assert not (tmp_path / "u").exists()
 
 
 @needs_data
 def test_ekman_subset(tmp_path, rows):
-    m = D.prepare_subset(cfg(taxonomy="ekman"), 6, 2400, 0, tmp_path / "s")
+    m = prepare_subset(cfg(taxonomy="ekman"), 6, 2400, 0, tmp_path / "s")
     assert m["labels"] == ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
     assert m["counts"]["train"] == dict.fromkeys(m["labels"], 360)
     assert m["source"]["files"]["train.tsv"] == README_SHA256["ekman/train.tsv"]
-    ek = D.taxonomy_labels("ekman")
+    ek = taxonomy_labels("ekman")
     top2 = top_k_independent(rows["ekman", "train"], ek, 2)
-    assert D.prepare_subset(cfg(taxonomy="ekman"), 2, 200, 0, tmp_path / "t")["labels"] == top2
+    assert prepare_subset(cfg(taxonomy="ekman"), 2, 200, 0, tmp_path / "t")["labels"] == top2
     with pytest.raises(DataError, match="only 6 non-neutral"):
-        D.prepare_subset(cfg(taxonomy="ekman"), 7, 700, 0, tmp_path / "u")
+        prepare_subset(cfg(taxonomy="ekman"), 7, 700, 0, tmp_path / "u")
 
 
 @needs_data
 def test_multi_label_subset(tmp_path, rows):
-    m = D.prepare_subset(cfg(mode="multi"), 4, 800, 0, tmp_path / "s")
+    m = prepare_subset(cfg(mode="multi"), 4, 800, 0, tmp_path / "s")
     ids = m["source_label_ids"]
     src = {cid: labs for _t, labs, cid in rows["original", "train"] + rows["original", "test"]}
     tr, va, te = (read_jsonl(tmp_path / "s" / f"{s}.jsonl") for s in ("train", "val", "test"))
@@ -282,7 +289,7 @@ def test_multi_label_subset(tmp_path, rows):
     assert max(counts) / min(counts) < 1.5  # approximately balanced
     want = {cid for _t, labs, cid in rows["original", "test"] if set(labs) & set(ids)}
     assert {r["id"] for r in te} == want and len(te) == len(want)
-    bal = D.prepare_subset(cfg(mode="multi", test="balanced"), 4, 800, 0, tmp_path / "b")
+    bal = prepare_subset(cfg(mode="multi", test="balanced"), 4, 800, 0, tmp_path / "b")
     assert sum(1 for _ in open(tmp_path / "b" / "test.jsonl")) < len(want)
     assert min(bal["counts"]["test"].values()) > 0
 
@@ -294,7 +301,7 @@ def make_dir(root: Path, train: str, test: str | None = None, labels: list[str] 
              skip: tuple[str, ...] = ()) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     body = {"train.tsv": train, "dev.tsv": train, "test.tsv": test if test is not None else train,
-            "labels.txt": "\n".join(labels or D.taxonomy_labels("original")) + "\n"}
+            "labels.txt": "\n".join(labels or taxonomy_labels("original")) + "\n"}
     for name, text in body.items():
         if name not in skip:
             (root / name).write_text(text, encoding="utf-8")
@@ -322,7 +329,7 @@ GOOD = "".join(f'he said "hi" {i}\t{i % 2}\tid{i}\n' for i in range(40))
 def test_bad_rows(tmp_path, train, pattern):
     d = make_dir(tmp_path / "bad", train, test=GOOD)
     with pytest.raises(DataError, match=pattern) as info:
-        D.prepare_subset(cfg(path=str(d)), 2, 10, 0, tmp_path / "out")
+        prepare_subset(cfg(path=str(d)), 2, 10, 0, tmp_path / "out")
     assert str(d / "train.tsv") in str(info.value)
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]  # no temp dirs left
@@ -332,40 +339,40 @@ def test_bad_utf8(tmp_path):
     d = make_dir(tmp_path / "bad", GOOD, test=GOOD)
     (d / "test.tsv").write_bytes(GOOD.encode() + b"caf\xe9\t1\tzz\n")
     with pytest.raises(DataError, match=r"test\.tsv:41: not valid UTF-8"):
-        D.prepare_subset(cfg(path=str(d)), 2, 10, 0, tmp_path / "out")
+        prepare_subset(cfg(path=str(d)), 2, 10, 0, tmp_path / "out")
 
 
 @pytest.mark.parametrize("missing", ["train.tsv", "dev.tsv", "test.tsv", "labels.txt"])
 def test_missing_file(tmp_path, missing):
     d = make_dir(tmp_path / "bad", GOOD, skip=(missing,))
     with pytest.raises(DataError, match=rf"{tmp_path / 'bad'}.*\(from data.path\) is missing {missing}"):
-        D.resolve_source(cfg(path=str(d)))
+        resolve_source(cfg(path=str(d)))
 
 
 def test_source_errors(tmp_path):
     with pytest.raises(DataError, match=r"nowhere \(from data.path\) does not exist"):
-        D.resolve_source(cfg(path=str(tmp_path / "nowhere")))
+        resolve_source(cfg(path=str(tmp_path / "nowhere")))
     (tmp_path / "file").write_text("x")
     with pytest.raises(DataError, match="is not a directory"):
-        D.resolve_source(cfg(path=str(tmp_path / "file")))
-    d = make_dir(tmp_path / "ek", GOOD, labels=D.taxonomy_labels("ekman"))
+        resolve_source(cfg(path=str(tmp_path / "file")))
+    d = make_dir(tmp_path / "ek", GOOD, labels=taxonomy_labels("ekman"))
     with pytest.raises(DataError, match=r"labels\.txt: labels .* do not match data.taxonomy 'original'"):
-        D.resolve_source(cfg(path=str(d)))
+        resolve_source(cfg(path=str(d)))
     (d / "labels.txt").write_text("anger\nanger\n")
     with pytest.raises(DataError, match=r"labels\.txt:2: duplicate label 'anger'"):
-        D.resolve_source(cfg(path=str(d), taxonomy="ekman"))
+        resolve_source(cfg(path=str(d), taxonomy="ekman"))
     # hub source: resolved without touching the network
-    src = D.resolve_source(cfg(path=None))
+    src = resolve_source(cfg(path=None))
     assert (src.kind, src.hub_id, src.hub_config) == ("hub", "google-research-datasets/go_emotions", "simplified")
 
 
 def test_subfolder_and_direct_layouts(tmp_path):
     direct = make_dir(tmp_path / "direct", GOOD)
-    assert D.resolve_source(cfg(path=str(direct))).path == direct.resolve()
-    nested = make_dir(tmp_path / "nested" / "ekman", GOOD, labels=D.taxonomy_labels("ekman")).parent
-    assert D.resolve_source(cfg(path=str(nested), taxonomy="ekman")).path == (nested / "ekman").resolve()
+    assert resolve_source(cfg(path=str(direct))).path == direct.resolve()
+    nested = make_dir(tmp_path / "nested" / "ekman", GOOD, labels=taxonomy_labels("ekman")).parent
+    assert resolve_source(cfg(path=str(nested), taxonomy="ekman")).path == (nested / "ekman").resolve()
     with pytest.raises(DataError, match="directly or in a 'original/' subfolder"):
-        D.resolve_source(cfg(path=str(nested)))
+        resolve_source(cfg(path=str(nested)))
 
 
 def test_too_few_examples_small(tmp_path):
@@ -373,20 +380,20 @@ def test_too_few_examples_small(tmp_path):
     train = GOOD + "".join(f"t{i}\t2\tz{i}\n" for i in range(3))
     d = make_dir(tmp_path / "d", train)
     with pytest.raises(DataError, match=r"label 'anger' has 3 single-label comments in the train split, 10 needed"):
-        D.prepare_subset(cfg(path=str(d), labels=["admiration", "amusement", "anger"]), 3, 30, 0, tmp_path / "o")
+        prepare_subset(cfg(path=str(d), labels=["admiration", "amusement", "anger"]), 3, 30, 0, tmp_path / "o")
     with pytest.raises(DataError, match="samples n = 2 is smaller than labels k = 3"):
-        D.prepare_subset(cfg(path=str(d), labels=["admiration", "amusement", "anger"]), 3, 2, 0, tmp_path / "o")
+        prepare_subset(cfg(path=str(d), labels=["admiration", "amusement", "anger"]), 3, 2, 0, tmp_path / "o")
     (d / "test.tsv").write_text(GOOD)  # no 'anger' in the test split
     with pytest.raises(DataError, match=r"test\.tsv: no single-label comments for label\(s\) \['anger'\]"):
-        D.prepare_subset(cfg(path=str(d), labels=["admiration", "amusement", "anger"]), 3, 9, 0, tmp_path / "o")
-    m = D.prepare_subset(cfg(path=str(d)), 2, 10, 0, tmp_path / "o")
+        prepare_subset(cfg(path=str(d), labels=["admiration", "amusement", "anger"]), 3, 9, 0, tmp_path / "o")
+    m = prepare_subset(cfg(path=str(d)), 2, 10, 0, tmp_path / "o")
     assert m["counts"]["train"] == {"admiration": 4, "amusement": 5}  # val 1, from the first label
 
 
 @needs_data
 def test_too_few_examples_real_data(tmp_path):
     with pytest.raises(DataError) as info:
-        D.prepare_subset(cfg(labels=["grief", "pride", "joy"]), 3, 2400, 0, tmp_path / "o")
+        prepare_subset(cfg(labels=["grief", "pride", "joy"]), 3, 2400, 0, tmp_path / "o")
     msg = str(info.value)
     assert "train.tsv" in msg and "k=3, n=2400" in msg
     assert "label 'grief' has 39 single-label comments in the train split, 800 needed" in msg
@@ -397,11 +404,11 @@ def test_too_few_examples_real_data(tmp_path):
 @needs_data
 def test_env_var_wins_over_data_path(tmp_path, monkeypatch):
     monkeypatch.setenv("EMOGRID_DATA_DIR", str(ROOT))
-    m = D.prepare_subset(cfg(path=str(tmp_path / "does-not-exist")), 2, 100, 0, tmp_path / "o")
+    m = prepare_subset(cfg(path=str(tmp_path / "does-not-exist")), 2, 100, 0, tmp_path / "o")
     assert m["source"]["path"] == str((ROOT / "original").resolve())
     monkeypatch.setenv("EMOGRID_DATA_DIR", str(tmp_path / "missing"))
     with pytest.raises(DataError, match="from environment variable EMOGRID_DATA_DIR"):
-        D.resolve_source(cfg())
+        resolve_source(cfg())
 
 
 # --------------------------------------------------------------------------- hub
@@ -414,7 +421,7 @@ def fake_hub():
     datasets = pytest.importorskip("datasets")
     feats = datasets.Features({
         "text": datasets.Value("string"),
-        "labels": datasets.List(datasets.ClassLabel(names=D.taxonomy_labels("original"))),
+        "labels": datasets.List(datasets.ClassLabel(names=taxonomy_labels("original"))),
         "id": datasets.Value("string"),
     })
     dsd = datasets.DatasetDict({
@@ -444,8 +451,8 @@ def test_hub_path_matches_local(tmp_path, monkeypatch, fake_hub):
     load, calls = fake_hub
     monkeypatch.setattr(datasets, "load_dataset", load)
     for tax, k in (("original", 4), ("ekman", 3)):
-        hub = D.prepare_subset(cfg(path=None, taxonomy=tax), k, 400, 1, tmp_path / f"hub-{tax}")
-        local = D.prepare_subset(cfg(taxonomy=tax), k, 400, 1, tmp_path / f"local-{tax}")
+        hub = prepare_subset(cfg(path=None, taxonomy=tax), k, 400, 1, tmp_path / f"hub-{tax}")
+        local = prepare_subset(cfg(taxonomy=tax), k, 400, 1, tmp_path / f"local-{tax}")
         assert calls[-1] == ("google-research-datasets/go_emotions", "simplified")
         assert hub["source"]["kind"] == "hub" and hub["source"]["id"] == "google-research-datasets/go_emotions"
         assert hub["source"]["config"] == "simplified" and hub["source"]["fingerprint"]["train"]
@@ -463,7 +470,7 @@ def test_hub_failure_is_a_data_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataError, match="cannot load dataset hub .*ConnectionError: no internet") as info:
-        D.prepare_subset(cfg(path=None), 2, 100, 0, tmp_path / "o")
+        prepare_subset(cfg(path=None), 2, 100, 0, tmp_path / "o")
     assert "EMOGRID_DATA_DIR" in str(info.value)
 
 
@@ -473,15 +480,15 @@ def test_hub_failure_is_a_data_error(tmp_path, monkeypatch):
 @needs_data
 def test_failure_keeps_previous_subset(tmp_path, monkeypatch):
     out = tmp_path / "s"
-    D.prepare_subset(cfg(), 2, 200, 0, out)
+    prepare_subset(cfg(), 2, 200, 0, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def boom(*a, **kw):
         raise OSError("disk full")
 
-    monkeypatch.setattr(D.atomic, "write_json", boom)
+    monkeypatch.setattr(atomic, "write_json", boom)
     with pytest.raises(OSError, match="disk full"):
-        D.prepare_subset(cfg(), 4, 400, 1, out)
+        prepare_subset(cfg(), 4, 400, 1, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["s"]
 
@@ -519,7 +526,7 @@ def test_prepare_is_fast(tmp_path):
 
     print(f"import datasets: {time.perf_counter() - start:.3f} s")
     start = time.perf_counter()
-    D.prepare_subset(cfg(), 16, 2400, 0, tmp_path / "s")
+    prepare_subset(cfg(), 16, 2400, 0, tmp_path / "s")
     elapsed = time.perf_counter() - start
     print(f"prepare k=16 n=2400: {elapsed:.3f} s")
     assert elapsed < 2.0

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emogrid import data as D
 from emogrid.config import deep_merge, finalize
 from emogrid.datasets.registry import BUILTINS, resolve_dataset
+from emogrid.datasets.taxonomies import taxonomy_labels
 from emogrid.errors import ConfigError, DataError
 from emogrid.grid import expand_cells, subsets
+from emogrid.subset_writer import prepare_subset
 from tests.helpers import REPO
 
 BASE = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -83,7 +84,7 @@ def test_imdb_shaped_csv_train_test_only(tmp_path):
     d = imdb_dir(tmp_path / "imdb")
     defn = defn_of(tmp_path, "imdb_local", {"path": str(d), "text": "text", "label": "label",
                                             "label_names": ["neg", "pos"]})
-    m = D.prepare_subset(defn, 2, 40, 0, tmp_path / "s", cache_dir=tmp_path / "cache")
+    m = prepare_subset(defn, 2, 40, 0, tmp_path / "s", cache_dir=tmp_path / "cache")
     assert m["dataset"] == "imdb_local" and m["labels"] == ["neg", "pos"]
     assert m["counts"]["train"] == {"neg": 18, "pos": 18} and m["counts"]["val"] == {"neg": 2, "pos": 2}
     te = read_jsonl(tmp_path / "s" / "test.jsonl")
@@ -107,7 +108,7 @@ def test_ag_news_shaped_jsonl_four_classes(tmp_path):
             json.dumps({"text": text(i, split), "label": i % 4}) + "\n" for i in range(n)))
     defn = defn_of(tmp_path, "agn", {"path": str(d), "text": "text", "label": "label",
                                      "label_names": ["World", "Sports", "Business", "Sci/Tech"]}, labels=["all"])
-    m = D.prepare_subset(defn, 4, 80, 3, tmp_path / "s")
+    m = prepare_subset(defn, 4, 80, 3, tmp_path / "s")
     assert m["labels"] == ["World", "Sports", "Business", "Sci/Tech"]
     assert m["counts"]["train"] == dict.fromkeys(m["labels"], 18)
     assert m["counts"]["val"] == dict.fromkeys(m["labels"], 2)  # stratified validation
@@ -139,7 +140,7 @@ def test_semeval_ec_multilabel_columns(tmp_path):
              "splits": {"train": "2018-E-c-En-train", "val": "2018-E-c-En-dev", "test": "2018-E-c-En-test"}}
     defn = defn_of(tmp_path, "sem_eval_2018_ec", entry, labels=[4])
     assert defn["label_columns"] == EC and defn["text"] == "Tweet" and defn["mode"] == "multi"
-    m = D.prepare_subset(defn, 4, 40, 0, tmp_path / "s")
+    m = prepare_subset(defn, 4, 40, 0, tmp_path / "s")
     assert m["mode"] == "multi" and len(m["labels"]) == 4 and set(m["labels"]) <= set(EC)
     tr = read_jsonl(tmp_path / "s" / "train.jsonl")
     assert any(len(r["labels"]) > 1 for r in tr) and all(r["id"].startswith("2018-En-train") for r in tr)
@@ -150,7 +151,7 @@ def test_semeval_ec_multilabel_columns(tmp_path):
     (d / "2018-E-c-En-dev.txt").write_text(bad)
     with pytest.raises(DataError, match=r"sem_eval_2018_ec.*2018-E-c-En-dev.* row \d+: label column '\w+' "
                                         r"holds 'yes'; expected 0/1"):
-        D.prepare_subset(defn, 4, 40, 0, tmp_path / "t")
+        prepare_subset(defn, 4, 40, 0, tmp_path / "t")
 
 
 def test_string_labels_one_file_carves_a_recorded_test_split(tmp_path):
@@ -159,7 +160,7 @@ def test_string_labels_one_file_carves_a_recorded_test_split(tmp_path):
     write_csv(f, [(i, text(i, "r"), names[i % 3]) for i in range(300)], ["review_id", "body", "sentiment"])
     entry = {"path": str(f), "text": "body", "label": "sentiment", "id": "review_id"}
     defn = defn_of(tmp_path, "reviews", entry, labels=[3], samples=[60])
-    m = D.prepare_subset(defn, 3, 60, 0, tmp_path / "s")
+    m = prepare_subset(defn, 3, 60, 0, tmp_path / "s")
     assert m["labels"] == ["negative", "neutral", "positive"]  # sorted names: ids in that order
     carved = m["source"]["carved"]["test"]
     assert carved["rows"] == 60 and carved["fraction"] == 0.2 and carved["seed"] == 0 and carved["stratified"]
@@ -169,7 +170,7 @@ def test_string_labels_one_file_carves_a_recorded_test_split(tmp_path):
     train_ids = {r["id"] for s in ("train", "val") for r in read_jsonl(tmp_path / "s" / f"{s}.jsonl")}
     assert not test_ids & train_ids
     # the carved test split is the same for every subset seed (paired comparisons across seeds)
-    other = D.prepare_subset(defn, 3, 60, 1, tmp_path / "o")
+    other = prepare_subset(defn, 3, 60, 1, tmp_path / "o")
     assert {r["id"] for r in read_jsonl(tmp_path / "o" / "test.jsonl")} == test_ids
     assert other["source"]["carved"] == m["source"]["carved"]
     assert other["files"]["train.jsonl"] != m["files"]["train.jsonl"]
@@ -181,7 +182,7 @@ def test_headerless_tsv_with_column_names(tmp_path):
     for split, n in (("train", 80), ("test", 20)):
         (d / f"{split}.tsv").write_text("".join(f'{i % 2}\tsay "{WORDS[i % 10]}" {i}\n' for i in range(n)))
     entry = {"path": str(d), "header": False, "columns": ["label", "text"], "text": "text", "label": "label"}
-    m = D.prepare_subset(defn_of(tmp_path, "plain", entry), 2, 20, 0, tmp_path / "s")
+    m = prepare_subset(defn_of(tmp_path, "plain", entry), 2, 20, 0, tmp_path / "s")
     assert m["labels"] == ["0", "1"] and m["counts"]["test"] == {"0": 10, "1": 10}
     assert any('"' in r["text"] for r in read_jsonl(tmp_path / "s" / "train.jsonl"))
 
@@ -207,7 +208,7 @@ def test_hub_builtin_through_load_dataset(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake)
     defn = resolve_dataset("imdb", finalize(config_with({"imdb": {"hub": {"id": "stanfordnlp/imdb",
                                                                            "revision": "abc123"}}})))
-    m = D.prepare_subset(defn, 2, 20, 0, tmp_path / "s")
+    m = prepare_subset(defn, 2, 20, 0, tmp_path / "s")
     assert calls == [("stanfordnlp/imdb", "plain_text", "abc123")]
     assert m["labels"] == ["neg", "pos"] and m["counts"]["test"] == {"neg": 15, "pos": 15}
     assert m["source"]["kind"] == "hub" and m["source"]["revision"] == "abc123"
@@ -280,40 +281,40 @@ def test_data_step_errors(tmp_path):
     entry = {"path": str(d), "text": "text", "label": "label", "label_names": ["neg", "pos"]}
     with pytest.raises(DataError, match=r"dataset 'imdb_local' .*split 'train'.*too few single-label examples "
                                         r"for k=2, n=40: label 'neg' has 15 single-label examples"):
-        D.prepare_subset(defn_of(tmp_path, "imdb_local", entry), 2, 40, 0, tmp_path / "o")
+        prepare_subset(defn_of(tmp_path, "imdb_local", entry), 2, 40, 0, tmp_path / "o")
     # a label column of the wrong kind: floats, and free text
     f = tmp_path / "floats.csv"
     write_csv(f, [(text(i, "f"), i / 7) for i in range(50)], ["text", "score"])
     with pytest.raises(DataError, match=r"datasets.floats.label: column 'score' holds \['float'\] values; "
                                         r"expected class ids"):
-        D.prepare_subset(defn_of(tmp_path, "floats", {"path": str(f), "text": "text", "label": "score"}),
+        prepare_subset(defn_of(tmp_path, "floats", {"path": str(f), "text": "text", "label": "score"}),
                          2, 20, 0, tmp_path / "o")
     f = tmp_path / "swapped.csv"
     write_csv(f, [(text(i, "s"), i % 2) for i in range(300)], ["text", "label"])
     with pytest.raises(DataError, match=r"datasets.swapped.label: column 'text' looks like free text"):
-        D.prepare_subset(defn_of(tmp_path, "swapped", {"path": str(f), "text": "label", "label": "text"}),
+        prepare_subset(defn_of(tmp_path, "swapped", {"path": str(f), "text": "label", "label": "text"}),
                          2, 20, 0, tmp_path / "o")
     # class ids above label_names, and names outside label_names
     f = tmp_path / "ids.csv"
     write_csv(f, [(text(i, "i"), i % 3) for i in range(60)], ["text", "label"])
     with pytest.raises(DataError, match=r"datasets.ids.label_names: 2 names, but column 'label' holds class id 2"):
-        D.prepare_subset(defn_of(tmp_path, "ids", {"path": str(f), "text": "text", "label": "label",
+        prepare_subset(defn_of(tmp_path, "ids", {"path": str(f), "text": "text", "label": "label",
                                                    "label_names": ["a", "b"]}), 2, 20, 0, tmp_path / "o")
     f = tmp_path / "names.csv"
     write_csv(f, [(text(i, "n"), ["pos", "neg", "meh"][i % 3]) for i in range(60)], ["text", "label"])
     with pytest.raises(DataError, match=r"column 'label' holds \['meh'\] not in datasets.names.label_names"):
-        D.prepare_subset(defn_of(tmp_path, "names", {"path": str(f), "text": "text", "label": "label",
+        prepare_subset(defn_of(tmp_path, "names", {"path": str(f), "text": "text", "label": "label",
                                                      "label_names": ["neg", "pos"]}), 2, 20, 0, tmp_path / "o")
     # a split named in splits: that the source lacks
     with pytest.raises(DataError, match=r"no split 'validation2' for datasets.imdb_local.splits.val; "
                                         r"the source has \['test', 'train'\]"):
-        D.prepare_subset(defn_of(tmp_path, "imdb_local", {**entry, "splits": {"val": "validation2"}}),
+        prepare_subset(defn_of(tmp_path, "imdb_local", {**entry, "splits": {"val": "validation2"}}),
                          2, 20, 0, tmp_path / "o")
     # an empty text cell, with its row
     f = tmp_path / "empty.csv"
     write_csv(f, [(text(i, "e") if i != 7 else " ", i % 2) for i in range(40)], ["text", "label"])
     with pytest.raises(DataError, match=r"split 'train' row 7: empty text in column 'text'"):
-        D.prepare_subset(defn_of(tmp_path, "empty", {"path": str(f), "text": "text", "label": "label"}),
+        prepare_subset(defn_of(tmp_path, "empty", {"path": str(f), "text": "text", "label": "label"}),
                          2, 20, 0, tmp_path / "o")
     assert not (tmp_path / "o").exists()
 
@@ -325,7 +326,7 @@ def test_hub_column_missing_is_named(tmp_path, monkeypatch):
     defn = resolve_dataset("ag_news", finalize(config_with({"ag_news": {}})))
     with pytest.raises(DataError, match=r"dataset 'ag_news' \(hub 'fancyzhx/ag_news'\) split 'train': no column "
                                         r"'text' \(datasets.ag_news.text\); its columns are \['sentence', 'label'\]"):
-        D.prepare_subset(defn, 2, 4, 0, tmp_path / "o")
+        prepare_subset(defn, 2, 4, 0, tmp_path / "o")
 
 
 def test_goemotions_dev_tsv_is_validated(tmp_path):
@@ -335,18 +336,18 @@ def test_goemotions_dev_tsv_is_validated(tmp_path):
     for name in ("train.tsv", "test.tsv"):
         (d / name).write_text(good)
     (d / "dev.tsv").write_text(good + "broken line without tabs\n")
-    (d / "labels.txt").write_text("\n".join(D.taxonomy_labels("original")) + "\n")
+    (d / "labels.txt").write_text("\n".join(taxonomy_labels("original")) + "\n")
     cfg = {"name": "goemotions", "path": str(d), "taxonomy": "original", "mode": "single", "labels": None,
            "val_fraction": 0.1, "test": "natural"}
     with pytest.raises(
         DataError, match=r"dev\.tsv:41: expected 3 tab-separated columns \(text, label ids, id\), found 1"
     ):
-        D.prepare_subset(cfg, 2, 10, 0, tmp_path / "o")
+        prepare_subset(cfg, 2, 10, 0, tmp_path / "o")
     (d / "dev.tsv").write_text(good.replace("\t1\tid3\n", "\t99\tid3\n"))
     with pytest.raises(DataError, match=r"dev\.tsv:4: label id 99 out of range"):
-        D.prepare_subset(cfg, 2, 10, 0, tmp_path / "o")
+        prepare_subset(cfg, 2, 10, 0, tmp_path / "o")
     (d / "dev.tsv").write_text(good)
-    assert D.prepare_subset(cfg, 2, 10, 0, tmp_path / "o")["k"] == 2
+    assert prepare_subset(cfg, 2, 10, 0, tmp_path / "o")["k"] == 2
 
 
 def test_label_counts_of_builtins_match_their_definitions():
@@ -372,12 +373,12 @@ def test_parquet_with_id_lists_multi_label_and_explicit_labels(tmp_path):
     entry = {"path": str(d), "text": "sentence", "label": "tags", "label_names": names, "mode": "multi",
              "exclude_labels": ["none"]}
     defn = defn_of(tmp_path, "tags", entry, labels=[3])
-    m = D.prepare_subset(defn, 3, 30, 0, tmp_path / "s")
+    m = prepare_subset(defn, 3, 30, 0, tmp_path / "s")
     assert m["mode"] == "multi" and m["labels"] == ["anger", "joy", "fear"]  # 'none' never picked
     assert m["source"]["format"] == "parquet"
     # explicit labels, in the order given, for a table dataset
     explicit = defn_of(tmp_path, "tags", {**entry, "labels": ["fear", "anger"]}, labels=[2])
-    assert D.prepare_subset(explicit, 2, 20, 0, tmp_path / "e")["labels"] == ["fear", "anger"]
+    assert prepare_subset(explicit, 2, 20, 0, tmp_path / "e")["labels"] == ["fear", "anger"]
     msg = config_error(config_with({"tags": {**entry, "labels": ["fear", "rage"]}}, {"labels": [2]}))
     assert "datasets.tags.labels: unknown label(s) ['rage'] for dataset 'tags'" in msg
 
@@ -397,7 +398,7 @@ def test_fetched_hub_snapshot_is_built_in_the_given_cache(tmp_path, monkeypatch)
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home_cache))
     defn = resolve_dataset("imdb", finalize(config_with({"imdb": {}})))
     defn["hub"] = {**defn["hub"], "config": None, "snapshot": str(snap), "commit": "c0ffee"}
-    m = D.prepare_subset(defn, 2, 20, 0, tmp_path / "s", cache_dir=tmp_path / "cache")
+    m = prepare_subset(defn, 2, 20, 0, tmp_path / "s", cache_dir=tmp_path / "cache")
     assert m["source"]["commit"] == "c0ffee" and m["counts"]["test"] == {"0": 10, "1": 10}
     assert any((tmp_path / "cache").iterdir())
     assert not home_cache.exists() or not any(home_cache.rglob("*.arrow"))

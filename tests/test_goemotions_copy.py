@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 
 from emogrid import goemotions_copy
-from emogrid.data import ORIGINAL_LABELS, resolve_source
+from emogrid.datasets.goemotions import resolve_source
+from emogrid.datasets.taxonomies import ORIGINAL_LABELS
 from tests.helpers import require_data
 from tests.hub_cache import lay_out_dataset
 

@@ -167,7 +167,7 @@ def dataset_labels(config: dict, name: str, defn: dict | None = None) -> list[in
 def _check_source(name: str, defn: dict) -> list[str]:
     """The source exists and (local files) has the configured columns: no data is loaded."""
     if defn.get("kind") == "goemotions":
-        from emogrid.data import resolve_source
+        from emogrid.datasets.goemotions import resolve_source
 
         try:
             resolve_source(defn)

@@ -226,7 +226,7 @@ def run(args) -> int:
 def hub_datasets(config: dict) -> dict[str, dict]:
     """{name: {id, config, revision}} for the grid's datasets read from the hub (no local files;
     for GoEmotions, no EMOGRID_DATA_DIR either)."""
-    from emogrid.data import resolve_source
+    from emogrid.datasets.goemotions import resolve_source
     from emogrid.grid import dataset_definitions
 
     out = {}

@@ -5,7 +5,7 @@
 
 reads `google-research-datasets/go_emotions` (config `simplified`) through the same loader as a
 study, and writes `DIR/original/` (28 labels) and `DIR/ekman/` (Ekman's six + neutral, mapped
-with `emogrid.data.EKMAN_MAPPING`), each `train.tsv dev.tsv test.tsv labels.txt`: no header;
+with `emogrid.datasets.taxonomies.EKMAN_MAPPING`), each `train.tsv dev.tsv test.tsv labels.txt`: no header;
 text, comma-separated label ids, comment id. Set `EMOGRID_DATA_DIR=DIR` (or `data.path`) to use it.
 """
 
@@ -17,16 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from emogrid import atomic
-from emogrid.data import (
-    DEFAULT_HUB,
-    SPLIT_FILES,
-    Source,
-    Split,
-    _render_tsv,
-    ekman_id_map,
-    load_source,
-    taxonomy_labels,
-)
+from emogrid.datasets.goemotions import DEFAULT_HUB, SPLIT_FILES, Source, load_source
+from emogrid.datasets.goemotions_tsv import render_tsv
+from emogrid.datasets.splits import Split
+from emogrid.datasets.taxonomies import ekman_id_map, taxonomy_labels
 from emogrid.errors import DataError, EmogridError
 
 
@@ -48,7 +42,7 @@ def write_copy(out: str | Path, *, snapshot: str | None = None, revision: str | 
                                                for labs in split.labels])
             _check_writable(split)
             with atomic.atomic_path(folder / name) as tmp:
-                tmp.write_bytes(_render_tsv(split))
+                tmp.write_bytes(render_tsv(split))
             counts.setdefault(taxonomy, {})[name] = len(split)
         atomic.write_text(folder / "labels.txt", "".join(f"{name}\n" for name in taxonomy_labels(taxonomy)))
     return counts

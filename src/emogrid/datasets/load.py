@@ -8,7 +8,7 @@ temporary directory removed afterwards), never in the home directory, so a read-
 checkout or an offline node works.
 
 The rows are then checked and mapped (text column, label column of ids / names / id lists,
-or one 0/1 column per label) into `emogrid.data.Split`s; every problem is a DataError naming
+or one 0/1 column per label) into `emogrid.datasets.splits.Split`s; every problem is a DataError naming
 the dataset, the config key and what the column holds.
 """
 
@@ -213,8 +213,8 @@ def read_header(defn: dict) -> dict[str, list[str]]:
 
 
 def load_table(defn: dict, cache_dir=None):
-    """A `kind: table` definition -> emogrid.data.Loaded (train, test, names, source manifest)."""
-    from emogrid.data import Loaded
+    """A `kind: table` definition -> emogrid.datasets.splits.Loaded (train, test, names, source manifest)."""
+    from emogrid.datasets.splits import Loaded
 
     name = defn["name"]
     if defn.get("path"):
@@ -369,7 +369,7 @@ _FALSE = {"0", "false", "False", "FALSE", ""}
 
 
 def _to_split(defn: dict, ds, split: str, where: str, names: list[str], convert):
-    from emogrid.data import Split
+    from emogrid.datasets.splits import Split
 
     name = defn["name"]
     text_col, id_col = defn.get("text") or "text", defn.get("id")
@@ -437,7 +437,7 @@ def carve_test(train, fraction: float, seed: int):
     """Hold out `fraction` of train as the test split: stratified by label set, fixed seed."""
     from sklearn.model_selection import train_test_split
 
-    from emogrid.data import Split
+    from emogrid.datasets.splits import Split
 
     n = len(train)
     if not 0 < fraction < 1:

@@ -22,19 +22,21 @@ import copy
 
 from emogrid.config import deep_merge
 from emogrid.config_schema import schema_default
+from emogrid.datasets.goemotions import DEFAULT_HUB
+from emogrid.datasets.taxonomies import taxonomy_labels
 from emogrid.errors import ConfigError
 
 CARVE_DEFAULTS = {"test_fraction": 0.2, "carve_seed": 0}
 DEFAULT_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 
-_GOEMOTIONS_HUB = {"id": "google-research-datasets/go_emotions", "config": "simplified", "revision": None}
+_GOEMOTIONS_HUB = {**DEFAULT_HUB, "revision": None}
 
 # Facts below are from each dataset's card on the Hugging Face hub (dataset_info: config
 # name, split names and sizes, features, ClassLabel names), read 2026-12 via the docs search.
 BUILTINS: dict[str, dict] = {
     # huggingface.co/datasets/google-research-datasets/go_emotions: config `simplified`,
     # splits train/validation/test, columns text, labels (list of ClassLabel, 28 names), id.
-    # The Ekman grouping is the GoEmotions repository's ekman_mapping.json (emogrid.data).
+    # The Ekman grouping is the GoEmotions repository's ekman_mapping.json (emogrid.datasets.taxonomies).
     "goemotions": {"kind": "goemotions", "hub": _GOEMOTIONS_HUB, "path": None,
                    "taxonomy": "original", "exclude_labels": ["neutral"]},
     "goemotions-ekman": {"kind": "goemotions", "hub": _GOEMOTIONS_HUB, "path": None,
@@ -131,8 +133,6 @@ def resolve_dataset(name: str, config: dict) -> dict:
 def known_label_names(defn: dict) -> list[str] | None:
     """Label names known without reading the data (taxonomy, label_names, label_columns), else None."""
     if defn.get("kind") == "goemotions":
-        from emogrid.data import taxonomy_labels
-
         return taxonomy_labels(defn["taxonomy"] if defn.get("taxonomy") else schema_default("data.taxonomy"))
     if defn.get("label_names"):
         return list(defn["label_names"])
