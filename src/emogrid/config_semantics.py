@@ -174,7 +174,7 @@ def _check_source(name: str, defn: dict) -> list[str]:
         except DataError as err:
             return [str(err)]
         return []
-    from emogrid.datasets.load import read_header
+    from emogrid.datasets.local_files import read_header
 
     if not defn.get("path") and not (defn.get("hub") or {}).get("id"):
         return [f"datasets.{name}: needs path: (local files) or hub: {{id: ...}}"]

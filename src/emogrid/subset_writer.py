@@ -17,6 +17,7 @@ from pathlib import Path
 from emogrid import atomic
 from emogrid.datasets.goemotions import load_source, resolve_source
 from emogrid.datasets.splits import Loaded
+from emogrid.datasets.table import load_table
 from emogrid.datasets.taxonomies import taxonomy_labels
 from emogrid.errors import DataError
 from emogrid.subset_selection import build_subset, subset_settings
@@ -43,8 +44,6 @@ def load_dataset_definition(data_cfg: dict, cache_dir=None) -> Loaded:
     cfg = subset_settings(data_cfg)
     if cfg["kind"] == "goemotions":
         return load_source(resolve_source(data_cfg), cache_dir=cache_dir)
-    from emogrid.datasets.load import load_table
-
     return load_table({**data_cfg, "name": cfg["name"]}, cache_dir=cache_dir)
 
 

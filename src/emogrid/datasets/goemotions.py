@@ -4,7 +4,7 @@ A local directory in the format of `shared/data/goemotions` (`train.tsv dev.tsv 
 labels.txt`; `emogrid.datasets.goemotions_tsv`), named by the environment variable
 `EMOGRID_DATA_DIR` (wins) or `data.path`; the directory may hold the files directly or in a
 taxonomy subfolder (`original/`, `ekman/`). Without a local directory: the dataset hub
-(`data.hub`, config `simplified`, through `emogrid.datasets.load.hub_dataset`); the Ekman
+(`data.hub`, config `simplified`, through `emogrid.datasets.reader.hub_dataset`); the Ekman
 taxonomy is then derived from the 28 labels (`emogrid.datasets.taxonomies.EKMAN_MAPPING`).
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from emogrid.datasets.goemotions_tsv import load_goemotions_tsv, render_tsv
+from emogrid.datasets.reader import hub_dataset
 from emogrid.datasets.splits import Loaded, Split
 from emogrid.datasets.taxonomies import ORIGINAL_LABELS, ekman_id_map, taxonomy_labels
 from emogrid.errors import DataError
@@ -151,8 +152,6 @@ def load_source(source: Source, need: tuple[str, ...] = ("train.tsv", "test.tsv"
 
 
 def _load_hub(source: Source, cache_dir=None) -> Loaded:
-    from emogrid.datasets.load import hub_dataset
-
     dsd = hub_dataset({"id": source.hub_id, "config": source.hub_config, "revision": source.hub_revision,
                        "snapshot": source.hub_snapshot},
                       where=source.describe(),

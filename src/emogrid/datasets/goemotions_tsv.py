@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emogrid.datasets.reader import local_dataset
 from emogrid.datasets.splits import Split
 from emogrid.errors import DataError
 
@@ -28,8 +29,6 @@ def load_goemotions_tsv(files: dict[str, Path], n_labels: int, contents: dict[st
     quotes of every kind; every column a string, "NA" stays text); every row is then checked
     and a problem reported as `file:line: what was expected`.
     """
-    from emogrid.datasets.load import check_utf8, local_dataset
-
     for path in files.values():
         data = (contents or {}).get(str(path))
         if data is None:
@@ -37,7 +36,7 @@ def load_goemotions_tsv(files: dict[str, Path], n_labels: int, contents: dict[st
                 data = Path(path).read_bytes()
             except OSError as err:
                 raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
-        check_utf8(Path(path), data)
+        _check_utf8(Path(path), data)
         if not data.strip(b"\n"):
             raise DataError(f"{path}: no rows; expected text, label ids, id on each line")
         # The column count of every line, before the table reader pads short rows with "".
@@ -56,6 +55,14 @@ def load_goemotions_tsv(files: dict[str, Path], n_labels: int, contents: dict[st
                         header=False, columns=GOEMOTIONS_COLUMNS, string_features=GOEMOTIONS_COLUMNS)
     return {key: _validate_goemotions(Path(files[key]), dsd[safe].with_format(None)[:], n_labels)
             for safe, key in keys.items()}
+
+
+def _check_utf8(path: Path, data: bytes) -> None:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 ({err.reason})") from None
 
 
 def _validate_goemotions(path: Path, cols: dict, n_labels: int) -> Split:
