@@ -227,6 +227,7 @@ def test_failed_aggregation_leaves_the_previous_tables(runs, tmp_path, monkeypat
 
 def test_failed_figures_leave_the_previous_figures(runs, tmp_path, monkeypatch):
     from emogrid import plots as P
+    from emogrid.figures import per_class
 
     A.aggregate(runs, tmp_path / "tables")
     out = tmp_path / "figures"
@@ -237,7 +238,7 @@ def test_failed_figures_leave_the_previous_figures(runs, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("a plotting bug")
 
-    monkeypatch.setattr(P, "per_class_f1", boom)
+    monkeypatch.setattr(per_class, "per_class_f1", boom)
     with pytest.raises(RuntimeError, match="plotting bug"):
         P.make_figures(tmp_path / "tables", out, formats=("png",))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -10,6 +10,9 @@ from emogrid import aggregate as A
 from emogrid import plots as P
 from emogrid.cli import main
 from emogrid.errors import EmogridError
+from emogrid.figures.heatmap import study_heatmap
+from emogrid.figures.per_class import confusion_matrix
+from emogrid.figures.style import FORMATS
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +33,10 @@ def test_every_figure_written(tree):
     assert main(["figures", "--tables", str(tree / "tables"), "--out", str(out),
                  "--runs", str(tree / "runs"), "--confusion", cell]) == 0
     for name in P.FIGURES:
-        for ext in P.FORMATS:
+        for ext in FORMATS:
             path = out / f"{name}.{ext}"
             assert path.stat().st_size > 5000, path
-    for ext in P.FORMATS:
+    for ext in FORMATS:
         assert (out / "confusion" / f"goemotions__tiny-a__full__k4_n200__s0.{ext}").stat().st_size > 5000
     assert (out / "study_heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "study_heatmap.pdf").read_bytes()[:5] == b"%PDF-"
@@ -41,7 +44,7 @@ def test_every_figure_written(tree):
 
 def test_heatmap_annotations_and_missing(tree):
     data = P.load_tables(tree / "tables")
-    fig, info = P.study_heatmap(data)
+    fig, info = study_heatmap(data)
     # full: tiny-a 4 + tiny-b 3 (k4 n200 missing); lora: 2 models x 2 variants x 4 columns
     assert info["annotated"] == 7 + 16
     texts = [t for ax in fig.axes for t in ax.texts if t.get_gid() == "value"]
@@ -64,7 +67,7 @@ def test_all_seeds_failed_cell_is_hatched_and_named(tmp_path):
     F.write_cell(runs, "goemotions", "tiny-a", "full", "", {}, 2, 100, 0, 0.6)
     F.write_cell(runs, "goemotions", "tiny-a", "full", "", {}, 2, 200, 0, 0.6, failed=True)
     A.aggregate(runs, tmp_path / "tables")
-    fig, info = P.study_heatmap(P.load_tables(tmp_path / "tables"))
+    fig, info = study_heatmap(P.load_tables(tmp_path / "tables"))
     assert info["annotated"] == 1
     assert info["missing"] == ["tiny-a · full · k=2, n=200 (failed)"]
     assert [t.get_text() for ax in fig.axes for t in ax.texts if t.get_gid() == "failed"] == ["failed"]
@@ -78,4 +81,4 @@ def test_errors_are_user_errors(tmp_path, tree):
     with pytest.raises(EmogridError, match="emogrid aggregate"):
         P.load_tables(tmp_path)
     with pytest.raises(EmogridError, match="no metrics.json"):
-        P.confusion_matrix(tree / "runs", "goemotions/nope/full/k2_n100/s0")
+        confusion_matrix(tree / "runs", "goemotions/nope/full/k2_n100/s0")

@@ -50,6 +50,15 @@ def test_output_names_live_in_one_module():
         assert (REPO / "src" / "emogrid" / name).is_file(), name
 
 
+def test_every_figure_module_reruns_the_figures():
+    """Each module of the emogrid.figures package is an input of the `figures` rule."""
+    from emogrid import outputs
+
+    package = REPO / "src" / "emogrid" / "figures"
+    modules = {f"figures/{p.name}" for p in package.glob("*.py")}
+    assert modules and modules <= set(outputs.FIGURES_CODE), modules - set(outputs.FIGURES_CODE)
+
+
 def test_report_inputs_follow_report_only_mode(tmp_path):
     from emogrid import reporting
 

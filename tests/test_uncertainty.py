@@ -132,7 +132,7 @@ def test_one_seed_method_comparison_is_mcnemar_exact(tmp_path):
 
 
 def test_replication_table_and_figure_on_a_synthetic_tree(tmp_path):
-    from emogrid import plots as P
+    from emogrid.figures.replication import replication_figure
 
     runs = tmp_path / "runs"
     rng = np.random.default_rng(11)
@@ -164,7 +164,7 @@ def test_replication_table_and_figure_on_a_synthetic_tree(tmp_path):
     assert len(rep) == 3  # a model this study does not have is left out
     md = (tmp_path / "tables" / "replication.md").read_text()
     assert "| paper | m | qlora | 2 | 100 | validation accuracy | 90.00 |" in md and "not measured" in md
-    fig = P.replication_figure(tmp_path / "tables" / "replication.csv")
+    fig = replication_figure(tmp_path / "tables" / "replication.csv")
     assert fig.axes[0].get_title() == "Replication: validation accuracy"
     bad = tmp_path / "bad.csv"
     bad.write_text("study,model\nx,y\n")
@@ -196,6 +196,7 @@ def test_batched_set_replicates_equal_the_per_cell_computation():
 def test_report_split_val_is_the_papers_view(tmp_path):
     """report: {split: val} -> the study tables and heatmap show validation numbers, titled so."""
     from emogrid import plots as P
+    from emogrid.figures.heatmap import study_heatmap
 
     runs = _tree(tmp_path / "runs", {"strong": 0.95, "weak": 0.80})
     result = A.aggregate(runs, tmp_path / "tables", expected=[],
@@ -212,7 +213,7 @@ def test_report_split_val_is_the_papers_view(tmp_path):
         "**Paired comparisons per subset** — validation split")
     data = P.load_tables(tmp_path / "tables")
     assert P.report_metric(data) == "val_accuracy"
-    fig, _ = P.study_heatmap(data, P.report_metric(data))
+    fig, _ = study_heatmap(data, P.report_metric(data))
     assert fig._suptitle.get_text().startswith("Validation accuracy (%)")
 
 

@@ -30,4 +30,6 @@ REPORT_TABLES = {
 # code whose edits rerun a report step (never a training cell): inputs of the rules
 AGGREGATE_CODE = ["aggregate.py", "tables.py", "stats.py", "uncertainty.py", "replication.py", "results.py",
                   "sources.py", "outputs.py"]
-FIGURES_CODE = ["plots.py", "outputs.py"]
+FIGURES_CODE = ["plots.py", "outputs.py", "figures/__init__.py", "figures/style.py", "figures/select.py",
+                "figures/heatmap.py", "figures/lines.py", "figures/tradeoffs.py", "figures/per_class.py",
+                "figures/replication.py"]

@@ -6,8 +6,8 @@
 #
 # Rerun triggers (Snakemake 9: mtime, params, input, software-env, code), by design:
 # - `aggregate` declares the table code (emogrid.outputs.AGGREGATE_CODE) as inputs and
-#   `figures` declares src/emogrid/plots.py (all style lives there): editing plotting code
-#   reruns `figures` only; editing table code reruns `aggregate` + `figures`. Neither file is an input of
+#   `figures` declares the plotting code (emogrid.outputs.FIGURES_CODE): editing plotting code
+#   reruns `figures` only; editing table code reruns `aggregate` + `figures`. None of these files is an input of
 #   `train` or `prepare_data`, and nothing downstream of the tables feeds training, so
 #   presentation changes can never retrain a cell.
 # - A failed cell (failure.json, no metrics.json) enters `aggregate` through its
