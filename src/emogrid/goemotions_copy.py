@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from emogrid import atomic
-from emogrid.datasets.goemotions import DEFAULT_HUB, SPLIT_FILES, Source, load_source
+from emogrid.datasets.goemotions import DEFAULT_HUB, SPLIT_FILES, GoEmotionsSource, load_source
 from emogrid.datasets.goemotions_tsv import render_tsv
 from emogrid.datasets.splits import Split
 from emogrid.datasets.taxonomies import ekman_id_map, taxonomy_labels
@@ -27,8 +27,8 @@ from emogrid.errors import DataError, EmogridError
 def write_copy(out: str | Path, *, snapshot: str | None = None, revision: str | None = None) -> dict:
     """Write DIR/original and DIR/ekman; returns {taxonomy: {split file: rows}}."""
     out = Path(out)
-    source = Source("hub", "original", "emogrid.goemotions_copy", hub_id=DEFAULT_HUB["id"],
-                    hub_config=DEFAULT_HUB["config"], hub_revision=revision, hub_snapshot=snapshot)
+    source = GoEmotionsSource("hub", "original", "emogrid.goemotions_copy", hub_id=DEFAULT_HUB["id"],
+                              hub_config=DEFAULT_HUB["config"], hub_revision=revision, hub_snapshot=snapshot)
     loaded = load_source(source)
     splits = {"train.tsv": loaded.train, "dev.tsv": loaded.val, "test.tsv": loaded.test}
     to_ekman = ekman_id_map()

@@ -30,7 +30,7 @@ HUB_SPLITS = {"train.tsv": "train", "dev.tsv": "validation", "test.tsv": "test"}
 
 
 @dataclass(frozen=True)
-class Source:
+class GoEmotionsSource:
     """Where the data comes from: a local directory (files checked to exist) or the hub."""
 
     kind: str  # "local" | "hub"
@@ -49,7 +49,7 @@ class Source:
         return f"dataset hub {self.hub_id!r} config {self.hub_config!r}"
 
 
-def resolve_source(data_cfg: dict) -> Source:
+def resolve_source(data_cfg: dict) -> GoEmotionsSource:
     """Pick the data source without reading the data: `EMOGRID_DATA_DIR`, else `data.path`, else the hub.
 
     A local directory may hold the four files directly or in a subfolder named after the
@@ -70,9 +70,9 @@ def resolve_source(data_cfg: dict) -> Source:
         raw, origin = str(data_cfg["path"]), "data.path"
     else:
         hub = {**DEFAULT_HUB, **(data_cfg.get("hub") or {})}
-        return Source("hub", taxonomy, "data.hub", hub_id=hub["id"], hub_config=hub["config"],
-                      hub_revision=hub.get("revision"), hub_snapshot=hub.get("snapshot"),
-                      hub_commit=hub.get("commit"))
+        return GoEmotionsSource("hub", taxonomy, "data.hub", hub_id=hub["id"], hub_config=hub["config"],
+                                hub_revision=hub.get("revision"), hub_snapshot=hub.get("snapshot"),
+                                hub_commit=hub.get("commit"))
 
     base = Path(raw).expanduser()
     try:
@@ -105,7 +105,7 @@ def resolve_source(data_cfg: dict) -> Source:
             f"expects {len(expected)} labels {expected} (from {origin})",
             hint="point at the directory holding original/ and ekman/, or set data.taxonomy",
         )
-    return Source("local", taxonomy, origin, path=directory)
+    return GoEmotionsSource("local", taxonomy, origin, path=directory)
 
 
 def _read_labels(path: Path) -> list[str]:
@@ -129,7 +129,7 @@ def _read_labels(path: Path) -> list[str]:
     return names
 
 
-def load_source(source: Source, need: tuple[str, ...] = ("train.tsv", "test.tsv"), cache_dir=None) -> Loaded:
+def load_source(source: GoEmotionsSource, cache_dir=None) -> Loaded:
     """Read and validate all three splits (dev.tsv too); checksum the three split files."""
     n_labels = len(taxonomy_labels(source.taxonomy))
     if source.kind == "local":
@@ -151,7 +151,7 @@ def load_source(source: Source, need: tuple[str, ...] = ("train.tsv", "test.tsv"
     return _load_hub(source, cache_dir)
 
 
-def _load_hub(source: Source, cache_dir=None) -> Loaded:
+def _load_hub(source: GoEmotionsSource, cache_dir=None) -> Loaded:
     dsd = hub_dataset({"id": source.hub_id, "config": source.hub_config, "revision": source.hub_revision,
                        "snapshot": source.hub_snapshot},
                       where=source.describe(),
