@@ -50,13 +50,15 @@ def test_output_names_live_in_one_module():
         assert (REPO / "src" / "emogrid" / name).is_file(), name
 
 
-def test_every_figure_module_reruns_the_figures():
-    """Each module of the emogrid.figures package is an input of the `figures` rule."""
+@pytest.mark.parametrize("package, declared", [("figures", "FIGURES_CODE"), ("paper_tables", "AGGREGATE_CODE")])
+def test_every_report_module_reruns_its_rule(package, declared):
+    """Each module of emogrid.figures is an input of the `figures` rule, each of
+    emogrid.paper_tables one of `aggregate`: editing any of them reruns the rule."""
     from emogrid import outputs
 
-    package = REPO / "src" / "emogrid" / "figures"
-    modules = {f"figures/{p.name}" for p in package.glob("*.py")}
-    assert modules and modules <= set(outputs.FIGURES_CODE), modules - set(outputs.FIGURES_CODE)
+    code = set(getattr(outputs, declared))
+    modules = {f"{package}/{p.name}" for p in (REPO / "src" / "emogrid" / package).glob("*.py")}
+    assert modules and modules <= code, modules - code
 
 
 def test_report_inputs_follow_report_only_mode(tmp_path):

@@ -8,6 +8,9 @@ import pytest
 
 from emogrid import aggregate as A
 from emogrid import tables as T
+from emogrid.paper_tables.efficiency import efficiency_frame, render_efficiency
+from emogrid.paper_tables.layout import latex_escape
+from emogrid.paper_tables.study import render_study, study_pivot
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +71,16 @@ def test_best_marking_needs_a_significant_paired_test_else_ties():
         for m, mean, n in (("m1", 0.72, 3), ("m2", 0.70, 3), ("m3", 0.5, 1))])
     levels = {"model": ["m1", "m2", "m3"]}
     significant = [{"col": (2, 10), "best": ("m1", "a", ""), "runner_up": ("m2", "a", ""), "p_holm": 0.01}]
-    piv = T.study_pivot(summary, "test_accuracy", levels, significant)
+    piv = study_pivot(summary, "test_accuracy", levels, significant)
     assert piv["best"] == {(("m1", "a", ""), (2, 10))} and not piv["ties"]
-    out = T.render_study(piv, "Test accuracy (%)")
+    out = render_study(piv, "Test accuracy (%)")
     assert "**72.0 ± 1.0**" in out["md"] and "50.0 (n=1)" in out["md"]
     tie = [{"col": (2, 10), "best": ("m1", "a", ""), "runner_up": ("m2", "a", ""), "p_holm": 0.2}]
-    piv = T.study_pivot(summary, "test_accuracy", levels, tie)
+    piv = study_pivot(summary, "test_accuracy", levels, tie)
     assert not piv["best"] and len(piv["ties"]) == 2
-    out = T.render_study(piv, "Test accuracy (%)")
+    out = render_study(piv, "Test accuracy (%)")
     assert "72.0 ± 1.0 ≈" in out["md"] and "70.0 ± 1.0 ≈" in out["md"] and "**" not in out["md"].split("\n", 2)[2]
-    assert T.render_study(T.study_pivot(summary, "test_accuracy", levels), "x")["csv"].count(" *") == 0
+    assert render_study(study_pivot(summary, "test_accuracy", levels), "x")["csv"].count(" *") == 0
 
 
 def test_latex_booktabs(tables):
@@ -87,7 +90,7 @@ def test_latex_booktabs(tables):
         assert token in tex, token
     assert tex.count(r"\textbf{") == 0
     assert " -- " in tex  # the missing cell
-    assert T.latex_escape("a_b & 50%") == r"a\_b \& 50\%"
+    assert latex_escape("a_b & 50%") == r"a\_b \& 50\%"
 
 
 def test_efficiency_table(tables):
@@ -125,9 +128,9 @@ def test_efficiency_table_compares_gpu_memory_with_the_plan():
          "train_samples_per_second": 5.0, "peak_memory_kind": "cuda", "planned_gpu_mb": 1000.0,
          "gpu_plan_ratio": ratio} for s, ratio in ((0, 0.8), (1, 1.0))])
     levels = {"dataset": ["d"], "model": ["m"], "method": ["lora"], "variant": [""]}
-    out = T.render_efficiency(T.efficiency_frame(cells, levels))
+    out = render_efficiency(efficiency_frame(cells, levels))
     assert "Measured / plan" in out["md"] and "| 1000 | 0.90 |" in out["md"]
-    cpu = T.render_efficiency(T.efficiency_frame(cells.drop(columns=["planned_gpu_mb", "gpu_plan_ratio"]), levels))
+    cpu = render_efficiency(efficiency_frame(cells.drop(columns=["planned_gpu_mb", "gpu_plan_ratio"]), levels))
     assert "Measured / plan" not in cpu["md"]
 
 

@@ -127,7 +127,7 @@ def replication_frame(reference: pd.DataFrame, summary: pd.DataFrame,
 def render(frame: pd.DataFrame) -> dict[str, str]:
     """The replication table as {"csv", "md", "tex"}."""
     from emogrid.cell_id import arm_label
-    from emogrid.tables import DASH, METRIC_NAMES, SPLIT_NAMES, latex_escape
+    from emogrid.paper_tables.layout import DASH, METRIC_NAMES, SPLIT_NAMES, latex_escape
 
     heads = ["Study", "Model", "Method", "k", "n", "Split / metric", "Published", "Measured [95% interval]",
              "Seeds", "Δ (pp)", "Inside"]

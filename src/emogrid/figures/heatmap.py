@@ -27,10 +27,10 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
     info: {"annotated": number of cells with a printed value, "missing": [descriptions],
     "panels": [method names]}.
     """
-    from emogrid.tables import _with_learn_flags
+    from emogrid.paper_tables.study import with_learn_flags
 
     summary, cells, levels = data["summary"], data["cells"], data["levels"]
-    sub = metric_rows(_with_learn_flags(summary, metric.partition("_")[0]), metric)
+    sub = metric_rows(with_learn_flags(summary, metric.partition("_")[0]), metric)
     frame = pd.concat([sub[["dataset", "model", "method", "variant", "labels", "samples"]],
                        cells[cells["status"].isin(["failed", "pending"])][
                            ["dataset", "model", "method", "variant", "labels", "samples"]]]).dropna(
@@ -65,7 +65,7 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
         for ds in datasets:
             for model in models:
                 for variant in ordered(mframe.loc[(mframe["model"] == model) & (mframe["dataset"] == ds),
-                                                 "variant"], levels, "variant"):
+                                                  "variant"], levels, "variant"):
                     rows.append((ds, model, variant))
         if rows:
             panels.append((method, rows))

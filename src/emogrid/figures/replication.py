@@ -19,7 +19,7 @@ def replication_figure(path: Path):
     frame = pd.read_csv(path) if Path(path).is_file() else pd.DataFrame()
     if frame.empty or "status" not in frame or not (frame["status"] == "measured").any():
         return placeholder("Replication", "no published numbers to compare (set report.reference)"
-                            if frame.empty else "none of the published cells has been measured yet")
+                           if frame.empty else "none of the published cells has been measured yet")
     got = frame[frame["status"] == "measured"].reset_index(drop=True)
     models = list(dict.fromkeys(got["model"]))
     palette = model_palette(models)
