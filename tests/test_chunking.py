@@ -74,12 +74,11 @@ def _llama():
 def _trainer(model, tmp_path, chunks):
     from transformers import TrainingArguments
 
-    from emogrid.train import CellTrainer
+    from emogrid.training.trainer import CellTrainer
 
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none",
                              remove_unused_columns=False, per_device_train_batch_size=16)
-    trainer = CellTrainer(model=model, args=args)
-    trainer.length_chunks = chunks
+    trainer = CellTrainer(model=model, args=args, length_chunks=chunks)
     return trainer
 
 

@@ -17,6 +17,7 @@ from emogrid.adapters import TARGET_PRESETS, TARGETS, apply_method, resolve_targ
 from emogrid.errors import CellError
 from emogrid.grid import config_hash
 from emogrid.models import GENERIC, HEAD_MODULES, detect_family, head_modules, load_model
+from emogrid.training.provenance import now
 
 MODEL_TYPES = {"distilbert": "distilbert", "roberta": "roberta", "deberta-v2": "deberta-v2",
                "modernbert": "modernbert", "gemma": "gemma", "gemma2": "gemma2"}
@@ -64,7 +65,7 @@ def test_new_family_trains(tiny_models, tiny_subset, tmp_path, family, method):
         seen["before"] = {n: p.detach().clone() for n, p in model.named_parameters()}
         seen["trainable"] = {n for n, p in model.named_parameters() if p.requires_grad}
 
-    train.run_cell(spec, tiny_subset, tmp_path, {"batch_size": 8, "grad_accum": 1}, train._now(), on_model=on_model)
+    train.run_cell(spec, tiny_subset, tmp_path, {"batch_size": 8, "grad_accum": 1}, now(), on_model=on_model)
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["status"] == "ok" and 0.0 <= m["test"]["accuracy"] <= 1.0
     assert sum(map(sum, m["test"]["confusion_matrix"])) == m["test"]["n"]
@@ -101,7 +102,7 @@ def test_unknown_architecture_needs_explicit_targets(tiny_albert, tiny_subset, t
     assert 'lora.targets: "query,value"' in str(info.value)
     spec = cell_spec(tiny_albert, "lora", "query,value")
     spec["config_hash"] = config_hash(spec)
-    train.run_cell(spec, tiny_subset, tmp_path, {"batch_size": 8, "grad_accum": 1}, train._now())
+    train.run_cell(spec, tiny_subset, tmp_path, {"batch_size": 8, "grad_accum": 1}, now())
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["status"] == "ok" and m["efficiency"]["trainable_params"] < m["efficiency"]["total_params"]
 

@@ -16,6 +16,9 @@ from conftest_train import cell_spec
 
 from emogrid import train
 from emogrid.grid import config_hash
+from emogrid.training.arguments import precision_of
+from emogrid.training.failures import describe_failure, plan_attempt
+from emogrid.training.trainer import CellTrainer
 
 
 @pytest.fixture(autouse=True)
@@ -69,11 +72,8 @@ def _trainer_for(model, tmp_path, ratio, optim_8bit=False):
     from transformers import TrainingArguments
 
     args = TrainingArguments(output_dir=str(tmp_path / "ckpt"), learning_rate=1e-3, weight_decay=0.01,
-                             use_cpu=True, report_to="none")
-    trainer = train.CellTrainer(model=model, args=args)
-    trainer.loraplus_ratio = ratio
-    trainer.optim_8bit = optim_8bit
-    return trainer
+                             use_cpu=True, report_to="none", optim="adamw_bnb_8bit" if optim_8bit else "adamw_torch")
+    return CellTrainer(model=model, args=args, loraplus_ratio=ratio)
 
 
 @pytest.mark.parametrize("use_dora", [False, True], ids=["loraplus", "loraplus-dora"])
@@ -172,7 +172,7 @@ def test_train_cli_pins_before_cuda_starts(tmp_path, monkeypatch):
     (ValueError("out of memory"), False),
 ])
 def test_every_cuda_allocation_failure_is_an_oom(err, oom):
-    info = train.describe_failure(err, {"batch_size": 8})
+    info = describe_failure(err, {"batch_size": 8})
     assert (info["type"] == "OutOfMemoryError") == oom
     if oom:
         assert info["retryable"] and info["phase"] == "train" and "micro-batch 8" in info["message"]
@@ -189,11 +189,11 @@ def test_halved_attempt_that_fails_otherwise_keeps_the_halved_batch(tiny_models,
     spec = hashed(cell_spec(tiny_models["bert"], "lora", batch_size=8, grad_accum=1))
     _failure(tmp_path, spec, batch_size=4, grad_accum=2, eval_batch_size=256,
              error={"type": "RuntimeError", "retryable": True, "message": "NCCL timeout"})
-    assert train.plan_attempt(spec, tmp_path, 3) == {"batch_size": 4, "grad_accum": 2, "eval_batch_size": 256}
+    assert plan_attempt(spec, tmp_path, 3) == {"batch_size": 4, "grad_accum": 2, "eval_batch_size": 256}
     # and a further OOM halves from there
     _failure(tmp_path, spec, batch_size=4, grad_accum=2, eval_batch_size=256,
              error={"type": "OutOfMemoryError", "retryable": True, "phase": "train", "message": "oom"})
-    assert train.plan_attempt(spec, tmp_path, 4) == {"batch_size": 2, "grad_accum": 4, "eval_batch_size": 256}
+    assert plan_attempt(spec, tmp_path, 4) == {"batch_size": 2, "grad_accum": 4, "eval_batch_size": 256}
 
 
 def test_oom_in_evaluation_halves_the_evaluation_batch_only(tiny_models, tmp_path, monkeypatch):
@@ -203,16 +203,16 @@ def test_oom_in_evaluation_halves_the_evaluation_batch_only(tiny_models, tmp_pat
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(Trainer, "evaluate", boom)
-    trainer = train.CellTrainer(model=torch.nn.Linear(2, 2),
-                                args=TrainingArguments(output_dir=str(tmp_path / "c"), use_cpu=True, report_to="none"))
+    trainer = CellTrainer(model=torch.nn.Linear(2, 2),
+                          args=TrainingArguments(output_dir=str(tmp_path / "c"), use_cpu=True, report_to="none"))
     with pytest.raises(torch.OutOfMemoryError) as caught:
         trainer.evaluate()
-    info = train.describe_failure(caught.value, {"batch_size": 8, "grad_accum": 1, "eval_batch_size": 256})
+    info = describe_failure(caught.value, {"batch_size": 8, "grad_accum": 1, "eval_batch_size": 256})
     assert info["phase"] == "eval" and "evaluation" in info["message"]
 
     spec = hashed(cell_spec(tiny_models["bert"], "lora", batch_size=8, grad_accum=1))
     _failure(tmp_path, spec, batch_size=8, grad_accum=1, eval_batch_size=256, error=info)
-    assert train.plan_attempt(spec, tmp_path, 2) == {"batch_size": 8, "grad_accum": 1, "eval_batch_size": 128}
+    assert plan_attempt(spec, tmp_path, 2) == {"batch_size": 8, "grad_accum": 1, "eval_batch_size": 128}
 
 
 # ---------------------------------------------------------------- precision auto
@@ -232,7 +232,7 @@ def test_precision_auto_needs_native_bf16(monkeypatch, capability, emulated, exp
     monkeypatch.setattr(torch.version, "hip", None)
     from emogrid.models import base_weights_dtype, compute_dtype
 
-    assert train.precision_of({"train": {"precision": "auto"}}) == expected
+    assert precision_of({"train": {"precision": "auto"}}) == expected
     assert (compute_dtype({"compute_dtype": "auto"}) == torch.bfloat16) == (expected == "bf16")
     assert base_weights_dtype({"train": {"precision": "auto"}, "method": {"peft": "lora"}}) == expected
 

@@ -72,7 +72,7 @@ def test_rejects_empty_batch():
 def _trainer(tmp_path, n, batch, accum, grouping):
     from transformers import TrainingArguments
 
-    from emogrid.train import CellTrainer
+    from emogrid.training.trainer import CellTrainer
 
     lengths = comment_lengths(n)
     data = [{"input_ids": list(range(k)), "labels": 0} for k in lengths]
@@ -80,8 +80,8 @@ def _trainer(tmp_path, n, batch, accum, grouping):
                              gradient_accumulation_steps=accum, use_cpu=True, seed=5, data_seed=5,
                              report_to="none", remove_unused_columns=False)
     trainer = CellTrainer(model=torch.nn.Linear(1, 1), args=args, train_dataset=data,
-                          data_collator=lambda rows: [len(r["input_ids"]) for r in rows])
-    trainer.length_grouping = grouping
+                          data_collator=lambda rows: [len(r["input_ids"]) for r in rows],
+                          length_grouping=grouping)
     return trainer, lengths
 
 

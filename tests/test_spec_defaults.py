@@ -54,7 +54,8 @@ def test_grid_specs_are_complete_and_hold_the_schema_defaults(specs):
 
 
 def test_training_arguments_are_the_schema_defaults(specs, tmp_path):
-    from emogrid.train import plan_attempt, training_arguments
+    from emogrid.training.arguments import training_arguments
+    from emogrid.training.failures import plan_attempt
 
     spec = specs["lora"]
     batch = plan_attempt(spec, tmp_path, 1)

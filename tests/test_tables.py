@@ -120,7 +120,7 @@ def test_per_class_and_problems(tables):
 
 
 def test_efficiency_table_compares_gpu_memory_with_the_plan():
-    """GPU cells carry planned_gpu_mb and gpu_plan_ratio (emogrid.train.gpu_plan_check): the
+    """GPU cells carry planned_gpu_mb and gpu_plan_ratio (emogrid.training.efficiency.gpu_plan_check): the
     efficiency table shows both, averaged per model x method; CPU-only studies don't get the columns."""
     cells = pd.DataFrame([
         {"status": "ok", "dataset": "d", "model": "m", "method": "lora", "variant": "", "labels": 2, "samples": 8,
@@ -136,12 +136,12 @@ def test_efficiency_table_compares_gpu_memory_with_the_plan():
 
 def test_gpu_plan_check_in_metrics(monkeypatch):
     import emogrid.plan
-    from emogrid import train
+    from emogrid.training.efficiency import gpu_plan_check
 
     monkeypatch.setattr(emogrid.plan, "plan_cell_memory", lambda spec: {"train_peak_mb": 2000.0})
-    assert train.gpu_plan_check({}, measured=2500.0) == {"peak_memory_reserved_mb": 2500.0,
-                                                          "planned_gpu_mb": 2000.0, "gpu_plan_ratio": 1.25}
+    assert gpu_plan_check({}, measured=2500.0) == {"peak_memory_reserved_mb": 2500.0,
+                                                    "planned_gpu_mb": 2000.0, "gpu_plan_ratio": 1.25}
     monkeypatch.setattr(emogrid.plan, "plan_cell_memory", lambda spec: 1 / 0)
-    assert train.gpu_plan_check({}, measured=10.0) == {"peak_memory_reserved_mb": 10.0}
+    assert gpu_plan_check({}, measured=10.0) == {"peak_memory_reserved_mb": 10.0}
     if not __import__("torch").cuda.is_available():
-        assert train.gpu_plan_check({}) == {}
+        assert gpu_plan_check({}) == {}

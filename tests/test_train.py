@@ -16,8 +16,12 @@ import torch
 from conftest_train import cell_spec
 
 from emogrid import results, train
-from emogrid.errors import CellError
+from emogrid.devices import cpu_threads
+from emogrid.errors import CellError, NaNLossError
 from emogrid.grid import config_hash
+from emogrid.training import write
+from emogrid.training.failures import describe_failure
+from emogrid.training.provenance import now
 
 FAMILIES = ("llama", "qwen2", "gpt2", "gemma3", "bert")
 METHODS = (("full", "attention"), ("lora", "attention"), ("lora", "all-linear"), ("qlora", "attention"),
@@ -80,7 +84,7 @@ def test_every_family_and_method(tiny_models, tiny_subset, tmp_path, family, met
         seen["model"], seen["before"] = model, _snapshot(model)
         seen["trainable"] = {n for n, p in model.named_parameters() if p.requires_grad}
 
-    train.run_cell(spec, tiny_subset, tmp_path, {"batch_size": 8, "grad_accum": 1}, train._now(), on_model=on_model)
+    train.run_cell(spec, tiny_subset, tmp_path, {"batch_size": 8, "grad_accum": 1}, now(), on_model=on_model)
     m = check_metrics_file(tmp_path, spec)
     model, before, trainable = seen["model"], seen["before"], seen["trainable"]
     after = dict(model.named_parameters())
@@ -190,7 +194,7 @@ def test_signal_after_metrics_written_does_not_cost_the_cell(tiny_models, tiny_s
             os.kill(os.getpid(), sig)
             sent.append(sig)
 
-    monkeypatch.setattr(train, "AFTER_METRICS_HOOK", interrupt)
+    monkeypatch.setattr(write, "AFTER_METRICS_HOOK", interrupt)
     assert run_cli(spec, tiny_subset, out) == 0
     assert sent == [signal.SIGINT, signal.SIGTERM]
     check_metrics_file(out, spec)
@@ -210,7 +214,7 @@ def test_invalid_own_output_is_a_failure_not_a_success(tiny_models, tiny_subset,
         m["test"]["accuracy"] = 1.5
         (run_dir / "metrics.json").write_text(json.dumps(m))
 
-    monkeypatch.setattr(train, "AFTER_METRICS_HOOK", corrupt)
+    monkeypatch.setattr(write, "AFTER_METRICS_HOOK", corrupt)
     assert run_cli(spec, tiny_subset, out) == 1
     assert not (out / "metrics.json").exists()
     failure = json.loads((out / "failure.json").read_text())
@@ -218,7 +222,7 @@ def test_invalid_own_output_is_a_failure_not_a_success(tiny_models, tiny_subset,
 
 
 def test_oom_message_names_batch_and_fix():
-    info = train.describe_failure(torch.OutOfMemoryError("CUDA out of memory"), {"batch_size": 4})
+    info = describe_failure(torch.OutOfMemoryError("CUDA out of memory"), {"batch_size": 4})
     assert info["retryable"] and "micro-batch 4" in info["message"] and "qlora" in info["hint"]
 
 
@@ -228,10 +232,10 @@ def test_nan_loss_fails_with_hint(tiny_models, tiny_subset, tmp_path):
     def poison(model):
         model.classifier.weight.data.fill_(float("nan"))
 
-    with pytest.raises(train.NaNLossError, match="loss became nan") as err:
-        train.run_cell(spec, tiny_subset, tmp_path, {"batch_size": 8, "grad_accum": 1}, train._now(), on_model=poison)
+    with pytest.raises(NaNLossError, match="loss became nan") as err:
+        train.run_cell(spec, tiny_subset, tmp_path, {"batch_size": 8, "grad_accum": 1}, now(), on_model=poison)
     assert "lower train.lr" in err.value.hint
-    assert train.describe_failure(err.value, {})["retryable"] is False
+    assert describe_failure(err.value, {})["retryable"] is False
 
 
 def _cli(spec_file: Path, data: Path, out: Path) -> list[str]:
@@ -315,16 +319,16 @@ def test_int8_lora_cell(tiny_models, tiny_subset, tmp_path):
 
 
 def test_cpu_threads_follow_the_job_allocation():
-    assert train.cpu_threads({"OMP_NUM_THREADS": "3", "SLURM_CPUS_PER_TASK": "8"}) == 3
-    assert train.cpu_threads({"SLURM_CPUS_PER_TASK": "8"}) == 8
-    assert 1 <= train.cpu_threads({"OMP_NUM_THREADS": "0"}) <= (os.cpu_count() or 1)
+    assert cpu_threads({"OMP_NUM_THREADS": "3", "SLURM_CPUS_PER_TASK": "8"}) == 3
+    assert cpu_threads({"SLURM_CPUS_PER_TASK": "8"}) == 8
+    assert 1 <= cpu_threads({"OMP_NUM_THREADS": "0"}) <= (os.cpu_count() or 1)
 
 
 @pytest.mark.parametrize("value, expected", [
     ("epoch", ("epoch", 1.0)), ("0.25 epoch", ("epoch", 0.25)), ("2 epochs", ("epoch", 2.0)),
     ("50 steps", ("steps", 50)), ("1step", ("steps", 1)), (50, ("steps", 50))])
 def test_parse_eval_every(value, expected):
-    from emogrid.train import eval_schedule, parse_eval_every
+    from emogrid.training.arguments import eval_schedule, parse_eval_every
 
     assert parse_eval_every(value) == expected
     sched = eval_schedule(value, steps_per_epoch=180)
@@ -336,7 +340,7 @@ def test_parse_eval_every(value, expected):
 
 @pytest.mark.parametrize("bad", ["0 steps", "1.5 steps", "weekly", 0, True])
 def test_parse_eval_every_rejects(bad):
-    from emogrid.train import parse_eval_every
+    from emogrid.training.arguments import parse_eval_every
 
     with pytest.raises(CellError, match="train.eval_every"):
         parse_eval_every(bad)

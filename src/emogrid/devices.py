@@ -1,4 +1,4 @@
-"""Which devices a training process uses, and what its device errors mean.
+"""Which devices (and CPU threads) a training process uses, and what its device errors mean.
 
 One `emogrid train` process trains on exactly the devices it was given:
 
@@ -19,6 +19,20 @@ import logging
 import os
 
 log = logging.getLogger("emogrid.train")
+
+
+def cpu_threads(environ=None) -> int:
+    """Threads this job may use: Snakemake's OMP_NUM_THREADS, SLURM's allocation, else its cores.
+
+    torch defaults to every physical core of the machine; with two jobs on two cores its
+    OpenMP threads spin against each other and a step gets 20-40x slower (bench/README.md).
+    """
+    environ = os.environ if environ is None else environ
+    for var in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK"):
+        value = environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def distributed(environ=None) -> bool:

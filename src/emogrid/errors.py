@@ -29,3 +29,7 @@ class DataError(EmogridError):
 
 class CellError(EmogridError):
     """A training cell failed in a way a retry won't fix (bad model path, bad method for model)."""
+
+
+class NaNLossError(EmogridError):
+    """Training loss became NaN/inf."""

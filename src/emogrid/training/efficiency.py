@@ -1,0 +1,75 @@
+"""What a cell cost: metrics.json's `efficiency` (parameters, seconds, throughput, steps,
+batches, peak memory) and, on CUDA, the planner's GPU estimate next to the measured peak.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+log = logging.getLogger("emogrid.train")  # run.log (emogrid.train sets up its handler)
+
+
+def efficiency(spec: dict, cell, fitted, evaluated, batch: dict) -> dict:
+    """metrics.json's `efficiency` of a cell (build.BuiltCell, fit.Fitted, evaluate.Evaluated)."""
+    import torch
+
+    from emogrid import distributed
+
+    state = fitted.trainer.state
+    train_seconds = fitted.train_seconds
+    n_train = len(cell.sets["train"])
+    epochs_done = fitted.steps_this_run / max(cell.steps_per_epoch, 1)
+    tokens_per_epoch = sum(len(x["input_ids"]) for x in cell.sets["train"])
+    return {
+        "trainable_params": cell.trainable, "total_params": cell.total,
+        "trainable_percent": round(100.0 * cell.trainable / cell.total, 4),
+        "train_seconds": round(train_seconds, 3), "eval_seconds": round(evaluated.eval_seconds, 3),
+        **peak_memory(),
+        **gpu_plan_check(spec),
+        "train_samples_per_second": round(n_train * epochs_done / train_seconds, 3) if train_seconds else 0.0,
+        "train_tokens_per_second": round(tokens_per_epoch * epochs_done / train_seconds, 3) if train_seconds else 0.0,
+        "epochs_run": int(math.ceil(round(state.epoch or 0, 6))),
+        "best_step": int(state.best_global_step or state.global_step),
+        "optimizer_steps": int(state.global_step),
+        "optimizer_steps_this_run": int(fitted.steps_this_run),
+        "resumed_from_step": fitted.resumed_from_step,
+        "batch_size": batch["batch_size"], "grad_accum": batch["grad_accum"],
+        "effective_batch_size": batch["batch_size"] * batch["grad_accum"],
+        "processes": distributed.world_size(),
+        "parallel": distributed.parallel_mode(spec, torch.cuda.is_available(), distributed.world_size()),
+    }
+
+
+def peak_memory() -> dict:
+    import torch
+
+    if torch.cuda.is_available():
+        return {"peak_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1), "peak_memory_kind": "cuda"}
+    import resource
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"peak_memory_mb": round(kb / 1024, 1), "peak_memory_kind": "rss"}
+
+
+def gpu_plan_check(spec: dict, measured=None) -> dict:
+    """On CUDA: the cell's planned GPU peak (`emogrid plan`, no margin) next to the measured one
+    (max_memory_reserved: what the caching allocator took; the CUDA context comes on top), so the
+    report shows how good the estimate that packs cells onto GPUs was. {} on CPU.
+
+    `measured`: MiB reserved (tests); default torch.cuda.max_memory_reserved when CUDA is used."""
+    if measured is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            return {}
+        measured = torch.cuda.max_memory_reserved() / 2**20
+    try:
+        from emogrid.plan import plan_cell_memory
+
+        planned = float(plan_cell_memory(spec)["train_peak_mb"])
+    except Exception as err:  # noqa: BLE001 - a planning gap must not fail a trained cell
+        log.warning("could not plan this cell's GPU memory for the plan-vs-measured check: %s", err)
+        return {"peak_memory_reserved_mb": round(measured, 1)}
+    return {"peak_memory_reserved_mb": round(measured, 1), "planned_gpu_mb": round(planned, 1),
+            "gpu_plan_ratio": round(measured / planned, 3) if planned else None}
