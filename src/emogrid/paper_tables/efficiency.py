@@ -31,7 +31,7 @@ EFFICIENCY_COLUMNS = [
     ("train_seconds", "Train time (s)", lambda v: DASH if pd.isna(v) else f"{v:.1f}"),
     ("peak_memory_mb", "Peak memory (MB)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
     ("train_samples_per_second", "Samples/s", lambda v: DASH if pd.isna(v) else f"{v:.1f}"),
-    # GPU cells only (emogrid.train.gpu_plan_check): the planner's estimate, and measured / plan
+    # GPU cells only (emogrid.training.efficiency.gpu_plan_check): the planner's estimate, and measured / plan
     ("planned_gpu_mb", "Planned GPU (MB)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
     ("gpu_plan_ratio", "Measured / plan", lambda v: DASH if pd.isna(v) else f"{v:.2f}"),
 ]
