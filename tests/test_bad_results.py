@@ -16,7 +16,9 @@ from emogrid import aggregate as A
 from emogrid import results as R
 from emogrid import status as S
 from emogrid.cli import main
+from emogrid.collect import collect
 from emogrid.grid import Cell
+from emogrid.summary import summarize
 
 K2 = F.cell_id("goemotions", "tiny-a", "full", "", 2, 100, 0)
 K4 = F.cell_id("goemotions", "tiny-a", "full", "", 4, 100, 0)
@@ -79,7 +81,7 @@ def test_bad_result_is_invalid_everywhere(runs, tmp_path, name, damage, reason, 
     # aggregate: not tabled, no crash, file and reason in the row and in problems.md
     assert main(["aggregate", "--runs", str(runs), "--out", str(tmp_path / "tables")]) == 0
     out = capsys.readouterr()
-    cells = A.collect(runs)[0].set_index("cell_id")
+    cells = collect(runs)[0].set_index("cell_id")
     assert cells.loc[K2, "status"] == "invalid"
     assert pd_isna(cells.loc[K2].get("test_accuracy"))
     assert str(bad_file) in cells.loc[K2, "error"] and reason in cells.loc[K2, "error"]
@@ -88,7 +90,7 @@ def test_bad_result_is_invalid_everywhere(runs, tmp_path, name, damage, reason, 
     assert "## Invalid result files (not tabled; the next snakemake run trains them again): 1" in problems
     assert "1 invalid" in out.out and str(bad_file) in out.err and reason in out.err
     # the summary over seeds never sees it: k2 / n100 of tiny-a full has 2 seeds, not 3
-    summary = A.summarize(cells.reset_index())
+    summary = summarize(cells.reset_index())
     row = summary[(summary["model"] == "tiny-a") & (summary["method"] == "full") & (summary["labels"] == 2)
                   & (summary["samples"] == 100) & (summary["metric"] == "test_accuracy")]
     assert int(row["n"].iloc[0]) == 2
@@ -114,7 +116,7 @@ def test_config_hash_of_another_spec_is_invalid(runs, tmp_path):
     for cell in expected:
         cell["config_hash"] = "abc"  # what the fixture files record
     next(c for c in expected if c["cell_id"] == K2)["config_hash"] = "f" * 64
-    cells = A.collect(runs, expected)[0].set_index("cell_id")
+    cells = collect(runs, expected)[0].set_index("cell_id")
     assert cells.loc[K2, "status"] == "invalid" and "not the current spec's ffffffffffff" in cells.loc[K2, "error"]
     assert (cells["status"] == "ok").sum() == 69  # all the others still match
     assert S.grid_status(runs.parent, expected)["counts"]["invalid"] == 1

@@ -7,7 +7,7 @@ import json
 import fixtures_results as F
 import pytest
 
-from emogrid import aggregate as A
+from emogrid import collect as C
 from emogrid import results as R
 from emogrid import status as S
 from emogrid.cli import main
@@ -55,7 +55,7 @@ def test_wide_grid_is_split_into_chunks(tmp_path):
 
 
 def test_cli_json(results, monkeypatch, capsys):
-    monkeypatch.setattr(A, "expected_cells", lambda configfiles=(), config=None: F.expected_grid())
+    monkeypatch.setattr(C, "expected_cells", lambda configfiles=(), config=None: F.expected_grid())
     assert main(["status", "--results", str(results), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["counts"]["done"] == 68 and len(data["cells"]) == 72

@@ -29,7 +29,8 @@ REPORT_TABLES = {
 }
 # code whose edits rerun a report step (never a training cell): inputs of the rules
 AGGREGATE_CODE = ["aggregate.py", "tables.py", "stats.py", "uncertainty.py", "replication.py", "results.py",
-                  "sources.py", "outputs.py", "paper_tables/__init__.py", "paper_tables/layout.py",
+                  "sources.py", "outputs.py", "collect.py", "summary.py", "paired_comparisons.py", "levels.py",
+                  "paper_tables/__init__.py", "paper_tables/layout.py",
                   "paper_tables/study.py", "paper_tables/efficiency.py", "paper_tables/per_class.py",
                   "paper_tables/comparisons.py", "paper_tables/problems.py"]
 FIGURES_CODE = ["plots.py", "outputs.py", "figures/__init__.py", "figures/style.py", "figures/select.py",

@@ -29,7 +29,7 @@ def source_columns(provenance: dict) -> dict:
 
 
 def sources_frame(cells: pd.DataFrame) -> pd.DataFrame:
-    """The sources table from tidy cells (emogrid.aggregate), finished cells only."""
+    """The sources table from tidy cells (emogrid.collect), finished cells only."""
     parts = []
     ok = cells[cells["status"] == "ok"] if "status" in cells else cells.iloc[0:0]
     for kind, name_col, prefix in (("model", "model", "model"), ("dataset", "dataset", "data")):

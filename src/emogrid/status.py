@@ -81,7 +81,7 @@ def grid_status(results_dir: str | os.PathLike, expected: list[dict[str, Any]]) 
     known = {c["cell_id"] for c in cells}
     extra = []
     if runs.is_dir():
-        from emogrid.aggregate import find_result_files
+        from emogrid.collect import find_result_files
 
         extra = sorted(cid for cid in find_result_files(runs) if cid not in known)
     return {"results": str(results_dir), "counts": counts, "cells": cells, "outside_grid": extra,
@@ -222,7 +222,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emogrid.aggregate import expected_cells
+    from emogrid.collect import expected_cells
 
     results_dir = Path(args.results)
     if not results_dir.is_dir():
