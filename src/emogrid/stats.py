@@ -215,15 +215,20 @@ def mcnemar_exact(a_only: int, b_only: int) -> float:
 # ----------------------------------------------------------------------------- multiplicity
 
 
+def _ranked(pvalues) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(p, out, order): the p-values as floats, an all-NaN result of their shape, and the
+    indices of the non-NaN ones from smallest to largest (stable: ties keep their order)."""
+    p = np.asarray(pvalues, dtype=float)
+    ok = np.flatnonzero(~np.isnan(p))
+    return p, np.full_like(p, np.nan), ok[np.argsort(p[ok], kind="stable")]
+
+
 def holm(pvalues) -> np.ndarray:
     """Holm's step-down adjusted p-values (family-wise error); NaN entries stay NaN."""
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    m = ok.size
+    p, out, order = _ranked(pvalues)
+    m = order.size
     if m == 0:
         return out
-    order = ok[np.argsort(p[ok], kind="stable")]
     adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
     out[order] = np.minimum(adjusted, 1.0)
     return out
@@ -231,13 +236,10 @@ def holm(pvalues) -> np.ndarray:
 
 def benjamini_hochberg(pvalues) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (false discovery rate); NaN entries stay NaN."""
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    m = ok.size
+    p, out, order = _ranked(pvalues)
+    m = order.size
     if m == 0:
         return out
-    order = ok[np.argsort(p[ok], kind="stable")]
     scaled = p[order] * m / np.arange(1, m + 1)
     out[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
     return out
