@@ -60,7 +60,7 @@ def specs(out: Path, model_dir: Path, epochs: int, batch: int, smoke: bool) -> l
 
 
 def run_mode(mode: str, cells, out: Path, env: dict, margin: float) -> dict:
-    from emogrid.plan import plan_cell_memory
+    from emogrid.planning.memory import plan_cell_memory
 
     root = out / f"runs-{mode}"
     shutil.rmtree(root, ignore_errors=True)

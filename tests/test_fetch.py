@@ -278,7 +278,7 @@ def test_planner_reports_download_sizes_per_model_and_in_total(monkeypatch, hub,
     online = {r["model"]: r for r in fetch.download_rows(config, tmp_path, online=True)}
     assert online["listed"]["download_mb"] == 302.0 and online["listed"]["source"] == "hub file list"
 
-    from emogrid.plan import downloads_markdown
+    from emogrid.planning.report import downloads_markdown
 
     table = downloads_markdown({**config, "grid": {"models": ["bert-base", "local"]}}, tmp_path)
     assert "| bert-base | google-bert/bert-base-uncased | main | 4" in table and "**total**" in table

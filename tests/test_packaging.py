@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 from emogrid import package_data
-from emogrid.plan import BUNDLED_CONFIGS
+from emogrid.planning.structure import BUNDLED_CONFIGS
 from tests.helpers import REPO, require_data
 
 

@@ -100,7 +100,7 @@ def test_declared_gpus():
 def test_cells_per_gpu_packing_resources(monkeypatch):
     """Packing on a workstation: Snakemake stops counting single-GPU cells (gpu-slot packs them),
     gpu-slot learns each cell's GPU count and planned GPU memory x safety margin."""
-    import emogrid.plan
+    import emogrid.planning.memory
 
     class Cell:
         axes = {"model": "m"}
@@ -109,7 +109,7 @@ def test_cells_per_gpu_packing_resources(monkeypatch):
     class WC:
         cell = "x"
 
-    monkeypatch.setattr(emogrid.plan, "plan_cell_memory", lambda spec: {"train_peak_mb": 1000.0})
+    monkeypatch.setattr(emogrid.planning.memory, "plan_cell_memory", lambda spec: {"train_peak_mb": 1000.0})
     cfg = {"resources": {"train": {"gpu": 1, "cells_per_gpu": "auto"}, "safety_margin": 1.5}, "models": {}}
     monkeypatch.setenv("EMOGRID_GPUS", "4")
     res = rule_resources(cfg, "train", lambda wc: Cell())
@@ -143,7 +143,7 @@ def test_export_packing():
 
 
 def test_planner_gives_a_cell_several_gpus_when_one_cannot_hold_it(monkeypatch):
-    import emogrid.plan
+    import emogrid.planning.memory
 
     class Cell:
         axes = {"model": "m"}
@@ -152,8 +152,9 @@ def test_planner_gives_a_cell_several_gpus_when_one_cannot_hold_it(monkeypatch):
     class WC:
         cell = "x"
 
-    monkeypatch.setattr(emogrid.plan, "gpus_for", lambda spec, mem, margin, max_gpus: 4 if max_gpus >= 4 else None)
-    monkeypatch.setattr(emogrid.plan, "plan_cell_memory", lambda spec: {"train_peak_mb": 100.0})
+    monkeypatch.setattr(emogrid.planning.memory, "gpus_for",
+                        lambda spec, mem, margin, max_gpus: 4 if max_gpus >= 4 else None)
+    monkeypatch.setattr(emogrid.planning.memory, "plan_cell_memory", lambda spec: {"train_peak_mb": 100.0})
     monkeypatch.setenv("EMOGRID_GPUS", "8")
     cfg = {"resources": {"train": {"gpu": 1, "gpu_mem_mb": 80000, "cells_per_gpu": "auto"}}, "models": {}}
     res = rule_resources(cfg, "train", lambda wc: Cell())

@@ -302,7 +302,7 @@ def _hub_file_list_bytes(model: dict) -> int | None:
 
 def _estimate_bytes(model: dict) -> float:
     """Parameters of the base model (meta device) x bytes of the checkpoint dtype; NaN if no config."""
-    from emogrid.plan import build_meta_model, bundled_config_name, checkpoint_dtype, model_config_dict
+    from emogrid.planning.structure import build_meta_model, bundled_config_name, checkpoint_dtype, model_config_dict
 
     if not model.get("path") and not bundled_config_name({"name": model.get("name"), **model}):
         return float("nan")  # its config.json is on the hub only: never download to estimate

@@ -70,11 +70,11 @@ def target_lines(cells) -> list[str]:
 
 
 def _offline_family(model_spec: dict) -> str | None:
-    from emogrid.plan import _family, bundled_config_name, model_config_dict
+    from emogrid.planning.structure import bundled_config_name, config_family, model_config_dict
 
     if not model_spec.get("path") and not bundled_config_name(model_spec):
         return None  # would need the hub: not in a dry run
     try:
-        return _family(model_config_dict(model_spec)[0])
+        return config_family(model_config_dict(model_spec)[0])
     except Exception:  # noqa: BLE001 - a summary line must never break `emogrid grid`
         return None

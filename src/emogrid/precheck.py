@@ -15,7 +15,7 @@ TARGET_SECTIONS = ("lora", "ia3")
 def target_problems(cells) -> list[str]:
     """One message per (model, section, targets) that cannot resolve; [] when all can."""
     from emogrid.adapters import GENERIC, TARGET_PRESETS, TARGETS
-    from emogrid.plan import _family, bundled_config_name, model_config_dict
+    from emogrid.planning.structure import bundled_config_name, config_family, model_config_dict
 
     problems: list[str] = []
     seen: set = set()
@@ -37,7 +37,7 @@ def target_problems(cells) -> list[str]:
             except Exception as err:  # noqa: BLE001 - an unreadable config is reported by the job
                 problems.append(f"models.{mspec.get('name')}: cannot read its config.json ({err})")
                 continue
-            family = _family(cfg)
+            family = config_family(cfg)
             if targets in TARGET_PRESETS and family != GENERIC and targets in TARGETS.get(family, {}):
                 continue  # a preset of a known family
             problem = _resolve(models, mspec, cfg, source, section, targets)
@@ -49,7 +49,7 @@ def target_problems(cells) -> list[str]:
 def _resolve(models: dict, mspec: dict, cfg: dict, source: str, section: str, targets: str) -> str | None:
     from emogrid.adapters import resolve_targets
     from emogrid.errors import CellError
-    from emogrid.plan import build_meta_model
+    from emogrid.planning.structure import build_meta_model
 
     name = mspec.get("name")
     if name not in models:

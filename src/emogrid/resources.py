@@ -217,13 +217,13 @@ def max_gpus_per_cell(environ=None) -> int:
 def planned_gpus(config: Mapping, cell) -> int:
     """GPUs a cell runs on: the configured `gpu`/`gres` count; where that is 1 and
     resources.train.gpu_mem_mb is set, the planner's answer for a full fine-tuning cell one GPU
-    cannot hold (FSDP over 2, 4 or 8 GPUs: emogrid.plan.gpus_for)."""
+    cannot hold (FSDP over 2, 4 or 8 GPUs: emogrid.planning.memory.gpus_for)."""
     res = train_resources(config, cell)
     n = gpus_of(res)
     gpu_mem = ((config.get("resources") or {}).get("train") or {}).get("gpu_mem_mb")
     if n != 1 or not gpu_mem:
         return n
-    from emogrid.plan import gpus_for
+    from emogrid.planning.memory import gpus_for
 
     spec = cell.spec if hasattr(cell, "spec") else cell
     margin = safety_margin(config)
@@ -256,7 +256,7 @@ def packing_active(config: Mapping, environ=None) -> bool:
 
 def planned_gpu_mb(config: Mapping, cell) -> int:
     """The cell's planned GPU peak (`emogrid plan`) x resources.safety_margin, rounded up."""
-    from emogrid.plan import plan_cell_memory
+    from emogrid.planning.memory import plan_cell_memory
 
     spec = cell.spec if hasattr(cell, "spec") else cell
     margin = safety_margin(config)
@@ -312,7 +312,7 @@ def export_declared_gpus(global_resources: Mapping | None, environ=None) -> int 
     return count
 
 
-# ---------------------------------------------------------------- planner hooks (emogrid.plan)
+# ---------------------------------------------------------------- planner hooks (emogrid.planning.memory)
 
 def needs_planner(config: Mapping) -> bool:
     """Plan memory only when some train job has no explicit mem_mb (planning imports peft)."""
@@ -320,7 +320,7 @@ def needs_planner(config: Mapping) -> bool:
 
 
 def planned_host_mem_mb(cell) -> float:
-    from emogrid.plan import plan_cell_memory
+    from emogrid.planning.memory import plan_cell_memory
 
     spec = cell.spec if hasattr(cell, "spec") else cell
     return plan_cell_memory(spec)["host_mem_mb"]
@@ -331,7 +331,7 @@ def unfit_cells_message(config: Mapping, cells) -> str | None:
     gpu_mem = ((config.get("resources") or {}).get("train") or {}).get("gpu_mem_mb")
     if not gpu_mem:
         return None
-    from emogrid.plan import check_fit
+    from emogrid.planning.memory import check_fit
 
     margin = safety_margin(config)
     most = max_gpus_per_cell()

@@ -58,7 +58,7 @@ if workflow.is_main_process:
         print("emogrid: invalid config:\n  - " + "\n  - ".join(_bad_targets), file=sys.stderr)
         sys.exit(2)
     # with resources.train.gpu_mem_mb declared: cells that can't fit stop here, before any
-    # submission (emogrid.plan on the meta device; nothing imported without it)
+    # submission (emogrid.planning.memory on the meta device; nothing imported without it)
     _unfit = unfit_cells_message(config, CELLS)
     if _unfit:
         print(f"emogrid: {_unfit}", file=sys.stderr)

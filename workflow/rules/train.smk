@@ -28,7 +28,7 @@ rule train:
     resources:
         **rule_resources(config, "train", cell_of, planner=planned_host_mem_mb if needs_planner(config) else None),
         attempt=lambda wc, attempt: attempt,
-        # no mem_mb in config -> planned host memory x resources.safety_margin (emogrid.plan)
+        # no mem_mb in config -> planned host memory x resources.safety_margin (emogrid.planning.memory)
     params:
         spec=lambda wc: json.dumps(cell_of(wc).spec, sort_keys=True),
         data=lambda wc: f"{RESULTS}/{cell_of(wc).data_dir}",

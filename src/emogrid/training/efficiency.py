@@ -65,7 +65,7 @@ def gpu_plan_check(spec: dict, measured=None) -> dict:
             return {}
         measured = torch.cuda.max_memory_reserved() / 2**20
     try:
-        from emogrid.plan import plan_cell_memory
+        from emogrid.planning.memory import plan_cell_memory
 
         planned = float(plan_cell_memory(spec)["train_peak_mb"])
     except Exception as err:  # noqa: BLE001 - a planning gap must not fail a trained cell

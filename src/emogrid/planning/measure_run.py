@@ -1,0 +1,62 @@
+"""Measure one cell's CPU training memory in this fresh process: `python -m emogrid.planning.measure_run
+SPEC.json SEQ_LEN STEPS` prints {baseline_mb, peak_rss_mb, model_peak_mb} as JSON (MiB).
+
+Run by emogrid.planning.validation.measure_cpu_run; the spec comes in a JSON file, never as code.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+
+import psutil
+
+MIB = 2 ** 20
+
+
+def measure(spec: dict, seq: int, steps: int) -> dict:
+    """Peak RSS of `steps` fp32 AdamW steps, and its growth over the RSS after imports."""
+    import peft  # noqa: F401 - imports first: the runtime is not the model's memory
+    import torch
+    import transformers  # noqa: F401
+
+    from emogrid.adapters import apply_method
+    from emogrid.models import load_model
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    k = int(spec["cell"]["labels"])
+    model, _tok, family = load_model(spec, k)
+    model = apply_method(model, spec, family, total_step=1000)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, foreach=False)
+    b = int(spec["train"]["batch_size"])
+    ids = torch.randint(5, 1000, (b, seq))
+    labels = torch.randint(0, k, (b,))
+    peak = proc.memory_info().rss
+    for _ in range(steps):
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels)
+        out.loss.backward()
+        peak = max(peak, proc.memory_info().rss)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        peak = max(peak, proc.memory_info().rss)
+    hw = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"baseline_mb": base / MIB, "peak_rss_mb": max(peak, hw) / MIB,
+            "model_peak_mb": (max(peak, hw) - base) / MIB}
+
+
+def main(argv: list[str]) -> int:
+    spec_file, seq, steps = argv
+    with open(spec_file, encoding="utf-8") as fh:
+        spec = json.load(fh)
+    print(json.dumps(measure(spec, int(seq), int(steps))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,297 @@
+"""The memory model: a cell's training and inference memory (MiB), and the GPUs it needs.
+
+Per cell, broken down like the tables of the LoRA/QLoRA papers:
+- weights: frozen + trainable parameters at the cell's precision. nf4: 0.5 byte/param plus one
+  fp32 absmax per 64 weights, or with double quantisation one 8-bit absmax per 64 plus one fp32
+  per 256 absmax blocks (+ the 256-entry code); int8: 1 byte/param + one fp32 scale per output
+  row. Not quantised: embeddings, norms, the classification head (and anything that isn't a
+  Linear/Conv1D). Unquantised weights follow the loader (emogrid.models.base_weights_dtype):
+  fp32 for full fine-tuning and on CPU, bf16 for a frozen base on a bf16 device; whatever
+  trains is fp32 (peft upcasts adapters, emogrid upcasts a copied head).
+- gradients: one per trainable parameter, in its dtype.
+- optimizer: AdamW 32-bit keeps two states per trainable parameter (in its dtype);
+  bitsandbytes 8-bit AdamW keeps two uint8 states + an fp32 absmax per 256 values, for tensors
+  of >= 4096 values (smaller ones stay 32-bit, as bnb does).
+- activations: the bytes autograd saves for backward, measured by running the cell's model
+  forward on the meta device under `saved_tensors_hooks` at the cell's batch size and the
+  longest padded sequence it will see (dynamic padding: min(max_length, longest example),
+  emogrid.planning.tokens). Exact for the architecture and method (frozen layers before the
+  first adapter save nothing).
+- transient: backward workspace (2x the largest saved tensor + logits) and the optimizer step's
+  temporaries (foreach AdamW on CUDA: one fp32 copy of the trainable parameters).
+- overhead: CUDA context + allocator (cuda) or nothing (cpu: the estimate is the model's share
+  of the process, compare against RSS growth).
+- inference: weights + the largest live set of one layer's forward at `eval_batch_size`
+  (hidden states, MLP intermediates, attention scores, KV cache for decoders) + logits.
+A cell too big for one GPU: full fine-tuning is sharded (FSDP) over 2, 4 or 8 (gpus_for).
+"""
+
+from __future__ import annotations
+
+import math
+
+from emogrid.models import base_weights_dtype
+from emogrid.planning.structure import checkpoint_dtype, meta_structure, model_config_dict, structure, structure_key
+from emogrid.planning.tokens import DEFAULT_TOKEN_STATS
+from emogrid.resources import DEFAULT_SAFETY_MARGIN
+
+MIB = 2 ** 20
+CUDA_OVERHEAD_MB = 600.0  # CUDA context + cuBLAS workspace + allocator slack
+# Host RSS of the training process before the model: python + torch + transformers + peft
+# (measured 440 MB on CPU); with CUDA the driver and kernels add ~2.5 GB of host memory.
+HOST_RUNTIME_MB = {"cpu": 500.0, "cuda": 3000.0}
+NF4_BLOCK, NF4_DQ_BLOCK = 64, 256
+ADAM8_BLOCK, ADAM8_MIN_SIZE = 256, 4096
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+GPU_COUNTS = (1, 2, 4, 8)  # GPUs of one node a cell may be spread over
+
+# structure key + (batch, seq) -> saved-activation bytes
+_act_cache: dict[tuple, dict] = {}
+
+
+def resolve_precision(train: dict, device: str) -> str:
+    p = train["precision"]
+    if p == "auto":
+        return "bf16" if device == "cuda" else "fp32"
+    return p
+
+
+# ----------------------------------------------------------------------------- activations
+
+def _trace_activations(model, family: str, batch: int, seq: int) -> dict:
+    """Bytes autograd saves for backward in one forward pass on the meta device."""
+    import torch
+
+    model.train()
+    params = {p.untyped_storage()._cdata for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t):
+        try:
+            st = t.untyped_storage()
+            key, nbytes = st._cdata, st.nbytes()
+        except Exception:  # not storage-backed (e.g. a subclass): count its own bytes
+            key, nbytes = id(t), t.numel() * t.element_size()
+        if key not in params and key not in saved:
+            saved[key] = nbytes
+        return t
+
+    ids = torch.zeros(batch, seq, dtype=torch.long, device="meta")
+    labels = torch.zeros(batch, dtype=torch.long, device="meta")
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        try:
+            out = model(input_ids=ids, labels=labels)
+        except RuntimeError:
+            # Some heads inspect input_ids with Python control flow (impossible on meta):
+            # feed the embeddings instead, the rest of the graph is identical.
+            saved.clear()
+            emb = model.get_input_embeddings()(ids)
+            out = model(inputs_embeds=emb, labels=labels)
+    logits_bytes = out.logits.numel() * out.logits.element_size()
+    return {"saved_bytes": sum(saved.values()), "largest_bytes": max(saved.values(), default=0),
+            "logits_bytes": logits_bytes}
+
+
+def _activation_bytes(cfg_key: str, cfg_dict: dict, spec: dict, k: int, dtype: str, batch: int, seq: int) -> dict:
+    key = structure_key(cfg_dict, cfg_key, spec, dtype) + (batch, seq)  # the head width barely matters
+    if key not in _act_cache:
+        st = meta_structure(cfg_dict, cfg_key, spec, k, dtype)
+        from transformers.utils import logging as hf_logging
+
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            _act_cache[key] = _trace_activations(st["_model"], st["family"], batch, seq)
+        finally:
+            hf_logging.set_verbosity(level)
+    return _act_cache[key]
+
+
+# ----------------------------------------------------------------------------- one cell
+
+def _arch(cfg_dict: dict) -> dict:
+    g = cfg_dict.get
+    h = g("hidden_size") or g("n_embd")
+    layers = g("num_hidden_layers") or g("n_layer")
+    heads = g("num_attention_heads") or g("n_head")
+    ffn = g("intermediate_size") or g("n_inner") or 4 * h
+    kv = g("num_key_value_heads") or heads
+    head_dim = g("head_dim") or h // heads
+    gated = cfg_dict["model_type"] not in ("gpt2", "bert", "roberta", "xlm-roberta", "electra", "camembert")
+    return {"hidden": h, "layers": layers, "heads": heads, "ffn": ffn, "kv_heads": kv,
+            "head_dim": head_dim, "gated": gated, "decoder": cfg_dict["model_type"] not in
+            ("bert", "roberta", "xlm-roberta", "electra", "camembert")}
+
+
+def _adam_state_bytes(tensors, optim: str) -> int:
+    total = 0
+    for _name, numel, dt, _h in tensors:
+        if optim == "adamw_8bit" and numel >= ADAM8_MIN_SIZE:
+            total += 2 * numel + 2 * 4 * math.ceil(numel / ADAM8_BLOCK)
+        else:
+            total += 2 * numel * DTYPE_BYTES[dt]
+    return total
+
+
+def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | None = None,
+                     weights_dtype: str | None = None) -> dict:
+    """Memory estimate of one cell (MiB), broken down; the scheduler's hook.
+
+    Returns weights_mb, trainable_mb (share of weights that trains), gradients_mb, optimizer_mb,
+    activations_mb, transient_mb, overhead_mb, train_peak_mb, inference_mb, plus the counts and
+    the assumptions used (precision, weights dtype, optimizer, batch, seq_len_peak), and
+    host_mem_mb: the job's host RAM (runtime + checkpoint staging on a GPU; everything on a CPU).
+    `train_peak_mb` is GPU memory for device="cuda" (what `torch.cuda.max_memory_reserved`
+    plus the CUDA context would show), the model's share of RSS for device="cpu".
+    """
+    train = spec["train"]
+    method = spec["method"]
+    k = int(spec["cell"]["labels"])
+    stats = token_stats or DEFAULT_TOKEN_STATS
+    cfg_dict, src = model_config_dict(spec["model"])
+    precision = resolve_precision(train, device)
+    quantize = method["quantize"]
+    if weights_dtype is None:
+        # the loader's rule: trained weights fp32, a frozen base bf16 on a bf16 device
+        weights_dtype = base_weights_dtype(spec, cuda=device == "cuda")
+        if quantize != "none":
+            # peft's prepare_model_for_kbit_training casts every non-quantised parameter to fp32
+            # (embeddings, norms): they, and the residual stream, are fp32 in a QLoRA cell.
+            weights_dtype = "fp32"
+    st = structure(cfg_dict, src, spec, k, weights_dtype)
+    optim = train["optim"]  # the grid folds a method's optimizer (QLoRA: adamw_8bit) into train.optim
+    batch = int(train["batch_size"])
+    seq = int(min(int(train["max_length"]), int(stats["max"])))
+
+    # weights
+    tensors = st["trainable_tensors"]
+    trainable_bytes = sum(n * DTYPE_BYTES[dt] for _, n, dt, _ in tensors)
+    wb = DTYPE_BYTES[weights_dtype]
+    if quantize == "nf4":
+        # per quantised module: packed 4-bit values, then its absmax blocks (code tables and
+        # offsets, ~1 KiB a module, are left out)
+        double = spec["quant"]["double_quant"]
+        q_bytes = 0
+        for n in st["quant_sizes"]:
+            blocks = math.ceil(n / NF4_BLOCK)
+            q_bytes += (n + 1) // 2 + (blocks + 4 * math.ceil(blocks / NF4_DQ_BLOCK) if double else 4 * blocks)
+        frozen_bytes = q_bytes + st["unquantized_frozen"] * wb
+    elif quantize == "int8":
+        frozen_bytes = st["quant_numel"] + 4 * st["quant_rows"] + st["unquantized_frozen"] * wb
+    else:
+        frozen_bytes = sum(n * DTYPE_BYTES[dt] for dt, n in st["frozen_by_dtype"].items())
+    weights = frozen_bytes + trainable_bytes
+    grads = trainable_bytes
+    opt = _adam_state_bytes(tensors, optim)
+
+    # activations at the peak sequence length, in the compute dtype
+    act_dtype = "fp32" if precision == "fp32" or quantize != "none" else precision
+    act = _activation_bytes(src, cfg_dict, spec, k, act_dtype, batch, seq)
+    transient_bwd = 2 * act["largest_bytes"] + act["logits_bytes"]
+    largest_trainable = max((n * DTYPE_BYTES[dt] for _, n, dt, _ in tensors), default=0)
+    if device == "cuda" and optim == "adamw":
+        step_tmp = trainable_bytes  # foreach AdamW: one temporary per state-sized tensor list
+    else:
+        step_tmp = 2 * largest_trainable  # per-tensor update (CPU loop, bnb 8-bit in place)
+    overhead = CUDA_OVERHEAD_MB * MIB if device == "cuda" else 0
+
+    # inference: weights at eval precision + one layer's live set at eval_batch_size
+    arch = _arch(cfg_dict)
+    eb = int(train["eval_batch_size"])
+    ab = DTYPE_BYTES[act_dtype]
+    tokens = eb * seq
+    live = tokens * (4 * arch["hidden"] + (3 if arch["gated"] else 2) * arch["ffn"]) * ab
+    live += eb * arch["heads"] * seq * seq * ab * 2
+    kv = (2 * arch["layers"] * tokens * arch["kv_heads"] * arch["head_dim"] * ab) if arch["decoder"] else 0
+    infer = weights + live + kv + overhead
+
+    # training peak: backward (activations + workspace) or the optimizer step, whichever is
+    # larger; the periodic evaluation runs inside the same process with the optimizer state held.
+    train_part = weights + grads + opt + max(act["saved_bytes"] + transient_bwd, step_tmp)
+    eval_part = weights + opt + live + kv
+    peak = max(train_part, eval_part) + overhead
+    # host RAM of the job (SLURM mem_mb): the runtime, plus on a GPU the checkpoint staged in
+    # host memory while it loads (in its stored dtype) -- on a CPU the whole training peak.
+    ckpt = st["total"] * DTYPE_BYTES[checkpoint_dtype(cfg_dict)]
+    host = (HOST_RUNTIME_MB["cuda"] * MIB + ckpt) if device == "cuda" else (HOST_RUNTIME_MB["cpu"] * MIB + peak)
+
+    mb = lambda b: round(b / MIB, 1)  # noqa: E731
+    return {
+        "family": st["family"],
+        "config_source": src,
+        "trainable_params": st["trainable"],
+        "total_params": st["total"],
+        "trainable_percent": 100.0 * st["trainable"] / st["total"],
+        "device": device,
+        "precision": precision,
+        "weights_dtype": weights_dtype,
+        "quantize": quantize,
+        "optim": optim,
+        "batch_size": batch,
+        "seq_len_peak": seq,
+        "eval_batch_size": eb,
+        "token_stats_source": stats.get("source", "given"),
+        "weights_bytes": int(weights),
+        "weights_mb": mb(weights),
+        "trainable_mb": mb(trainable_bytes),
+        "gradients_mb": mb(grads),
+        "optimizer_mb": mb(opt),
+        "activations_mb": mb(act["saved_bytes"]),
+        "transient_mb": mb(max(transient_bwd, step_tmp)),
+        "overhead_mb": mb(overhead),
+        "train_peak_mb": mb(peak),
+        "inference_mb": mb(infer),
+        "host_mem_mb": mb(host),
+    }
+
+
+# ----------------------------------------------------------------------------- GPUs
+
+def sharded_peak_mb(est: dict, gpus: int, layers: int) -> float:
+    """GPU peak per device of a full fine-tuning cell under FSDP full sharding over `gpus`:
+    weights, gradients, optimizer state, activations and temporaries split N ways (each process
+    trains batch/N), plus the unsharded copy of about two layers' weights that FSDP gathers
+    (the current layer and the prefetched next), plus the CUDA context."""
+    if gpus <= 1:
+        return est["train_peak_mb"]
+    overhead = est["overhead_mb"]
+    gathered = 2 * est["weights_mb"] / max(layers, 1)
+    return (est["train_peak_mb"] - overhead) / gpus + gathered + overhead
+
+
+def gpus_for(spec: dict, gpu_mem_mb: float, *, margin: float = DEFAULT_SAFETY_MARGIN, max_gpus: int = 8,
+             token_stats: dict | None = None) -> int | None:
+    """Fewest GPUs (1, 2, 4, 8; at most max_gpus; dividing train.batch_size) whose memory holds the
+    cell x `margin`, or None. Only full fine-tuning is sharded (FSDP); an adapter cell under DDP
+    needs its whole footprint on every GPU, so it either fits one GPU or none."""
+    est = plan_cell_memory(spec, device="cuda", token_stats=token_stats)
+    if est["train_peak_mb"] * margin <= gpu_mem_mb:
+        return 1
+    if spec["method"]["peft"] != "full":
+        return None
+    layers = _arch(model_config_dict(spec["model"])[0])["layers"]
+    batch = int(spec["train"]["batch_size"])
+    for n in GPU_COUNTS[1:]:
+        if n > max_gpus:
+            break
+        if batch % n == 0 and sharded_peak_mb(est, n, layers) * margin <= gpu_mem_mb:
+            return n
+    return None
+
+
+def check_fit(specs: list[dict], gpu_mem_mb: float, *, margin: float = DEFAULT_SAFETY_MARGIN,
+              token_stats: dict | None = None, max_gpus: int = 1) -> list[dict]:
+    """Cells whose estimated GPU peak x `margin` exceeds `gpu_mem_mb`: [{cell_id, need_mb, ...}].
+
+    With max_gpus > 1 a full fine-tuning cell that fits when sharded over up to max_gpus GPUs
+    (gpus_for) counts as fitting. Call before submitting anything; [] means every cell fits.
+    """
+    bad = []
+    for spec in specs:
+        est = plan_cell_memory(spec, device="cuda", token_stats=token_stats)
+        need = est["train_peak_mb"] * margin
+        if need > gpu_mem_mb and (max_gpus <= 1 or gpus_for(spec, gpu_mem_mb, margin=margin, max_gpus=max_gpus,
+                                                               token_stats=token_stats) is None):
+            bad.append({"cell_id": spec.get("cell_id"), "need_mb": round(need, 1),
+                        "train_peak_mb": est["train_peak_mb"], "gpu_mem_mb": gpu_mem_mb})
+    return bad
