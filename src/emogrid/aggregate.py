@@ -70,6 +70,7 @@ def _arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_frame(df: pd.DataFrame, path: Path, parquet: bool = False) -> None:
+    """Write a frame as CSV (and parquet when asked), atomically."""
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
     if parquet:

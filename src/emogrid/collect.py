@@ -26,11 +26,6 @@ PROVENANCE_KEYS = ["device", "precision", "git_commit", "config_hash", "data_che
 NON_SCALAR_METRICS = {"labels", "per_class", "confusion_matrix"}
 
 
-def _variant_of(swept: dict[str, Any]) -> str:
-    """The variant of a row whose folder name has none: its recorded swept values (None: unset)."""
-    return format_variant({k: v for k, v in swept.items() if v is not None})
-
-
 def find_result_files(runs_dir: Path) -> dict[str, dict[str, Path]]:
     """cell_id -> {"metrics": path, "failure": path} for every result file under runs_dir."""
     found: dict[str, dict[str, Path]] = {}
@@ -44,6 +39,11 @@ def find_result_files(runs_dir: Path) -> dict[str, dict[str, Path]]:
                 rel = Path(root).relative_to(runs_dir).as_posix()
                 found.setdefault(rel, {})[kind] = Path(root) / name
     return found
+
+
+def _variant_of(swept: dict[str, Any]) -> str:
+    """The variant of a row whose folder name has none: its recorded swept values (None: unset)."""
+    return format_variant({k: v for k, v in swept.items() if v is not None})
 
 
 def _scalar(value: Any) -> bool:
@@ -149,6 +149,38 @@ def expected_cells(configfiles: Iterable[str] = (), config: dict | None = None) 
     return out
 
 
+def swept_columns(cells: pd.DataFrame) -> list[str]:
+    """The swept-parameter columns (dotted names such as ``lora.r``)."""
+    known = set(ID_COLUMNS) | set(META_COLUMNS)
+    return [c for c in cells.columns if "." in c and c not in known
+            and not c.startswith(("val_", "test_"))]
+
+
+def axis_columns(cells: pd.DataFrame) -> list[str]:
+    """The columns that identify a cell: id columns, then swept parameters."""
+    return [c for c in ID_COLUMNS if c in cells.columns] + swept_columns(cells)
+
+
+def _order_columns(cells: pd.DataFrame) -> pd.DataFrame:
+    for col in ID_COLUMNS + META_COLUMNS:
+        if col not in cells.columns:
+            cells[col] = pd.NA if col not in ("variant",) else ""
+    cells["variant"] = cells["variant"].fillna("").astype(str)
+    for col in INT_AXES:
+        cells[col] = pd.to_numeric(cells[col], errors="coerce").astype("Int64")
+    for col in swept_columns(cells):
+        values = pd.to_numeric(cells[col], errors="coerce")
+        if values.notna().sum() == cells[col].notna().sum() and values.notna().any() \
+                and (values.dropna() % 1 == 0).all() and not pd.api.types.is_bool_dtype(cells[col]):
+            cells[col] = values.astype("Int64")
+    first = axis_columns(cells) + META_COLUMNS
+    metric_cols = sorted(c for c in cells.columns if c.startswith(("val_", "test_")))
+    rest = [c for c in cells.columns if c not in first and c not in metric_cols]
+    cells = cells[first + metric_cols + rest]
+    sort_cols = [c for c in ("dataset", "model", "method", "variant", "labels", "samples", "seed")]
+    return cells.sort_values(sort_cols, kind="stable", na_position="last").reset_index(drop=True)
+
+
 def collect(runs_dir: str | os.PathLike, expected: list[dict[str, Any]] | None = None,
             confusions: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(cells, per_class) DataFrames from a runs directory; pending rows for ``expected``.
@@ -194,36 +226,6 @@ def collect(runs_dir: str | os.PathLike, expected: list[dict[str, Any]] | None =
         per_class = per_class.merge(cells[["cell_id"] + [k for k in keys if k in cells]],
                                     on="cell_id", how="left")
     return cells, per_class
-
-
-def swept_columns(cells: pd.DataFrame) -> list[str]:
-    known = set(ID_COLUMNS) | set(META_COLUMNS)
-    return [c for c in cells.columns if "." in c and c not in known
-            and not c.startswith(("val_", "test_"))]
-
-
-def axis_columns(cells: pd.DataFrame) -> list[str]:
-    return [c for c in ID_COLUMNS if c in cells.columns] + swept_columns(cells)
-
-
-def _order_columns(cells: pd.DataFrame) -> pd.DataFrame:
-    for col in ID_COLUMNS + META_COLUMNS:
-        if col not in cells.columns:
-            cells[col] = pd.NA if col not in ("variant",) else ""
-    cells["variant"] = cells["variant"].fillna("").astype(str)
-    for col in INT_AXES:
-        cells[col] = pd.to_numeric(cells[col], errors="coerce").astype("Int64")
-    for col in swept_columns(cells):
-        values = pd.to_numeric(cells[col], errors="coerce")
-        if values.notna().sum() == cells[col].notna().sum() and values.notna().any() \
-                and (values.dropna() % 1 == 0).all() and not pd.api.types.is_bool_dtype(cells[col]):
-            cells[col] = values.astype("Int64")
-    first = axis_columns(cells) + META_COLUMNS
-    metric_cols = sorted(c for c in cells.columns if c.startswith(("val_", "test_")))
-    rest = [c for c in cells.columns if c not in first and c not in metric_cols]
-    cells = cells[first + metric_cols + rest]
-    sort_cols = [c for c in ("dataset", "model", "method", "variant", "labels", "samples", "seed")]
-    return cells.sort_values(sort_cols, kind="stable", na_position="last").reset_index(drop=True)
 
 
 def is_missing(value: Any) -> bool:

@@ -60,12 +60,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def natural_key(value: Any):
+    """Sort key: numbers by value before text, text alphabetically."""
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         return (0, float(value), "")
     return (1, 0.0, str(value))
 
 
 def arm_order(ok: pd.DataFrame, levels: dict[str, list] | None) -> list[tuple[str, str]]:
+    """The arms (method, variant) of `ok`: methods in the study's order, variants alphabetically."""
     arms = set(ok["arm"])
     methods = (levels or {}).get("method") or sorted({a[0] for a in arms}, key=natural_key)
     rank = {m: i for i, m in enumerate(methods)}

@@ -41,6 +41,7 @@ FIGURES = outputs.FIGURE_NAMES
 
 
 def load_tables(tables_dir: str | Path) -> dict[str, Any]:
+    """The tables `emogrid figures` reads, from a tables directory written by `emogrid aggregate`."""
     tables_dir = Path(tables_dir)
     needed = ["cells.csv", "summary.csv"]
     missing = [n for n in needed if not (tables_dir / n).is_file()]
@@ -75,6 +76,7 @@ def report_metric(data: dict[str, Any]) -> str:
 
 def make_figures(tables_dir: str | Path, out_dir: str | Path, runs_dir: str | Path | None = None,
                  confusion: list[str] | None = None, formats=FORMATS) -> dict[str, Any]:
+    """Draw every figure (and the asked confusion matrices) into `out_dir`; all or nothing."""
     from emogrid.atomic import staged_dir
 
     data = load_tables(tables_dir)

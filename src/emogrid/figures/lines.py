@@ -20,6 +20,7 @@ MAX_PANEL_ROWS = 12  # accuracy-vs-samples rows (methods x variants) drawn; the 
 
 @styled
 def accuracy_vs_samples(data: dict[str, Any], metric: str = "test_accuracy"):
+    """The metric vs training samples: one line per model, panels (arm, k)."""
     summary, levels = data["summary"], data["levels"]
     sub = metric_rows(summary, metric)
     if sub.empty:

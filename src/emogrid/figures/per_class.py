@@ -23,6 +23,7 @@ MAX_COLUMNS = 40  # per-class F1 columns (model x method) drawn; the rest are na
 
 @styled
 def per_class_f1(data: dict[str, Any]):
+    """Test F1 per class (rows) x model / arm (columns), one panel per (dataset, k)."""
     pc, levels = data["per_class"], data["levels"]
     if pc.empty or "f1" not in pc:
         return placeholder("Per-class F1", "no per-class results yet")
@@ -84,6 +85,7 @@ def per_class_f1(data: dict[str, Any]):
 
 @styled
 def confusion_matrix(runs_dir: str | Path, cell_id: str, split: str = "test"):
+    """The row-normalised confusion matrix of one finished cell, read from its metrics.json."""
     path = Path(runs_dir) / cell_id / "metrics.json"
     if not path.is_file():
         raise EmogridError(f"no metrics.json for cell {cell_id} under {runs_dir}",

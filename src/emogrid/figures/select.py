@@ -10,6 +10,7 @@ import pandas as pd
 
 
 def ordered(values, levels: dict, key: str) -> list:
+    """The distinct values of an axis in the study's order (levels.json), unknown ones last."""
     ref = levels.get(key, [])
     rank = {v: i for i, v in enumerate(ref)}
     vals = list(dict.fromkeys(v for v in values if not (isinstance(v, float) and math.isnan(v))))
@@ -17,6 +18,7 @@ def ordered(values, levels: dict, key: str) -> list:
 
 
 def arms_of(frame: pd.DataFrame, levels: dict) -> list[tuple[str, str]]:
+    """The (method, variant) arms of a frame, in the study's method then variant order."""
     methods = ordered(frame["method"], levels, "method")
     out = []
     for m in methods:
@@ -25,6 +27,7 @@ def arms_of(frame: pd.DataFrame, levels: dict) -> list[tuple[str, str]]:
 
 
 def metric_rows(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The summary rows of one metric, with integer labels and samples."""
     sub = summary[summary["metric"] == metric].copy()
     for col in ("labels", "samples"):
         if col in sub:

@@ -59,11 +59,13 @@ def styled(func):
 
 
 def model_palette(models: list) -> dict:
+    """One Okabe-Ito colour per model, in the order given."""
     return {m: OKABE_ITO[i % len(OKABE_ITO)] for i, m in enumerate(models)}
 
 
 @styled
 def placeholder(title: str, message: str):
+    """A small figure that says why there is nothing to draw yet."""
     fig, ax = plt.subplots(figsize=(5, 2))
     ax.axis("off")
     ax.set_title(title)
@@ -72,6 +74,7 @@ def placeholder(title: str, message: str):
 
 
 def footnote(fig, lines: list[str], max_lines: int = 8) -> None:
+    """Notes under a figure, at most `max_lines` (the rest counted, pointing to problems.md)."""
     if not lines:
         return
     shown = lines[:max_lines]
@@ -82,11 +85,13 @@ def footnote(fig, lines: list[str], max_lines: int = 8) -> None:
 
 
 def text_color(rgba) -> str:
+    """Black or white, whichever reads better on a cell of colour `rgba`."""
     r, g, b = rgba[:3]
     return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "white"
 
 
 def metric_name(metric: str) -> str:
+    """'test_f1_macro' -> 'Test macro-F1': the axis and title name of a summary metric."""
     base = metric.split("_", 1)[1] if metric.startswith(("test_", "val_")) else metric
     split = "Test" if metric.startswith("test_") else ("Validation" if metric.startswith("val_") else "")
     name = {"accuracy": "accuracy", "f1_macro": "macro-F1", "f1_micro": "micro-F1"}.get(base, base)
@@ -95,6 +100,7 @@ def metric_name(metric: str) -> str:
 
 @styled
 def save(fig, out_stem: Path, formats=FORMATS) -> list[Path]:
+    """Write a figure as every format asked for (atomically, no timestamps); returns the paths."""
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for ext in formats:

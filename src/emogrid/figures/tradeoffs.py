@@ -29,6 +29,7 @@ def choose_setting(sub: pd.DataFrame) -> tuple | None:
 
 @styled
 def tradeoffs(data: dict[str, Any], metric: str = "test_accuracy"):
+    """The metric vs each efficiency number present, at `choose_setting`'s (dataset, k, n)."""
     summary, levels = data["summary"], data["levels"]
     sub = metric_rows(summary, metric)
     setting = choose_setting(sub)
