@@ -86,3 +86,22 @@ def test_planner_spreads_a_full_finetuning_cell_that_fits_no_single_gpu():
     # the pre-flight check accepts what fits over several GPUs only when allowed to
     assert check_fit([full], gpu_mem_mb=two * 1.25, margin=1.2) != []
     assert check_fit([full], gpu_mem_mb=two * 1.25, margin=1.2, max_gpus=2) == []
+
+
+def test_lora_dropout_is_in_the_activations_not_shared_from_the_cache():
+    """Dropout > 0 saves its masks for backward: a cell with dropout plans more activation
+    memory than the same cell without, even when the dropout-free one was planned (and cached)
+    first in this process."""
+    from emogrid.planning import memory, structure
+
+    structure._count_cache.clear()
+    memory._act_cache.clear()
+    model = {"name": "bert-base-uncased", "id": None, "path": None}
+    plain = make_spec(model, "lora", k=4, r=16)
+    plain["lora"]["dropout"] = 0.0
+    dropped = make_spec(model, "lora", k=4, r=16)
+    dropped["lora"]["dropout"] = 0.1
+    without = plan_cell_memory(plain, device="cpu")
+    with_dropout = plan_cell_memory(dropped, device="cpu")
+    assert with_dropout["trainable_params"] == without["trainable_params"]
+    assert with_dropout["activations_mb"] > without["activations_mb"]

@@ -75,3 +75,52 @@ def test_bundled_configs_match_published_sizes():
 
 
 
+
+def _counted(spec: dict, monkeypatch) -> tuple[dict, int]:
+    """count_cell(spec) and how many times the structure was measured (not taken from the cache)."""
+    calls = []
+    measure = structure._measure_structure
+    monkeypatch.setattr(structure, "_measure_structure", lambda *a: calls.append(1) or measure(*a))
+    return count_cell(spec), len(calls)
+
+
+@pytest.mark.parametrize("method, section, key, value", [
+    ("lora", "lora", "r", 8),
+    ("lora", "lora", "targets", "all-linear"),
+    ("dora", "lora", "r", 8),
+    ("ia3", "ia3", "targets", "all-linear"),
+    ("adalora", "adalora", "init_r", 8),
+    ("lora-nohead", "train", "train_head", True),
+])
+def test_structure_changing_keys_get_their_own_count(tiny_models, monkeypatch, method, section, key, value):
+    """The structure cache is keyed by the peft config the trainer builds: changing a key that
+    shapes the adapters gives a fresh count (equal to peft's), never the cached one."""
+    model = {"name": "tiny-llama", "id": None, "path": str(tiny_models["llama"])}
+    structure._count_cache.clear()
+    spec = make_spec(model, method)
+    first, measured = _counted(spec, monkeypatch)
+    assert measured == 1
+    changed = make_spec(model, method)
+    changed[section] = {**changed[section], key: value}
+    second, measured = _counted(changed, monkeypatch)
+    assert measured == 1, f"{section}.{key} changes the structure but the cached count was reused"
+    assert second["trainable"] != first["trainable"]
+    assert (second["trainable"], second["total"]) == peft_count_on_real_weights(changed)
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("train", "lr", 1e-3),
+    ("train", "batch_size", 16),
+    ("lora", "alpha", 64),
+    ("adalora", "tinit", 5),
+])
+def test_settings_that_shape_nothing_reuse_the_cached_count(tiny_models, monkeypatch, section, key, value):
+    model = {"name": "tiny-llama", "id": None, "path": str(tiny_models["llama"])}
+    method = "adalora" if section == "adalora" else "lora"
+    structure._count_cache.clear()
+    first, measured = _counted(make_spec(model, method), monkeypatch)
+    assert measured == 1
+    changed = make_spec(model, method)
+    changed[section] = {**changed[section], key: value}
+    second, measured = _counted(changed, monkeypatch)
+    assert measured == 0 and second == first

@@ -24,8 +24,9 @@ BUNDLED_CONFIGS: dict[str, tuple[str, ...]] = {
     "bert-base-uncased": ("google-bert/bert-base-uncased", "bert-base-uncased"),
 }
 
-# (config source, structure key, dtype) -> measured structure
+# (config source, structure key, dtype) -> measured structure; config source -> bare meta model
 _count_cache: dict[tuple, dict] = {}
+_bare_models: dict[str, tuple] = {}
 
 
 # ----------------------------------------------------------------------------- model configs
@@ -114,26 +115,35 @@ def _unquantized(spec: dict) -> dict:
     return {**spec, "method": {**spec["method"], "quantize": "none"}}
 
 
-def _method_key(spec: dict) -> tuple:
-    """Everything that changes the parameter structure (not the head width)."""
-    from emogrid.adapters import trains_head
+def _jsonable(value: Any):
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return str(value)
 
-    method = spec["method"]
-    peft_kind = method["peft"]
-    key: list[Any] = [peft_kind, bool(method["use_dora"]), trains_head(spec)]
-    if peft_kind == "lora":
-        key += [int(spec["lora"]["r"]), str(spec["lora"]["targets"])]
-    elif peft_kind == "ia3":
-        key += [str(spec["ia3"]["targets"])]
-    elif peft_kind == "adalora":
-        ada = spec["adalora"]
-        key += [int(ada["init_r"]), int(ada["target_r"]), str(spec["lora"]["targets"])]
-    return tuple(key)
+
+# peft config fields that neither shape a parameter nor change what autograd saves: a scale
+# factor and AdaLoRA's budget schedule. Left out of the key so sweeping them reuses one count.
+# (A field missing here only costs a recount; one listed wrongly would share counts.)
+_NOT_STRUCTURAL = ("lora_alpha", "tinit", "tfinal", "deltaT", "total_step")
 
 
 def structure_key(cfg_dict: dict, cfg_key: str, spec: dict, dtype: str) -> tuple:
-    """Cache key of a cell's structure (the head width is not part of it: counts are adjusted)."""
-    return (cfg_key, _method_key(spec), dtype)
+    """Cache key of a cell's structure: the model config's source, the dtype, and the method as
+    the trainer applies it -- `full`, or the peft config `emogrid.adapters.build_peft_config`
+    builds for this model, serialised. Whatever a method (or a new one) reads from the spec to
+    shape its adapters is in that config, so no per-method list can fall out of date. The head
+    width is not part of it (counts are adjusted for it)."""
+    if spec["method"]["peft"] == "full":
+        return (cfg_key, "full", dtype)
+    from emogrid.adapters import build_peft_config
+
+    if cfg_key not in _bare_models:  # target names only: one meta model per config serves all keys
+        _bare_models[cfg_key] = build_meta_model(cfg_dict, 2)
+    model, family = _bare_models[cfg_key]
+    fields = build_peft_config(_unquantized(spec), model, family, total_step=1000).to_dict()
+    for name in _NOT_STRUCTURAL:
+        fields.pop(name, None)
+    return (cfg_key, json.dumps(fields, sort_keys=True, default=_jsonable), dtype)
 
 
 # ----------------------------------------------------------------------------- counting
