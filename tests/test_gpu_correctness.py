@@ -240,14 +240,16 @@ def test_precision_auto_needs_native_bf16(monkeypatch, capability, emulated, exp
 # ---------------------------------------------------------------- int8
 
 
-def test_int8_cast_warning_is_logged_once(caplog):
+def test_int8_cast_warning_is_logged_once(caplog, monkeypatch):
     import logging
 
     from emogrid.devices import quiet_int8_casts
 
+    logger = logging.getLogger("bitsandbytes.autograd._functions")
+    # a fresh filter: an int8 cell trained earlier in this process has spent the first line
+    monkeypatch.setattr(logger, "filters", [])
     quiet_int8_casts()
     quiet_int8_casts()  # idempotent: one filter
-    logger = logging.getLogger("bitsandbytes.autograd._functions")
     with caplog.at_level(logging.WARNING, logger=logger.name):
         for _ in range(50):  # what MatMul8bitLt.forward logs for each layer, each step
             logger.warning("MatMul8bitLt: inputs will be cast from %s to float16 during quantization", torch.bfloat16)
