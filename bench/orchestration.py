@@ -9,6 +9,7 @@
    `snakemake -n` and `snakemake --cores 1` are timed: both must find nothing to do.
 3. `emogrid aggregate` over 1,080 synthetic metrics.json files
    (tests/fixtures_results.py::build_big_tree: 3 models x 6 methods x 3 labels x 4 sizes x 5 seeds).
+4. `emogrid prepare` of the papers' largest subset (16 labels x 2,400) from the local GoEmotions copy.
 
 Each timing is a fresh process, spawn to exit, as a user types it.
 """
@@ -131,6 +132,16 @@ def measure_aggregate(work: Path) -> dict:
     return {f"emogrid aggregate ({count} synthetic cells)": r}
 
 
+def measure_prepare(work: Path) -> dict:
+    data = json.dumps({"path": DATA_SOURCE, "taxonomy": "original", "mode": "single"})
+    target = work / "prepare" / "k16_n2400_s0"
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "emogrid", "prepare", "--data", data, "--labels", "16", "--samples", "2400",
+           "--seed", "0", "--out", str(target)]
+    return {"emogrid prepare (k=16, n=2,400)": timed(cmd, work / "prepare.log")}
+
+
 def measure_all(work: Path) -> dict:
     work = Path(work)
     out = {}
@@ -142,6 +153,10 @@ def measure_all(work: Path) -> dict:
         out.update(measure_aggregate(work))
     except Exception as err:  # noqa: BLE001
         out["aggregate"] = {"error": f"{type(err).__name__}: {err}"}
+    try:
+        out.update(measure_prepare(work))
+    except Exception as err:  # noqa: BLE001
+        out["prepare"] = {"error": f"{type(err).__name__}: {err}"}
     return out
 
 

@@ -99,13 +99,11 @@ def test_find_sweeps_and_value_format():
         ["0.0001", "2", "16", "true", "q_proj-v_proj"]
 
 
-def test_thousand_cell_grid_expands_fast():
-    import time
-
-    start = time.perf_counter()
+def test_thousand_cell_grid_expands():
+    # its speed is measured in bench/orchestration.py (snakemake -n on this grid), not asserted
     cells = cells_of({"grid": {"methods": ["full", "lora", "qlora", "ia3", "loraplus", "dora"]}})
     assert len(cells) == 5 * 6 * 4 * 3 * 3 == 1080
-    assert time.perf_counter() - start < 2.0
+    assert len({c.cell_id for c in cells}) == 1080
 
 
 def test_per_model_overrides_apply_to_that_model_only_and_methods_win():
