@@ -16,13 +16,15 @@ Per cell, broken down like the tables of the LoRA/QLoRA papers:
   forward on the meta device under `saved_tensors_hooks` at the cell's batch size and the
   longest padded sequence it will see (dynamic padding: min(max_length, longest example),
   emogrid.planning.tokens). Exact for the architecture and method (frozen layers before the
-  first adapter save nothing).
-- transient: backward workspace (2x the largest saved tensor + logits) and the optimizer step's
+  first adapter save nothing); only what the graph still holds at the end of the forward counts.
+- transient: backward workspace (2x the largest saved tensor + logits), DoRA's per-layer
+  weight-norm temporaries during the forward (dora_transient_bytes), and the optimizer step's
   temporaries (foreach AdamW on CUDA: one fp32 copy of the trainable parameters).
 - overhead: CUDA context + allocator (cuda) or nothing (cpu: the estimate is the model's share
   of the process, compare against RSS growth).
 - inference: weights + the largest live set of one layer's forward at `eval_batch_size`
-  (hidden states, MLP intermediates, attention scores, KV cache for decoders) + logits.
+  (hidden states, MLP intermediates, attention scores, KV cache for decoders, DoRA's weight
+  norm) + logits.
 A cell too big for one GPU: full fine-tuning is sharded (FSDP) over 2, 4 or 8 (gpus_for).
 """
 
@@ -58,13 +60,33 @@ def resolve_precision(train: dict, device: str) -> str:
 
 # ----------------------------------------------------------------------------- activations
 
+class _Packed:
+    """What the saved-tensor hook hands autograd: lives exactly as long as the graph node that saved it."""
+
+    __slots__ = ("tensor", "__weakref__")
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+
 def _trace_activations(model, family: str, batch: int, seq: int) -> dict:
-    """Bytes autograd saves for backward in one forward pass on the meta device."""
+    """Bytes autograd saves for backward in one forward pass on the meta device.
+
+    Counts each storage once among the tensors the graph still holds when the forward returns.
+    Tensors saved by a subgraph that died during the forward (peft's DoRA builds its weight-norm
+    subgraph with gradients on and only keeps its detached result) are not in it. Every packed
+    tensor is kept referenced until the count, so no storage address is reused mid-trace: keying
+    by address alone let a later, live tensor be taken for a dead one and skipped, at random.
+    """
+    import gc
+    import weakref
+
     import torch
 
     model.train()
     params = {p.untyped_storage()._cdata for p in model.parameters()}
-    saved: dict[int, int] = {}
+    keep: list = []  # strong refs: no packed storage is freed (and its address reused) mid-trace
+    packed: list[tuple[weakref.ref, object, int]] = []
 
     def pack(t):
         try:
@@ -72,24 +94,74 @@ def _trace_activations(model, family: str, batch: int, seq: int) -> dict:
             key, nbytes = st._cdata, st.nbytes()
         except Exception:  # not storage-backed (e.g. a subclass): count its own bytes
             key, nbytes = id(t), t.numel() * t.element_size()
-        if key not in params and key not in saved:
-            saved[key] = nbytes
-        return t
+        keep.append(t)
+        holder = _Packed(t)
+        if key not in params:
+            packed.append((weakref.ref(holder), key, nbytes))
+        return holder
+
+    def unpack(holder):
+        return holder.tensor
 
     ids = torch.zeros(batch, seq, dtype=torch.long, device="meta")
     labels = torch.zeros(batch, dtype=torch.long, device="meta")
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         try:
             out = model(input_ids=ids, labels=labels)
         except RuntimeError:
             # Some heads inspect input_ids with Python control flow (impossible on meta):
             # feed the embeddings instead, the rest of the graph is identical.
-            saved.clear()
+            packed.clear()
+            keep.clear()
             emb = model.get_input_embeddings()(ids)
             out = model(inputs_embeds=emb, labels=labels)
+    gc.collect()  # a graph node kept only by a reference cycle is dead too
+    saved: dict[int, int] = {}
+    for ref, key, nbytes in packed:
+        if ref() is not None:
+            saved.setdefault(key, nbytes)
     logits_bytes = out.logits.numel() * out.logits.element_size()
+    del out, keep, packed
     return {"saved_bytes": sum(saved.values()), "largest_bytes": max(saved.values(), default=0),
             "logits_bytes": logits_bytes}
+
+
+def _dora_modules(model) -> list[tuple[int, int, int, int, bool]]:
+    """(in_features, out_features, r, adapter dtype bytes, base weight in another dtype) of each
+    DoRA-wrapped Linear/Conv1D of a peft model; [] without DoRA."""
+    out = []
+    for mod in model.modules():
+        mags = getattr(mod, "lora_magnitude_vector", None)
+        if not mags:
+            continue
+        base_w = mod.get_base_layer().weight
+        for name in mags:
+            a = mod.lora_A[name].weight  # (r, in)
+            b = mod.lora_B[name].weight  # (out, r)
+            out.append((a.shape[1], b.shape[0], a.shape[0], a.element_size(), base_w.dtype != a.dtype))
+    return out
+
+
+def dora_transient_bytes(modules, quantized: bool) -> tuple[int, int]:
+    """Bytes peft's DoRA allocates and frees inside one adapted layer's forward: (training, eval).
+
+    Each forward rebuilds the layer's weight norm ||W + s*B@A|| (peft's DoraLinearLayer), at the
+    adapters' dtype (peft casts the layer input to it): an identity matrix in x in (peft computes
+    B@A as lora_B(lora_A(eye)) for FSDP), lora_A(eye) in x r, lora_weight out x in, the base
+    weight cast to that dtype (a copy unless the base already has it; dequantised if quantised),
+    s*lora_weight and W + s*lora_weight (out x in each). In training lora_weight keeps its small
+    graph -- eye included -- until the layer returns, so all of it is live at once; under no_grad
+    the eye goes when lora_weight exists. None of it is saved for backward (the norm is detached),
+    so the trace does not see it. Checked against the peak RSS growth of one DoRA Linear forward
+    on the CPU (tests/test_planning_memory.py): 4096->1024 fp32 112.25 MiB, bf16 base 128.25 MiB.
+    The largest layer's set counts once: layers run one at a time.
+    """
+    train = evalb = 0
+    for fin, fout, r, ab, cast in modules:
+        copies = 3 + (1 if cast or quantized else 0)  # lora_weight, [weight copy], s*lw, W + s*lw
+        train = max(train, (fin * fin + fin * r + copies * fout * fin) * ab)
+        evalb = max(evalb, max(fin * fin + fin * r + fout * fin, copies * fout * fin) * ab)
+    return train, evalb
 
 
 def _activation_bytes(cfg_key: str, cfg_dict: dict, spec: dict, k: int, dtype: str, batch: int, seq: int) -> dict:
@@ -101,7 +173,8 @@ def _activation_bytes(cfg_key: str, cfg_dict: dict, spec: dict, k: int, dtype: s
         level = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         try:
-            _act_cache[key] = _trace_activations(st["_model"], st["family"], batch, seq)
+            _act_cache[key] = {**_trace_activations(st["_model"], st["family"], batch, seq),
+                               "dora_modules": _dora_modules(st["_model"])}
         finally:
             hf_logging.set_verbosity(level)
     return _act_cache[key]
@@ -188,6 +261,10 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     act_dtype = "fp32" if precision == "fp32" or quantize != "none" else precision
     act = _activation_bytes(src, cfg_dict, spec, k, act_dtype, batch, seq)
     transient_bwd = 2 * act["largest_bytes"] + act["logits_bytes"]
+    # DoRA: the weight-norm temporaries of one layer, live during its forward on top of what the
+    # earlier layers saved (dora_transient_bytes); forward and backward peaks never coincide.
+    dora_train, dora_eval = dora_transient_bytes(act["dora_modules"], quantize != "none")
+    transient_act = max(transient_bwd, dora_train)
     largest_trainable = max((n * DTYPE_BYTES[dt] for _, n, dt, _ in tensors), default=0)
     if device == "cuda" and optim == "adamw":
         step_tmp = trainable_bytes  # foreach AdamW: one temporary per state-sized tensor list
@@ -203,11 +280,12 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     live = tokens * (4 * arch["hidden"] + (3 if arch["gated"] else 2) * arch["ffn"]) * ab
     live += eb * arch["heads"] * seq * seq * ab * 2
     kv = (2 * arch["layers"] * tokens * arch["kv_heads"] * arch["head_dim"] * ab) if arch["decoder"] else 0
+    live += dora_eval
     infer = weights + live + kv + overhead
 
     # training peak: backward (activations + workspace) or the optimizer step, whichever is
     # larger; the periodic evaluation runs inside the same process with the optimizer state held.
-    train_part = weights + grads + opt + max(act["saved_bytes"] + transient_bwd, step_tmp)
+    train_part = weights + grads + opt + max(act["saved_bytes"] + transient_act, step_tmp)
     eval_part = weights + opt + live + kv
     peak = max(train_part, eval_part) + overhead
     # host RAM of the job (SLURM mem_mb): the runtime, plus on a GPU the checkpoint staged in
@@ -237,7 +315,7 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
         "gradients_mb": mb(grads),
         "optimizer_mb": mb(opt),
         "activations_mb": mb(act["saved_bytes"]),
-        "transient_mb": mb(max(transient_bwd, step_tmp)),
+        "transient_mb": mb(max(transient_act, step_tmp)),
         "overhead_mb": mb(overhead),
         "train_peak_mb": mb(peak),
         "inference_mb": mb(infer),

@@ -21,13 +21,21 @@ VALIDATION_COLUMNS = ["cell", "batch_size", "seq_len", "estimate_mb", "measured_
                       "baseline_rss_mb", "peak_rss_mb"]
 
 
-def validation_spec(method: str, model_path: str, batch: int = 32, k: int = 4) -> dict:
-    peft_kind = {"full": "full", "lora": "lora", "ia3": "ia3"}[method]
-    return {"cell": {"labels": k}, "cell_id": f"minilm/{method}/b{batch}",
+# method -> (peft kind, use_dora)
+VALIDATION_METHODS = {"full": ("full", False), "lora": ("lora", False), "dora": ("lora", True),
+                      "ia3": ("ia3", False)}
+
+
+def validation_spec(method: str, model_path: str, batch: int = 32, k: int = 4, targets: str = "attention") -> dict:
+    if method not in VALIDATION_METHODS:
+        raise CellError(f"memory validation method {method!r}: expected one of {sorted(VALIDATION_METHODS)}")
+    peft_kind, dora = VALIDATION_METHODS[method]
+    label = method if targets == "attention" else f"{method}-{targets}"
+    return {"cell": {"labels": k}, "cell_id": f"minilm/{label}/b{batch}",
             "model": {"name": "all-minilm-l6-v2", "id": None, "path": model_path},
-            "method": {"name": method, "peft": peft_kind, "quantize": "none", "use_dora": False},
-            "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "targets": "attention"},
-            "ia3": {"targets": "attention"},
+            "method": {"name": method, "peft": peft_kind, "quantize": "none", "use_dora": dora},
+            "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "targets": targets},
+            "ia3": {"targets": targets},
             "train": {"batch_size": batch, "precision": "fp32", "optim": "adamw", "eval_batch_size": 64,
                       "max_length": 128, "train_head": True}}
 
