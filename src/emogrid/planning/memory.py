@@ -161,7 +161,7 @@ def dora_transient_bytes(modules, quantized: bool) -> tuple[int, int]:
     weight cast to that dtype (a copy unless the base already has it; dequantised if quantised),
     s*lora_weight and W + s*lora_weight (out x in each). In training lora_weight keeps its small
     graph -- eye included -- until the layer returns, so all of it is live at once; under no_grad
-    the eye goes when lora_weight exists. None of it is saved for backward (the norm is detached),
+    the eye is freed once lora_weight is built. None of it is saved for backward (the norm is detached),
     so the trace does not see it. Checked against the peak RSS growth of one DoRA Linear forward
     on the CPU (tests/test_planning_memory.py): 4096->1024 fp32 112.25 MiB, bf16 base 128.25 MiB,
     no_grad eval 80.25 MiB (model and measurement agree to 0.1 MiB).
