@@ -166,18 +166,24 @@ _DORA_LAYER_RSS = """
 import json, sys, torch, peft
 from torch import nn
 fin, fout, base_dtype = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+torch.manual_seed(0)
+torch.set_num_threads(1)
 class M(nn.Module):
     def __init__(self):
         super().__init__()
-        self.lin = nn.Linear(fin, fout)
+        if base_dtype == "nf4":  # bitsandbytes 4-bit base, bf16 compute: quantised on the CPU
+            import bitsandbytes as bnb
+            self.lin = bnb.nn.Linear4bit(fin, fout, compute_dtype=torch.bfloat16, quant_type="nf4")
+            self.lin.weight = bnb.nn.Params4bit(torch.randn(fout, fin), requires_grad=False,
+                                                quant_type="nf4").to("cpu")
+            assert self.lin.weight.quant_state is not None
+        else:
+            self.lin = nn.Linear(fin, fout).to(getattr(torch, base_dtype))
     def forward(self, x):
         return self.lin(x)
-torch.manual_seed(0)
-torch.set_num_threads(1)
 m = peft.get_peft_model(M(), peft.LoraConfig(r=16, lora_alpha=32, target_modules=["lin"], use_dora=True))
-m.base_model.model.lin.base_layer.to(getattr(torch, base_dtype))
 m.train()
-x = torch.randn(1, fin, dtype=getattr(torch, base_dtype))
+x = torch.randn(1, fin, dtype=torch.float32 if base_dtype == "float32" else torch.bfloat16)
 m(x)  # first call: lazy allocations of the runtime
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * 4096
@@ -199,11 +205,12 @@ print(json.dumps({"train": train, "eval": evaluation}))
 """
 
 
-@pytest.mark.parametrize("base_dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("base_dtype", ["float32", "bfloat16", "nf4"])
 def test_dora_transient_matches_the_measured_peak_of_one_layer(base_dtype):
     """dora_transient_bytes against the peak RSS growth of one real DoRA Linear forward on the
     CPU, training and no_grad eval (4096 -> 1024: the identity alone is 64 MiB). bf16 base:
-    peft computes the norm in the adapters' fp32, so the base weight is copied once more."""
+    peft computes the norm in the adapters' fp32, so the base weight is copied once more; an NF4
+    base is dequantised into that copy."""
     import os
     import subprocess
     import sys
@@ -225,12 +232,13 @@ def test_dora_transient_matches_the_measured_peak_of_one_layer(base_dtype):
     import peft
     from torch import nn
 
-    with torch.device("meta"):
-        lin = nn.Sequential(nn.Linear(fin, fout, dtype=getattr(torch, base_dtype)))
+    quantized = base_dtype == "nf4"
+    with torch.device("meta"):  # the planner's view: quantisation is accounted for, not built
+        lin = nn.Sequential(nn.Linear(fin, fout, dtype=torch.float32 if quantized else getattr(torch, base_dtype)))
     model = peft.get_peft_model(lin, peft.LoraConfig(r=16, lora_alpha=32, target_modules=["0"], use_dora=True))
     mods = _dora_modules(model)
-    assert mods == [(fin, fout, 16, 4, base_dtype != "float32")]
-    train_bytes, eval_bytes = dora_transient_bytes(mods, quantized=False)
+    assert mods == [(fin, fout, 16, 4, base_dtype == "bfloat16")]
+    train_bytes, eval_bytes = dora_transient_bytes(mods, quantized=quantized)
     mib = {k: round(v / 2**20, 2) for k, v in measured.items()}
     print(f"DoRA layer {fin}->{fout} {base_dtype}: train model {train_bytes / 2**20:.2f} MiB, measured "
           f"{mib['train']}; eval model {eval_bytes / 2**20:.2f}, measured {mib['eval']}")
