@@ -16,7 +16,7 @@ from emogrid.methods import BUILTIN_METHODS
 
 
 def defined_methods(config: dict) -> dict:
-    return {**{name: {} for name in BUILTIN_METHODS}, **config.get("methods", {})}
+    return {**{name: {} for name in BUILTIN_METHODS}, **config["methods"]}
 
 
 def check_semantics(config: dict) -> None:
@@ -137,7 +137,7 @@ def _check_labels(config: dict, name: str, defn: dict) -> list[str]:
             if n * defn["val_fraction"] < k and defn["mode"] == "single":
                 key = (
                     "data.val_fraction"
-                    if legacy or "val_fraction" not in (config.get("datasets") or {}).get(name, {})
+                    if legacy or "val_fraction" not in config["datasets"].get(name, {})
                     else f"datasets.{name}.val_fraction"
                 )
                 problems.append(f"grid.samples[{i}]: {n} samples x {key} "
