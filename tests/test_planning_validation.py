@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +41,23 @@ def test_dora_memory_estimate_vs_measured_cpu_run(targets):
     res = validate_cpu(spec, seq_len=64, steps=2)
     print("memory validation:", json.dumps(res))
     assert -0.1 < res["rel_error"] < 0.5, res
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc (VmHWM)")
+def test_measured_peak_is_the_child_s_own_not_its_parent_s():
+    """The measuring child is started by a process that may be large (a long pytest session
+    held 1.7 GB in CI). Linux carries ru_maxrss across fork + exec, so the child's getrusage
+    peak was the parent's RSS: both DoRA cells 'measured' 1243.7 MiB. The child's own peak
+    (VmHWM) stays far below a 1.5 GiB parent."""
+    hog = bytearray(1536 * 2**20)
+    hog[:: 4096] = b"\1" * len(range(0, len(hog), 4096))  # touch every page: it is resident
+    code = ("import json, resource; from emogrid.planning.measure_run import high_water_rss; "
+            "print(json.dumps([high_water_rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024]))")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    own, inherited = json.loads(out.stdout)
+    del hog
+    assert 0 < own < 512 * 2**20, own
+    print(f"child's VmHWM {own / 2**20:.0f} MiB; its ru_maxrss {inherited / 2**20:.0f} MiB")
+
