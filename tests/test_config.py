@@ -67,6 +67,8 @@ def test_default_config_is_valid_and_defaulted():
             "models.bert-base.path: /nonexistent/model is not a model directory",
         ),
         ({"methods": {"myrank": {"lora": {"r": 8}}}}, "methods.myrank: a new method needs 'base'"),
+        ({"methods": {"myrank": {"base": "lorra"}}},
+         "methods.myrank.base: unknown built-in method 'lorra' (did you mean 'lora'?)"),
         ({"methods": {"qlora": {"lora": {"r": [8, 16]}}}}, "sweep it at the top level"),
         ({"models": {"bert-base": {"lora": {"rank": 8}}}}, "models.bert-base.lora: unknown key 'rank'"),
         (

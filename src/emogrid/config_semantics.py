@@ -8,6 +8,7 @@ data files that lack the configured columns. No data is loaded here.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from emogrid.config_schema import SWEEPABLE_SECTIONS, check_overrides
@@ -36,6 +37,12 @@ def check_semantics(config: dict) -> None:
         if name not in BUILTIN_METHODS and "base" not in entry and "peft" not in entry:
             problems.append(f"methods.{name}: a new method needs 'base' (one of "
                             f"{', '.join(BUILTIN_METHODS)}) or 'peft'")
+        if "base" in entry and entry["base"] not in BUILTIN_METHODS:
+            # checked here, not by a schema enum: emogrid.methods is the one list of built-ins
+            close = difflib.get_close_matches(str(entry["base"]), BUILTIN_METHODS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"methods.{name}.base: unknown built-in method {entry['base']!r}{hint}; "
+                            f"expected one of {', '.join(BUILTIN_METHODS)}")
         problems += check_overrides(f"methods.{name}",
                                     {s: entry[s] for s in SWEEPABLE_SECTIONS if s in entry})
     for name, model in config["models"].items():
