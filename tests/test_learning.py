@@ -14,7 +14,10 @@ from conftest_train import cell_spec, make_subset
 
 from emogrid import train
 
-pytestmark = pytest.mark.slow
+# One torch thread: with torch's default of one OpenMP thread per core, a busy 2-core machine
+# makes the spinning threads wait on each other (measured on k2-lora: 25 s of training idle,
+# 334 s beside one busy core; with one thread 37 s and 36 s).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 # (k labels, method, lr, epochs): test accuracy floor. Chance is 1/k. At LoRA's lr 5e-3 the
 # seed alone moves 2-label accuracy between 0.77 and 0.85 (seeds 0-3, measured; 0.83-0.87 with
