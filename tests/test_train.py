@@ -409,3 +409,18 @@ def test_zero_step_cell_fails_instead_of_reporting_an_untrained_model(tiny_model
     assert not (tmp_path / "metrics.json").exists()
     failure = json.loads((tmp_path / "failure.json").read_text())
     assert "zero optimizer steps" in failure["error"]["message"] and "train.epochs" in failure["error"]["hint"]
+
+
+def test_patience_zero_trains_every_step(tiny_models, tiny_subset, tmp_path):
+    """patience 0 = no early stopping: with evaluations every quarter epoch the cell still runs
+    epochs x steps per epoch optimizer steps (a callback with patience 0 stopped at the first)."""
+    # 54 training examples / batch 8 = 7 optimizer steps per epoch; 3 epochs
+    spec = cell_spec(tiny_models["bert"], "lora", epochs=3, lr=5e-3, eval_every="0.25 epoch", patience=0)
+    assert run_cli(spec, tiny_subset, tmp_path) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["efficiency"]["optimizer_steps"] == 3 * 7
+    assert metrics["efficiency"]["epochs_run"] == 3
+    evals = [r for r in map(json.loads, (tmp_path / "train_log.jsonl").read_text().splitlines()) if "eval" in r]
+    accs = [r["eval"]["accuracy"] for r in evals]
+    assert len(evals) >= 8  # evaluated all along, never stopped
+    assert metrics["val"]["accuracy"] == pytest.approx(max(accs))  # the best evaluation restored

@@ -31,9 +31,13 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
                               processes=distributed.world_size(), report_to=tracked["report_to"],
                               run_name=tracked["run_name"])
     single_process_n_gpu(args)  # never nn.DataParallel: one process, one GPU (or DDP via torchrun)
-    callbacks = [EarlyStoppingCallback(early_stopping_patience=int(train["patience"])),
-                 ProgressLog(), SigtermSave(stop), *([AdaLoraStep()] if spec["method"]["peft"] == "adalora" else []),
-                 *tracked["callbacks"]]
+    # patience 0 = off: no callback at all (transformers stops when counter >= patience, so a
+    # callback with patience 0 would stop at the first evaluation). The best evaluation is still
+    # restored at the end (load_best_model_at_end), with or without early stopping.
+    patience = int(train["patience"])
+    early_stop = [EarlyStoppingCallback(early_stopping_patience=patience)] if patience > 0 else []
+    adalora = [AdaLoraStep()] if spec["method"]["peft"] == "adalora" else []
+    callbacks = [*early_stop, ProgressLog(), SigtermSave(stop), *adalora, *tracked["callbacks"]]
     collator = PadCollator(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if cuda else None), multi)
     val_sorted = sorted(sets["val"], key=lambda x: len(x["input_ids"]))  # metrics ignore order
     trainer = CellTrainer(model=model, args=args, train_dataset=sets["train"], eval_dataset=val_sorted,
