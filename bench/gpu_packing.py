@@ -52,7 +52,7 @@ def specs(out: Path, model_dir: Path, epochs: int, batch: int, smoke: bool) -> l
         spec = B.cell_spec(out, {"path": str(model_dir)}, "lora", k, n, epochs, extra=extra)
         spec["cell"]["seed"] = seed
         spec["cell_id"] = spec["cell_id"].replace("/s0", f"/s{seed}")
-        from emogrid.grid import config_hash
+        from emogrid.study.grid import config_hash
 
         spec["config_hash"] = config_hash(spec)
         result.append((spec, B.prepare_subset(out, k, n, seed)))

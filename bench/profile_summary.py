@@ -15,10 +15,10 @@ import sys
 
 # (phase, markers): a marker is a substring of one py-spy frame "function (file:line)".
 PHASES = [
-    ("import (module top-level, before main)", ["<module> (emogrid/train.py", "_find_and_load"]),
+    ("import (module top-level, before main)", ["<module> (emogrid/training/train.py", "_find_and_load"]),
     ("load data (jsonl)", ["load_data (emogrid/training/cell_data.py"]),
-    ("load model + tokenizer", ["load_model (emogrid/models.py"]),
-    ("apply method (peft wrap)", ["apply_method (emogrid/adapters.py"]),
+    ("load model + tokenizer", ["load_model (emogrid/models/loading.py"]),
+    ("apply method (peft wrap)", ["apply_method (emogrid/models/adapters.py"]),
     ("tokenise", ["encode (emogrid/training/cell_data.py"]),
     ("build Trainer", ["build_trainer (emogrid/training/trainer.py"]),
     ("per-epoch evaluation", ["evaluate (transformers/trainer.py"]),
@@ -33,7 +33,7 @@ PHASES = [
     ("Trainer.train setup", ["train (transformers/trainer.py"]),
     ("final val/test predict", ["evaluate_split (emogrid/training/evaluate.py", "predict (transformers/trainer.py"]),
     ("write outputs", ["write_json", "write_jsonl", "rmtree"]),
-    ("rest of run_cell", ["run_cell (emogrid/train.py"]),
+    ("rest of run_cell", ["run_cell (emogrid/training/train.py"]),
     ("interpreter start/exit, other", [""]),
 ]
 
@@ -42,7 +42,7 @@ def phase_of(stack: list[str]) -> str:
     text = stack
     # imports before `run` starts: <module> frames of the entry point; imports made lazily inside
     # a phase count for that phase (e.g. peft imported by apply_method).
-    in_run = any("run (emogrid/train.py" in f for f in text)
+    in_run = any("run (emogrid/training/train.py" in f for f in text)
     for name, markers in PHASES:
         if name.startswith("import") and in_run:
             continue
@@ -56,7 +56,7 @@ def lazy_imports(lines: list[tuple[list[str], int]]) -> dict[str, int]:
     """Samples spent importing modules inside each phase (lazy imports)."""
     out: collections.Counter = collections.Counter()
     for stack, n in lines:
-        if any("_find_and_load" in f for f in stack) and any("run (emogrid/train.py" in f for f in stack):
+        if any("_find_and_load" in f for f in stack) and any("run (emogrid/training/train.py" in f for f in stack):
             out[phase_of(stack)] += n
     return dict(out)
 

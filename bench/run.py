@@ -9,7 +9,7 @@ records the same timestamps on both sides through the HF Trainer they both use. 
 and the model directory are prepared once, before any timing; every run writes into a fresh
 run directory (no checkpoint, no cache from an earlier run).
 
-Fairness: both sides get the same cell spec (emogrid.grid.expand_cells on config.yaml +
+Fairness: both sides get the same cell spec (emogrid.study.grid.expand_cells on config.yaml +
 RECIPE below + the case), hence the same model, subset files, seed, batch size, lr, scheduler,
 epochs, weight decay and LoRA settings. The recipe is pinned here, not read from a study, so a
 study's tuning (e.g. quickstart's shorter full fine-tuning) never changes what is benchmarked.
@@ -71,7 +71,7 @@ def log(msg: str) -> None:
 
 
 def prepare_subset(out: Path, k: int, n: int, seed: int) -> Path:
-    from emogrid.subset_writer import prepare_subset as prep
+    from emogrid.data.subset_writer import prepare_subset as prep
 
     target = out / "data" / f"k{k}_n{n}_s{seed}"
     if not (target / "manifest.json").is_file():
@@ -87,8 +87,8 @@ def cell_spec(
     """The spec emogrid's own grid gives this cell (RECIPE), early stopping off."""
     import yaml
 
-    from emogrid.config import load_config
-    from emogrid.grid import expand_cells
+    from emogrid.study.config import load_config
+    from emogrid.study.grid import expand_cells
 
     overlay = json.loads(json.dumps(RECIPE))
     overlay.update({"data": {"path": DATA_SOURCE, "name": "goemotions"},
@@ -105,7 +105,7 @@ def cell_spec(
     cells = [c for c in expand_cells(config) if c.axes["method"] == method]
     spec = json.loads(json.dumps(cells[0].spec))
     spec["train"]["patience"] = int(spec["train"]["epochs"])  # early stopping off on both sides
-    from emogrid.grid import config_hash
+    from emogrid.study.grid import config_hash
 
     spec["config_hash"] = config_hash(spec)
     return spec

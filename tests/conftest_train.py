@@ -22,10 +22,10 @@ def real_data_root() -> Path | None:
 
 
 def make_subset(out_dir: Path, k: int, n: int, seed: int = 0, mode: str = "single") -> Path:
-    """A subset via emogrid.subset_writer.prepare_subset on the real data, or a synthetic one per the contract."""
+    """A subset via emogrid.data.subset_writer.prepare_subset on the real data, or a synthetic one per the contract."""
     root = real_data_root()
     if root is not None:
-        from emogrid.subset_writer import prepare_subset
+        from emogrid.data.subset_writer import prepare_subset
 
         prepare_subset({"path": str(root), "taxonomy": "original", "mode": mode}, k, n, seed, out_dir)
         return out_dir
@@ -75,8 +75,8 @@ def tiny_subset(tmp_path_factory) -> Path:
 def cell_spec(model_dir, method: str, targets: str = "attention", *, k: int = 3, n: int = 60,
               seed: int = 0, mode: str = "single", **train) -> dict:
     """A cell spec per docs/CONTRACTS.md for a local model dir and a built-in method."""
-    from emogrid.config_schema import section_defaults
-    from emogrid.methods import BUILTIN_METHODS, method_spec
+    from emogrid.study.methods import BUILTIN_METHODS, method_spec
+    from emogrid.study.schema import section_defaults
 
     # complete like a grid spec: the schema's defaults (less the global report_to), the method's
     # optimizer folded in as the grid does (QLoRA: adamw_8bit), then this test's values

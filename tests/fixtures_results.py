@@ -193,8 +193,8 @@ def build_big_tree(runs: Path, n_models=3, n_methods=6, labels=(2, 4, 8), sample
 def write_scored_cell(runs: Path, dataset: str, model: str, method: str, k: int, n: int, seed: int,
                       gold: dict, pred: dict, labels=None) -> str:
     """A finished single-label cell whose metrics.json and predictions.jsonl agree: metrics
-    computed by emogrid.metrics from `gold[split]` / `pred[split]` (split: val, test)."""
-    from emogrid.metrics import compute
+    computed by emogrid.training.metrics from `gold[split]` / `pred[split]` (split: val, test)."""
+    from emogrid.training.metrics import compute
 
     labels = labels or LABEL_NAMES[:k]
     cid = cell_id(dataset, model, method, "", k, n, seed)

@@ -33,8 +33,8 @@ def make_spec(model: dict, method: str, k: int = K, r: int = 4) -> dict:
 
 
 def peft_count_on_real_weights(spec: dict) -> tuple[int, int]:
-    from emogrid.adapters import apply_method, count_parameters
-    from emogrid.models import load_model
+    from emogrid.models.adapters import apply_method, count_parameters
+    from emogrid.models.loading import load_model
 
     model, _tok, family = load_model(spec, spec["cell"]["labels"])
     model = apply_method(model, spec, family, total_step=1000)

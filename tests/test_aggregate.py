@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from scipy.stats import t as student_t
 
-from emogrid import aggregate as A
 from emogrid.cli import main
 from emogrid.errors import EmogridError
+from emogrid.report import aggregate as A
 
 HALF_STD1 = F.T_975_DF2 * 0.01 / math.sqrt(3)
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import fixtures_results as F
 import pytest
 
-from emogrid import aggregate as A
-from emogrid import results as R
-from emogrid import status as S
 from emogrid.cli import main
-from emogrid.collect import collect
-from emogrid.grid import Cell
-from emogrid.summary import summarize
+from emogrid.report import aggregate as A
+from emogrid.report import status as S
+from emogrid.results.collect import collect
+from emogrid.results.summary import summarize
+from emogrid.study.grid import Cell
+from emogrid.training import cell_files as R
 
 K2 = F.cell_id("goemotions", "tiny-a", "full", "", 2, 100, 0)
 K4 = F.cell_id("goemotions", "tiny-a", "full", "", 4, 100, 0)
@@ -209,7 +209,7 @@ def test_reconcile_leaves_results_of_an_edited_config_to_snakemake(runs, tmp_pat
 
 
 def test_failed_aggregation_leaves_the_previous_tables(runs, tmp_path, monkeypatch):
-    from emogrid import tables as T
+    from emogrid.report import tables as T
 
     out = tmp_path / "tables"
     A.aggregate(runs, out)
@@ -228,8 +228,8 @@ def test_failed_aggregation_leaves_the_previous_tables(runs, tmp_path, monkeypat
 
 
 def test_failed_figures_leave_the_previous_figures(runs, tmp_path, monkeypatch):
-    from emogrid import plots as P
-    from emogrid.figures import per_class
+    from emogrid.report import plots as P
+    from emogrid.report.figures import per_class
 
     A.aggregate(runs, tmp_path / "tables")
     out = tmp_path / "figures"
@@ -282,7 +282,7 @@ def test_damaged_subset_fails_the_cell_naming_file_and_line(tiny_models, tiny_su
 
     from conftest_train import cell_spec
 
-    from emogrid import train
+    from emogrid.training import train
 
     data = tmp_path / "data"
     shutil.copytree(tiny_subset, data)

@@ -1,10 +1,18 @@
-"""emogrid.cell_id: the one place a cell id is formatted, parsed, labelled and turned into paths."""
+"""emogrid.study.cell_id: the one place a cell id is formatted, parsed, labelled and turned into paths."""
 
 import pytest
 
-from emogrid.cell_id import CellId, arm_label, format_value, format_variant, parse_cell_id, parse_variant, short_variant
-from emogrid.config import load_config
-from emogrid.grid import expand_cells
+from emogrid.study.cell_id import (
+    CellId,
+    arm_label,
+    format_value,
+    format_variant,
+    parse_cell_id,
+    parse_variant,
+    short_variant,
+)
+from emogrid.study.config import load_config
+from emogrid.study.grid import expand_cells
 
 
 def test_round_trip_with_and_without_variant():

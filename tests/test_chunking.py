@@ -1,4 +1,4 @@
-"""Training batches forwarded as length-sorted chunks (emogrid.chunking): less padding, same loss
+"""Training batches forwarded as length-sorted chunks (emogrid.training.chunking): less padding, same loss
 and gradient as the whole batch, through CellTrainer.compute_loss."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emogrid.chunking import split_by_length
+from emogrid.training.chunking import split_by_length
 
 PAD = 0
 

@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 from emogrid.cli import main as cli
-from emogrid.config import deep_merge, finalize, load_config
-from emogrid.config_schema import check_overrides
 from emogrid.errors import ConfigError
+from emogrid.study.config import finalize, load_config
+from emogrid.study.merge import deep_merge
+from emogrid.study.schema import check_overrides
 from tests.helpers import REPO
 
 BASE = yaml.safe_load((REPO / "config.yaml").read_text())

@@ -1,5 +1,5 @@
 """One command-line convention: every subcommand that reads a study config takes it as
-`snakemake` does (emogrid.config_args), and known dependency noise stays quiet."""
+`snakemake` does (emogrid.cli_config), and known dependency noise stays quiet."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from emogrid.cli import COMMANDS, main
-from emogrid.config_args import add_config_args, config_from_args, parse_overrides
+from emogrid.cli_config import add_config_args, config_from_args, parse_overrides
 from emogrid.errors import ConfigError
 from tests.helpers import REPO
 

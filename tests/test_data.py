@@ -1,4 +1,4 @@
-"""emogrid prepare (emogrid.data and the modules it runs): label selection, balanced subsets,
+"""emogrid prepare (emogrid.data.prepare and the modules it runs): label selection, balanced subsets,
 splits, determinism, sources, bad data, CLI.
 
 Uses the local GoEmotions copy: $EMOGRID_DATA_DIR, else <repo>/../shared/data/goemotions.
@@ -19,13 +19,13 @@ import pytest
 
 from emogrid import atomic
 from emogrid.cli import main
-from emogrid.datasets.goemotions import resolve_source
-from emogrid.datasets.goemotions_tsv import parse_tsv
-from emogrid.datasets.splits import Split
-from emogrid.datasets.taxonomies import EKMAN_MAPPING, ekman_id_map, taxonomy_labels
+from emogrid.data.goemotions import resolve_source
+from emogrid.data.goemotions_tsv import parse_tsv
+from emogrid.data.splits import Split
+from emogrid.data.subset_selection import select_labels
+from emogrid.data.subset_writer import prepare_subset
 from emogrid.errors import ConfigError, DataError
-from emogrid.subset_selection import select_labels
-from emogrid.subset_writer import prepare_subset
+from emogrid.study.taxonomies import EKMAN_MAPPING, ekman_id_map, taxonomy_labels
 
 REPO = Path(__file__).resolve().parents[1]
 

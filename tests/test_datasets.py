@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emogrid.config import deep_merge, finalize
-from emogrid.datasets.registry import BUILTINS, resolve_dataset
-from emogrid.datasets.taxonomies import taxonomy_labels
+from emogrid.data.subset_writer import prepare_subset
 from emogrid.errors import ConfigError, DataError
-from emogrid.grid import expand_cells, subsets
-from emogrid.subset_writer import prepare_subset
+from emogrid.study.config import finalize
+from emogrid.study.datasets import BUILTINS, resolve_dataset
+from emogrid.study.grid import expand_cells, subsets
+from emogrid.study.merge import deep_merge
+from emogrid.study.taxonomies import taxonomy_labels
 from tests.helpers import REPO
 
 BASE = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -384,7 +385,7 @@ def test_parquet_with_id_lists_multi_label_and_explicit_labels(tmp_path):
 
 
 def test_fetched_hub_snapshot_is_built_in_the_given_cache(tmp_path, monkeypatch):
-    """A fetched hub snapshot (emogrid.fetch) is read offline; its arrow build lands in the
+    """A fetched hub snapshot (emogrid.data.fetch) is read offline; its arrow build lands in the
     data step's cache directory, not in the home directory's HF cache."""
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

@@ -1,4 +1,4 @@
-"""A cell over several processes (emogrid.distributed): DDP with 2 CPU processes (gloo) follows
+"""A cell over several processes (emogrid.training.distributed): DDP with 2 CPU processes (gloo) follows
 the same loss curve as 1 process with the same global batch; FSDP needs CUDA."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 import torch
 from conftest_train import cell_spec
 
-from emogrid import distributed, train
 from emogrid.errors import CellError
-from emogrid.grid import config_hash
+from emogrid.study.grid import config_hash
+from emogrid.training import distributed, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,11 +12,11 @@ import torch
 from conftest_train import cell_spec
 from tiny_models import NEW_FAMILIES, build_tiny_model
 
-from emogrid import train
-from emogrid.adapters import TARGET_PRESETS, TARGETS, apply_method, resolve_targets
 from emogrid.errors import CellError
-from emogrid.grid import config_hash
-from emogrid.models import GENERIC, HEAD_MODULES, detect_family, head_modules, load_model
+from emogrid.models.adapters import TARGET_PRESETS, TARGETS, apply_method, resolve_targets
+from emogrid.models.loading import GENERIC, HEAD_MODULES, detect_family, head_modules, load_model
+from emogrid.study.grid import config_hash
+from emogrid.training import train
 from emogrid.training.provenance import now
 
 MODEL_TYPES = {"distilbert": "distilbert", "roberta": "roberta", "deberta-v2": "deberta-v2",

@@ -371,7 +371,7 @@ def test_ctrl_c_after_a_cell_wrote_its_results_never_retrains_it(tmp_path):
     cells write metrics.json and hold; the test presses Ctrl-C, waits until Snakemake has taken
     it, then lets the jobs exit. Snakemake never post-processes them (their outputs stay marked
     incomplete); the rerun must keep them, not train them again."""
-    from emogrid.results import _mark_path
+    from emogrid.training.cell_files import _mark_path
 
     study = Study(tmp_path)
     hand = tmp_path / "handshake"

@@ -1,4 +1,4 @@
-"""Fetching for offline compute nodes (emogrid.fetch, workflow/rules/fetch.smk).
+"""Fetching for offline compute nodes (emogrid.data.fetch, workflow/rules/fetch.smk).
 
 A hub cache laid out by the tests (tests/hub_cache.py) stands in for the network: every test
 runs with HF_HUB_OFFLINE=1, so nothing here can reach a hub.
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from emogrid import fetch
 from emogrid.cli import main
+from emogrid.data import fetch
+from emogrid.planning import downloads
 from tests.helpers import job_counts, require_data, snakemake
 from tests.hub_cache import COMMIT, lay_out_model
 
@@ -114,8 +115,8 @@ def test_fetch_by_hand_reads_the_study_and_skips_local_models(hub, tmp_path, tin
 def test_training_loads_the_fetched_snapshot_offline_and_records_its_commit(hub, tmp_path, tiny_subset):
     from conftest_train import cell_spec
 
-    from emogrid import train
-    from emogrid.grid import config_hash
+    from emogrid.study.grid import config_hash
+    from emogrid.training import train
 
     receipt_file = tmp_path / "receipt.json"
     fetch.write_receipt(receipt_file, fetch.fetch_model("tiny", {"id": REPO_ID}, hub))
@@ -215,7 +216,7 @@ def _imdb_like(n: int):
 
 
 def test_hub_datasets_of_a_study_are_the_ones_without_local_files(monkeypatch, tmp_path):
-    from emogrid.config import finalize
+    from emogrid.study.config import finalize
 
     raw = {"grid": {"datasets": ["goemotions", "imdb"], "labels": [2], "samples": [40], "models": ["m"],
                     "methods": ["lora"]},
@@ -263,7 +264,7 @@ def test_planner_reports_download_sizes_per_model_and_in_total(monkeypatch, hub,
                          "local": {"path": str(tiny_models["bert"])}, "listed": {"id": "org/listed"}}}
     receipt = fetch.fetch_model("fetched", {"id": REPO_ID}, hub)
     fetch.write_receipt(fetch.receipt_path(tmp_path, "models", "fetched"), receipt)
-    rows = {r["model"]: r for r in fetch.download_rows(config, tmp_path, online=False)}
+    rows = {r["model"]: r for r in downloads.download_rows(config, tmp_path, online=False)}
     # bert-base-uncased's model.safetensors is 440 MB; the bundled config's estimate (no MLM head)
     assert 400 < rows["bert-base"]["download_mb"] < 425 and rows["bert-base"]["source"].startswith("estimate")
     assert rows["fetched"]["download_mb"] == pytest.approx(receipt["bytes"] / 2**20)
@@ -275,7 +276,7 @@ def test_planner_reports_download_sizes_per_model_and_in_total(monkeypatch, hub,
              SimpleNamespace(rfilename="tokenizer.json", size=2 * 2**20)]
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info",
                         lambda self, repo_id, **kw: SimpleNamespace(siblings=files))
-    online = {r["model"]: r for r in fetch.download_rows(config, tmp_path, online=True)}
+    online = {r["model"]: r for r in downloads.download_rows(config, tmp_path, online=True)}
     assert online["listed"]["download_mb"] == 302.0 and online["listed"]["source"] == "hub file list"
 
     from emogrid.planning.report import downloads_markdown

@@ -1,13 +1,13 @@
-"""`python -m emogrid.goemotions_copy`: the hub's GoEmotions files -> the local TSV layout,
+"""`python -m emogrid.data.goemotions_copy`: the hub's GoEmotions files -> the local TSV layout,
 byte-identical to the published copy (original and Ekman)."""
 
 from __future__ import annotations
 
 import os
 
-from emogrid import goemotions_copy
-from emogrid.datasets.goemotions import resolve_source
-from emogrid.datasets.taxonomies import ORIGINAL_LABELS
+from emogrid.data import goemotions_copy
+from emogrid.data.goemotions import resolve_source
+from emogrid.study.taxonomies import ORIGINAL_LABELS
 from tests.helpers import require_data
 from tests.hub_cache import lay_out_dataset
 

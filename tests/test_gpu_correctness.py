@@ -14,8 +14,8 @@ import pytest
 import torch
 from conftest_train import cell_spec
 
-from emogrid import train
-from emogrid.grid import config_hash
+from emogrid.study.grid import config_hash
+from emogrid.training import train
 from emogrid.training.arguments import precision_of
 from emogrid.training.failures import describe_failure, plan_attempt
 from emogrid.training.trainer import CellTrainer
@@ -80,8 +80,8 @@ def _trainer_for(model, tmp_path, ratio, optim_8bit=False):
 def test_loraplus_keeps_weight_decay_and_speeds_up_only_b(tiny_models, tmp_path, use_dora):
     """peft's create_loraplus_optimizer set weight decay 0 on every group and gave 1-D tensors
     (head bias, DoRA magnitudes) the B learning rate."""
-    from emogrid.adapters import apply_method
-    from emogrid.models import load_model
+    from emogrid.models.adapters import apply_method
+    from emogrid.models.loading import load_model
 
     spec = cell_spec(tiny_models["llama"], "loraplus")
     spec["method"]["use_dora"] = use_dora
@@ -125,7 +125,7 @@ def test_loraplus_keeps_weight_decay_and_speeds_up_only_b(tiny_models, tmp_path,
     ({"CUDA_VISIBLE_DEVICES": "0,1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, 2, "0,1"),  # torchrun rank
 ])
 def test_a_single_process_cell_is_pinned_to_one_gpu(env, detected, expected):
-    from emogrid.devices import pin_visible_devices
+    from emogrid.models.devices import pin_visible_devices
 
     env = dict(env)
     before = dict(env)
@@ -139,7 +139,7 @@ def test_a_single_process_cell_is_pinned_to_one_gpu(env, detected, expected):
 def test_trainer_never_counts_more_than_one_gpu_in_one_process():
     from types import SimpleNamespace
 
-    from emogrid.devices import single_process_n_gpu
+    from emogrid.models.devices import single_process_n_gpu
 
     args = SimpleNamespace(_n_gpu=4, world_size=1)
     single_process_n_gpu(args)
@@ -230,7 +230,7 @@ def test_precision_auto_needs_native_bf16(monkeypatch, capability, emulated, exp
     monkeypatch.setattr(torch.cuda, "is_bf16_supported",
                         lambda including_emulation=True: capability[0] >= 8 or (emulated and including_emulation))
     monkeypatch.setattr(torch.version, "hip", None)
-    from emogrid.models import base_weights_dtype, compute_dtype
+    from emogrid.models.loading import base_weights_dtype, compute_dtype
 
     assert precision_of({"train": {"precision": "auto"}}) == expected
     assert (compute_dtype({"compute_dtype": "auto"}) == torch.bfloat16) == (expected == "bf16")
@@ -243,7 +243,7 @@ def test_precision_auto_needs_native_bf16(monkeypatch, capability, emulated, exp
 def test_int8_cast_warning_is_logged_once(caplog, monkeypatch):
     import logging
 
-    from emogrid.devices import quiet_int8_casts
+    from emogrid.models.devices import quiet_int8_casts
 
     logger = logging.getLogger("bitsandbytes.autograd._functions")
     # a fresh filter: an int8 cell trained earlier in this process has spent the first line

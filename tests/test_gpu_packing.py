@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from test_gpu_slots import CHILD, clean_env, slot_cmd, wait_for
 
-from emogrid import gpu_ledger
 from emogrid.errors import EmogridError
+from emogrid.scheduling import gpu_ledger
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from emogrid import gpu_ids, gpu_locks
 from emogrid.errors import EmogridError
+from emogrid.models import devices
+from emogrid.scheduling import gpu_ids, gpu_locks
 
 # The child every test runs: records its CUDA_VISIBLE_DEVICES and a [start, end] interval.
 CHILD = textwrap.dedent(
@@ -219,7 +220,7 @@ def test_empty_cuda_visible_devices_means_no_gpu():
 
 
 def test_old_style_mig_ids_are_accepted_and_lock_files_stay_flat(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_ids, "_nvidia_smi_ids", lambda: {})
+    monkeypatch.setattr(gpu_ids, "nvidia_smi_ids", lambda: {})
     mig = "MIG-GPU-5c89852c-d268-c3f3-1b07-005d5ae1dc3f/7/0"
     assert gpu_ids.parse_ids(mig + ",MIG-GPU-5c89852c-d268-c3f3-1b07-005d5ae1dc3f/8/0", "x") == \
         [mig, "MIG-GPU-5c89852c-d268-c3f3-1b07-005d5ae1dc3f/8/0"]
@@ -231,7 +232,7 @@ def test_old_style_mig_ids_are_accepted_and_lock_files_stay_flat(tmp_path, monke
 
 
 def test_index_and_uuid_of_one_gpu_share_a_slot(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_ids, "_nvidia_smi_ids", lambda: {"0": "GPU-aaaa", "1": "GPU-bbbb"})
+    monkeypatch.setattr(gpu_ids, "nvidia_smi_ids", lambda: {"0": "GPU-aaaa", "1": "GPU-bbbb"})
     held = gpu_locks.try_lock(tmp_path, "0")
     assert held is not None
     assert gpu_locks.try_lock(tmp_path, "GPU-aaaa") is None  # same device, same slot: busy
@@ -245,7 +246,7 @@ def test_index_and_uuid_of_one_gpu_share_a_slot(tmp_path, monkeypatch):
 
 def test_existing_slot_file_is_opened_without_o_creat(tmp_path, monkeypatch):
     """fs.protected_regular: O_CREAT on another user's file in sticky /tmp fails with EACCES."""
-    monkeypatch.setattr(gpu_ids, "_nvidia_smi_ids", lambda: {})
+    monkeypatch.setattr(gpu_ids, "nvidia_smi_ids", lambda: {})
     (tmp_path / "gpu-0.lock").write_text("someone else's\n")
     real_open = os.open
 
@@ -264,19 +265,19 @@ def test_existing_slot_file_is_opened_without_o_creat(tmp_path, monkeypatch):
 
 
 def test_a_gpu_that_cannot_be_counted_is_an_error_not_a_cpu_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_ids, "_nvidia_smi_ids", lambda: {})
-    assert gpu_ids.detect_gpu_count(tmp_path) == 0  # a machine without NVIDIA devices
+    monkeypatch.setattr(devices, "nvidia_smi_ids", lambda: {})
+    assert devices.detect_gpu_count(tmp_path) == 0  # a machine without NVIDIA devices
     (tmp_path / "nvidia0").touch()
     (tmp_path / "nvidia1").touch()
     (tmp_path / "nvidiactl").touch()
-    assert gpu_ids.detect_gpu_count(tmp_path) == 2
+    assert devices.detect_gpu_count(tmp_path) == 2
     wsl = tmp_path / "wsl"
     wsl.mkdir()
     (wsl / "dxg").touch()  # WSL2: no /dev/nvidia<k>
     with pytest.raises(EmogridError, match="EMOGRID_GPUS"):
-        gpu_ids.detect_gpu_count(wsl)
-    monkeypatch.setattr(gpu_ids, "_nvidia_smi_ids", lambda: {"0": "GPU-a"})
-    assert gpu_ids.detect_gpu_count(wsl) == 1
+        devices.detect_gpu_count(wsl)
+    monkeypatch.setattr(devices, "nvidia_smi_ids", lambda: {"0": "GPU-a"})
+    assert devices.detect_gpu_count(wsl) == 1
 
 
 def test_child_gets_pci_bus_order(tmp_path):

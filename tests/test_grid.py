@@ -6,8 +6,9 @@ import copy
 
 import yaml
 
-from emogrid.config import deep_merge, finalize
-from emogrid.grid import expand_cells, find_sweeps, format_value, subsets
+from emogrid.study.config import finalize
+from emogrid.study.grid import expand_cells, find_sweeps, format_value, subsets
+from emogrid.study.merge import deep_merge
 from tests.helpers import REPO
 
 BASE = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -131,7 +132,7 @@ def test_a_model_override_of_a_swept_key_removes_that_axis_for_the_model():
 
 
 def test_grid_summary_shows_the_paper_targets_per_family():
-    from emogrid.grid_cli import target_lines
+    from emogrid.planning.grid_command import target_lines
 
     lines = target_lines(cells_of())
     assert "gpt2-xl (gpt2): lora.targets qv = c_attn" in lines

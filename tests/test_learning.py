@@ -12,7 +12,7 @@ import json
 import pytest
 from conftest_train import cell_spec, make_subset
 
-from emogrid import train
+from emogrid.training import train
 
 # One torch thread: with torch's default of one OpenMP thread per core, a busy 2-core machine
 # makes the spinning threads wait on each other (measured on k2-lora: 25 s of training idle,

@@ -1,9 +1,9 @@
-"""emogrid.metrics: METRICS contract, checked against hand-computed values."""
+"""emogrid.training.metrics: METRICS contract, checked against hand-computed values."""
 
 import numpy as np
 import pytest
 
-from emogrid import metrics as M
+from emogrid.training import metrics as M
 
 LABELS = ["a", "b", "c"]
 

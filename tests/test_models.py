@@ -1,4 +1,4 @@
-"""emogrid.models / emogrid.adapters on tiny random models of every family."""
+"""emogrid.models.loading / emogrid.models.adapters on tiny random models of every family."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from emogrid.adapters import TARGETS, apply_method, build_peft_config, count_parameters, resolve_targets
 from emogrid.errors import CellError
-from emogrid.models import DECODER_FAMILIES, detect_family, load_model, load_tokenizer
+from emogrid.models.adapters import TARGETS, apply_method, build_peft_config, count_parameters, resolve_targets
+from emogrid.models.loading import DECODER_FAMILIES, detect_family, load_model, load_tokenizer
 
 FAMILIES = ("llama", "qwen2", "gpt2", "gemma3", "bert")
 
@@ -145,7 +145,8 @@ def test_adapters_import_is_cheap_and_side_effect_free():
     import sys
 
     code = (
-        "import sys, emogrid.adapters, emogrid.models; assert 'peft' not in sys.modules and 'torch' not in sys.modules"
+        "import sys, emogrid.models.adapters, emogrid.models.loading; "
+        "assert 'peft' not in sys.modules and 'torch' not in sys.modules"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

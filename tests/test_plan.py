@@ -54,7 +54,7 @@ def test_plan_by_hand_prints_and_never_writes_the_rules_tables(tmp_path, monkeyp
 
 
 def test_planned_device_follows_resources_then_declared_gpus(monkeypatch):
-    from emogrid.plan import planned_device
+    from emogrid.planning.plan import planned_device
 
     config = {"resources": {"train": {}}, "models": {"m": {}}}
     assert planned_device(config, "m", environ={"EMOGRID_GPUS": "0"}) == "cpu"

@@ -42,8 +42,8 @@ def test_check_fit_reports_cells_that_do_not_fit():
 @pytest.mark.parametrize("double_quant", [True, False])
 def test_nf4_weight_bytes_equal_bitsandbytes(tiny_models, double_quant):
     """QLoRA weights: packed 4-bit + absmax (nested or not) + fp32 rest == the real bnb model."""
-    from emogrid.adapters import apply_method
-    from emogrid.models import load_model
+    from emogrid.models.adapters import apply_method
+    from emogrid.models.loading import load_model
 
     spec = make_spec({"name": "tiny-llama", "id": None, "path": str(tiny_models["llama"])}, "qlora")
     spec["quant"]["double_quant"] = double_quant

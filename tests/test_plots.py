@@ -6,13 +6,13 @@ import fixtures_results as F
 import matplotlib
 import pytest
 
-from emogrid import aggregate as A
-from emogrid import plots as P
 from emogrid.cli import main
 from emogrid.errors import EmogridError
-from emogrid.figures.heatmap import study_heatmap
-from emogrid.figures.per_class import confusion_matrix
-from emogrid.figures.style import FORMATS
+from emogrid.report import aggregate as A
+from emogrid.report import plots as P
+from emogrid.report.figures.heatmap import study_heatmap
+from emogrid.report.figures.per_class import confusion_matrix
+from emogrid.report.figures.style import FORMATS
 
 
 @pytest.fixture(scope="module")

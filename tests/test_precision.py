@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from emogrid.adapters import apply_method
-from emogrid.models import base_weights_dtype, load_model, upcast_trainable
+from emogrid.models.adapters import apply_method
+from emogrid.models.loading import base_weights_dtype, load_model, upcast_trainable
 from tests.test_models import spec_for
 
 

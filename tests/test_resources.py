@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from emogrid.errors import ConfigError
-from emogrid.resources import declared_gpus, export_declared_gpus, rule_resources, step_resources, train_resources
+from emogrid.planning.job_resources import rule_resources
+from emogrid.scheduling.resources import declared_gpus, export_declared_gpus, step_resources, train_resources
 
 CONFIG = {
     "resources": {
@@ -132,7 +133,7 @@ def test_cells_per_gpu_is_checked(bad):
 
 
 def test_export_packing():
-    from emogrid.resources import export_packing
+    from emogrid.scheduling.resources import export_packing
 
     env = {}
     export_packing({"resources": {"train": {"cells_per_gpu": "auto", "gpu_mem_mb": 81920}}}, env)

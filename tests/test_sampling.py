@@ -1,4 +1,4 @@
-"""Length-grouped training order (emogrid.sampling) and its wiring into the cell's Trainer."""
+"""Length-grouped training order (emogrid.training.sampling) and its wiring into the cell's Trainer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import statistics
 import pytest
 import torch
 
-from emogrid.sampling import length_grouped_order
+from emogrid.training.sampling import length_grouped_order
 
 
 def comment_lengths(n: int, seed: int = 0) -> list[int]:

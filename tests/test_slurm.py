@@ -213,7 +213,7 @@ def test_emogrid_grid_through_slurm(slurm_cluster, trivial_run, tmp_path, monkey
     job first, then the whole grid (2 cells + data + tables/figures), every job via sbatch
     except the fetch of the hub model (a localrule, on the 'login node'); its training job
     loads the fetched snapshot offline."""
-    pytest.importorskip("emogrid.train")
+    pytest.importorskip("emogrid.training.train")
     pytest.importorskip("transformers")
     from tests.helpers import require_data
     from tests.hub_cache import COMMIT, lay_out_model
@@ -328,7 +328,7 @@ PACKED = textwrap.dedent(
     r"""
     # What the train rule does, on a trivial job: export the declared GPU count, and let gpu-slot
     # pack (Snakemake does not count a share of a GPU)
-    from emogrid.resources import export_declared_gpus
+    from emogrid.scheduling.resources import export_declared_gpus
 
     export_declared_gpus(workflow.global_resources)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from tiny_models import build_tiny_model
 
-from emogrid.config import finalize
-from emogrid.config_schema import schema_default, section_defaults
 from emogrid.errors import CellError
-from emogrid.grid import check_spec, expand_cells
+from emogrid.study.config import finalize
+from emogrid.study.grid import check_spec, expand_cells
+from emogrid.study.schema import schema_default, section_defaults
 
 METHODS = ["full", "lora", "qlora", "ia3", "adalora", "dora", "loraplus"]
 
@@ -80,8 +80,8 @@ def test_training_arguments_are_the_schema_defaults(specs, tmp_path):
 
 
 def test_peft_and_quantisation_configs_are_the_schema_defaults(specs, tiny_bert):
-    from emogrid.adapters import TARGETS, build_peft_config
-    from emogrid.models import quantization_config
+    from emogrid.models.adapters import TARGETS, build_peft_config
+    from emogrid.models.loading import quantization_config
 
     model = _meta_model(tiny_bert)
     lora = build_peft_config(specs["lora"], model, "bert")
@@ -103,7 +103,7 @@ def test_peft_and_quantisation_configs_are_the_schema_defaults(specs, tiny_bert)
 
 @pytest.mark.parametrize("drop", ["train.lr", "lora.alpha", "data.threshold", "method.use_dora", "quant"])
 def test_an_incomplete_spec_is_refused_naming_the_key(specs, drop, tmp_path):
-    from emogrid.train import load_spec
+    from emogrid.training.train import load_spec
 
     spec = json.loads(json.dumps(specs["qlora"]))
     section, _, key = drop.partition(".")

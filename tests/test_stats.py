@@ -1,11 +1,11 @@
-"""Known-answer tests for emogrid.stats: every statistic against a reference or a hand value."""
+"""Known-answer tests for emogrid.results.stats: every statistic against a reference or a hand value."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from emogrid import stats
+from emogrid.results import stats
 
 
 def _confusion(gold, pred, k):

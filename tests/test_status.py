@@ -7,10 +7,10 @@ import json
 import fixtures_results as F
 import pytest
 
-from emogrid import collect as C
-from emogrid import results as R
-from emogrid import status as S
 from emogrid.cli import main
+from emogrid.report import status as S
+from emogrid.results import collect as C
+from emogrid.training import cell_files as R
 
 
 @pytest.fixture()

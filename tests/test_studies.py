@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from emogrid.config import load_config
-from emogrid.grid import expand_cells
+from emogrid.study.config import load_config
+from emogrid.study.grid import expand_cells
 from tests.helpers import REPO, job_counts, snakemake
 
 PAPERS = {

@@ -6,11 +6,11 @@ import fixtures_results as F
 import pandas as pd
 import pytest
 
-from emogrid import aggregate as A
-from emogrid import tables as T
-from emogrid.paper_tables.efficiency import efficiency_frame, render_efficiency
-from emogrid.paper_tables.layout import latex_escape
-from emogrid.paper_tables.study import render_study, study_pivot
+from emogrid.report import aggregate as A
+from emogrid.report import tables as T
+from emogrid.report.paper_tables.efficiency import efficiency_frame, render_efficiency
+from emogrid.report.paper_tables.layout import latex_escape
+from emogrid.report.paper_tables.study import render_study, study_pivot
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ import pytest
 import torch
 from conftest_train import cell_spec
 
-from emogrid import results, train
-from emogrid.devices import cpu_threads
 from emogrid.errors import CellError, NaNLossError
-from emogrid.grid import config_hash
-from emogrid.training import write
+from emogrid.models.devices import cpu_threads
+from emogrid.study.grid import config_hash
+from emogrid.training import cell_files as results
+from emogrid.training import train, write
 from emogrid.training.failures import describe_failure
 from emogrid.training.provenance import now
 
@@ -155,12 +155,12 @@ def test_bad_model_path_fails_with_record_and_is_not_retried(tiny_subset, tmp_pa
     assert failure["error"]["retryable"] is False and failure["error"]["hint"]
     assert not (out / "metrics.json").exists()
     # The retry sees the same non-retryable error with the same config: fails without loading.
-    import emogrid.models
+    import emogrid.models.loading
 
     def no_load(*args, **kwargs):
         raise AssertionError("the retry loaded the model again")
 
-    monkeypatch.setattr(emogrid.models, "load_model", no_load)
+    monkeypatch.setattr(emogrid.models.loading, "load_model", no_load)
     assert run_cli(spec, tiny_subset, out, attempt=2) == 2
     assert "not retrying" in capsys.readouterr().err
 
@@ -391,8 +391,9 @@ def test_report_to_is_global_and_never_in_the_spec():
 
     import yaml
 
-    from emogrid.config import deep_merge, finalize
-    from emogrid.grid import expand_cells
+    from emogrid.study.config import finalize
+    from emogrid.study.grid import expand_cells
+    from emogrid.study.merge import deep_merge
     from tests.helpers import REPO
 
     base = yaml.safe_load((REPO / "config.yaml").read_text())

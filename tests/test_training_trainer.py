@@ -25,8 +25,8 @@ def _args(tmp_path, optim):
 
 @pytest.mark.parametrize("optim, expected", [("adamw_torch", "AdamW"), ("adamw_bnb_8bit", "AdamW8bit")])
 def test_loraplus_uses_the_optimizer_the_arguments_name(tiny_models, tmp_path, optim, expected):
-    from emogrid.adapters import apply_method
-    from emogrid.models import load_model
+    from emogrid.models.adapters import apply_method
+    from emogrid.models.loading import load_model
 
     spec = cell_spec(tiny_models["llama"], "loraplus")
     model, _, family = load_model(spec, 3)

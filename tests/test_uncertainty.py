@@ -9,8 +9,8 @@ import fixtures_results as F
 import numpy as np
 import pytest
 
-from emogrid import aggregate as A
-from emogrid import stats
+from emogrid.report import aggregate as A
+from emogrid.results import stats
 
 # one shared test split (as GoEmotions' official test set): 75% class 0 -> majority baseline 0.75
 TEST_GOLD = np.array([0] * 225 + [1] * 75)
@@ -72,7 +72,7 @@ def test_one_seed_comparison_uses_mcnemar_and_bold_needs_significance(one_seed):
     assert "**" in strong_row  # 0.95 vs 0.80 on 300 shared examples: significant after Holm
     cells = one_seed["cells"].set_index("model")
     # McNemar on the discordant pairs, by hand
-    from emogrid.uncertainty import read_outcomes
+    from emogrid.results.uncertainty import read_outcomes
 
     runs = one_seed["root"] / "runs"
     a = read_outcomes(runs / cells.loc["strong", "cell_id"] / "predictions.jsonl")["test"]
@@ -132,7 +132,7 @@ def test_one_seed_method_comparison_is_mcnemar_exact(tmp_path):
 
 
 def test_replication_table_and_figure_on_a_synthetic_tree(tmp_path):
-    from emogrid.figures.replication import replication_figure
+    from emogrid.report.figures.replication import replication_figure
 
     runs = tmp_path / "runs"
     rng = np.random.default_rng(11)
@@ -175,7 +175,7 @@ def test_replication_table_and_figure_on_a_synthetic_tree(tmp_path):
 
 
 def test_batched_set_replicates_equal_the_per_cell_computation():
-    from emogrid import uncertainty as U
+    from emogrid.results import uncertainty as U
 
     rng = np.random.default_rng(0)
     gold = rng.integers(0, 4, 300)
@@ -195,8 +195,8 @@ def test_batched_set_replicates_equal_the_per_cell_computation():
 
 def test_report_split_val_is_the_papers_view(tmp_path):
     """report: {split: val} -> the study tables and heatmap show validation numbers, titled so."""
-    from emogrid import plots as P
-    from emogrid.figures.heatmap import study_heatmap
+    from emogrid.report import plots as P
+    from emogrid.report.figures.heatmap import study_heatmap
 
     runs = _tree(tmp_path / "runs", {"strong": 0.95, "weak": 0.80})
     result = A.aggregate(runs, tmp_path / "tables", expected=[],
@@ -224,8 +224,8 @@ def test_multilabel_cells_get_example_intervals_too(tmp_path):
 
     from sklearn.metrics import f1_score
 
-    from emogrid import uncertainty as U
-    from emogrid.metrics import compute
+    from emogrid.results import uncertainty as U
+    from emogrid.training.metrics import compute
 
     rng = np.random.default_rng(4)
     labels = ["a", "b", "c", "d"]

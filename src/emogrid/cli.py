@@ -12,15 +12,15 @@ import sys
 
 # name -> (module, one-line help). Each module defines `configure_parser(p)` and `run(args) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "grid": ("emogrid.grid_cli", "list the cells of a study config (validates it first)"),
-    "fetch": ("emogrid.fetch", "download the study's hub models and datasets once (for offline compute nodes)"),
-    "prepare": ("emogrid.data", "build one data subset (labels k, samples n, seed)"),
-    "train": ("emogrid.train", "train and evaluate one grid cell, write metrics.json"),
-    "aggregate": ("emogrid.aggregate", "collect finished cells into tidy tables"),
-    "figures": ("emogrid.plots", "draw the study figures from the tables"),
-    "status": ("emogrid.status", "show done / failed / pending cells of the grid"),
-    "plan": ("emogrid.plan", "exact parameter counts and memory estimates per cell, offline"),
-    "gpu-slot": ("emogrid.gpu_slots", "run a command holding one free GPU (sets CUDA_VISIBLE_DEVICES)"),
+    "grid": ("emogrid.planning.grid_command", "list the cells of a study config (validates it first)"),
+    "fetch": ("emogrid.data.fetch", "download the study's hub models and datasets once (for offline compute nodes)"),
+    "prepare": ("emogrid.data.prepare", "build one data subset (labels k, samples n, seed)"),
+    "train": ("emogrid.training.train", "train and evaluate one grid cell, write metrics.json"),
+    "aggregate": ("emogrid.report.aggregate", "collect finished cells into tidy tables"),
+    "figures": ("emogrid.report.plots", "draw the study figures from the tables"),
+    "status": ("emogrid.report.status", "show done / failed / pending cells of the grid"),
+    "plan": ("emogrid.planning.plan", "exact parameter counts and memory estimates per cell, offline"),
+    "gpu-slot": ("emogrid.scheduling.gpu_slots", "run a command holding one free GPU (sets CUDA_VISIBLE_DEVICES)"),
 }
 
 

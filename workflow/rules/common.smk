@@ -6,12 +6,16 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from emogrid import outputs, reporting, tracking
-from emogrid.config import finalize
+from emogrid.report import outputs
+from emogrid.report import rule_inputs as reporting
+from emogrid.training import tracking
+from emogrid.study.config import finalize
+from emogrid.data.checks import check_sources
 from emogrid.errors import EmogridError
-from emogrid.fetch import cache_dir, hub_datasets, hub_models, receipt_path
-from emogrid.resources import export_declared_gpus, export_packing, unfit_cells_message
-from emogrid.grid import dataset_definitions, expand_cells, subset_dir, subsets
+from emogrid.data.fetch import cache_dir, hub_datasets, hub_models, receipt_path
+from emogrid.scheduling.resources import export_declared_gpus, export_packing
+from emogrid.planning.job_resources import unfit_cells_message
+from emogrid.study.grid import dataset_definitions, expand_cells, subset_dir, subsets
 
 RESULTS = "results"
 
@@ -23,13 +27,14 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 try:
     config.update(finalize(config))
+    check_sources(config)
 except EmogridError as err:
     # A user error: one clear message, no traceback, before any job is scheduled.
     print(f"emogrid: {err}", file=sys.stderr)
     sys.exit(2)
 validate(config, "../schemas/config.schema.yaml")  # Snakemake's own check (passed above); a link to emogrid/schemas/
 # Live curves (train.report_to) travel in the environment, not in the cell spec: switching
-# them on or off never reruns a finished cell (emogrid.tracking).
+# them on or off never reruns a finished cell (emogrid.training.tracking).
 tracking.export(config)
 # the declared `--resources gpu=N` and resources.train.cells_per_gpu, for emogrid gpu-slot
 # (and for the fit check below: a cell may spread over the declared GPUs)
@@ -49,9 +54,9 @@ DATASETS = dataset_definitions(config)  # name -> complete definition (grid.data
 CELL_BY_ID = {cell.cell_id: cell for cell in CELLS}
 
 # Target modules against each model's structure (meta device, local or bundled config.json):
-# a misspelt lora.targets stops here, not inside every job (emogrid.precheck).
+# a misspelt lora.targets stops here, not inside every job (emogrid.planning.precheck).
 if workflow.is_main_process:
-    from emogrid.precheck import target_problems
+    from emogrid.planning.precheck import target_problems
 
     _bad_targets = target_problems(CELLS)
     if _bad_targets:
@@ -66,14 +71,14 @@ if workflow.is_main_process:
 
 # Results Snakemake may not see as they are: an invalid metrics.json (schema, cell id, config
 # hash) is moved aside so the cell trains again; a valid one that an interrupted Snakemake left
-# marked incomplete is kept (emogrid.results.reconcile). Main process only (cluster jobs parse
+# marked incomplete is kept (emogrid.training.cell_files.reconcile). Main process only (cluster jobs parse
 # this file too), never in report-only mode.
 if (
     workflow.is_main_process
     and not str(config.get("report_only", False)).lower() in ("1", "true")
     and os.environ.get("EMOGRID_REPORT_ONLY", "0").lower() not in ("1", "true", "yes", "on")
 ):
-    from emogrid.results import reconcile
+    from emogrid.training.cell_files import reconcile
 
     for _note in reconcile(CELLS, RESULTS):  # also under -n: an invalid file is never a result
         print(f"emogrid: {_note}", file=sys.stderr)
@@ -131,7 +136,7 @@ def cell_data(wildcards):
 
 
 # ---------------------------------------------------------------- report (report.smk)
-# Names: emogrid.outputs; what aggregate waits for: emogrid.reporting.
+# Names: emogrid.report.outputs; what aggregate waits for: emogrid.report.rule_inputs.
 REPORT_ONLY = reporting.report_only(config)
 TABLES = f"{RESULTS}/tables"
 FIGURES = f"{RESULTS}/figures"

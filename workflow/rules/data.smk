@@ -1,6 +1,6 @@
 # One job per (dataset, labels k, samples n, seed): every model and method of that subset
 # reads these very files.
-from emogrid.resources import rule_resources  # resources.data of config.yaml
+from emogrid.planning.job_resources import rule_resources  # resources.data of config.yaml
 
 
 rule prepare_data:

@@ -1,7 +1,7 @@
 # Fetch once, where the network is: one job per hub model and per hub dataset, run on the
 # machine Snakemake runs on (the login node under profiles/slurm). Training and data jobs
 # take the receipt as input and load the snapshot offline (HF_HUB_OFFLINE=1), so a missing
-# model stops its cells before any of them is queued. Logic: emogrid.fetch.
+# model stops its cells before any of them is queued. Logic: emogrid.data.fetch.
 
 
 localrules:

@@ -1,12 +1,12 @@
 # Tables, figures and the HTML report: thin rules around `emogrid aggregate` and
 # `emogrid figures`.
 #
-# Output names live in emogrid.outputs; what the rules wait for in emogrid.reporting (through
+# Output names live in emogrid.report.outputs; what the rules wait for in emogrid.report.rule_inputs (through
 # the helpers of common.smk).
 #
 # Rerun triggers (Snakemake 9: mtime, params, input, software-env, code), by design:
-# - `aggregate` declares the table code (emogrid.outputs.AGGREGATE_CODE) as inputs and
-#   `figures` declares the plotting code (emogrid.outputs.FIGURES_CODE): editing plotting code
+# - `aggregate` declares the table code (emogrid.report.outputs.AGGREGATE_CODE) as inputs and
+#   `figures` declares the plotting code (emogrid.report.outputs.FIGURES_CODE): editing plotting code
 #   reruns `figures` only; editing table code reruns `aggregate` + `figures`. None of these files is an input of
 #   `train` or `prepare_data`, and nothing downstream of the tables feeds training, so
 #   presentation changes can never retrain a cell.

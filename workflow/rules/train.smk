@@ -1,13 +1,13 @@
 # One job per grid cell. The spec parameter holds everything that affects the cell, so a
 # changed hyperparameter reruns exactly the cells that use it.
 # Resources (gpu/gres, mem_mb, runtime, cpus_per_task, slurm_partition, slurm_account,
-# constraint) come from config resources.train + models.<name>.resources (emogrid.resources).
+# constraint) come from config resources.train + models.<name>.resources (emogrid.scheduling.resources).
 # `emogrid gpu-slot` gives each concurrent job its own GPU on a workstation (one lock file per
 # GPU; EMOGRID_GPUS = the declared `--resources gpu=N`) and keeps SLURM's assignment on a cluster.
-# resources.train.cells_per_gpu (auto | N) lets gpu-slot pack several cells on one GPU (emogrid.gpu_ledger);
-# resources.train.gpu: N > 1 runs the cell over N GPUs (torchrun: DDP, FSDP for full; emogrid.distributed).
+# resources.train.cells_per_gpu (auto | N) lets gpu-slot pack several cells on one GPU (emogrid.scheduling.gpu_ledger);
+# resources.train.gpu: N > 1 runs the cell over N GPUs (torchrun: DDP, FSDP for full; emogrid.training.distributed).
 # (EMOGRID_GPUS and the packing settings are exported in common.smk.)
-from emogrid.resources import needs_planner, planned_host_mem_mb, rule_resources
+from emogrid.planning.job_resources import needs_planner, planned_host_mem_mb, rule_resources
 
 
 rule train:

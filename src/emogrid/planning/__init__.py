@@ -1,7 +1,11 @@
-"""Planning a study before spending: exact parameter counts and memory estimates per cell.
+"""Stage 5, planning: a study sized before anything is spent. Owns exact parameter counts on the
+meta device (`structure`), the memory model and GPU counts (`memory`, with token lengths from
+`tokens`), each training job's resources completed by the plan (`job_resources`), the checks
+that need a model's structure (`precheck`), the download sizes (`downloads`), the plan tables
+(`report`), the memory model checked against real CPU runs (`validation`, `measure_run`), and
+the commands that look at a study before it runs: `emogrid plan` (`plan`) and `emogrid grid`
+(`grid_command`).
 
-`structure` builds each model on the meta device and counts it; `memory` turns that and the
-token lengths of `tokens` into a memory estimate (and GPU counts); `report` writes the plan
-tables; `validation` checks the memory model against real CPU runs (each measured in a fresh
-`measure_run` process). The `emogrid plan` command itself is `emogrid.plan`.
+Reads: the study, bundled model configs, fetch receipts. Writes: results/plan/*.csv|md.
+Imports: study, data, models, scheduling.
 """

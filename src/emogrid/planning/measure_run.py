@@ -20,8 +20,8 @@ def measure(spec: dict, seq: int, steps: int) -> dict:
     import torch
     import transformers  # noqa: F401
 
-    from emogrid.adapters import apply_method
-    from emogrid.models import load_model
+    from emogrid.models.adapters import apply_method
+    from emogrid.models.loading import load_model
 
     torch.manual_seed(0)
     torch.set_num_threads(1)

@@ -5,7 +5,7 @@ Per cell, broken down like the tables of the LoRA/QLoRA papers:
   fp32 absmax per 64 weights, or with double quantisation one 8-bit absmax per 64 plus one fp32
   per 256 absmax blocks (+ the 256-entry code); int8: 1 byte/param + one fp32 scale per output
   row. Not quantised: embeddings, norms, the classification head (and anything that isn't a
-  Linear/Conv1D). Unquantised weights follow the loader (emogrid.models.base_weights_dtype):
+  Linear/Conv1D). Unquantised weights follow the loader (emogrid.models.loading.base_weights_dtype):
   fp32 for full fine-tuning and on CPU, bf16 for a frozen base on a bf16 device; whatever
   trains is fp32 (peft upcasts adapters, emogrid upcasts a copied head).
 - gradients: one per trainable parameter, in its dtype.
@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import math
 
-from emogrid.models import base_weights_dtype
+from emogrid.models.loading import base_weights_dtype
 from emogrid.planning.structure import checkpoint_dtype, meta_structure, model_config_dict, structure, structure_key
 from emogrid.planning.tokens import DEFAULT_TOKEN_STATS
-from emogrid.resources import DEFAULT_SAFETY_MARGIN
+from emogrid.scheduling.resources import DEFAULT_SAFETY_MARGIN
 
 MIB = 2 ** 20
 CUDA_OVERHEAD_MB = 600.0  # CUDA context + cuBLAS workspace + allocator slack

@@ -7,10 +7,10 @@ column to its widest cell, and the compact `| a | b |` rows are what readers (an
 
 from __future__ import annotations
 
-from emogrid.cell_id import CellId
 from emogrid.planning.memory import plan_cell_memory
 from emogrid.planning.structure import build_meta_model, model_config_dict
-from emogrid.resources import DEFAULT_SAFETY_MARGIN
+from emogrid.scheduling.resources import DEFAULT_SAFETY_MARGIN
+from emogrid.study.cell_id import CellId
 
 PLAN_COLUMNS = ["model", "method", "variant", "labels", "device", "family", "trainable_params", "total_params",
                 "trainable_percent", "precision", "weights_dtype", "quantize", "optim", "batch_size",
@@ -96,7 +96,7 @@ def lora_sizing_rows(model_specs: dict[str, dict], num_labels: int = 2) -> list[
     """
     import torch.nn as nn
 
-    from emogrid.adapters import resolve_targets
+    from emogrid.models.adapters import resolve_targets
 
     rows = []
     for name, mspec in model_specs.items():
@@ -144,10 +144,10 @@ def lora_sizing_markdown(rows: list[dict]) -> str:
 # ----------------------------------------------------------------------------- downloads
 
 def downloads_markdown(config: dict, results) -> str:
-    """The disk the study's model downloads take (emogrid.fetch.download_rows), with the total."""
+    """The disk the study's model downloads take (emogrid.planning.downloads.download_rows), with the total."""
     import math
 
-    from emogrid.fetch import download_rows
+    from emogrid.planning.downloads import download_rows
 
     rows = download_rows(config, results)
     lines = ["Downloads (fetch_model, into fetch.cache_dir):", "",

@@ -1,7 +1,7 @@
 """A cell's model structure on the meta device: exact parameter counts and per-tensor facts.
 
 The cell's model is built from its config on the meta device (no weights, no memory), the
-cell's method is applied with the trainer's own code (`emogrid.adapters.apply_method`, the
+cell's method is applied with the trainer's own code (`emogrid.models.adapters.apply_method`, the
 real peft config), and parameters are counted the way peft counts them. The configs of the
 default models ship in `emogrid/model_configs/` so this works without network; any other
 model is planned from its local directory (`models.<name>.path`) or its hub config.
@@ -55,14 +55,14 @@ def model_config_dict(model_spec: dict) -> tuple[dict, str]:
         return bundled_model_config(stem), f"bundled:{stem}"
     if not model_spec.get("id"):
         raise CellError(f"model {model_spec.get('name')!r} has neither path nor id")
-    from emogrid.models import load_model_config
+    from emogrid.models.loading import load_model_config
 
     return load_model_config(model_spec).to_dict(), f"hub:{model_spec['id']}"
 
 
 def config_family(cfg_dict: dict) -> str:
-    """The model family (emogrid.models) of a config.json."""
-    from emogrid.models import detect_family
+    """The model family (emogrid.models.loading) of a config.json."""
+    from emogrid.models.loading import detect_family
 
     return detect_family(cfg_dict["model_type"])
 
@@ -93,7 +93,7 @@ def build_meta_model(cfg_dict: dict, num_labels: int, dtype: str = "fp32"):
     """A sequence-classification model with meta tensors: structure and shapes, no memory."""
     import torch
 
-    from emogrid.models import _model_class
+    from emogrid.models.loading import _model_class
 
     family = config_family(cfg_dict)
     cfg = _hf_config(cfg_dict, num_labels)
@@ -129,13 +129,13 @@ _NOT_STRUCTURAL = ("lora_alpha", "tinit", "tfinal", "deltaT", "total_step")
 
 def structure_key(cfg_dict: dict, cfg_key: str, spec: dict, dtype: str) -> tuple:
     """Cache key of a cell's structure: the model config's source, the dtype, and the method as
-    the trainer applies it -- `full`, or the peft config `emogrid.adapters.build_peft_config`
+    the trainer applies it -- `full`, or the peft config `emogrid.models.adapters.build_peft_config`
     builds for this model, serialised. Whatever a method (or a new one) reads from the spec to
     shape its adapters is in that config, so no per-method list can fall out of date. The head
     width is not part of it (counts are adjusted for it)."""
     if spec["method"]["peft"] == "full":
         return (cfg_key, "full", dtype)
-    from emogrid.adapters import build_peft_config
+    from emogrid.models.adapters import build_peft_config
 
     if cfg_key not in _bare_models:  # target names only: one meta model per config serves all keys
         _bare_models[cfg_key] = build_meta_model(cfg_dict, 2)
@@ -155,8 +155,8 @@ def _dtype_name(t) -> str:
 def _measure_structure(cfg_dict: dict, spec: dict, num_labels: int, dtype: str) -> dict:
     import torch.nn as nn
 
-    from emogrid.adapters import apply_method, count_parameters
-    from emogrid.models import head_modules
+    from emogrid.models.adapters import apply_method, count_parameters
+    from emogrid.models.loading import head_modules
 
     model, family = build_meta_model(cfg_dict, num_labels, dtype)
     heads = tuple(head_modules(family))

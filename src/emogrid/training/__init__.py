@@ -1,5 +1,13 @@
-"""Training one grid cell, in the order `emogrid.train.run_cell` calls the steps: read the
-subset (`cell_data`), build the model (`build`), fit it (`fit`, with `trainer`, `arguments`,
-`callbacks`, `signals`), evaluate it (`evaluate`), write its files (`write`, `efficiency`,
-`provenance`); `failures` records a failed attempt and plans the retry.
+"""Stage 6, training: one grid cell, trained and evaluated. `emogrid.training.train` is the
+`emogrid train` command; `run_cell` calls the steps in order: read the subset (`cell_data`),
+build the model (`build`), fit it (`fit`, with `trainer`, `arguments`, `callbacks`, `signals`,
+LoRA+ in `loraplus`, batching in `sampling` and `chunking`), evaluate it (`evaluate`, metrics in
+`metrics`), write its files (`write`, `efficiency`, `provenance`); `failures` records a failed
+attempt and plans the retry; `distributed` runs one cell over several GPUs; `tracking` sends
+live curves to TensorBoard / W&B. `cell_files` is the contract of a cell folder: every later
+stage reads metrics.json and predictions.jsonl through it.
+
+Reads: a subset directory and a cell spec. Writes: results/runs/<cell>/ (metrics.json,
+predictions.jsonl, train_log.jsonl, run.log, adapter/). Imports: study, data, models,
+scheduling, planning.
 """

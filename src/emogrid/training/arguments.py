@@ -15,7 +15,7 @@ def training_arguments(spec: dict, ckpt_dir: Path, batch: dict, steps_per_epoch:
     batches, none from a default of this module's own."""
     from transformers import TrainingArguments
 
-    from emogrid import distributed
+    from emogrid.training import distributed
 
     train = spec["train"]
     metric = train["metric"]
@@ -55,7 +55,7 @@ def training_arguments(spec: dict, ckpt_dir: Path, batch: dict, steps_per_epoch:
 def precision_of(spec: dict) -> str:
     import torch
 
-    from emogrid.models import bf16_supported
+    from emogrid.models.loading import bf16_supported
 
     want = spec["train"]["precision"]
     if want == "auto":

@@ -1,5 +1,5 @@
-"""Build a cell's model: seed and threads set, the model loaded (`emogrid.models`), the method
-applied (`emogrid.adapters`), its parameters counted, and the subset tokenised for it.
+"""Build a cell's model: seed and threads set, the model loaded (`emogrid.models.loading`), the method
+applied (`emogrid.models.adapters`), its parameters counted, and the subset tokenised for it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from emogrid.training.cell_data import encode
 
-log = logging.getLogger("emogrid.train")  # run.log (emogrid.train sets up its handler)
+log = logging.getLogger("emogrid.training.train")  # run.log (emogrid.training.train sets up its handler)
 
 
 @dataclass
@@ -32,8 +32,8 @@ def build_cell(spec: dict, data: dict, batch: dict, on_model=None) -> BuiltCell:
     """The model (+ adapter) and tokenised splits of a cell; `on_model(model)` sees the model
     before training (tests)."""
     _seed_and_threads(spec)
-    from emogrid.adapters import apply_method, count_parameters
-    from emogrid.models import load_model, upcast_trainable
+    from emogrid.models.adapters import apply_method, count_parameters
+    from emogrid.models.loading import load_model, upcast_trainable
 
     multi = data["multi_label"]
     labels = data["labels"]
@@ -41,7 +41,7 @@ def build_cell(spec: dict, data: dict, batch: dict, on_model=None) -> BuiltCell:
              spec["cell_id"], spec["model"]["name"], spec["method"]["name"], len(labels),
              len(data["train"]), len(data["val"]), len(data["test"]), batch["batch_size"], batch["grad_accum"])
     if spec["method"]["quantize"] == "int8":
-        from emogrid.devices import quiet_int8_casts
+        from emogrid.models.devices import quiet_int8_casts
 
         quiet_int8_casts()  # bitsandbytes warns on every int8 matmul input on CUDA: once is enough
     model, tokenizer, family = load_model(spec, len(labels), multi_label=multi, labels=labels)
@@ -69,7 +69,7 @@ def _seed_and_threads(spec: dict) -> None:
     from transformers import set_seed
     from transformers.utils import logging as hf_logging
 
-    from emogrid.devices import cpu_threads
+    from emogrid.models.devices import cpu_threads
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

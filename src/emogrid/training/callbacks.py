@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 
 from emogrid.errors import NaNLossError
 
-log = logging.getLogger("emogrid.train")  # run.log (emogrid.train sets up its handler)
+log = logging.getLogger("emogrid.training.train")  # run.log (emogrid.training.train sets up its handler)
 
 
 class ProgressLog(TrainerCallback):

@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 import math
 
-log = logging.getLogger("emogrid.train")  # run.log (emogrid.train sets up its handler)
+log = logging.getLogger("emogrid.training.train")  # run.log (emogrid.training.train sets up its handler)
 
 
 def efficiency(spec: dict, cell, fitted, evaluated, batch: dict) -> dict:
     """metrics.json's `efficiency` of a cell (build.BuiltCell, fit.Fitted, evaluate.Evaluated)."""
     import torch
 
-    from emogrid import distributed
+    from emogrid.training import distributed
 
     state = fitted.trainer.state
     train_seconds = fitted.train_seconds

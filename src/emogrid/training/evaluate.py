@@ -1,4 +1,4 @@
-"""Evaluate a trained cell: val and test predictions in length order, scored by `emogrid.metrics`
+"""Evaluate a trained cell: val and test predictions in length order, scored by `emogrid.training.metrics`
 (the same scores the Trainer's evaluations use for early stopping), with one prediction row
 per example for predictions.jsonl.
 """
@@ -33,7 +33,7 @@ def evaluate(spec: dict, trainer, cell, data: dict) -> Evaluated:
 def evaluate_split(trainer, dataset, rows, labels, multi, threshold, split):
     import numpy as np
 
-    from emogrid import metrics as M
+    from emogrid.training import metrics as M
 
     # Predict in length order: large eval batches then pad to similar lengths (~3x less work).
     order = np.argsort([len(x["input_ids"]) for x in dataset], kind="stable")
@@ -49,11 +49,11 @@ def evaluate_split(trainer, dataset, rows, labels, multi, threshold, split):
 
 
 def trainer_metrics(labels, multi, spec):
-    """`compute_metrics` for the Trainer's evaluations: the float scores of `emogrid.metrics`."""
+    """`compute_metrics` for the Trainer's evaluations: the float scores of `emogrid.training.metrics`."""
     threshold = float(spec["data"]["threshold"])
 
     def compute(eval_pred):
-        from emogrid import metrics as M
+        from emogrid.training import metrics as M
 
         logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
         gold = eval_pred.label_ids

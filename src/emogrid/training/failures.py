@@ -14,7 +14,7 @@ from emogrid.errors import EmogridError, NaNLossError
 from emogrid.training.cell_data import read_json
 from emogrid.training.provenance import provenance
 
-log = logging.getLogger("emogrid.train")  # run.log (emogrid.train sets up its handler)
+log = logging.getLogger("emogrid.training.train")  # run.log (emogrid.training.train sets up its handler)
 
 
 def plan_attempt(spec: dict, out: Path, attempt: int) -> dict:
@@ -72,7 +72,7 @@ def describe_failure(err: BaseException, batch: dict) -> dict:
         msg = str(err.previous.get("message", ""))
         prefix = "not retrying, the previous attempt failed the same way: "
         return {**err.previous, "retryable": False, "message": msg if msg.startswith(prefix) else prefix + msg}
-    from emogrid.devices import is_oom
+    from emogrid.models.devices import is_oom
 
     if is_oom(err):
         if getattr(err, "emogrid_phase", "train") == "eval":

@@ -17,7 +17,7 @@ from emogrid.training.cell_data import read_json
 from emogrid.training.signals import Preempted, SigtermCheckpoint
 
 CHECKPOINT_DIR = ".checkpoint"
-log = logging.getLogger("emogrid.train")  # run.log (emogrid.train sets up its handler)
+log = logging.getLogger("emogrid.training.train")  # run.log (emogrid.training.train sets up its handler)
 
 
 @dataclass
@@ -35,7 +35,7 @@ def fit(spec: dict, cell, out: Path, batch: dict) -> Fitted:
     """Train `cell` (build.BuiltCell) with this attempt's batches; checkpoints in <out>/.checkpoint."""
     import torch
 
-    from emogrid import distributed
+    from emogrid.training import distributed
     from emogrid.training.trainer import build_trainer
 
     ckpt_dir = out / CHECKPOINT_DIR

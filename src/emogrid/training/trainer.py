@@ -16,8 +16,8 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
     import torch
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback
 
-    from emogrid import distributed, tracking
-    from emogrid.devices import single_process_n_gpu
+    from emogrid.models.devices import single_process_n_gpu
+    from emogrid.training import distributed, tracking
     from emogrid.training.arguments import precision_of, training_arguments
     from emogrid.training.callbacks import AdaLoraStep, ProgressLog, SigtermSave
     from emogrid.training.cell_data import PadCollator
@@ -49,12 +49,12 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
 
 
 class CellTrainer(Trainer):
-    """Trainer with LoRA+ (B matrices at ratio x lr, emogrid.loraplus; 8-bit when the arguments'
+    """Trainer with LoRA+ (B matrices at ratio x lr, emogrid.training.loraplus; 8-bit when the arguments'
     optimizer is), length grouping and chunking.
 
     `loraplus_ratio`: LoRA+'s lr ratio, None for no LoRA+. `length_grouping`: length-grouped
-    training batches (emogrid.sampling). `length_chunks` > 1: forward each training batch as
-    that many length-sorted chunks (emogrid.chunking)."""
+    training batches (emogrid.training.sampling). `length_chunks` > 1: forward each training batch as
+    that many length-sorted chunks (emogrid.training.chunking)."""
 
     # Every head returns the micro-batch's *mean* loss and ignores `num_items_in_batch`, but
     # their forward takes **kwargs, so the Trainer would assume the loss is already normalised
@@ -74,7 +74,7 @@ class CellTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.length_chunks > 1 and model.training and not return_outputs:
-            from emogrid.chunking import split_by_length
+            from emogrid.training.chunking import split_by_length
 
             parts = split_by_length(inputs, self.length_chunks)
             if len(parts) > 1:
@@ -96,13 +96,13 @@ class CellTrainer(Trainer):
             return super().predict(*args, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
-        """Length-grouped batches (emogrid.sampling): far less padding with dynamic padding.
+        """Length-grouped batches (emogrid.training.sampling): far less padding with dynamic padding.
 
         Grouped by the effective batch (micro-batch x accumulation), so an OOM retry that halves
         the micro-batch still puts the same examples in each optimizer step."""
         if not self.length_grouping:
             return super()._get_train_sampler(train_dataset)
-        from emogrid.sampling import LengthGroupedSampler
+        from emogrid.training.sampling import LengthGroupedSampler
 
         ds = train_dataset if train_dataset is not None else self.train_dataset
         return LengthGroupedSampler([len(x["input_ids"]) for x in ds],
@@ -115,7 +115,7 @@ class CellTrainer(Trainer):
             import torch
             from transformers.training_args import OptimizerNames
 
-            from emogrid import loraplus
+            from emogrid.training import loraplus
 
             # the optimizer the arguments name (training_arguments: from the spec's train.optim)
             if self.args.optim == OptimizerNames.ADAMW_BNB:

@@ -13,7 +13,7 @@ from pathlib import Path
 from emogrid import atomic
 from emogrid.training.fit import CHECKPOINT_DIR
 
-log = logging.getLogger("emogrid.train")  # run.log (emogrid.train sets up its handler)
+log = logging.getLogger("emogrid.training.train")  # run.log (emogrid.training.train sets up its handler)
 
 # Tests: called right after metrics.json is in place, inside the finishing window (a signal
 # sent here must not cost the finished cell).
@@ -25,7 +25,7 @@ def write_results(spec: dict, out: Path, data: dict, cell, fitted, evaluated, ba
     """metrics.json of the cell (build.BuiltCell, fit.Fitted, evaluate.Evaluated), returned;
     written with the other files by rank 0 only. `on_finishing()` is called just before the
     files are written."""
-    from emogrid import distributed
+    from emogrid.training import distributed
     from emogrid.training.efficiency import efficiency
     from emogrid.training.provenance import provenance
 
@@ -77,7 +77,7 @@ def train_log(history: list[dict]) -> list[dict]:
 def check_outputs(out: Path, spec: dict) -> None:
     """The train rule's own check before it declares success: metrics.json must pass the
     contract (schema, cell id, config hash) that every reader applies."""
-    from emogrid import results
+    from emogrid.training import cell_files as results
 
     res = results.read(out / "metrics.json", "metrics", cell_id=spec["cell_id"],
                        config_hash=spec["config_hash"])

@@ -1,3 +1,0 @@
-"""The paper tables, one module per table, written by `emogrid aggregate` through
-`emogrid.tables.write_tables`: each renders its numbers as CSV, Markdown and booktabs LaTeX.
-"""

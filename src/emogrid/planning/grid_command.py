@@ -1,0 +1,80 @@
+"""`emogrid grid`: validate a study config and list its cells (what Snakemake will run)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+
+from emogrid.cli_config import add_config_args, config_from_args
+from emogrid.study.grid import expand_cells, find_sweeps, subsets
+
+
+def configure_parser(parser) -> None:
+    add_config_args(parser)
+    parser.add_argument("--json", action="store_true", help="print cells as JSON lines")
+
+
+def run(args) -> int:
+    config = config_from_args(args)
+    cells = expand_cells(config)
+    from emogrid.planning.precheck import target_problems
+
+    problems = target_problems(cells)
+    if problems:
+        from emogrid.errors import ConfigError
+
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+    if args.json:
+        for cell in cells:
+            sys.stdout.write(json.dumps({"cell_id": cell.cell_id, "axes": cell.axes}) + "\n")
+        return 0
+    for cell in cells:
+        print(cell.cell_id)
+    per_dataset = Counter(c.axes["dataset"] for c in cells)
+    per_model = Counter(c.axes["model"] for c in cells)
+    per_method = Counter(c.axes["method"] for c in cells)
+    sweeps = find_sweeps(config)
+    print(f"\n{len(cells)} training cells, {len(subsets(cells))} data subsets", file=sys.stderr)
+    print("  per dataset: " + ", ".join(f"{k} {v}" for k, v in per_dataset.items()), file=sys.stderr)
+    print("  per model:  " + ", ".join(f"{k} {v}" for k, v in per_model.items()), file=sys.stderr)
+    print("  per method: " + ", ".join(f"{k} {v}" for k, v in per_method.items()), file=sys.stderr)
+    if sweeps:
+        print("  swept:      " + ", ".join(f"{k}={v}" for k, v in sweeps.items()), file=sys.stderr)
+    targets = target_lines(cells)
+    if targets:
+        print("  targets:    " + "\n              ".join(targets), file=sys.stderr)
+    return 0
+
+
+def target_lines(cells) -> list[str]:
+    """'qwen2.5-1.5b (qwen2): lora.targets qv = q_proj, v_proj' per model and target setting,
+    resolved per family offline (local or bundled config.json; '?' when it would need the hub)."""
+    from emogrid.models.adapters import TARGETS
+
+    seen: dict[tuple, str] = {}
+    for cell in cells:
+        for section in ("lora", "ia3"):
+            if section not in cell.spec:
+                continue
+            preset = str(cell.spec[section]["targets"])
+            key = (cell.spec["model"]["name"], section, preset)
+            if key in seen:
+                continue
+            family = _offline_family(cell.spec["model"])
+            modules = (TARGETS.get(family, {}).get(preset) if family else None) or (
+                None if preset in ("qv", "attention", "all-linear") else preset.split(","))
+            seen[key] = (f"{key[0]} ({family or '?'}): {section}.targets {preset} = "
+                         + (", ".join(modules) if modules else "resolved when the model loads"))
+    return list(seen.values())
+
+
+def _offline_family(model_spec: dict) -> str | None:
+    from emogrid.planning.structure import bundled_config_name, config_family, model_config_dict
+
+    if not model_spec.get("path") and not bundled_config_name(model_spec):
+        return None  # would need the hub: not in a dry run
+    try:
+        return config_family(model_config_dict(model_spec)[0])
+    except Exception:  # noqa: BLE001 - a summary line must never break `emogrid grid`
+        return None

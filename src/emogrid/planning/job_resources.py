@@ -1,0 +1,135 @@
+"""Each training job's resources as its rule declares them: the study's resources (emogrid.scheduling.resources)
+completed by the memory plan (emogrid.planning.memory): GPUs per cell, planned GPU and host peaks,
+and the cells that cannot fit before anything is submitted."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from emogrid.scheduling.resources import (
+    cells_per_gpu,
+    config_section,
+    gpus_of,
+    max_gpus_per_cell,
+    packing_active,
+    safety_margin,
+    step_resources,
+    train_resources,
+    validate_resources,
+)
+
+
+def rule_resources(config: Mapping, step: str, cell_of: Callable | None = None, *,
+                   planner: Callable[[Any], float | None] | None = None) -> dict:
+    """The `resources:` of a rule, for `resources: **rule_resources(config, "train", cell_of)`.
+
+    data/report: plain values. train: one callable per key (a model may set keys the others
+    don't; a callable that returns None leaves the key unset for that job). `planner(cell)`
+    may return a planned mem_mb (see train_resources).
+    """
+    if step != "train":
+        return step_resources(config, step)
+    if cell_of is None:
+        raise ValueError("train resources need cell_of(wildcards) -> cell")
+    keys = set(config_section(config, "train"))
+    for name, model_cfg in (config.get("models") or {}).items():
+        keys |= set(validate_resources((model_cfg or {}).get("resources"), f"models.{name}.resources"))
+    if planner is not None:
+        keys.add("mem_mb")
+    packing = packing_active(config)
+
+    def getter(key: str):
+        def value(wildcards):
+            cell = cell_of(wildcards)
+            planned = planner(cell) if planner is not None else None
+            got = train_resources(config, cell, planned_mem_mb=planned).get(key)
+            if key == "gpu" and got == 1:
+                n = planned_gpus(config, cell)
+                if n > 1:
+                    return n  # the planner's answer: one GPU cannot hold this cell
+                if packing:
+                    return 0  # a share of a GPU: emogrid gpu-slot packs, Snakemake doesn't count it
+            return got
+        return value
+
+    out = {key: getter(key) for key in sorted(keys)}
+
+    # for `emogrid gpu-slot`: how many GPUs the cell uses (torchrun over N > 1) and, when packing by
+    # memory, its planned GPU peak x safety margin (0 = none)
+    def cell_gpus(wildcards):
+        return planned_gpus(config, cell_of(wildcards))
+
+    def gpu_plan_mb(wildcards):
+        if cells_per_gpu(config) != "auto" or not packing_active(config):
+            return 0
+        return planned_gpu_mb(config, cell_of(wildcards))
+
+    def nodes(wildcards):
+        # a cell over several GPUs is one torchrun on one machine: SLURM must not split its --gpus
+        # over nodes (the executor sets no --ntasks/--nodes for GPU jobs by itself)
+        return 1 if planned_gpus(config, cell_of(wildcards)) > 1 else None
+
+    out["cell_gpus"] = cell_gpus
+    out["gpu_plan_mb"] = gpu_plan_mb
+    out["nodes"] = nodes
+    return out
+
+
+def planned_gpus(config: Mapping, cell) -> int:
+    """GPUs a cell runs on: the configured `gpu`/`gres` count; where that is 1 and
+    resources.train.gpu_mem_mb is set, the planner's answer for a full fine-tuning cell one GPU
+    cannot hold (FSDP over 2, 4 or 8 GPUs: emogrid.planning.memory.gpus_for)."""
+    res = train_resources(config, cell)
+    n = gpus_of(res)
+    gpu_mem = ((config.get("resources") or {}).get("train") or {}).get("gpu_mem_mb")
+    if n != 1 or not gpu_mem:
+        return n
+    from emogrid.planning.memory import gpus_for
+
+    spec = cell.spec if hasattr(cell, "spec") else cell
+    margin = safety_margin(config)
+    return gpus_for(spec, gpu_mem, margin=margin, max_gpus=max_gpus_per_cell()) or 1
+
+
+def planned_gpu_mb(config: Mapping, cell) -> int:
+    """The cell's planned GPU peak (`emogrid plan`) x resources.safety_margin, rounded up."""
+    from emogrid.planning.memory import plan_cell_memory
+
+    spec = cell.spec if hasattr(cell, "spec") else cell
+    margin = safety_margin(config)
+    return int(math.ceil(plan_cell_memory(spec)["train_peak_mb"] * margin))
+
+
+def needs_planner(config: Mapping) -> bool:
+    """Plan memory only when some train job has no explicit mem_mb (planning imports peft)."""
+    return "mem_mb" not in ((config.get("resources") or {}).get("train") or {})
+
+
+def planned_host_mem_mb(cell) -> float:
+    from emogrid.planning.memory import plan_cell_memory
+
+    spec = cell.spec if hasattr(cell, "spec") else cell
+    return plan_cell_memory(spec)["host_mem_mb"]
+
+
+def unfit_cells_message(config: Mapping, cells) -> str | None:
+    """A message listing cells whose planned GPU peak exceeds resources.train.gpu_mem_mb."""
+    gpu_mem = ((config.get("resources") or {}).get("train") or {}).get("gpu_mem_mb")
+    if not gpu_mem:
+        return None
+    from emogrid.planning.memory import check_fit
+
+    margin = safety_margin(config)
+    most = max_gpus_per_cell()
+    bad = check_fit([c.spec for c in cells], gpu_mem, margin=margin, max_gpus=most)
+    if not bad:
+        return None
+    lines = [f"{b['cell_id']}: needs ~{b['need_mb']:.0f} MB (estimate x {margin})" for b in bad[:20]]
+    more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+    over = f" (full fine-tuning cells: not even sharded over up to {most} GPUs)" if most > 1 else ""
+    return (f"{len(bad)} cell(s) cannot fit resources.train.gpu_mem_mb={gpu_mem}{over}:\n  "
+            + "\n  ".join(lines) + more
+            + "\n  hint: use qlora, lower train.batch_size or lora.r, or raise gpu_mem_mb "
+              "(see `emogrid plan` for the breakdown)")

@@ -1,0 +1,80 @@
+"""The efficiency table: per model x method, trainable parameters and %, train time, peak
+memory, throughput and (GPU cells) measured / planned memory, means over its finished cells.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from emogrid.report.paper_tables.layout import (
+    DASH,
+    header_names,
+    latex_escape,
+    row_keys_of,
+    row_label_cells,
+    sorted_rows,
+)
+
+
+def _human(value: float) -> str:
+    if value is None or pd.isna(value):
+        return DASH
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= div:
+            return f"{value / div:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+EFFICIENCY_COLUMNS = [
+    ("trainable_params", "Trainable params", lambda v: _human(v)),
+    ("trainable_percent", "Trainable %", lambda v: DASH if pd.isna(v) else f"{v:.2f}"),
+    ("train_seconds", "Train time (s)", lambda v: DASH if pd.isna(v) else f"{v:.1f}"),
+    ("peak_memory_mb", "Peak memory (MB)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
+    ("train_samples_per_second", "Samples/s", lambda v: DASH if pd.isna(v) else f"{v:.1f}"),
+    # GPU cells only (emogrid.training.efficiency.gpu_plan_check): the planner's estimate, and measured / plan
+    ("planned_gpu_mb", "Planned GPU (MB)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
+    ("gpu_plan_ratio", "Measured / plan", lambda v: DASH if pd.isna(v) else f"{v:.2f}"),
+]
+
+
+def efficiency_frame(cells: pd.DataFrame, levels: dict) -> pd.DataFrame:
+    ok = cells[cells["status"] == "ok"]
+    cols = [c for c, _, _ in EFFICIENCY_COLUMNS if c in ok.columns]
+    keys = row_keys_of(cells, levels) if len(ok) else ["model", "method", "variant"]
+    if ok.empty or not cols:
+        return pd.DataFrame(columns=keys + [c for c, _, _ in EFFICIENCY_COLUMNS] + ["cells", "memory_kind"])
+    frame = ok.groupby(keys, dropna=False, sort=False)[cols].mean(numeric_only=True)
+    frame["cells"] = ok.groupby(keys, dropna=False, sort=False).size()
+    if "peak_memory_kind" in ok:
+        frame["memory_kind"] = ok.groupby(keys, dropna=False, sort=False)["peak_memory_kind"].agg(
+            lambda s: "/".join(sorted({str(v) for v in s.dropna()})))
+    frame = frame.reset_index()
+    order = sorted_rows([tuple(r) for r in frame[keys].values.tolist()], keys, levels)
+    frame["_o"] = [order.index(tuple(r)) for r in frame[keys].values.tolist()]
+    return frame.sort_values("_o").drop(columns="_o").reset_index(drop=True)
+
+
+def render_efficiency(frame: pd.DataFrame) -> dict[str, str]:
+    keys = [k for k in ("dataset", "model", "method", "variant") if k in frame.columns]
+    present = [(c, h, f) for c, h, f in EFFICIENCY_COLUMNS if c in frame.columns]
+    heads = header_names(keys) + [h for _, h, _ in present] + ["Cells"]
+    body = []
+    for rec in frame.to_dict("records"):
+        row = row_label_cells(tuple(rec[k] for k in keys), keys)
+        row += [f(rec[c]) for c, _, f in present] + [str(int(rec["cells"]))]
+        body.append(row)
+    note = ("means over the finished cells of each model × method (all k, n, seeds); "
+            "peak memory is GPU memory on CUDA, else process RSS"
+            + ("; measured / plan = GPU memory reserved by PyTorch over `emogrid plan`'s estimate "
+               "(the CUDA context is extra; above 1 means packing by plan may overfill a GPU)"
+               if "gpu_plan_ratio" in frame.columns else ""))
+    csv = frame.to_csv(index=False)
+    md = "\n".join([f"**Efficiency** — {note}", "", "| " + " | ".join(heads) + " |",
+                    "|" + "|".join([":--"] * (len(heads) - len(present) - 1) + ["--:"] * (len(present) + 1)) + "|"]
+                   + ["| " + " | ".join(r) + " |" for r in body]) + "\n"
+    spec = "l" * (len(heads) - len(present) - 1) + "r" * (len(present) + 1)
+    tex = [f"% Efficiency: {note}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+           " & ".join(latex_escape(h) for h in heads) + r" \\", r"\midrule"]
+    tex += [" & ".join(latex_escape(x).replace(DASH, "--") for x in r) + r" \\" for r in body]
+    tex += [r"\bottomrule", r"\end{tabular}"]
+    return {"csv": csv, "md": md, "tex": "\n".join(tex) + "\n"}
