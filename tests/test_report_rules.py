@@ -170,13 +170,13 @@ def test_report_only_regenerates_without_training(workflow, tmp_path):
         assert f"{name}.png" in html, name
 
     # plotting code edited: figures only; table code: aggregate + figures
-    with open(wf["wf"] / "src" / "emogrid" / "plots.py", "a") as fh:
+    with open(wf["wf"] / "src" / "emogrid" / "report" / "plots.py", "a") as fh:
         fh.write("\n# style tweak\n")
     assert planned_jobs(snakemake(wf, work, "-n", "figures", report_only=True)) == {"figures"}
     # ... and a normal full run plans no data or training job for it either
     normal = planned_jobs(snakemake(wf, work, "-n"))
     assert "figures" in normal and not normal & {"train", "prepare_data"}
-    with open(wf["wf"] / "src" / "emogrid" / "tables.py", "a") as fh:
+    with open(wf["wf"] / "src" / "emogrid" / "report" / "tables.py", "a") as fh:
         fh.write("\n# table tweak\n")
     assert planned_jobs(snakemake(wf, work, "-n", "figures", report_only=True)) == {"aggregate", "figures"}
 
@@ -202,7 +202,7 @@ def test_failed_aggregate_job_keeps_the_previous_tables(workflow):
     tables_dir = work / "results" / "tables"
     before = {p.name: p.read_bytes() for p in tables_dir.iterdir() if p.is_file()}
     assert "cells.csv" in before and "study_accuracy.md" in before
-    code = wf["wf"] / "src" / "emogrid" / "tables.py"
+    code = wf["wf"] / "src" / "emogrid" / "report" / "tables.py"
     original = code.read_text()
     try:
         code.write_text(original + "\nraise RuntimeError('a bug in table code')\n")
