@@ -1,0 +1,10 @@
+"""Stage 7, results: what the finished cells say. Owns collecting a runs tree into tidy frames
+(`collect`: one row per cell, per class), summaries over seeds (`summary`), axis order
+(`levels`), intervals and tests (`stats`, `uncertainty`), paired method comparisons
+(`paired_comparisons`), the replication frame against published numbers (`replication`) and
+where each model and dataset came from (`sources`).
+
+Reads: results/runs/**/metrics.json and predictions.jsonl through emogrid.training.cell_files
+(the contract the train job writes). Writes: nothing itself; emogrid.report writes its frames.
+Imports: study, training.cell_files.
+"""
