@@ -56,6 +56,7 @@ def test_diff_markdown_and_exit_code(pair, capsys):
     assert cli.main(["diff", str(a), str(b)]) == 0
     md = capsys.readouterr().out
     assert "**1 of 5 shared cells differ significantly" in md and "1 changed status" in md
+    assert "1 finished in both without a paired test (no predictions, or other examples), 1 of them moved" in md
     assert "- spec `train.lr`: 0.0001 → 0.001 (1 cell)" in md
     assert "- provenance `versions.torch`: 2.13.0 → 2.14.0 (every shared cell, 5)" in md
     assert "hostname" not in md and SAME not in md.split("## Cells whose numbers moved")[1].split("##")[0]

@@ -5,8 +5,8 @@ Writes a folder (default `<results>/publish/ORG/NAME`, beside `runs/`) holding t
 the cell ran with `train.save_adapter: true`), its `spec.json` and `metrics.json` (the host name
 left out) and `README.md`, a model card (huggingface_hub's `ModelCard`): base model and its
 revision, dataset and its revision, the k labels, n, seed, the recipe (the spec's method, adapter
-and train sections), test metrics with their 95% intervals (the percentile bootstrap over the
-test examples of cells.csv), the emogrid version and the cell id. Then uploads the folder
+and train sections), test metrics with their 95% intervals over the test examples (cells.csv's,
+computed by the same function), the emogrid version and the cell id. Then uploads the folder
 (`HfApi.create_repo` + `upload_folder`; a token from `HF_TOKEN` or `hf auth login`).
 `--dry-run` writes the folder and stops: nothing touches the network. `predictions.jsonl` (it
 holds the dataset's example ids) is copied only with `--include-predictions`.
@@ -57,13 +57,13 @@ def read_cell(cell_dir: str | Path) -> dict[str, Any]:
 
 
 def cell_intervals(cell: dict) -> dict[str, tuple[float, float]]:
-    """{metric: (low, high)}: the 95% percentile bootstrap over the test examples, computed as
-    `emogrid aggregate` computes cells.csv's (from predictions.jsonl when the cell sits in its
-    runs tree, else from its confusion matrix)."""
+    """{metric: (low, high)}: the cell's 95% interval over its test examples, computed by the
+    functions `emogrid aggregate` computes cells.csv's with (from predictions.jsonl when the cell
+    sits in its runs tree, else from its confusion matrix)."""
     import numpy as np
     import pandas as pd
 
-    from emogrid.results import stats, uncertainty
+    from emogrid.results import uncertainty
 
     test = cell["metrics"]["test"]
     multi = "f1_micro" in test or "exact_match" in test
@@ -73,8 +73,9 @@ def cell_intervals(cell: dict) -> dict[str, tuple[float, float]]:
     if isinstance(test.get("confusion_matrix"), list):
         confusions[(cell["cell_id"], "test")] = np.asarray(test["confusion_matrix"], dtype=np.int64)
     reps = uncertainty.example_replicates(frame, confusions, cell["runs_dir"], ("test",))
-    rep = reps.get((cell["cell_id"], "test"), {})
-    return {m: stats.percentile_interval(rep[m]) for m in uncertainty.METRICS if m in rep}
+    columns = uncertainty.cell_columns(frame, confusions, reps).iloc[0]  # cells.csv's interval columns
+    return {m: (float(columns[f"test_{m}_ci95_low"]), float(columns[f"test_{m}_ci95_high"]))
+            for m in uncertainty.METRICS if f"test_{m}_ci95_low" in columns}
 
 
 # ----------------------------------------------------------------------------- the card
@@ -110,7 +111,6 @@ def build_card(cell: dict, repo: str, intervals: dict[str, tuple[float, float]])
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     import emogrid
-    from emogrid.results.stats import RESAMPLES
 
     metrics, spec = cell["metrics"], cell["spec"] or {}
     axes, prov, test, val = metrics["cell"], metrics.get("provenance") or {}, metrics["test"], metrics.get("val") or {}
@@ -156,8 +156,8 @@ def build_card(cell: dict, repo: str, intervals: dict[str, tuple[float, float]])
         lines.append("Not recorded: the cell was trained before emogrid wrote spec.json (its axes: "
                      + ", ".join(f"{k} {v}" for k, v in axes.items()) + ").")
     lines += ["", "## Test metrics", "",
-              "In %, on the subset's test split; 95% interval: percentile bootstrap over the test examples "
-              f"({RESAMPLES:,} resamples), as emogrid's cells.csv reports it.", "",
+              "In %, on the subset's test split, with the 95% interval over its test examples that "
+              "emogrid's cells.csv reports for the cell (`test_<metric>_ci95_low/high`).", "",
               "| metric | value | 95% interval |", "|:--|--:|:--|"]
     for m in ("accuracy", "f1_macro", "f1_micro"):
         if m in test:

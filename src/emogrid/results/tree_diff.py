@@ -15,8 +15,10 @@ two machines, two commits, before and after a library upgrade. For every cell id
   shared cell x metric); a cell *differs significantly* when any of its tests does after Holm.
 
 A pair of cells whose predictions are missing, or were made on other examples (other ids, order
-or gold labels: the data changed), gets no test; a different value there is reported as
-`untested`, never as significant.
+or gold labels: the data changed), gets no paired test; a different value there is reported as
+`untested`, never as significant. The replicates are `emogrid.results.uncertainty`'s
+(`example_replicates`, the same that `emogrid aggregate` draws), so the diff follows whatever
+tests that module makes.
 """
 
 from __future__ import annotations
@@ -77,12 +79,15 @@ class TreeDiff:
         cells = self.cells
         shared = len(cells)
         sig = int(cells["significant"].sum())
-        line = f"{sig} of {shared} shared cell{'s' if shared != 1 else ''} differ{'s' if shared == 1 else ''} " \
-               f"significantly ({self.split} split, Holm over {self.counts.get('tests', 0)} tests, alpha {self.alpha:g})"
+        line = (f"{sig} of {shared} shared cell{'s' if shared != 1 else ''} differ{'s' if shared == 1 else ''} "
+                f"significantly ({self.split} split, Holm over {self.counts.get('tests', 0)} tests, "
+                f"alpha {self.alpha:g})")
         status = int((cells["status_a"] != cells["status_b"]).sum())
         untested = int(cells["untested"].sum())
+        unpaired = self.counts.get("unpaired", 0)
         extra = [f"{status} changed status" if status else "",
-                 f"{untested} moved without a paired test (no predictions, or other examples)" if untested else "",
+                 f"{unpaired} finished in both without a paired test (no predictions, or other examples), "
+                 f"{untested} of them moved" if unpaired else "",
                  f"{len(self.only_a)} only in A" if self.only_a else "",
                  f"{len(self.only_b)} only in B" if self.only_b else ""]
         extra = [e for e in extra if e]
@@ -101,13 +106,19 @@ def diff_trees(a: str | os.PathLike, b: str | os.PathLike, split: str = "test", 
     only_a = sorted(set(files_a) - set(files_b))
     only_b = sorted(set(files_b) - set(files_a))
     shared = sorted(set(files_a) & set(files_b))
+    sides = {cid: (_side(files_a[cid], cid), _side(files_b[cid], cid)) for cid in shared}
+    finished = [cid for cid, (sa, sb) in sides.items() if sa["status"] == sb["status"] == "ok"]
+    # example-level replicates of each tree, as `emogrid aggregate` computes them: the resampling
+    # of an evaluation set is seeded by its example ids, so A's and B's copies of a cell are
+    # resampled alike, which is what pairs them
+    reps = {name: _replicates(finished, [sides[c][i] for c in finished], runs_dir(path), split)
+            for i, (name, path) in enumerate((("A", a), ("B", b)))}
     cells, tests = [], []
-    for cid in shared:
-        side_a, side_b = _side(files_a[cid], cid), _side(files_b[cid], cid)
+    for cid, (side_a, side_b) in sides.items():
         cells.append({"cell_id": cid, "status_a": side_a["status"], "status_b": side_b["status"],
                       "spec": _spec_diff(side_a, side_b), "provenance": _provenance_diff(side_a, side_b)})
-        if side_a["status"] == side_b["status"] == "ok":
-            tests += _metric_rows(cid, side_a, side_b, split)
+        if cid in reps["A"]["ids"]:
+            tests += _metric_rows(cid, side_a, side_b, split, reps)
     metrics = pd.DataFrame(tests, columns=METRIC_COLUMNS)
     p = pd.to_numeric(metrics["p"], errors="coerce").to_numpy(dtype=float)
     metrics["p_holm"] = stats.holm(p) if len(p) else p
@@ -119,10 +130,13 @@ def diff_trees(a: str | os.PathLike, b: str | os.PathLike, split: str = "test", 
     frame["significant"] = frame["cell_id"].map(sig).fillna(False).astype(bool)
     frame["untested"] = frame["cell_id"].isin(untested.index)
     n_tests = int(np.isfinite(p).sum())
+    tested = set(metrics.loc[np.isfinite(p), "cell_id"])
+    unpaired = len(set(metrics["cell_id"]) - tested)
     family = (f"Holm over {n_tests} paired tests: every shared finished cell x metric "
               f"({', '.join(sorted(set(metrics['metric'])))}) on the {split} split")
     return TreeDiff(str(a), str(b), split, alpha, only_a, only_b, frame, metrics, family,
-                    {"a": len(files_a), "b": len(files_b), "shared": len(shared), "tests": n_tests})
+                    {"a": len(files_a), "b": len(files_b), "shared": len(shared), "tests": n_tests,
+                     "unpaired": unpaired})
 
 
 # ----------------------------------------------------------------------------- one side of a cell
@@ -183,42 +197,56 @@ def _provenance_diff(a: dict, b: dict) -> dict[str, tuple]:
 # ----------------------------------------------------------------------------- metrics and tests
 
 
-def _metric_rows(cell_id: str, a: dict, b: dict, split: str) -> list[dict]:
+def _replicates(ids: list[str], sides: list[dict], runs: Path, split: str) -> dict:
+    """uncertainty.example_replicates for the finished shared cells of one tree."""
+    frame = pd.DataFrame([{"cell_id": cid, "labels": len((side["data"].get(split) or {}).get("labels") or []),
+                           "mode": _mode(side["data"].get(split) or {}), "status": "ok"}
+                          for cid, side in zip(ids, sides)], columns=["cell_id", "labels", "mode", "status"])
+    confusions = {}
+    for cid, side in zip(ids, sides):
+        cm = (side["data"].get(split) or {}).get("confusion_matrix")
+        if isinstance(cm, list):
+            confusions[(cid, split)] = np.asarray(cm, dtype=np.int64)
+    return {"ids": set(ids), "reps": uncertainty.example_replicates(frame, confusions, runs, (split,))}
+
+
+def _mode(metrics: dict) -> str:
+    return "multi" if ("f1_micro" in metrics or "exact_match" in metrics) else "single"
+
+
+def _metric_rows(cell_id: str, a: dict, b: dict, split: str, reps: dict) -> list[dict]:
     """One row per metric: A, B, B - A and the paired test on the identical examples."""
     ma, mb = a["data"].get(split) or {}, b["data"].get(split) or {}
-    multi = "f1_micro" in ma or "exact_match" in ma
-    names = [m for m in (MULTI_METRICS if multi else METRICS) if m in ma and m in mb]
-    tests, note = _paired_tests(cell_id, a, b, split, names, len(ma.get("labels") or []))
+    names = [m for m in (MULTI_METRICS if _mode(ma) == "multi" else METRICS) if m in ma and m in mb]
+    ra, rb = reps["A"]["reps"].get((cell_id, split)), reps["B"]["reps"].get((cell_id, split))
+    note, tests = "", {}
+    if ra is None or rb is None:
+        note = "no example-level results (A or B)"
+    elif "gold" in ra and "gold" in rb and (np.shape(ra["gold"]) != np.shape(rb["gold"])
+                                             or not np.array_equal(ra["gold"], rb["gold"])):
+        note = "other gold labels: not paired"
+    else:
+        ids = {"A": f"{cell_id}@A", "B": f"{cell_id}@B"}
+        both = {(ids["A"], split): ra, (ids["B"], split): rb}
+        # B first: the interval is of B - A
+        tests = {m: uncertainty.paired_test([ids["B"]], [ids["A"]], split, m, both) for m in names}
+        if any(t is None for t in tests.values()):
+            note = _why_unpaired(a, b, split)
     rows = []
     for m in names:
         res = tests.get(m) or {}
         rows.append({"cell_id": cell_id, "metric": f"{split}_{m}", "a": float(ma[m]), "b": float(mb[m]),
                      "diff": float(mb[m]) - float(ma[m]), "boot_low": res.get("boot_low", np.nan),
                      "boot_high": res.get("boot_high", np.nan), "test": res.get("test", ""),
-                     "p": res.get("p", np.nan), "note": note})
+                     "p": res.get("p", np.nan), "note": note if not res else ""})
     return rows
 
 
-def _paired_tests(cell_id: str, a: dict, b: dict, split: str, metrics: list[str], k: int) -> tuple[dict, str]:
-    """{metric: paired_test result} for B vs A, and a note when no test could be made."""
+def _why_unpaired(a: dict, b: dict, split: str) -> str:
+    """Why two cells' predictions cannot be paired: missing, or other examples."""
     outcomes = [uncertainty.read_outcomes(s["run_dir"] / "predictions.jsonl").get(split) for s in (a, b)]
     if any(o is None for o in outcomes):
-        return {}, "no predictions.jsonl to pair (A or B)"
-    (key_a, gold_a, pred_a), (key_b, gold_b, pred_b) = outcomes
-    if key_a != key_b:
-        return {}, "other test examples (ids or order differ): not paired"
-    if gold_a.shape != gold_b.shape or not np.array_equal(gold_a, gold_b) or pred_a.shape != pred_b.shape:
-        return {}, "other gold labels on the same example ids: not paired"
-    weights = uncertainty.bootstrap_weights(len(gold_a), stats.rng_for("examples", key_a))
-    ids = {"b": f"{cell_id}@B", "a": f"{cell_id}@A"}
-    if gold_a.ndim == 2:  # multi-label: multi-hot rows
-        reps_a = uncertainty.multilabel_replicates(weights, gold_a, pred_a)
-        reps_b = uncertainty.multilabel_replicates(weights, gold_b, pred_b)
-    else:
-        k = max(k, int(gold_a.max()) + 1, int(pred_a.max()) + 1, int(pred_b.max()) + 1)
-        reps_b, reps_a = uncertainty.set_replicates(weights, [(ids["b"], split, gold_b, pred_b, k),
-                                                              (ids["a"], split, gold_a, pred_a, k)])
-    reps = {(ids["a"], split): {"key": key_a, "gold": gold_a, "pred": pred_a, **reps_a},
-            (ids["b"], split): {"key": key_b, "gold": gold_b, "pred": pred_b, **reps_b}}
-    # B first: the bootstrap interval is of B - A
-    return {m: uncertainty.paired_test([ids["b"]], [ids["a"]], split, m, reps) for m in metrics}, ""
+        return "no predictions.jsonl to pair (A or B)"
+    if outcomes[0][0] != outcomes[1][0]:
+        return "other test examples (ids or order differ): not paired"
+    return "not paired (the evaluation sets differ)"
