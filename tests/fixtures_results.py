@@ -191,16 +191,20 @@ def build_big_tree(runs: Path, n_models=3, n_methods=6, labels=(2, 4, 8), sample
 
 
 def write_scored_cell(runs: Path, dataset: str, model: str, method: str, k: int, n: int, seed: int,
-                      gold: dict, pred: dict, labels=None) -> str:
+                      gold: dict, pred: dict, labels=None, provenance: dict | None = None,
+                      spec: dict | None = None, ids: dict | None = None) -> str:
     """A finished single-label cell whose metrics.json and predictions.jsonl agree: metrics
-    computed by emogrid.training.metrics from `gold[split]` / `pred[split]` (split: val, test)."""
+    computed by emogrid.training.metrics from `gold[split]` / `pred[split]` (split: val, test).
+    `provenance` is merged into metrics.json's, `spec` written as spec.json, `ids[split]` names
+    the examples (default: "<split>-<i>")."""
     from emogrid.training.metrics import compute
 
     labels = labels or LABEL_NAMES[:k]
+    ids = ids or {}
     cid = cell_id(dataset, model, method, "", k, n, seed)
     out = {split: compute(gold[split], pred[split], labels, False) for split in ("val", "test")}
-    rows = [{"id": f"{split}-{i}", "split": split, "gold": [int(g)], "pred": [int(p)],
-             "probs": [1.0 if j == int(p) else 0.0 for j in range(k)]}
+    rows = [{"id": ids[split][i] if split in ids else f"{split}-{i}", "split": split, "gold": [int(g)],
+             "pred": [int(p)], "probs": [1.0 if j == int(p) else 0.0 for j in range(k)]}
             for split in ("val", "test") for i, (g, p) in enumerate(zip(gold[split], pred[split]))]
     _write(
         runs / cid / "metrics.json",
@@ -211,9 +215,11 @@ def write_scored_cell(runs: Path, dataset: str, model: str, method: str, k: int,
             "val": out["val"],
             "test": out["test"],
             "efficiency": _efficiency("tiny-a", method, n),
-            "provenance": {"versions": {}, "device": "cpu", "config_hash": "abc"},
+            "provenance": {"versions": {}, "device": "cpu", "config_hash": "abc", **(provenance or {})},
         },
     )
+    if spec is not None:
+        _write(runs / cid / "spec.json", spec)
     path = runs / cid / "predictions.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return cid
@@ -226,3 +232,55 @@ def scored_predictions(gold, accuracy: float, rng, k: int = 2):
     gold = np.asarray(gold)
     right = rng.random(gold.size) < accuracy
     return np.where(right, gold, (gold + 1) % k)
+
+
+# --------------------------------------------------------------------------- two trees to diff
+
+def diff_spec(lr: float = 1e-4) -> dict:
+    """A cell spec (the sections `emogrid diff` compares) with one knob: the learning rate."""
+    return {"cell": {}, "model": {"name": "m", "id": "org/m", "revision": None},
+            "method": {"name": "lora", "peft": "lora"}, "lora": {"r": 8, "alpha": 16},
+            "train": {"lr": lr, "epochs": 3, "batch_size": 16}}
+
+
+def build_diff_pair(root: Path) -> tuple[Path, Path]:
+    """Two results trees A and B (each `<root>/<a|b>/runs`) with known differences.
+
+    Shared cells (goemotions, 2 labels, n 100, seed 0; 300 test examples, 150 per class):
+    - m-same/lora: identical predictions in A and B: nothing moves;
+    - m-lr/lora: accuracy 0.90 in A, 0.60 in B (B's spec has train.lr 0.001): differs significantly;
+    - m-flip/lora: one test prediction flipped in B: moves by 1/300, not significantly;
+    - m-fail/lora: ok in A, failed in B (status change);
+    - m-data/lora: B scored other test examples (other ids): moves, untested.
+    Only in A: m-gone/lora; only in B: m-new/lora. Every B cell records torch 2.14 (A: 2.13).
+    """
+    import numpy as np
+
+    gold = np.array([0, 1] * 150)
+    val_gold = np.array([0, 1] * 20)
+    rng = np.random.default_rng(7)
+    base = {"m-same": 0.8, "m-lr": 0.9, "m-flip": 0.8, "m-fail": 0.8, "m-data": 0.8, "m-gone": 0.8}
+    preds = {m: scored_predictions(gold, acc, rng) for m, acc in base.items()}
+    preds["m-new"] = scored_predictions(gold, 0.8, rng)
+    val = scored_predictions(val_gold, 0.8, rng)
+    a, b = Path(root) / "a", Path(root) / "b"
+
+    def cell(tree, model, test_pred, torch="2.13.0", lr=1e-4, ids=None):
+        write_scored_cell(tree / "runs", "goemotions", model, "lora", 2, 100, 0,
+                          {"val": val_gold, "test": gold}, {"val": val, "test": test_pred},
+                          provenance={"versions": {"torch": torch}, "hostname": f"host-{tree.name}"},
+                          spec=diff_spec(lr), ids=ids)
+
+    for model in ("m-same", "m-lr", "m-flip", "m-fail", "m-data", "m-gone"):
+        cell(a, model, preds[model])
+    cell(b, "m-same", preds["m-same"], torch="2.14.0")
+    cell(b, "m-lr", scored_predictions(gold, 0.6, np.random.default_rng(8)), torch="2.14.0", lr=1e-3)
+    flipped = preds["m-flip"].copy()
+    flipped[0] = 1 - flipped[0]
+    cell(b, "m-flip", flipped, torch="2.14.0")
+    cell(b, "m-data", scored_predictions(gold, 0.7, np.random.default_rng(9)), torch="2.14.0",
+         ids={"test": [f"other-{i}" for i in range(len(gold))]})
+    cell(b, "m-new", preds["m-new"], torch="2.14.0")
+    write_cell(b / "runs", "goemotions", "m-fail", "lora", "", {}, 2, 100, 0, 0.0, failed=True,
+               extra_prov={"versions": {"torch": "2.14.0"}})
+    return a, b

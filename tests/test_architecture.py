@@ -12,7 +12,9 @@ SRC = Path(emogrid.__file__).parent
 # the order written in emogrid/__init__.py's docstring
 STAGES = ["study", "data", "models", "scheduling", "planning", "training", "results", "report"]
 TOP_LEVEL = {"__init__", "__main__", "cli", "cli_config", "errors", "atomic", "package_data", "quiet"}
-ENTRY = {"emogrid.cli", "emogrid.cli_config", "emogrid.__main__"}  # the command line sits above every stage
+# the command line and the package root (which re-exports the Python API, emogrid.open_study,
+# on first use) sit above every stage
+ENTRY = {"emogrid", "emogrid.cli", "emogrid.cli_config", "emogrid.__main__"}
 
 
 def _modules() -> dict[str, Path]:

@@ -9,6 +9,7 @@ import yaml
 
 from emogrid.cli import main as cli
 from emogrid.errors import ConfigError
+from emogrid.planning.study_check import check_study
 from emogrid.study.config import finalize, load_config
 from emogrid.study.merge import deep_merge
 from emogrid.study.schema import check_overrides
@@ -22,8 +23,9 @@ def with_(patch: dict) -> dict:
 
 
 def error_of(raw: dict) -> str:
+    """The one message a user gets for a config: every check a study passes before it runs."""
     with pytest.raises(ConfigError) as info:
-        finalize(raw)
+        check_study(raw)
     return str(info.value)
 
 

@@ -247,8 +247,11 @@ def test_builtins_resolve_and_grid_has_a_dataset_axis(tmp_path):
 
 
 def config_error(raw: dict) -> str:
+    """The one message a user gets: every check a study passes when it is loaded (sources included)."""
+    from emogrid.planning.study_check import check_study
+
     with pytest.raises(ConfigError) as info:
-        finalize(raw)
+        check_study(raw)
     return str(info.value)
 
 

@@ -130,6 +130,8 @@ def test_training_loads_the_fetched_snapshot_offline_and_records_its_commit(hub,
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["provenance"]["model_source"] == {"id": REPO_ID, "revision": "main", "commit": COMMIT}
     assert metrics["provenance"]["config_hash"] == spec["config_hash"]  # the snapshot path is not hashed
+    # spec.json: the spec as the study gave it (emogrid diff / publish), no machine-local snapshot path
+    assert json.loads((out / "spec.json").read_text()) == spec
 
 
 def _study(tmp_path, data, model_line):

@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figures": ("emogrid.report.plots", "draw the study figures from the tables"),
     "status": ("emogrid.report.status", "show done / failed / pending cells of the grid"),
     "plan": ("emogrid.planning.plan", "exact parameter counts and memory estimates per cell, offline"),
+    "diff": ("emogrid.report.diff", "compare two results trees cell by cell: what moved, paired tests, settings"),
+    "publish": ("emogrid.report.publish", "write a cell's adapter with a model card, and upload it to the hub"),
     "gpu-slot": ("emogrid.scheduling.gpu_slots", "run a command holding one free GPU (sets CUDA_VISIBLE_DEVICES)"),
 }
 

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from emogrid.errors import ConfigError
-from emogrid.study.config import DEFAULT_CONFIG, finalize, read_yaml
+from emogrid.study.config import DEFAULT_CONFIG, read_yaml
 from emogrid.study.merge import deep_merge
 
 
@@ -73,12 +73,11 @@ def raw_config(args: argparse.Namespace) -> dict:
 
 
 def config_from_args(args: argparse.Namespace) -> dict:
-    """The complete, validated study config the options describe (ConfigError if not)."""
-    from emogrid.data.checks import check_sources
+    """The complete, validated study config the options describe: one ConfigError with every
+    problem of the schema, the semantics, the reference file and the dataset sources."""
+    from emogrid.planning.study_check import check_study
 
-    config = finalize(raw_config(args))
-    check_sources(config)  # every dataset readable as configured, before any step runs
-    return config
+    return check_study(raw_config(args))[0]
 
 
 def parse_overrides(entries: list[str]) -> dict:

@@ -9,8 +9,7 @@ from snakemake.utils import validate
 from emogrid.report import outputs
 from emogrid.report import rule_inputs as reporting
 from emogrid.training import tracking
-from emogrid.study.config import finalize
-from emogrid.data.checks import check_sources
+from emogrid.planning.study_check import check_study
 from emogrid.errors import EmogridError
 from emogrid.data.fetch import cache_dir, hub_datasets, hub_models, receipt_path
 from emogrid.scheduling.resources import export_declared_gpus, export_packing
@@ -26,12 +25,18 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 try:
-    config.update(finalize(config))
-    check_sources(config)
+    # Every check in one message (emogrid.planning.study_check): schema, semantics, report.reference,
+    # dataset sources; in the main process also lora/ia3 targets against each model's modules and
+    # each local table drawn into its subsets (the data step's own messages), before any job.
+    _checked, _warnings = check_study(config, deep=workflow.is_main_process and not reporting.report_only(config))
+    config.update(_checked)
 except EmogridError as err:
     # A user error: one clear message, no traceback, before any job is scheduled.
     print(f"emogrid: {err}", file=sys.stderr)
     sys.exit(2)
+if workflow.is_main_process:
+    for _note in _warnings:
+        print(f"emogrid: warning: {_note}", file=sys.stderr)
 validate(config, "../schemas/config.schema.yaml")  # Snakemake's own check (passed above); a link to emogrid/schemas/
 # Live curves (train.report_to) travel in the environment, not in the cell spec: switching
 # them on or off never reruns a finished cell (emogrid.training.tracking).
@@ -53,15 +58,7 @@ CELLS = expand_cells(config)
 DATASETS = dataset_definitions(config)  # name -> complete definition (grid.datasets)
 CELL_BY_ID = {cell.cell_id: cell for cell in CELLS}
 
-# Target modules against each model's structure (meta device, local or bundled config.json):
-# a misspelt lora.targets stops here, not inside every job (emogrid.planning.precheck).
 if workflow.is_main_process:
-    from emogrid.planning.precheck import target_problems
-
-    _bad_targets = target_problems(CELLS)
-    if _bad_targets:
-        print("emogrid: invalid config:\n  - " + "\n  - ".join(_bad_targets), file=sys.stderr)
-        sys.exit(2)
     # with resources.train.gpu_mem_mb declared: cells that can't fit stop here, before any
     # submission (emogrid.planning.memory on the meta device; nothing imported without it)
     _unfit = unfit_cells_message(config, CELLS)

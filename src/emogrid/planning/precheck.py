@@ -2,7 +2,8 @@
 
 `lora.targets` / `ia3.targets` are matched against the model's modules the way the trainer
 matches them (`emogrid.models.adapters.resolve_targets`), on a meta-device model built from the
-model's config.json (a local path or the bundled copy; never a download). A hub model whose
+model's config.json (a local path or the bundled copy; never a download); a name that matches no
+module gets a did-you-mean from the family's presets and the model's linear module names. A hub model whose
 config is not on disk yet is skipped here and checked when it loads. Presets of a known family
 are valid by construction, so the common case imports no torch.
 """
@@ -10,6 +11,7 @@ are valid by construction, so the common case imports no torch.
 from __future__ import annotations
 
 TARGET_SECTIONS = ("lora", "ia3")
+LINEAR_TYPES = ("Linear", "Conv1D", "Linear4bit", "Linear8bitLt")  # module classes an adapter can target
 
 
 def target_problems(cells) -> list[str]:
@@ -58,7 +60,34 @@ def _resolve(models: dict, mspec: dict, cfg: dict, source: str, section: str, ta
     try:
         resolve_targets(model, family, targets)
     except CellError as err:
-        hint = f" ({err.hint})" if err.hint else ""
+        hint = target_suggestions(model, family, targets) or (f" ({err.hint})" if err.hint else "")
         return (f"{section}.targets {targets!r} for model '{name}' ({family}, {source}): "
                 f"{err.args[0]}{hint}")
     return None
+
+
+def target_suggestions(model, family: str, targets: str) -> str:
+    """' (did you mean ...?); ...' for a target list that names no module: the closest of the
+    family's presets and the model's linear module names (what LoRA and IA3 adapt), then both lists."""
+    import difflib
+
+    from emogrid.models.adapters import TARGETS
+
+    presets = list(TARGETS.get(family, {}))
+    linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                     if name and not list(module.children()) and type(module).__name__ in LINEAR_TYPES})
+    candidates = presets + linear
+    guesses = []
+    for wanted in [t.strip() for t in str(targets).split(",") if t.strip()]:
+        if any(n == wanted or n.endswith("." + wanted) for n, _ in model.named_modules()):
+            guesses.append(wanted)  # this one exists: keep it in the suggested list
+            continue
+        close = difflib.get_close_matches(wanted, candidates, n=1, cutoff=0.6)
+        guesses.append(close[0] if close else None)
+    found = [g for g in guesses if g]
+    mean = ""
+    if found and None not in guesses:
+        mean = f" (did you mean {','.join(dict.fromkeys(found))!r}?)"
+    where = (f"presets for {family}: {', '.join(presets)}; " if presets else "") + \
+        f"its linear modules: {', '.join(linear) or 'none found'}"
+    return f"{mean}; {where}"

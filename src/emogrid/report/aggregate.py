@@ -78,20 +78,14 @@ def write_frame(df: pd.DataFrame, path: Path, parquet: bool = False) -> None:
             _arrow_safe(df).to_parquet(tmp, index=False)
 
 
-def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
-              configfiles: list[str] | None = None, tables: bool = True,
-              config: dict | None = None, expected: list[dict[str, Any]] | None = None,
-              per_class_samples: int | None = None) -> dict[str, Any]:
-    """Collect, summarise, compare, write. Returns the frames and timings.
+def compute(runs_dir: str | os.PathLike, config: dict | None = None,
+            expected: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Collect, summarise, compare, in memory: what `aggregate` writes, nothing written.
 
-    The expected grid (pending rows, axis order) comes from `expected`, else `config` (a
-    config dict), else `configfiles`; without any, only the files found are reported.
+    Returns {"cells", "summary", "comparisons", "per_class", "levels", "replication" (None
+    without a reference), "report" (the `report:` settings), "reps" (example-level replicates)}.
+    The expected grid (pending rows, axis order) comes from `expected`, else `config`.
     """
-    t0 = time.perf_counter()
-    if config is None and configfiles:
-        from emogrid.study.config import load_config
-
-        config = load_config(list(configfiles))
     if expected is None and config is not None:
         expected = expected_cells(config=config)
     report = report_settings(config)
@@ -114,6 +108,27 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
     comparisons = compare_methods(cells, levels, reps=reps)
     arms = {(str(d), str(m), str(me)) for d, m, me in zip(cells["dataset"], cells["model"], cells["method"])}
     replication = None if reference is None else replication_mod.replication_frame(reference, summary, arms)
+    return {"cells": cells, "summary": summary, "comparisons": comparisons, "per_class": per_class,
+            "levels": levels, "replication": replication, "report": report, "reps": reps}
+
+
+def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
+              configfiles: list[str] | None = None, tables: bool = True,
+              config: dict | None = None, expected: list[dict[str, Any]] | None = None,
+              per_class_samples: int | None = None) -> dict[str, Any]:
+    """Collect, summarise, compare (`compute`), write. Returns the frames and timings.
+
+    The expected grid (pending rows, axis order) comes from `expected`, else `config` (a
+    config dict), else `configfiles`; without any, only the files found are reported.
+    """
+    t0 = time.perf_counter()
+    if config is None and configfiles:
+        from emogrid.study.config import load_config
+
+        config = load_config(list(configfiles))
+    frames = compute(runs_dir, config, expected)
+    cells, summary, comparisons, per_class = (frames[k] for k in ("cells", "summary", "comparisons", "per_class"))
+    levels, replication, report, reps = (frames[k] for k in ("levels", "replication", "report", "reps"))
     out_dir = Path(out_dir)
     result = {"cells": cells, "summary": summary, "comparisons": comparisons,
               "per_class": per_class, "levels": levels, "replication": replication}

@@ -2,7 +2,8 @@
 (`collect`: one row per cell, per class), summaries over seeds (`summary`), axis order
 (`levels`), intervals and tests (`stats`, `uncertainty`), paired method comparisons
 (`paired_comparisons`), the replication frame against published numbers (`replication`) and
-where each model and dataset came from (`sources`).
+where each model and dataset came from (`sources`), and two results trees compared cell by cell
+(`tree_diff`, for `emogrid diff`).
 
 Reads: results/runs/**/metrics.json and predictions.jsonl through emogrid.training.cell_files
 (the contract the train job writes). Writes: nothing itself; emogrid.report writes its frames.

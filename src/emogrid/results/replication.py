@@ -1,11 +1,11 @@
 """Replication view: published numbers next to what this study measured.
 
-`report.reference` names a CSV of published numbers, one per row:
+`report.reference` names a CSV of published numbers (its columns and checks:
+emogrid.study.reference, which checks it when the study is loaded), one per row:
 
     study, dataset, model, method, labels, samples, split, metric, value [, source]
 
-`split` is `val` or `test`, `metric` a metric emogrid reports (`accuracy`, `f1_macro`, ...),
-`value` the published number in % (as papers print it; values <= 1 are read as fractions
+`value` is the published number in % (as papers print it; values <= 1 are read as fractions
 only if every value of the file is <= 1). Model and method are this study's names (the
 config's `models:` keys and methods). `replication_frame` matches each row with the
 measured mean over seeds, its 95% interval (the bootstrap over seeds and examples where
@@ -21,61 +21,26 @@ import numpy as np
 import pandas as pd
 
 from emogrid.errors import ConfigError
+from emogrid.study.reference import COLUMNS, read_rows
 
-COLUMNS = ["study", "dataset", "model", "method", "labels", "samples", "split", "metric", "value"]
 OUT_COLUMNS = COLUMNS + ["variant", "n", "measured", "low", "high", "interval", "diff", "inside", "status"]
 
 
 def load_reference(path: str | Path) -> pd.DataFrame:
-    """The reference CSV, checked: clear errors naming the file, row and column.
-
-    A relative path is read from the working directory, else from the workflow's folder
-    (where config.yaml and studies/references/ live)."""
-    path = resolve_reference(path)
-    try:
-        ref = pd.read_csv(path, dtype={"study": str, "dataset": str, "model": str, "method": str,
-                                       "split": str, "metric": str})
-    except FileNotFoundError:
-        raise ConfigError(f"report.reference: {path} does not exist "
-                          "(a CSV of published numbers; see studies/references/)") from None
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise ConfigError(f"report.reference: {path} is not a readable CSV ({err})") from None
-    missing = [c for c in COLUMNS if c not in ref.columns]
-    if missing:
-        raise ConfigError(f"report.reference: {path} lacks column(s) {', '.join(missing)}; "
-                          f"expected {', '.join(COLUMNS)}")
-    problems = []
-    for col in ("labels", "samples", "value"):
-        bad = pd.to_numeric(ref[col], errors="coerce").isna()
-        for i in np.flatnonzero(bad.to_numpy())[:5]:
-            problems.append(f"row {i + 2}, column {col}: expected a number, got {ref[col].iloc[i]!r}")
-    bad_split = ~ref["split"].isin(["val", "test"])
-    for i in np.flatnonzero(bad_split.to_numpy())[:5]:
-        problems.append(f"row {i + 2}, column split: expected val or test, got {ref['split'].iloc[i]!r}")
+    """The reference CSV as a frame, checked (emogrid.study.reference: one ConfigError naming the
+    file, line and column of every problem). A relative path is read from the working directory,
+    else from the workflow's folder (where config.yaml and studies/references/ live)."""
+    path, rows, problems = read_rows(path)
     if problems:
-        raise ConfigError(f"report.reference: {path}: " + "; ".join(problems))
-    ref = ref.copy()
-    ref["labels"] = ref["labels"].astype(int)
-    ref["samples"] = ref["samples"].astype(int)
+        raise ConfigError("; ".join(problems))
+    ref = pd.DataFrame([{k: v for k, v in r.items() if k != "line"} for r in rows],
+                       columns=list(dict.fromkeys(COLUMNS + [k for r in rows for k in r if k != "line"])))
+    ref["labels"] = ref["labels"].astype(float).astype(int)
+    ref["samples"] = ref["samples"].astype(float).astype(int)
     ref["value"] = ref["value"].astype(float)
-    if (ref["value"] <= 1).all():  # a file of fractions
+    if len(ref) and (ref["value"] <= 1).all():  # a file of fractions
         ref["value"] = 100 * ref["value"]
     return ref
-
-
-def resolve_reference(path: str | Path) -> Path:
-    path = Path(path)
-    checkout = _source_checkout()
-    if not path.is_absolute() and not path.exists() and checkout and (checkout / path).exists():
-        return checkout / path
-    return path
-
-
-def _source_checkout() -> Path | None:
-    """The emogrid checkout this package runs from (its Snakefile beside src/), or None for an
-    installed package: the workflow folder of `studies/references/`."""
-    root = Path(__file__).resolve().parents[2]
-    return root if (root / "Snakefile").is_file() and (root / "src" / "emogrid").is_dir() else None
 
 
 def reference_splits(path: str | Path | None) -> tuple[str, ...]:

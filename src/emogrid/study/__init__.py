@@ -1,6 +1,7 @@
 """Stage 1, the study: what to run. Owns the config (loading, layering, the JSON schema and its
-defaults, the checks a schema can't express), the registries a study names from (methods,
-datasets, GoEmotions taxonomies), grid expansion into cells with their specs, and cell ids.
+defaults, the checks a schema can't express, the report.reference file: `reference`), the
+registries a study names from (methods, datasets, GoEmotions taxonomies), grid expansion into
+cells with their specs, and cell ids.
 
 Reads: the study's YAML files and the package's schema. Writes: nothing (pure functions; the
 Snakefile and every command call them). Imports: only the top-level modules of `emogrid`.

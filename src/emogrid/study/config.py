@@ -4,7 +4,8 @@ Layering mirrors Snakemake: `config.yaml` first, then each `--configfile` deep-m
 (mappings merge, lists and scalars replace). Defaults come from the JSON Schema
 (`emogrid.study.schema`), which is also what validates the result; checks a schema can't
 express (cross references, taxonomy sizes, readable paths) follow in `emogrid.study.semantics`.
-Every problem is reported as a ConfigError naming the key and what was expected.
+Every problem of both passes is reported in one ConfigError, one line each, naming the key and
+what was expected.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import yaml
 
 from emogrid.errors import ConfigError
 from emogrid.study.merge import deep_merge
-from emogrid.study.schema import apply_defaults, check_schema, load_schema
-from emogrid.study.semantics import check_semantics
+from emogrid.study.schema import apply_defaults, load_schema, schema_problems
+from emogrid.study.semantics import semantic_problems
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -53,11 +54,31 @@ def load_config(configfiles: list[str] | tuple[str, ...] = (),
 
 
 def finalize(raw: dict) -> dict:
-    """Defaults + schema + semantic checks. Returns a new, fully defaulted config."""
+    """Defaults + schema + semantic checks. Returns a new, fully defaulted config; every problem
+    of both passes in one ConfigError."""
+    config, problems = config_problems(raw)
+    if problems:
+        raise ConfigError(format_problems(problems))
+    return config
+
+
+def config_problems(raw: dict) -> tuple[dict, list[str]]:
+    """(the defaulted config, every schema and semantic problem): both passes run, so a user
+    fixes a file once instead of learning its errors in stages. The semantic checks read a
+    config the schema passed; where the schema found problems and a semantic check cannot run
+    on what it rejected, the schema's messages stand for it."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"config: expected a mapping, got {type(raw).__name__}")
+        return {}, [f"config: expected a mapping, got {type(raw).__name__}"]
     schema = load_schema()
     config = apply_defaults(copy.deepcopy(raw), schema, schema)
-    check_schema(config, schema)
-    check_semantics(config)
-    return config
+    problems = schema_problems(config, schema)
+    try:
+        problems += [p for p in semantic_problems(config) if p not in problems]
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+        if not problems:
+            raise
+    return config, problems
+
+
+def format_problems(problems: list[str]) -> str:
+    return "invalid config:\n  - " + "\n  - ".join(problems)

@@ -2,7 +2,7 @@
 
 `emogrid/schemas/config.schema.yaml` is the one source of every default: `apply_defaults`
 fills a config from it, and `schema_default` / `section_defaults` give them to readers of a
-partial config. `check_schema` and `check_overrides` turn jsonschema errors into one line per
+partial config. `schema_problems` and `check_overrides` turn jsonschema errors into one line per
 problem that names the key, what was expected and, for a misspelt key, the likely one.
 """
 
@@ -12,8 +12,6 @@ import copy
 import difflib
 import re
 from typing import Any
-
-from emogrid.errors import ConfigError
 
 SWEEPABLE_SECTIONS = ("train", "lora", "ia3", "adalora", "loraplus", "quant")
 MAX_ERRORS = 12
@@ -135,15 +133,14 @@ def _describe(error, root: dict) -> str:
     return msg
 
 
-def check_schema(config: dict, schema: dict) -> None:
+def schema_problems(config: dict, schema: dict) -> list[str]:
+    """One line per schema violation (at most MAX_ERRORS, then a count); [] when valid."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
-    if errors:
-        lines = [_describe(e, schema) for e in errors[:MAX_ERRORS]]
-        more = f"\n  ... and {len(errors) - MAX_ERRORS} more" if len(errors) > MAX_ERRORS else ""
-        raise ConfigError("invalid config:\n  - " + "\n  - ".join(dict.fromkeys(lines)) + more)
+    lines = list(dict.fromkeys(_describe(e, schema) for e in errors[:MAX_ERRORS]))
+    return lines + ([f"... and {len(errors) - MAX_ERRORS} more schema errors"] if len(errors) > MAX_ERRORS else [])
 
 
 # ---------------------------------------------------------------- overrides
@@ -157,7 +154,7 @@ def check_overrides(where: str, overrides: dict, *, allow_sweep: bool = False) -
     filling in defaults (an override holds only what it changes). `where` prefixes every
     message (`methods.full`); a list value is a sweep, which only the top level may hold
     unless `allow_sweep`. Returns the messages, [] when the overrides are valid, so a caller
-    (check_semantics) reports them with every other problem in one ConfigError.
+    (semantic_problems) reports them with every other problem in one ConfigError.
     """
     import jsonschema
 

@@ -1,9 +1,9 @@
 """Config checks a schema can't express: cross references, label counts, readable sources.
 
-Runs after the schema pass on a fully defaulted config and reports every problem at once
-(one ConfigError): grid entries that name undefined models, methods or datasets, model
-directories without config.json, label and sample counts a dataset can't give, and local
-data files that lack the configured columns. No data is loaded here.
+Runs with the schema pass on a fully defaulted config (emogrid.study.config reports both in one
+ConfigError): grid entries that name undefined models, methods or datasets, model directories
+without config.json, label and sample counts a dataset can't give, and a report.reference file
+that is missing or malformed (emogrid.study.reference). No data is loaded here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ def defined_methods(config: dict) -> dict:
     return {**{name: {} for name in BUILTIN_METHODS}, **config["methods"]}
 
 
-def check_semantics(config: dict) -> None:
+def semantic_problems(config: dict) -> list[str]:
+    """Every problem the schema cannot see, one message each ([] when there is none)."""
+    from emogrid.study.reference import reference_problems
+
     problems: list[str] = []
     grid = config["grid"]
 
@@ -63,8 +66,8 @@ def check_semantics(config: dict) -> None:
                             "(expected a folder with config.json)")
 
     problems += _check_datasets(config)
-    if problems:
-        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+    problems += reference_problems(config)  # report.reference: the file, its columns and values
+    return problems
 
 
 def resolve_package_model(package: str) -> str:

@@ -7,7 +7,7 @@ attempt and plans the retry; `distributed` runs one cell over several GPUs; `tra
 live curves to TensorBoard / W&B. `cell_files` is the contract of a cell folder: every later
 stage reads metrics.json and predictions.jsonl through it.
 
-Reads: a subset directory and a cell spec. Writes: results/runs/<cell>/ (metrics.json,
+Reads: a subset directory and a cell spec. Writes: results/runs/<cell>/ (spec.json, metrics.json,
 predictions.jsonl, train_log.jsonl, run.log, adapter/). Imports: study, data, models,
 scheduling, planning.
 """

@@ -161,6 +161,18 @@ def set_aside(result: Result) -> Path:
 
 
 TRAIN_OUTPUTS = ("metrics.json", "predictions.jsonl", "train_log.jsonl")  # the train rule's outputs
+SPEC_FILE = "spec.json"  # the spec the cell was trained with, as the study gave it (before a fetched
+#                         model's snapshot path was filled in): its hash is provenance.config_hash
+
+
+def read_spec(run_dir: str | os.PathLike) -> dict | None:
+    """The cell's spec.json (what `emogrid diff` and `emogrid publish` read), None when the cell
+    has none (trained before emogrid wrote it) or it is unreadable."""
+    try:
+        obj = json.loads((Path(run_dir) / SPEC_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def reconcile(cells, results_dir: str | os.PathLike = "results", *,

@@ -24,7 +24,7 @@ from emogrid.training.failures import describe_failure, plan_attempt, write_fail
 from emogrid.training.fit import CHECKPOINT_DIR, fit
 from emogrid.training.provenance import now
 from emogrid.training.signals import Preempted, finishing
-from emogrid.training.write import check_outputs, write_results
+from emogrid.training.write import check_outputs, write_results, write_spec
 
 log = logging.getLogger("emogrid.training.train")
 
@@ -77,6 +77,8 @@ def run(args) -> int:
         if distributed.is_main():  # `emogrid status`: running while this process lives, else interrupted
             results.claim(out)
         spec = load_spec(args.spec)
+        if distributed.is_main():  # the spec as the study gave it, hashed (emogrid diff / publish read it)
+            write_spec(out, spec)
         if getattr(args, "fetched", ""):
             use_fetched_model(spec, args.fetched)
         batch = plan_attempt(spec, out, int(args.attempt))

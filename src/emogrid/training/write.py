@@ -1,5 +1,5 @@
-"""Write a finished cell's files (docs/CONTRACTS.md): metrics.json, predictions.jsonl,
-train_log.jsonl and the optional adapter, then drop its checkpoint; `check_outputs` is the
+"""Write a cell's files (docs/CONTRACTS.md): spec.json when it starts; when it finishes metrics.json,
+predictions.jsonl, train_log.jsonl and the optional adapter, then drop its checkpoint; `check_outputs` is the
 train rule's own check of metrics.json before it declares success.
 """
 
@@ -51,6 +51,14 @@ def write_results(spec: dict, out: Path, data: dict, cell, fitted, evaluated, ba
         AFTER_METRICS_HOOK(out)
     shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
     return metrics
+
+
+def write_spec(out: Path, spec: dict) -> None:
+    """spec.json: the cell's spec before anything machine-local (a fetched snapshot's path) is
+    filled in, so two machines' copies of one cell compare equal (docs/CONTRACTS.md)."""
+    from emogrid.training.cell_files import SPEC_FILE
+
+    atomic.write_json(out / SPEC_FILE, spec)
 
 
 def save_adapter(model, tokenizer, target: Path) -> None:

@@ -1,0 +1,56 @@
+"""Everything checked before a study runs, reported in one message.
+
+`check_study` runs every check on a merged config and raises one ConfigError listing every
+problem it found, so a file is fixed in one pass instead of error by error:
+
+- the schema and the semantic checks (emogrid.study.config; report.reference included:
+  emogrid.study.reference);
+- each dataset's source: files, columns (emogrid.data.checks.sources_problems);
+- `deep` (the Snakefile's main process, before anything is scheduled): `lora.targets` /
+  `ia3.targets` against each model's modules with a did-you-mean (emogrid.planning.precheck),
+  and each local table read and drawn into every subset the grid asks for, with the data
+  step's own messages (emogrid.data.checks.subset_problems).
+
+A check that cannot run on a config the schema already rejected is skipped: the schema's
+messages stand for it. Returns the finished config and warnings: reference rows that map to no
+cell of the study.
+"""
+
+from __future__ import annotations
+
+# what a later check may raise on a config an earlier one rejected (a missing section, a wrong type)
+_BROKEN = (KeyError, TypeError, AttributeError, ValueError, IndexError)
+
+
+def check_study(raw: dict, *, deep: bool = False) -> tuple[dict, list[str]]:
+    """(config, warnings) of a merged raw config; one ConfigError with every problem."""
+    from emogrid.data.checks import sources_problems, subset_problems
+    from emogrid.errors import ConfigError, EmogridError
+    from emogrid.study.config import config_problems, format_problems
+    from emogrid.study.grid import expand_cells, subsets
+    from emogrid.study.reference import unmatched_rows
+
+    config, problems = config_problems(raw)
+    warnings: list[str] = []
+    try:
+        source = sources_problems(config)
+        problems += source
+        cells = expand_cells(config)
+        if deep:
+            from emogrid.planning.precheck import target_problems
+
+            problems += target_problems(cells)
+            broken = tuple(name for name in {c.axes["dataset"] for c in cells}
+                           if any(f"datasets.{name}" in p or f"dataset '{name}'" in p for p in source))
+            problems += subset_problems(config, subsets(cells), skip=broken)
+        note = unmatched_rows(config, cells)
+        if note:
+            warnings.append(note)
+    except EmogridError as err:
+        problems.append(str(err.args[0]))
+    except _BROKEN:
+        if not problems:
+            raise
+    if problems:
+        raise ConfigError(format_problems(list(dict.fromkeys(problems))))
+    return config, warnings
