@@ -163,7 +163,7 @@ def dora_transient_bytes(modules, quantized: bool) -> tuple[int, int]:
     graph -- eye included -- until the layer returns, so all of it is live at once; under no_grad
     the eye is freed once lora_weight is built. None of it is saved for backward (the norm is detached),
     so the trace does not see it. Checked against the peak RSS growth of one DoRA Linear forward
-    on the CPU (tests/test_planning_memory.py): 4096->1024 fp32 112.25 MiB, bf16 base 128.25 MiB,
+    on the CPU (tests/planning/test_planning_memory.py): 4096->1024 fp32 112.25 MiB, bf16 base 128.25 MiB,
     NF4 base 128.25 MiB, no_grad eval 80.25 MiB (model and measurement agree within 0.5 MiB).
     The largest layer's set counts once: layers run one at a time.
     """

@@ -162,7 +162,7 @@ def test_dag_fetches_hub_models_once_and_nothing_for_local_ones(tmp_path, tiny_m
 
 def test_default_study_under_the_slurm_profile_fetches_five_models_first(tmp_path):
     require_data()
-    proc = snakemake(tmp_path, "-n", "--profile", str(Path(__file__).resolve().parents[1] / "profiles" / "slurm"))
+    proc = snakemake(tmp_path, "-n", "--profile", str(Path(__file__).resolve().parents[2] / "profiles" / "slurm"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = job_counts(proc.stdout)
     assert counts["fetch_model"] == 5 and counts["train"] == 180

@@ -53,7 +53,7 @@ def test_measured_peak_is_the_child_s_own_not_its_parent_s():
     hog[:: 4096] = b"\1" * len(range(0, len(hog), 4096))  # touch every page: it is resident
     code = ("import json, resource; from emogrid.planning.measure_run import high_water_rss; "
             "print(json.dumps([high_water_rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024]))")
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     own, inherited = json.loads(out.stdout)

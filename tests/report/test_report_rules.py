@@ -26,7 +26,7 @@ import pytest
 
 from emogrid.report import plots, tables
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STUDY = REPO / "studies" / "quickstart.yaml"
 OLD, NEWER = 1_700_000_000, 1_700_003_600  # data files, then results one hour later
 

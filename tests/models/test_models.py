@@ -30,7 +30,7 @@ def _one_thread(one_torch_thread):
 def test_detect_family():
     assert detect_family("gemma3_text") == "gemma3" and detect_family("electra") == "bert"
     # RoBERTa has its own family now (no pooler: its head is classifier only); any other
-    # architecture is generic and needs explicit targets (tests/test_families.py)
+    # architecture is generic and needs explicit targets (tests/models/test_families.py)
     assert detect_family("roberta") == "roberta" and detect_family("t5") == "generic"
 
 

@@ -268,7 +268,7 @@ def resume_setup(tiny_models, tmp_path_factory):
     spec = cell_spec(tiny_models["bert"], "lora", epochs=3, patience=3, batch_size=2, lr=5e-3)
     spec_file = root / "spec.json"
     spec_file.write_text(json.dumps(spec))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(train.__file__).parents[1])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(train.__file__).parents[2])}
     ref = subprocess.run(_cli(spec_file, data, root / "ref"), env=env, capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
     return root, data, spec_file, env, json.loads((root / "ref/metrics.json").read_text())

@@ -27,7 +27,7 @@ from emogrid.data.subset_writer import prepare_subset
 from emogrid.errors import ConfigError, DataError
 from emogrid.study.taxonomies import EKMAN_MAPPING, ekman_id_map, taxonomy_labels
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 CHECKED = os.environ.get("EMOGRID_DATA_DIR") or str(REPO.parent / "shared" / "data" / "goemotions")
@@ -49,7 +49,7 @@ SKIP_REASON = (
     "to the directory holding original/ and ekman/, or put it at <repo>/../shared/data/goemotions"
 )
 if ROOT is None:
-    print(f"tests/test_data.py: {SKIP_REASON}", file=sys.stderr)
+    print(f"tests/data/test_data.py: {SKIP_REASON}", file=sys.stderr)
 needs_data = pytest.mark.skipif(ROOT is None, reason=SKIP_REASON)
 
 README_SHA256 = {

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
+from test_models import spec_for
 
 from emogrid.models.adapters import apply_method
 from emogrid.models.loading import base_weights_dtype, load_model, upcast_trainable
-from tests.test_models import spec_for
 
 
 @pytest.fixture

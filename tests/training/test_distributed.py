@@ -18,7 +18,7 @@ from emogrid.errors import CellError
 from emogrid.study.grid import config_hash
 from emogrid.training import distributed, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _subset(src: Path, dst: Path, n_train: int = 32) -> Path:
