@@ -46,40 +46,64 @@ def test_study_accuracy_markdown_exact(tables):
                           ("*(baseline)*", "*majority class*"), ("*(baseline)*", "*uniform chance*")]
     summary = pd.read_csv(tables / "summary.csv", keep_default_na=False, na_values=[""])
     summary["variant"] = summary["variant"].fillna("")
-    # mean over seeds [seeds-then-examples bootstrap interval], in %
-    assert body[("tiny-a", "full")][2] == _boot(summary, "tiny-a", "full", "", 4, 100)
+    # mean over seeds [example-aware interval], in %; then the marks
+    assert body[("tiny-a", "full")][2].startswith(_boot(summary, "tiny-a", "full", "", 4, 100))
     assert body[("tiny-a", "full")][2].startswith("46.0 [")
     # the failed seed leaves n=2, marked
-    assert body[("tiny-a", "lora [lora.r=8]")][2] == _boot(summary, "tiny-a", "lora", "lora.r=8", 4, 100) + " (n=2)"
+    assert body[("tiny-a", "lora [lora.r=8]")][2].startswith(_boot(summary, "tiny-a", "lora", "lora.r=8", 4, 100)
+                                                               + " (n=2)")
     assert body[("tiny-b", "full")][3] == "–"  # the missing cell
-    # no predictions.jsonl here: no paired test, so nothing is bold; best and runner-up are ties
+    # 20-40 test examples known by their confusion matrices only (an unpaired, conservative
+    # test): no best beats every other row, so nothing is bold and every row ties with the best
     bold = sum(c.startswith("**") for r in rows[1:] for c in r[2:])
     assert bold == 0
     assert all(c.endswith("≈") for c in body[("tiny-b", "lora [lora.r=8]")])
     assert all(c.endswith("≈") for c in body[("tiny-b", "lora [lora.r=4]")])
+    # 10 per class at k=2 with 50-62 % accuracy: chance level, every seed flagged; k=4 seed 0 of
+    # tiny-a/full (4 of 10 right per class) too
+    assert all("† ≈" in c for c in body[("tiny-a", "full")][:2]) and "†1/3" in body[("tiny-a", "full")][2]
     # baselines of the (balanced) synthetic test sets: majority = uniform = 1/k
     assert body[("*(baseline)*", "*majority class*")] == ["50.0", "50.0", "25.0", "25.0"]
     caption = (tables / "study_accuracy.md").read_text().splitlines()[0]
-    assert caption.startswith("**Test accuracy (%)**") and "bootstrap" in caption and "Holm" in caption
+    assert caption.startswith("**Test accuracy (%)**") and "bootstrap" in caption
+    assert "Family: test accuracy: 30 paired tests = each arm vs full within model and subset (14) + in each column " \
+           "the best row vs every other row (19) − 3 asked by both; Holm (family-wise error), α = 0.05" in caption
     assert (tables / "study_f1_macro.md").read_text().startswith("**Test macro-F1 (%)**")
 
 
-def test_best_marking_needs_a_significant_paired_test_else_ties():
+def _family_rows(tests):
+    """Question-'best' rows of comparisons.csv: m1 (the best) vs each (model, p, significant)."""
+    return pd.DataFrame([
+        {"scope": "subset", "question": "best", "metric": "test_accuracy", "dataset": "d", "mode": "single",
+         "labels": 2, "samples": 10, "model": "m1", "model_b": m, "method_a": "a", "variant_a": "", "method_b": "a",
+         "variant_b": "", "p": p, "p_adj": p, "significant": sig, "diff_mean": 0.02, "family": "test accuracy: 2 tests"}
+        for m, p, sig in tests])
+
+
+def test_bold_needs_the_best_to_beat_every_row_and_ties_say_which():
     summary = pd.DataFrame([
         {"dataset": "d", "model": m, "method": "a", "variant": "", "labels": 2, "samples": 10,
          "metric": "test_accuracy", "mean": mean, "ci95_t_half": 0.01 if n > 1 else float("nan"), "n": n}
         for m, mean, n in (("m1", 0.72, 3), ("m2", 0.70, 3), ("m3", 0.5, 1))])
     levels = {"model": ["m1", "m2", "m3"]}
-    significant = [{"col": (2, 10), "best": ("m1", "a", ""), "runner_up": ("m2", "a", ""), "p_holm": 0.01}]
-    piv = study_pivot(summary, "test_accuracy", levels, significant)
-    assert piv["best"] == {(("m1", "a", ""), (2, 10))} and not piv["ties"]
+    col = (2, 10)
+    both = _family_rows([("m2", 0.01, True), ("m3", 0.001, True)])
+    piv = study_pivot(summary, "test_accuracy", levels, both)
+    assert piv["best"] == {(("m1", "a", ""), col)} and not piv["ties"] and piv["family"] == "test accuracy: 2 tests"
     out = render_study(piv, "Test accuracy (%)")
-    assert "**72.0 ± 1.0**" in out["md"] and "50.0 (n=1)" in out["md"]
-    tie = [{"col": (2, 10), "best": ("m1", "a", ""), "runner_up": ("m2", "a", ""), "p_holm": 0.2}]
-    piv = study_pivot(summary, "test_accuracy", levels, tie)
-    assert not piv["best"] and len(piv["ties"]) == 2
+    assert "**72.0 ± 1.0**" in out["md"] and "50.0 (n=1)" in out["md"] and "Family: test accuracy: 2 tests" in out["md"]
+    # the runner-up is beaten but the third row is not: nothing bold, best and third tie
+    one = _family_rows([("m2", 0.01, True), ("m3", 0.2, False)])
+    piv = study_pivot(summary, "test_accuracy", levels, one)
+    assert not piv["best"] and piv["ties"] == {(("m1", "a", ""), col), (("m3", "a", ""), col)}
     out = render_study(piv, "Test accuracy (%)")
-    assert "72.0 ± 1.0 ≈" in out["md"] and "70.0 ± 1.0 ≈" in out["md"] and "**" not in out["md"].split("\n", 2)[2]
+    assert "72.0 ± 1.0 ≈" in out["md"] and "50.0 (n=1) ≈" in out["md"] and "70.0 ± 1.0 |" in out["md"]
+    assert "**" not in out["md"].split("\n", 2)[2]
+    # no test possible is its own mark, and it also keeps the best from bold
+    untested = _family_rows([("m2", 0.01, True), ("m3", float("nan"), False)])
+    piv = study_pivot(summary, "test_accuracy", levels, untested)
+    assert not piv["best"] and not piv["ties"] and piv["untested"] == {(("m3", "a", ""), col)}
+    assert "50.0 (n=1) ∘" in render_study(piv, "x")["md"]
     assert render_study(study_pivot(summary, "test_accuracy", levels), "x")["csv"].count(" *") == 0
 
 
@@ -115,8 +139,9 @@ def test_per_class_and_problems(tables):
     assert "## Failed: 1" in problems and "OutOfMemoryError" in problems and "hint:" in problems
     comp = (tables / "method_comparisons.md").read_text()
     assert comp.startswith("**Paired comparisons per subset** — test split")
-    assert "| tiny-a | 2 | 100 | accuracy | full | lora [lora.r=4] | 3 | -2.00 |" in comp
-    assert "no pooled p-value" in comp and "Holm over all" in comp
+    assert "| vs reference | 2 | 100 | accuracy | tiny-a / lora [lora.r=4] | tiny-a / full | 3 | +2.00 |" in comp
+    assert "| best vs row | 2 | 100 | accuracy | tiny-b / lora [lora.r=8] | tiny-a / full | 3 | +9.00 |" in comp
+    assert "no pooled p-value" in comp and "Holm (family-wise error)" in comp
 
 
 def test_efficiency_table_compares_gpu_memory_with_the_plan():

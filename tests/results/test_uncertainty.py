@@ -7,6 +7,7 @@ import math
 
 import fixtures_results as F
 import numpy as np
+import pandas as pd
 import pytest
 
 from emogrid.report import aggregate as A
@@ -40,8 +41,10 @@ def one_seed(tmp_path_factory):
 def test_one_seed_cells_get_example_intervals_and_n1_marks(one_seed):
     cells = one_seed["cells"].set_index("model")
     strong = cells.loc["strong"]
-    # the per-cell interval is the percentile bootstrap over the 300 test examples
+    # the per-cell interval of accuracy is Wilson's on the 300 test examples
     assert strong["test_accuracy_ci95_low"] < strong["test_accuracy"] < strong["test_accuracy_ci95_high"]
+    low, high = stats.wilson_interval(round(300 * strong["test_accuracy"]), 300)
+    assert (strong["test_accuracy_ci95_low"], strong["test_accuracy_ci95_high"]) == pytest.approx((low, high))
     half = (strong["test_accuracy_ci95_high"] - strong["test_accuracy_ci95_low"]) / 2
     binomial_half = 1.96 * math.sqrt(strong["test_accuracy"] * (1 - strong["test_accuracy"]) / 300)
     assert half == pytest.approx(binomial_half, rel=0.25)
@@ -50,15 +53,18 @@ def test_one_seed_cells_get_example_intervals_and_n1_marks(one_seed):
     assert row["n"] == 1 and math.isnan(row["ci95_t_half"])  # no t interval with one seed ...
     assert row["ci95_boot_low"] == pytest.approx(strong["test_accuracy_ci95_low"])  # ... a bootstrap one
     md = (one_seed["root"] / "tables" / "study_accuracy.md").read_text()
-    assert "n = 1 seed per cell" in md.splitlines()[0] and "bootstrap over the test examples" in md.splitlines()[0]
+    assert "n = 1 seed per cell" in md.splitlines()[0] and "Wilson score interval on the test examples" in md
     assert f"{100 * strong['test_accuracy']:.1f} [{100 * strong['test_accuracy_ci95_low']:.1f}," in md
 
 
 def test_chance_level_cell_is_flagged_did_not_learn(one_seed):
+    """A constant predictor (kappa 0) did not learn; strong and weak did."""
     cells = one_seed["cells"].set_index("model")
     assert cells.loc["chance", "test_accuracy"] == pytest.approx(0.75)
     assert cells.loc["chance", "test_majority_accuracy"] == pytest.approx(0.75)
+    assert cells.loc["chance", "test_kappa"] == 0.0
     assert bool(cells.loc["chance", "did_not_learn"]) and not bool(cells.loc["strong", "did_not_learn"])
+    assert not bool(cells.loc["weak", "did_not_learn"])
     md = (one_seed["root"] / "tables" / "study_accuracy.md").read_text()
     chance_row = next(line for line in md.splitlines() if line.startswith("| chance"))
     strong_row = next(line for line in md.splitlines() if line.startswith("| strong"))
@@ -99,7 +105,7 @@ def test_pooled_comparison_over_one_shared_test_set_claims_nothing(tmp_path):
             for method, pred in (("a", a), ("b", b)):
                 F.write_scored_cell(runs, "goemotions", "m", method, 2, n, seed,
                                     {"val": VAL_GOLD, "test": TEST_GOLD}, {"val": val, "test": pred})
-    c = A.aggregate(runs, tmp_path / "tables")["comparisons"]
+    c = A.aggregate(runs, tmp_path / "tables", config={"report": {"reference_method": "b"}}, expected=[])["comparisons"]
     acc = c[c.metric == "test_accuracy"]
     pooled = acc[acc.scope == "study"].iloc[0]
     assert pooled["n_pairs"] == 10 and pooled["wins_a"] == 10 and pooled["diff_mean"] > 0
@@ -108,8 +114,8 @@ def test_pooled_comparison_over_one_shared_test_set_claims_nothing(tmp_path):
     # per subset: 5 seeds, one example apart on 300: the seed t test would say "significant"
     # (identical differences); the paired bootstrap over shared examples does not
     subset = acc[acc.scope == "subset"]
-    assert (subset["p_holm"] > 0.05).all() and not subset["significant"].any()
-    assert subset["test"].str.startswith("paired bootstrap").all()
+    assert (subset["p_adj"] > 0.05).all() and not subset["significant"].any()
+    assert subset["test"].str.startswith("paired over seeds: seed spread (t) + shared-example").all()
     assert (subset["boot_low"] <= 0).all() and (subset["boot_high"] > 0).all()
 
 
@@ -124,11 +130,12 @@ def test_one_seed_method_comparison_is_mcnemar_exact(tmp_path):
     c = A.aggregate(runs, tmp_path / "tables")["comparisons"]
     row = c[(c.scope == "subset") & (c.metric == "test_accuracy")].iloc[0]
     ra, rb = preds["a"] == TEST_GOLD, preds["b"] == TEST_GOLD
-    assert row["test"] == "McNemar exact (one seed)" and row["n_pairs"] == 1
+    assert row["test"] == "these two runs (one seed each): McNemar exact" and row["n_pairs"] == 1
+    assert row["claim"] == "these two runs"
     assert row["p"] == pytest.approx(stats.mcnemar_exact(int(np.sum(ra & ~rb)), int(np.sum(~ra & rb))))
     assert row["boot_low"] > 0 and bool(row["significant"])
     f1 = c[(c.scope == "subset") & (c.metric == "test_f1_macro")].iloc[0]
-    assert f1["test"].startswith("paired bootstrap") and f1["p"] > 0
+    assert f1["test"].startswith("these two runs (one seed each): bootstrap SE") and f1["p"] > 0
 
 
 def test_replication_table_and_figure_on_a_synthetic_tree(tmp_path):
@@ -142,6 +149,7 @@ def test_replication_table_and_figure_on_a_synthetic_tree(tmp_path):
                             {"val": VAL_GOLD, "test": TEST_GOLD},
                             {"val": val, "test": F.scored_predictions(TEST_GOLD, 0.9, rng)})
     ref = tmp_path / "ref.csv"
+    # an old file (no n_eval / evidence columns) stays valid: our evaluation-set size is assumed
     ref.write_text("study,dataset,model,method,labels,samples,split,metric,value\n"
                    "paper,goemotions,m,qlora,2,100,val,accuracy,90.0\n"
                    "paper,goemotions,m,qlora,2,100,val,accuracy,20.0\n"
@@ -156,14 +164,20 @@ def test_replication_table_and_figure_on_a_synthetic_tree(tmp_path):
     val = s[s.metric == "val_accuracy"].iloc[0]
     first = rep.iloc[0]
     assert first["n"] == 2 and first["measured"] == pytest.approx(100 * val["mean"])
-    assert first["low"] == pytest.approx(100 * val["ci95_boot_low"]) and first["interval"] == "bootstrap"
+    assert first["low"] == pytest.approx(100 * val["ci95_boot_low"]) and first["interval"] == "example-aware"
     assert first["diff"] == pytest.approx(100 * val["mean"] - 90.0)
-    assert first["inside"] == (first["low"] <= 90.0 <= first["high"])
-    assert rep.iloc[1]["inside"] is False or rep.iloc[1]["inside"] == False  # noqa: E712 (20% is far off)
+    assert first["n_eval"] == 40 and first["n_eval_source"].startswith("ours")
+    # the prediction interval: our mean's parts + one new run's seed variance + the paper's binomial noise
+    seed = math.sqrt(val["se_seed"] ** 2 + val["std"] ** 2)
+    examples = math.sqrt(val["se_examples"] ** 2 + stats.agresti_coull_variance(0.9, 40))
+    half = 100 * stats.combined_half_width(seed, examples, 1)
+    assert (first["diff_low"], first["diff_high"]) == pytest.approx((first["diff"] - half, first["diff"] + half))
+    assert first["verdict"] == ("consistent" if first["diff_low"] <= 0 <= first["diff_high"] else "differs")
+    assert rep.iloc[1]["verdict"] == "differs"  # 20% is far off
     assert rep.iloc[2]["status"] == "not measured"
     assert len(rep) == 3  # a model this study does not have is left out
     md = (tmp_path / "tables" / "replication.md").read_text()
-    assert "| paper | m | qlora | 2 | 100 | validation accuracy | 90.00 |" in md and "not measured" in md
+    assert "| paper | m | qlora | 2 | 100 | validation accuracy | 90.00 | 40 (ours) |" in md and "not measured" in md
     fig = replication_figure(tmp_path / "tables" / "replication.csv")
     assert fig.axes[0].get_title() == "Replication: validation accuracy"
     bad = tmp_path / "bad.csv"
@@ -258,4 +272,7 @@ def test_multilabel_cells_get_example_intervals_too(tmp_path):
     for metric in ("accuracy", "f1_macro", "f1_micro"):
         low, high = cells[f"test_{metric}_ci95_low"], cells[f"test_{metric}_ci95_high"]
         assert low < cells[f"test_{metric}"] < high, metric
-    assert not bool(cells["did_not_learn"])  # no majority baseline for multi-label: never flagged
+    assert pd.isna(cells["did_not_learn"])  # multi-label: not checked (no single gold class)
+    md = (tmp_path / "tables" / "study_accuracy.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| m |"))
+    assert row.rstrip(" |").endswith("n.c.") and "n.c.: learning not checked (multi-label)" in md
