@@ -170,3 +170,93 @@ def test_gpu_plan_check_in_metrics(monkeypatch):
     assert gpu_plan_check({}, measured=10.0) == {"peak_memory_reserved_mb": 10.0}
     if not __import__("torch").cuda.is_available():
         assert gpu_plan_check({}) == {}
+
+
+# ----------------------------------------------------------------------------- the studies' reports
+
+METHODS_BASE = {"qwen2.5-1.5b": 0.80, "llama-3.2-1b": 0.78, "gpt2-xl": 0.70, "gemma-3-1b": 0.76, "bert-base": 0.74}
+METHODS_OFFSET = {"full": 0.06, "lora": 0.0, "qlora": -0.01, "ia3": -0.05, "loraplus": 0.01, "dora": 0.0}
+SWEEP_BEST = {"model": "qwen2.5-1.5b", "method": "qlora", "lora.r": 64, "lora.alpha": 64, "lora.targets": "all-linear"}
+
+
+def _methods_accuracy(cell: dict) -> float:
+    """Model + method effects, -25 pp at 16 labels, seeds 0.2 pp apart; qwen / full far ahead at
+    k=4 (so one column has a best that beats every row), close to llama / full at k=16."""
+    acc = METHODS_BASE[cell["model"]] + METHODS_OFFSET[cell["method"]] - 0.25 * (cell["labels"] == 16)
+    acc += 0.002 * (cell["seed"] - 1)
+    return acc + 0.08 * ((cell["model"], cell["method"], cell["labels"]) == ("qwen2.5-1.5b", "full", 4))
+
+
+def _sweep_accuracy(cell: dict) -> float:
+    """One setting far ahead of the 111 others, which sit within 5 pp of each other."""
+    if all(cell.get(k) == v for k, v in SWEEP_BEST.items()):
+        return 0.80
+    return 0.55 + 0.02 * (cell["model"] == "qwen2.5-1.5b") + 0.01 * (cell["lora.r"] >= 64) \
+        - 0.02 * (cell["method"] == "qlora")
+
+
+@pytest.fixture(scope="module")
+def study_reports(tmp_path_factory):
+    """studies/methods.yaml (5 models x 6 methods x 2 k x 3 seeds) and studies/lora_sweep.yaml
+    (112 settings, one seed) on synthetic scored trees, aggregated by the command line."""
+    from emogrid.cli import main
+    from emogrid.results.collect import expected_cells
+
+    root = tmp_path_factory.mktemp("studies")
+    out = {}
+    for study, accuracy in (("methods", _methods_accuracy), ("lora_sweep", _sweep_accuracy)):
+        F.write_scored_study(root / study / "runs", expected_cells([f"studies/{study}.yaml"]), accuracy, n_test=400)
+        assert main(["aggregate", "--configfile", f"studies/{study}.yaml", "--runs", str(root / study / "runs"),
+                     "--out", str(root / study / "tables")]) == 0
+        out[study] = root / study / "tables"
+    return out
+
+
+def _marks_follow_the_family(tables, metric: str) -> tuple[int, str]:
+    """Checks one study table against comparisons.csv: its caption names the metric's one
+    family, and a cell is bold exactly where the column's best beats every other row there.
+    Returns (bold cells, caption)."""
+    stem = {"test_accuracy": "study_accuracy", "test_f1_macro": "study_f1_macro"}[metric]
+    md = (tables / f"{stem}.md").read_text()
+    caption = md.splitlines()[0]
+    comp = pd.read_csv(tables / "comparisons.csv", keep_default_na=False, na_values=[""], dtype={"variant_a": str})
+    comp["variant_a"] = comp["variant_a"].fillna("")
+    fam = comp[(comp["metric"] == metric) & (comp["scope"] == "subset")]
+    assert fam["family"].nunique() == 1 and caption.count("Family: ") == 1
+    assert f"Family: {fam['family'].iloc[0]}." in caption
+    rows = _md_rows(tables / f"{stem}.md")
+    heads = rows[0]
+    bold = {(r[0], r[1], heads[j]) for r in rows[1:] for j, c in enumerate(r) if c.startswith("**")}
+    expected = set()
+    for (k, n), grp in fam[fam["question"] == "best"].groupby(["labels", "samples"]):
+        if grp["significant"].all():
+            best = grp.iloc[0]
+            label = best["method_a"] + (f" [{best['variant_a']}]" if best["variant_a"] else "")
+            expected.add((best["model"], label, f"k={int(k)} n={int(n)}"))
+    assert bold == expected
+    return len(bold), caption
+
+
+def test_methods_study_report_one_family_and_bold_only_where_the_best_beats_every_row(study_reports):
+    tables = study_reports["methods"]
+    n_bold, caption = _marks_follow_the_family(tables, "test_accuracy")
+    assert n_bold == 1  # qwen / full at k=4; at k=16 llama / full is not shown worse
+    assert "Family: test accuracy: 98 paired tests = each arm vs full within model and subset (50) + in each " \
+           "column the best row vs every other row (58) − 10 asked by both; Holm (family-wise error)" in caption
+    _marks_follow_the_family(tables, "test_f1_macro")
+    md = (tables / "study_accuracy.md").read_text()
+    assert "| qwen2.5-1.5b | full | **94." in md  # the one bold cell: k=4
+    comp = (tables / "method_comparisons.md").read_text()
+    assert comp.count("test accuracy: 98 paired tests") == 1 and "methods (over seeds)" not in comp
+
+
+def test_lora_sweep_report_one_seed_compares_runs(study_reports):
+    tables = study_reports["lora_sweep"]
+    n_bold, caption = _marks_follow_the_family(tables, "test_accuracy")
+    assert n_bold == 1
+    # no full fine-tuning in this study: the family is the best-vs-every-row question alone
+    assert "Family: test accuracy: 111 paired tests = in each column the best row vs every other row (111)" in caption
+    assert "With one seed the marks compare these trained runs, not the methods." in caption
+    comp = pd.read_csv(tables / "comparisons.csv")
+    assert set(comp["claim"]) == {"these two runs"}
+    assert comp[comp["metric"] == "test_accuracy"]["test"].eq("these two runs (one seed each): McNemar exact").all()

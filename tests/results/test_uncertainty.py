@@ -276,3 +276,123 @@ def test_multilabel_cells_get_example_intervals_too(tmp_path):
     md = (tmp_path / "tables" / "study_accuracy.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| m |"))
     assert row.rstrip(" |").endswith("n.c.") and "n.c.: learning not checked (multi-label)" in md
+
+
+def test_best_must_beat_every_row_not_only_the_runner_up(tmp_path):
+    """A 85 %, B 81 %, C 80 % on the same 300 examples (one seed): A vs B 12/0 discordant
+    (McNemar p = 4.9e-4), A vs C 52/37 (p = 0.137). The old mark (best vs runner-up) made A
+    bold; A does not beat C, so nothing is bold, A and C tie and B carries no mark."""
+    gold = TEST_GOLD
+    a_wrong = np.arange(45)                       # A: 255 / 300 right
+    b_wrong = np.arange(57)                       # B: A's 45 errors + 12 more
+    c_wrong = np.concatenate([np.arange(37, 45), np.arange(57, 109)])  # C: 8 of A's errors + 52 others
+    preds = {}
+    for method, wrong in (("full", a_wrong), ("lora", b_wrong), ("ia3", c_wrong)):
+        pred = gold.copy()
+        pred[wrong] = 1 - gold[wrong]
+        preds[method] = pred
+    ra, rb, rc = (preds[m] == gold for m in ("full", "lora", "ia3"))
+    assert (np.sum(ra & ~rb), np.sum(~ra & rb), np.sum(ra & ~rc), np.sum(~ra & rc)) == (12, 0, 52, 37)
+    assert stats.mcnemar_exact(52, 37) == pytest.approx(0.137, abs=0.001)
+    for method, pred in preds.items():
+        F.write_scored_cell(tmp_path / "runs", "goemotions", "m", method, 2, 100, 0,
+                            {"val": VAL_GOLD, "test": gold}, {"val": VAL_GOLD, "test": pred})
+    config = {"grid": {"models": ["m"], "methods": ["full", "lora", "ia3"]}}
+    A.aggregate(tmp_path / "runs", tmp_path / "tables", config=config, expected=[])
+    md = (tmp_path / "tables" / "study_accuracy.md").read_text()
+    body = [line for line in md.splitlines() if line.startswith("| m ")]
+    rows = {line.split("|")[2].strip(): line.split("|")[3].strip() for line in body}
+    assert rows == {"full": "85.0 [80.5, 88.6] ≈", "lora": "81.0 [76.2, 85.0]", "ia3": "80.0 [75.1, 84.1] ≈"}
+    assert not any("**" in line for line in body) and "compare these trained runs, not the methods" in md
+    comp = (tmp_path / "tables" / "method_comparisons.md").read_text()
+    # one family for the table and the study table: A vs B and A vs C, each asked by both questions
+    assert "test accuracy: 2 paired tests = each arm vs full within model and subset (2) + in each column the " \
+           "best row vs every other row (2) − 2 asked by both; Holm" in comp
+    assert f"| {stats.format_p(stats.mcnemar_exact(12, 0))} | " in comp and "| 0.137 |" in comp
+    assert "these two runs (one seed each): McNemar exact" in comp
+
+
+def test_learning_check_asks_whether_predictions_depend_on_the_gold_label():
+    """75/25 test set. A balanced classifier right on 70.3 % of each class (kappa 0.34) learned,
+    though it is below the majority share; a constant predictor did not."""
+    from emogrid.results.uncertainty import learning_check
+
+    balanced = [[158, 67], [22, 53]]  # recall 0.702 / 0.707 per class
+    check = learning_check({"test": {"confusion_matrix": balanced}}, "cell")
+    assert check["accuracy"] == pytest.approx(211 / 300) and check["majority"] == pytest.approx(0.75)
+    assert check["kappa"] == pytest.approx(0.341, abs=0.001) and check["low"] > 0
+    assert check["did_not_learn"] is False
+    constant = learning_check({"test": {"confusion_matrix": [[225, 0], [75, 0]]}}, "cell")
+    assert constant["did_not_learn"] is True and constant["kappa"] == 0.0
+    assert learning_check({"test": {}}, "cell") is None  # multi-label: not checked
+
+
+def test_cells_sharing_a_test_set_must_share_its_gold_labels():
+    from emogrid.errors import DataError
+    from emogrid.results import uncertainty as U
+
+    gold = np.array([0, 1, 1, 0])
+    other = np.array([0, 1, 0, 0])
+    weights = U.bootstrap_weights(4, np.random.default_rng(0), 10)
+    with pytest.raises(DataError, match=r"d/m/b/k2_n8/s0 and d/m/a/k2_n8/s0 .* different gold labels \(first at "
+                                        r"example 2\)"):
+        U.set_replicates(weights, [("d/m/a/k2_n8/s0", "test", gold, gold, 2),
+                                   ("d/m/b/k2_n8/s0", "test", other, gold, 2)])
+
+
+def test_stratified_weights_keep_every_class_count():
+    from emogrid.results import uncertainty as U
+
+    gold = np.repeat([0, 1, 2], [50, 30, 5])
+    weights = U.bootstrap_weights(gold.size, np.random.default_rng(1), 200, strata=gold)
+    for c, count in ((0, 50), (1, 30), (2, 5)):
+        assert (weights[:, gold == c].sum(axis=1) == count).all()
+
+
+def test_reference_csv_n_eval_and_evidence_columns(tmp_path):
+    from emogrid.errors import ConfigError
+    from emogrid.results.replication import load_reference, replication_frame
+
+    ref = tmp_path / "ref.csv"
+    ref.write_text("study,dataset,model,method,labels,samples,split,metric,value,n_eval,evidence\n"
+                   'paper,goemotions,m,qlora,2,100,val,accuracy,90.0,240,"Results, Table 3: LLaMA at 2 labels"\n'
+                   "paper,goemotions,m,qlora,4,100,val,accuracy,70.0,,\n")
+    loaded = load_reference(ref)
+    assert loaded["n_eval"].iloc[0] == 240 and pd.isna(loaded["n_eval"].iloc[1])
+    assert loaded["evidence"].tolist() == ["Results, Table 3: LLaMA at 2 labels", ""]
+    # a perfect match with a margin: replicated; the margin too tight for the interval: consistent
+    summary = pd.DataFrame([{"dataset": "goemotions", "model": "m", "method": "qlora", "variant": "", "labels": 2,
+                             "samples": 100, "metric": "val_accuracy", "mean": 0.9, "std": 0.01, "n": 3,
+                             "se_seed": 0.01 / math.sqrt(3), "se_examples": 0.0, "n_eval": 240}])
+    wide = replication_frame(loaded, summary, equivalence_pp=10.0).iloc[0]
+    assert wide["verdict"] == "replicated" and wide["n_eval_source"] == "paper"
+    assert wide["evidence"] == "Results, Table 3: LLaMA at 2 labels"
+    assert replication_frame(loaded, summary, equivalence_pp=1.0).iloc[0]["verdict"] == "consistent"
+    assert replication_frame(loaded, summary.assign(mean=0.8)).iloc[0]["verdict"] == "differs"
+    ref.write_text("study,dataset,model,method,labels,samples,split,metric,value,n_eval\n"
+                   "paper,goemotions,m,qlora,2,100,val,accuracy,90.0,2.5\n")
+    with pytest.raises(ConfigError, match=r"row 2, column n_eval: expected a whole number"):
+        load_reference(ref)
+
+
+def test_report_options_choose_the_reference_arm_and_the_correction(tmp_path):
+    from emogrid.errors import ConfigError
+    from emogrid.study.config import load_config
+
+    runs = _tree(tmp_path / "runs", {"strong": 0.95, "weak": 0.80})
+    config = {"grid": {"models": ["x"], "methods": ["lora"]}, "report": {"correction": "bh"}}
+    c = A.aggregate(runs, tmp_path / "t1", config=config, expected=[])["comparisons"]
+    assert set(c["correction"]) == {"bh"} and c["family"].str.contains("Benjamini-Hochberg").all()
+    assert "Benjamini-Hochberg" in (tmp_path / "t1" / "study_accuracy.md").read_text().splitlines()[0]
+    with pytest.raises(ConfigError, match=r"report.reference_method: 'full' is not a method of this study "
+                                          r"\(expected one of lora\)"):
+        A.aggregate(runs, tmp_path / "t2", config={"report": {"reference_method": "full"}}, expected=[])
+    study = tmp_path / "study.yaml"
+    study.write_text("report: {correction: bh, reference_method: lora, equivalence_pp: 2.5}\n")
+    report = load_config([str(study)])["report"]
+    assert (report["correction"], report["reference_method"], report["equivalence_pp"]) == ("bh", "lora", 2.5)
+    defaults = load_config([])["report"]
+    assert (defaults["correction"], defaults["reference_method"], defaults["equivalence_pp"]) == ("holm", None, None)
+    study.write_text("report: {correction: bonferroni}\n")
+    with pytest.raises(ConfigError, match="correction"):
+        load_config([str(study)])

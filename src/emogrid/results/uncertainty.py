@@ -206,19 +206,22 @@ def example_replicates(cells: pd.DataFrame, confusions: dict, runs_dir: Path | N
     ok = cells[cells["status"] == "ok"]
     by_set: dict[str, list] = {}
     multi_sets: dict[str, list] = {}
-    for cid, mode in zip(ok["cell_id"], ok["mode"].fillna("single")):
+    for cid, mode, dataset, k in zip(ok["cell_id"], ok["mode"].fillna("single"), ok["dataset"], ok["labels"]):
         outcomes = read_outcomes(Path(runs_dir) / cid / "predictions.jsonl") if runs_dir else {}
+        # one evaluation set = the same example ids in one dataset and label set (the gold
+        # indices of an example depend on the subset's labels)
+        where = f"{dataset}:k{k}:"
         if mode == "multi":  # no confusion matrix: predictions only
             for split in splits:
                 if split in outcomes and outcomes[split][1].ndim == 2:
                     key, gold, pred = outcomes[split]
-                    multi_sets.setdefault(f"{key}:{gold.shape[1]}", []).append((cid, split, gold, pred))
+                    multi_sets.setdefault(f"{where}{key}:{gold.shape[1]}", []).append((cid, split, gold, pred))
             continue
         for split in splits:
             cm = confusions.get((cid, split))
             if split in outcomes and cm is not None and len(outcomes[split][1]) == int(np.sum(cm)):
                 key, gold, pred = outcomes[split]
-                by_set.setdefault(key, []).append((cid, split, gold, pred, len(cm)))
+                by_set.setdefault(where + key, []).append((cid, split, gold, pred, len(cm)))
             elif cm is not None and np.sum(cm) > 0:
                 reps[(cid, split)] = confusion_entry(cm, stats.rng_for(cid, split))
     for key, members in by_set.items():
