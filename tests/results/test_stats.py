@@ -87,15 +87,18 @@ def test_seed_mean_interval_known_answers():
     from scipy.special import stdtrit
 
     points = np.array([0.80, 0.84, 0.86])
-    reps = np.random.default_rng(0).normal(0, 0.01, (3, 5000)) + points[:, None]
+    rng = np.random.default_rng(0)  # each seed's own example noise + a part the seeds share
+    reps = rng.normal(0, 0.01, (3, 5000)) + rng.normal(0, 0.008, 5000) + points[:, None]
     s2 = points.var(ddof=1) / 3
     # each seed its own evaluation set: Student t over the seeds
     sep = stats.seed_mean_interval(points, reps, "separate")
     half = stdtrit(2, 0.975) * np.sqrt(s2)
     assert (sep["low"], sep["high"]) == pytest.approx((points.mean() - half, points.mean() + half))
-    # one shared set: + the variance of the seed mean over the shared resamples, with z
+    # one shared set: + the shared part of the seed mean's variance over the resamples, with z
+    # (each seed's own part already moves its value: it is in s^2)
     shared = stats.seed_mean_interval(points, reps, "shared")
-    v_ex = reps.mean(axis=0).var(ddof=1)
+    v_ex = (9 * reps.mean(axis=0).var(ddof=1) - reps.var(axis=1, ddof=1).sum()) / 6  # mean covariance
+    assert v_ex == pytest.approx(0.008 ** 2, rel=0.1)
     assert shared["se"] == pytest.approx(np.sqrt(s2 + v_ex))
     half = np.sqrt(stdtrit(2, 0.975) ** 2 * s2 + 1.959963984540054 ** 2 * v_ex)
     assert shared["high"] - shared["mean"] == pytest.approx(half)
@@ -106,6 +109,9 @@ def test_seed_mean_interval_known_answers():
     # all seeds at 100 %: the floor keeps a width
     flat = stats.seed_mean_interval([1.0, 1.0], np.ones((2, 100)), "shared", floor_var=1e-4)
     assert flat["low"] < 1.0
+    # seeds that agree exactly by chance: the seed part is floored at each seed's own example noise
+    agree = stats.seed_mean_interval([0.5, 0.5, 0.5], rng.normal(0.5, 0.01, (3, 5000)), "shared")
+    assert agree["se_seed"] == 0 and agree["se_examples"] == pytest.approx(0.01 / np.sqrt(3), rel=0.05)
 
 
 def test_combined_p_value_matches_its_interval():

@@ -13,9 +13,9 @@ paired comparison resamples the examples both cells were scored on (emogrid.resu
   errors); `bca_interval` (bias-corrected and accelerated bootstrap, jackknife from the
   confusion matrix: `confusion_jackknife`) for macro-F1, whose plug-in estimate is biased at
   small per-class counts; `cell_replicates` gives the stratified replicates.
-- Over seeds: `seed_mean_interval`: SE^2 = s^2_seed / S + v_ex (v_ex: the example-bootstrap
-  variance of the seed mean with the seeds held fixed) when every seed was scored on one
-  shared evaluation set, the seed part with a t quantile (S - 1 df) and the example part with
+- Over seeds: `seed_mean_interval`: SE^2 = s^2_seed / S + v_ex (v_ex: the part of the
+  example-bootstrap variance of the seed mean, seeds held fixed, that the seeds share) when
+  every seed was scored on one shared evaluation set, the seed part with a t quantile (S - 1 df) and the example part with
   a normal one; Student t over the seeds (df = S - 1) when each seed has its own evaluation
   set (its spread already carries the example noise). A paired difference uses the same
   interval and the p-value that matches it (`combined_p_value`).
@@ -36,8 +36,8 @@ RESAMPLES = 1000
 LEVEL = 0.95
 CELL_ACCURACY_METHOD = f"Wilson score interval, {LEVEL:.0%}"
 CELL_F1_METHOD = (f"BCa bootstrap stratified by gold class, {RESAMPLES} resamples, {LEVEL:.0%}")
-SEED_SHARED_METHOD = ("over seeds on one shared evaluation set: seed variance / S (t, S - 1 df) + example-bootstrap "
-                      "variance of the seed mean (normal), combined")
+SEED_SHARED_METHOD = ("over seeds on one shared evaluation set: seed variance / S (t, S - 1 df) + the example-"
+                      "bootstrap variance the seeds share (normal), combined")
 SEED_SEPARATE_METHOD = "over seeds, each on its own evaluation set: Student t, df = S - 1"
 SEED_UNKNOWN_METHOD = ("over seeds, evaluation sets not identified (no predictions.jsonl): seed variance / S (t) "
                        "+ one seed's example variance (normal; as if fully shared), combined")
@@ -191,11 +191,15 @@ def seed_mean_interval(points, replicates=None, design: str = "shared", floor_va
     `points` (S,): each seed's value. `replicates` (S, B): each seed's example-bootstrap
     replicates. The variance of the mean has two parts: the seed part s^2 / S (s^2: the seeds'
     sample variance, S - 1 degrees of freedom) and the example part v_ex: with design "shared"
-    (one evaluation set, replicate b = the same resample for every seed) the variance over b of
-    the seed mean; "unknown" (sets not identified) the mean per-seed bootstrap variance, as if
-    the errors were fully shared (an upper bound); "separate" (each seed its own set) none: the
-    seed spread already carries the example noise. `floor_var`: the least v_ex (a proportion at
-    0 or 100 % has a zero bootstrap variance).
+    (one evaluation set, replicate b = the same resample for every seed) the part of the
+    bootstrap variance that the seeds share (their mean pairwise covariance over the resamples;
+    each seed's own example noise already moves its value, so it is in s^2, and counting it
+    twice made the paired test reject 2 % instead of 5 % of true nulls; where s^2 falls short of
+    that own part, seeds agree by chance, and the shortfall joins the example part); "unknown"
+    (sets not identified) the mean per-seed
+    bootstrap variance, as if the errors were fully shared (an upper bound); "separate" (each
+    seed its own set) none: the seed spread already carries the example noise. `floor_var`: the
+    least v_ex (a proportion at 0 or 100 % has a zero bootstrap variance).
 
     The half-width combines the parts with their own quantiles, sqrt(t_{S-1}^2 s^2 / S + z^2
     v_ex) (a modified-large-sample combination): a Satterthwaite t undercovers at 2 seeds
@@ -219,7 +223,14 @@ def seed_mean_interval(points, replicates=None, design: str = "shared", floor_va
             v_ex = 0.0 if seed_var > 0 or reps is None else max(float(reps.var(axis=1, ddof=1).mean()) / s, floor_var)
             method = SEED_SEPARATE_METHOD if reps is not None else SEED_ONLY_METHOD
         elif design == "shared":
-            v_ex, method = max(float(reps.mean(axis=0).var(ddof=1)), floor_var), SEED_SHARED_METHOD
+            # the example noise the seeds share is their mean pairwise covariance over the
+            # resamples; each seed's own part already moves its value, so it is in s^2, which
+            # can however not be smaller than that own part (a floor where seeds agree by chance)
+            per_seed = reps.var(axis=1, ddof=1)
+            common = (s * s * float(reps.mean(axis=0).var(ddof=1)) - float(per_seed.sum())) / (s * (s - 1))
+            own = max(float(per_seed.mean()) - common, 0.0)
+            shortfall = max(own / s - seed_var, 0.0)  # measured by the bootstrap: a normal quantile
+            v_ex, method = max(common, floor_var, 0.0) + shortfall, SEED_SHARED_METHOD
         else:
             v_ex, method = max(float(reps.var(axis=1, ddof=1).mean()), floor_var), SEED_UNKNOWN_METHOD
     out = {"mean": mean, "se": float(np.sqrt(seed_var + v_ex)), "se_seed": float(np.sqrt(seed_var)),
