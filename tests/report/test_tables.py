@@ -260,3 +260,15 @@ def test_lora_sweep_report_one_seed_compares_runs(study_reports):
     comp = pd.read_csv(tables / "comparisons.csv")
     assert set(comp["claim"]) == {"these two runs"}
     assert comp[comp["metric"] == "test_accuracy"]["test"].eq("these two runs (one seed each): McNemar exact").all()
+
+
+def test_macro_f1_cells_with_a_class_under_ten_examples_are_marked():
+    summary = pd.DataFrame([
+        {"dataset": "d", "model": m, "method": "a", "variant": "", "labels": 16, "samples": 80, "metric": metric,
+         "mean": 0.5, "ci95_boot_low": 0.4, "ci95_boot_high": 0.6, "n": 1, "min_class_n": few}
+        for m, few in (("m1", 5), ("m2", 12)) for metric in ("test_f1_macro", "test_accuracy")])
+    f1 = render_study(study_pivot(summary, "test_f1_macro", {}), "Test macro-F1 (%)")["md"]
+    assert "| m1 | a | 50.0 [40.0, 60.0] ‡ |" in f1 and "| m2 | a | 50.0 [40.0, 60.0] |" in f1
+    assert "‡: a class has fewer than 10 test examples (macro-F1 interval approximate)" in f1
+    acc = render_study(study_pivot(summary, "test_accuracy", {}), "Test accuracy (%)")["md"]
+    assert "‡" not in acc  # Wilson's interval for accuracy does not depend on per-class counts
