@@ -371,7 +371,7 @@ def test_reference_csv_n_eval_and_evidence_columns(tmp_path):
     assert replication_frame(loaded, summary.assign(mean=0.8)).iloc[0]["verdict"] == "differs"
     ref.write_text("study,dataset,model,method,labels,samples,split,metric,value,n_eval\n"
                    "paper,goemotions,m,qlora,2,100,val,accuracy,90.0,2.5\n")
-    with pytest.raises(ConfigError, match=r"row 2, column n_eval: expected a whole number"):
+    with pytest.raises(ConfigError, match=r"line 2, column n_eval: expected a whole number"):
         load_reference(ref)
 
 

@@ -104,6 +104,8 @@ def compare_methods(cells: pd.DataFrame, levels: dict[str, list] | None = None,
     for col in COLUMNS:
         if col not in frame:
             frame[col] = pd.NA
+    for col in ("labels", "samples"):  # whole-number axes, blank on the pooled rows (as cells.csv has them)
+        frame[col] = frame[col].astype("Int64")
     return frame[COLUMNS]
 
 

@@ -206,30 +206,35 @@ def example_replicates(cells: pd.DataFrame, confusions: dict, runs_dir: Path | N
     ok = cells[cells["status"] == "ok"]
     by_set: dict[str, list] = {}
     multi_sets: dict[str, list] = {}
-    for cid, mode, dataset, k in zip(ok["cell_id"], ok["mode"].fillna("single"), ok["dataset"], ok["labels"]):
+    seeds_of: dict[str, str] = {}  # evaluation set -> the name its resamples are seeded by
+    datasets = ok["dataset"] if "dataset" in ok else [""] * len(ok)  # emogrid diff / publish pass no dataset
+    for cid, mode, dataset, k in zip(ok["cell_id"], ok["mode"].fillna("single"), datasets, ok["labels"]):
         outcomes = read_outcomes(Path(runs_dir) / cid / "predictions.jsonl") if runs_dir else {}
         # one evaluation set = the same example ids in one dataset and label set (the gold
-        # indices of an example depend on the subset's labels)
+        # indices of an example depend on the subset's labels); its resamples are seeded by the
+        # ids alone, so emogrid diff and publish (which pass no dataset) draw the same ones
         where = f"{dataset}:k{k}:"
         if mode == "multi":  # no confusion matrix: predictions only
             for split in splits:
                 if split in outcomes and outcomes[split][1].ndim == 2:
                     key, gold, pred = outcomes[split]
+                    seeds_of[f"{where}{key}:{gold.shape[1]}"] = f"{key}:{gold.shape[1]}"
                     multi_sets.setdefault(f"{where}{key}:{gold.shape[1]}", []).append((cid, split, gold, pred))
             continue
         for split in splits:
             cm = confusions.get((cid, split))
             if split in outcomes and cm is not None and len(outcomes[split][1]) == int(np.sum(cm)):
                 key, gold, pred = outcomes[split]
+                seeds_of[where + key] = key
                 by_set.setdefault(where + key, []).append((cid, split, gold, pred, len(cm)))
             elif cm is not None and np.sum(cm) > 0:
                 reps[(cid, split)] = confusion_entry(cm, stats.rng_for(cid, split))
     for key, members in by_set.items():
         gold = members[0][2]
-        reps.update(set_entries(key, members, bootstrap_weights(len(gold), stats.rng_for("examples", key),
+        reps.update(set_entries(key, members, bootstrap_weights(len(gold), stats.rng_for("examples", seeds_of[key]),
                                                                 strata=gold)))
     for key, members in multi_sets.items():
-        weights = bootstrap_weights(len(members[0][2]), stats.rng_for("examples", key))
+        weights = bootstrap_weights(len(members[0][2]), stats.rng_for("examples", seeds_of[key]))
         ones = np.ones((1, len(members[0][2])), dtype=np.float32)
         for cid, split, gold, pred in members:
             point = {m: float(v[0]) for m, v in multilabel_replicates(ones, gold, pred).items()}
