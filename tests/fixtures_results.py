@@ -284,3 +284,69 @@ def build_diff_pair(root: Path) -> tuple[Path, Path]:
     write_cell(b / "runs", "goemotions", "m-fail", "lora", "", {}, 2, 100, 0, 0.0, failed=True,
                extra_prov={"versions": {"torch": "2.14.0"}})
     return a, b
+
+
+def _scores(gold, pred, labels: list[str]) -> dict:
+    """What emogrid.training.metrics.compute gives for single-label predictions, in numpy (the
+    study-sized trees below write hundreds of cells; compute's input checks cost ~40 ms each)."""
+    import numpy as np
+
+    k = len(labels)
+    cm = np.zeros((k, k), dtype=int)
+    np.add.at(cm, (gold, pred), 1)
+    tp, support, predicted = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.where(precision + recall > 0,
+                                                                              precision + recall, 1), 0.0)
+    weights = support / support.sum()
+    return {"accuracy": float(tp.sum() / cm.sum()), "precision_macro": float(precision.mean()),
+            "recall_macro": float(recall.mean()), "f1_macro": float(f1.mean()),
+            "precision_weighted": float(precision @ weights), "recall_weighted": float(recall @ weights),
+            "f1_weighted": float(f1 @ weights), "n": int(cm.sum()), "labels": labels,
+            "per_class": {lab: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                                "support": int(support[i])} for i, lab in enumerate(labels)},
+            "confusion_matrix": cm.tolist()}
+
+
+def write_scored_study(runs: Path, expected: list[dict], accuracy_of, n_test: int = 400, seed: int = 0,
+                       shared: float = 0.7) -> None:
+    """A scored cell (metrics.json + predictions.jsonl, as the train command writes them) for
+    every cell of a study's expected grid (emogrid.results.collect.expected_cells). Each k has
+    one balanced test set shared by every model, method, n and seed (as the official test split
+    is); each (k, n, seed) one validation set of 10 per class. A cell gets right an
+    `accuracy_of(cell)` share of the examples; a `shared` share of its errors falls on examples
+    that are hard for every cell of that k, so cells agree more than chance, as trained models do;
+    the rest is drawn once per arm (the cell without its seed), so its seeds differ only as much
+    as `accuracy_of` says."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    sets: dict = {}
+    for cell in expected:
+        k = int(cell["labels"])
+        if k not in sets:
+            sets[k] = (np.arange(n_test) % k, rng.random(n_test))
+        gold, hard = sets[k]
+        val_gold = np.arange(10 * k) % k
+        acc = accuracy_of(cell)
+        arm = cell["cell_id"].rsplit("/", 1)[0]
+        if arm not in sets:
+            sets[arm] = np.where(rng.random(n_test) < shared, hard, rng.random(n_test))
+        right = sets[arm] < acc
+        pred = {"test": np.where(right, gold, (gold + 1) % k),
+                "val": np.where(rng.random(val_gold.size) < acc, val_gold, (val_gold + 1) % k)}
+        golds = {"test": gold, "val": val_gold}
+        labels = [f"label{i}" for i in range(k)]
+        axes = {key: v for key, v in cell.items() if key not in ("cell_id", "config_hash", "variant")}
+        out = {split: _scores(golds[split], pred[split], labels) for split in ("val", "test")}
+        rows = [{"id": f"{split}-{i}", "split": split, "gold": [int(g)], "pred": [int(p)],
+                 "probs": [1.0 if j == int(p) else 0.0 for j in range(k)]}
+                for split in ("val", "test") for i, (g, p) in enumerate(zip(golds[split], pred[split]))]
+        _write(runs / cell["cell_id"] / "metrics.json",
+               {"cell": axes, "cell_id": cell["cell_id"], "status": "ok", "val": out["val"], "test": out["test"],
+                "efficiency": _efficiency("tiny-a", cell["method"], int(cell["samples"])),
+                "provenance": {"versions": {}, "device": "cpu", "config_hash": cell["config_hash"]}})
+        (runs / cell["cell_id"] / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows),
+                                                                  encoding="utf-8")

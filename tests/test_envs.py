@@ -41,3 +41,13 @@ def test_rules_name_their_conda_env():
             body = text.split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
             if "shell:" in body:
                 assert "conda:" in body, f"{smk.name}: rule {rule} runs a command but names no conda env"
+
+
+def test_numpy_is_pinned_to_the_installed_minor_version():
+    """Seeded bootstrap draws (emogrid.results.stats) repeat only within one numpy minor version:
+    the pin says which, and the environment must have it."""
+    import numpy
+
+    pin = pyproject_pins()["numpy"]
+    assert re.fullmatch(r"\d+\.\d+\.\*", pin), pin
+    assert numpy.__version__.startswith(pin[:-1]), (numpy.__version__, pin)

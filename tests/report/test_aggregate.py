@@ -88,25 +88,27 @@ def test_seed_summary_exact(agg):
 
 def test_paired_comparison_exact(agg):
     c = agg["comparisons"]
-    sel = c[(c.scope == "subset") & (c.model == "tiny-a") & (c.labels == 2) & (c.samples == 100)
-            & (c.metric == "test_accuracy") & (c.method_a == "full") & (c.variant_b == "lora.r=8")]
+    sel = c[(c.scope == "subset") & (c.question == "reference") & (c.model == "tiny-a") & (c.labels == 2)
+            & (c.samples == 100) & (c.metric == "test_accuracy") & (c.variant_a == "lora.r=8")]
     assert len(sel) == 1
     row = sel.iloc[0]
-    # per seed: full - lora8 = -0.04 - offset -> -0.03, -0.04, -0.05
+    # each arm vs the reference arm (full): per seed lora8 - full = 0.04 + offset -> 0.03, 0.04, 0.05
+    assert (row["method_b"], row["variant_b"], row["model_b"]) == ("full", "", "tiny-a")
     assert row["n_pairs"] == 3
-    assert row["diff_mean"] == pytest.approx(-0.04, abs=1e-12)
+    assert row["diff_mean"] == pytest.approx(0.04, abs=1e-12)
     assert row["diff_std"] == pytest.approx(0.01, abs=1e-12)
-    assert row["ci95_t_high"] == pytest.approx(-0.04 + HALF_STD1, rel=1e-9)
-    t_stat = -0.04 / (0.01 / math.sqrt(3))
+    assert row["ci95_t_high"] == pytest.approx(0.04 + HALF_STD1, rel=1e-9)
+    t_stat = 0.04 / (0.01 / math.sqrt(3))
     assert row["t_stat"] == pytest.approx(t_stat, rel=1e-9)
     assert row["p_value"] == pytest.approx(2 * student_t.sf(abs(t_stat), 2), rel=1e-6)
-    assert (row["wins_a"], row["wins_b"]) == (0, 3)
-    # pooled over the whole study: lora r=4 vs r=8 on every matched (model, k, n, seed)
+    assert (row["wins_a"], row["wins_b"]) == (3, 0)
+    assert row["claim"] == "methods (over seeds)" and row["correction"] == "holm"
+    # pooled over the whole study: lora r=8 vs full on every matched (model, k, n, seed)
     study = c[(c.scope == "study") & (c.dataset == "goemotions") & (c.metric == "test_accuracy")
-              & (c.variant_a == "lora.r=4") & (c.variant_b == "lora.r=8")].iloc[0]
-    assert study["n_pairs"] == 2 * 4 * 3 - 1  # one failed seed drops one pair
-    assert study["diff_mean"] < 0
-    # ... but its 23 pairs share test sets (pseudo-replication): no pooled interval or p-value
+              & (c.variant_a == "lora.r=8") & (c.method_b == "full")].iloc[0]
+    assert study["n_pairs"] == 2 * 4 * 3 - 1 - 3  # one failed seed, one missing full cell (3 seeds)
+    assert study["diff_mean"] == pytest.approx(0.04 - 0.01 / 20)
+    # ... but its 20 pairs share test sets (pseudo-replication): no pooled interval or p-value
     assert math.isnan(study["ci95_t_high"]) and math.isnan(study["p_value"]) and study["n_units"] == 1
     assert "not independent" in study["note"]
     # the missing cell (tiny-b full k4 n200) leaves no pairs there

@@ -49,7 +49,7 @@ def test_frames_have_the_tables_columns_and_values(tree):
     assert row["mean"] == pytest.approx(F.mean_acc("tiny-b", 1, 2, 200)) and row["n"] == 3
     assert {"ci95_t_low", "ci95_boot_low", "did_not_learn"} <= set(s.columns)
     c = study.comparisons
-    assert {"scope", "method_a", "variant_a", "diff_mean", "p_holm", "significant"} <= set(c.columns)
+    assert {"scope", "method_a", "variant_a", "diff_mean", "p_adj", "significant"} <= set(c.columns)
     assert (c.loc[c.method_a == "full", "variant_a"] == "").all()  # "" survives the CSV round trip
     assert list(study.replication.columns)[:9] == ["study", "dataset", "model", "method", "labels", "samples",
                                                    "split", "metric", "value"]

@@ -46,40 +46,64 @@ def test_study_accuracy_markdown_exact(tables):
                           ("*(baseline)*", "*majority class*"), ("*(baseline)*", "*uniform chance*")]
     summary = pd.read_csv(tables / "summary.csv", keep_default_na=False, na_values=[""])
     summary["variant"] = summary["variant"].fillna("")
-    # mean over seeds [seeds-then-examples bootstrap interval], in %
-    assert body[("tiny-a", "full")][2] == _boot(summary, "tiny-a", "full", "", 4, 100)
+    # mean over seeds [example-aware interval], in %; then the marks
+    assert body[("tiny-a", "full")][2].startswith(_boot(summary, "tiny-a", "full", "", 4, 100))
     assert body[("tiny-a", "full")][2].startswith("46.0 [")
     # the failed seed leaves n=2, marked
-    assert body[("tiny-a", "lora [lora.r=8]")][2] == _boot(summary, "tiny-a", "lora", "lora.r=8", 4, 100) + " (n=2)"
+    assert body[("tiny-a", "lora [lora.r=8]")][2].startswith(_boot(summary, "tiny-a", "lora", "lora.r=8", 4, 100)
+                                                               + " (n=2)")
     assert body[("tiny-b", "full")][3] == "–"  # the missing cell
-    # no predictions.jsonl here: no paired test, so nothing is bold; best and runner-up are ties
+    # 20-40 test examples known by their confusion matrices only (an unpaired, conservative
+    # test): no best beats every other row, so nothing is bold and every row ties with the best
     bold = sum(c.startswith("**") for r in rows[1:] for c in r[2:])
     assert bold == 0
     assert all(c.endswith("≈") for c in body[("tiny-b", "lora [lora.r=8]")])
     assert all(c.endswith("≈") for c in body[("tiny-b", "lora [lora.r=4]")])
+    # 10 per class at k=2 with 50-62 % accuracy: chance level, every seed flagged; k=4 seed 0 of
+    # tiny-a/full (4 of 10 right per class) too
+    assert all("† ≈" in c for c in body[("tiny-a", "full")][:2]) and "†1/3" in body[("tiny-a", "full")][2]
     # baselines of the (balanced) synthetic test sets: majority = uniform = 1/k
     assert body[("*(baseline)*", "*majority class*")] == ["50.0", "50.0", "25.0", "25.0"]
     caption = (tables / "study_accuracy.md").read_text().splitlines()[0]
-    assert caption.startswith("**Test accuracy (%)**") and "bootstrap" in caption and "Holm" in caption
+    assert caption.startswith("**Test accuracy (%)**") and "bootstrap" in caption
+    assert "Family: test accuracy: 30 paired tests = each arm vs full within model and subset (14) + in each column " \
+           "the best row vs every other row (19) − 3 asked by both; Holm (family-wise error), α = 0.05" in caption
     assert (tables / "study_f1_macro.md").read_text().startswith("**Test macro-F1 (%)**")
 
 
-def test_best_marking_needs_a_significant_paired_test_else_ties():
+def _family_rows(tests):
+    """Question-'best' rows of comparisons.csv: m1 (the best) vs each (model, p, significant)."""
+    return pd.DataFrame([
+        {"scope": "subset", "question": "best", "metric": "test_accuracy", "dataset": "d", "mode": "single",
+         "labels": 2, "samples": 10, "model": "m1", "model_b": m, "method_a": "a", "variant_a": "", "method_b": "a",
+         "variant_b": "", "p": p, "p_adj": p, "significant": sig, "diff_mean": 0.02, "family": "test accuracy: 2 tests"}
+        for m, p, sig in tests])
+
+
+def test_bold_needs_the_best_to_beat_every_row_and_ties_say_which():
     summary = pd.DataFrame([
         {"dataset": "d", "model": m, "method": "a", "variant": "", "labels": 2, "samples": 10,
          "metric": "test_accuracy", "mean": mean, "ci95_t_half": 0.01 if n > 1 else float("nan"), "n": n}
         for m, mean, n in (("m1", 0.72, 3), ("m2", 0.70, 3), ("m3", 0.5, 1))])
     levels = {"model": ["m1", "m2", "m3"]}
-    significant = [{"col": (2, 10), "best": ("m1", "a", ""), "runner_up": ("m2", "a", ""), "p_holm": 0.01}]
-    piv = study_pivot(summary, "test_accuracy", levels, significant)
-    assert piv["best"] == {(("m1", "a", ""), (2, 10))} and not piv["ties"]
+    col = (2, 10)
+    both = _family_rows([("m2", 0.01, True), ("m3", 0.001, True)])
+    piv = study_pivot(summary, "test_accuracy", levels, both)
+    assert piv["best"] == {(("m1", "a", ""), col)} and not piv["ties"] and piv["family"] == "test accuracy: 2 tests"
     out = render_study(piv, "Test accuracy (%)")
-    assert "**72.0 ± 1.0**" in out["md"] and "50.0 (n=1)" in out["md"]
-    tie = [{"col": (2, 10), "best": ("m1", "a", ""), "runner_up": ("m2", "a", ""), "p_holm": 0.2}]
-    piv = study_pivot(summary, "test_accuracy", levels, tie)
-    assert not piv["best"] and len(piv["ties"]) == 2
+    assert "**72.0 ± 1.0**" in out["md"] and "50.0 (n=1)" in out["md"] and "Family: test accuracy: 2 tests" in out["md"]
+    # the runner-up is beaten but the third row is not: nothing bold, best and third tie
+    one = _family_rows([("m2", 0.01, True), ("m3", 0.2, False)])
+    piv = study_pivot(summary, "test_accuracy", levels, one)
+    assert not piv["best"] and piv["ties"] == {(("m1", "a", ""), col), (("m3", "a", ""), col)}
     out = render_study(piv, "Test accuracy (%)")
-    assert "72.0 ± 1.0 ≈" in out["md"] and "70.0 ± 1.0 ≈" in out["md"] and "**" not in out["md"].split("\n", 2)[2]
+    assert "72.0 ± 1.0 ≈" in out["md"] and "50.0 (n=1) ≈" in out["md"] and "70.0 ± 1.0 |" in out["md"]
+    assert "**" not in out["md"].split("\n", 2)[2]
+    # no test possible is its own mark, and it also keeps the best from bold
+    untested = _family_rows([("m2", 0.01, True), ("m3", float("nan"), False)])
+    piv = study_pivot(summary, "test_accuracy", levels, untested)
+    assert not piv["best"] and not piv["ties"] and piv["untested"] == {(("m3", "a", ""), col)}
+    assert "50.0 (n=1) ∘" in render_study(piv, "x")["md"]
     assert render_study(study_pivot(summary, "test_accuracy", levels), "x")["csv"].count(" *") == 0
 
 
@@ -115,8 +139,9 @@ def test_per_class_and_problems(tables):
     assert "## Failed: 1" in problems and "OutOfMemoryError" in problems and "hint:" in problems
     comp = (tables / "method_comparisons.md").read_text()
     assert comp.startswith("**Paired comparisons per subset** — test split")
-    assert "| tiny-a | 2 | 100 | accuracy | full | lora [lora.r=4] | 3 | -2.00 |" in comp
-    assert "no pooled p-value" in comp and "Holm over all" in comp
+    assert "| vs reference | 2 | 100 | accuracy | tiny-a / lora [lora.r=4] | tiny-a / full | 3 | +2.00 |" in comp
+    assert "| best vs row | 2 | 100 | accuracy | tiny-b / lora [lora.r=8] | tiny-a / full | 3 | +9.00 |" in comp
+    assert "no pooled p-value" in comp and "Holm (family-wise error)" in comp
 
 
 def test_efficiency_table_compares_gpu_memory_with_the_plan():
@@ -145,3 +170,105 @@ def test_gpu_plan_check_in_metrics(monkeypatch):
     assert gpu_plan_check({}, measured=10.0) == {"peak_memory_reserved_mb": 10.0}
     if not __import__("torch").cuda.is_available():
         assert gpu_plan_check({}) == {}
+
+
+# ----------------------------------------------------------------------------- the studies' reports
+
+METHODS_BASE = {"qwen2.5-1.5b": 0.80, "llama-3.2-1b": 0.78, "gpt2-xl": 0.70, "gemma-3-1b": 0.76, "bert-base": 0.74}
+METHODS_OFFSET = {"full": 0.06, "lora": 0.0, "qlora": -0.01, "ia3": -0.05, "loraplus": 0.01, "dora": 0.0}
+SWEEP_BEST = {"model": "qwen2.5-1.5b", "method": "qlora", "lora.r": 64, "lora.alpha": 64, "lora.targets": "all-linear"}
+
+
+def _methods_accuracy(cell: dict) -> float:
+    """Model + method effects, -25 pp at 16 labels, seeds 0.2 pp apart; qwen / full far ahead at
+    k=4 (so one column has a best that beats every row), close to llama / full at k=16."""
+    acc = METHODS_BASE[cell["model"]] + METHODS_OFFSET[cell["method"]] - 0.25 * (cell["labels"] == 16)
+    acc += 0.002 * (cell["seed"] - 1)
+    return acc + 0.08 * ((cell["model"], cell["method"], cell["labels"]) == ("qwen2.5-1.5b", "full", 4))
+
+
+def _sweep_accuracy(cell: dict) -> float:
+    """One setting far ahead of the 111 others, which sit within 5 pp of each other."""
+    if all(cell.get(k) == v for k, v in SWEEP_BEST.items()):
+        return 0.80
+    return 0.55 + 0.02 * (cell["model"] == "qwen2.5-1.5b") + 0.01 * (cell["lora.r"] >= 64) \
+        - 0.02 * (cell["method"] == "qlora")
+
+
+@pytest.fixture(scope="module")
+def study_reports(tmp_path_factory):
+    """studies/methods.yaml (5 models x 6 methods x 2 k x 3 seeds) and studies/lora_sweep.yaml
+    (112 settings, one seed) on synthetic scored trees, aggregated by the command line."""
+    from emogrid.cli import main
+    from emogrid.results.collect import expected_cells
+
+    root = tmp_path_factory.mktemp("studies")
+    out = {}
+    for study, accuracy in (("methods", _methods_accuracy), ("lora_sweep", _sweep_accuracy)):
+        F.write_scored_study(root / study / "runs", expected_cells([f"studies/{study}.yaml"]), accuracy, n_test=400)
+        assert main(["aggregate", "--configfile", f"studies/{study}.yaml", "--runs", str(root / study / "runs"),
+                     "--out", str(root / study / "tables")]) == 0
+        out[study] = root / study / "tables"
+    return out
+
+
+def _marks_follow_the_family(tables, metric: str) -> tuple[int, str]:
+    """Checks one study table against comparisons.csv: its caption names the metric's one
+    family, and a cell is bold exactly where the column's best beats every other row there.
+    Returns (bold cells, caption)."""
+    stem = {"test_accuracy": "study_accuracy", "test_f1_macro": "study_f1_macro"}[metric]
+    md = (tables / f"{stem}.md").read_text()
+    caption = md.splitlines()[0]
+    comp = pd.read_csv(tables / "comparisons.csv", keep_default_na=False, na_values=[""], dtype={"variant_a": str})
+    comp["variant_a"] = comp["variant_a"].fillna("")
+    fam = comp[(comp["metric"] == metric) & (comp["scope"] == "subset")]
+    assert fam["family"].nunique() == 1 and caption.count("Family: ") == 1
+    assert f"Family: {fam['family'].iloc[0]}." in caption
+    rows = _md_rows(tables / f"{stem}.md")
+    heads = rows[0]
+    bold = {(r[0], r[1], heads[j]) for r in rows[1:] for j, c in enumerate(r) if c.startswith("**")}
+    expected = set()
+    for (k, n), grp in fam[fam["question"] == "best"].groupby(["labels", "samples"]):
+        if grp["significant"].all():
+            best = grp.iloc[0]
+            label = best["method_a"] + (f" [{best['variant_a']}]" if best["variant_a"] else "")
+            expected.add((best["model"], label, f"k={int(k)} n={int(n)}"))
+    assert bold == expected
+    return len(bold), caption
+
+
+def test_methods_study_report_one_family_and_bold_only_where_the_best_beats_every_row(study_reports):
+    tables = study_reports["methods"]
+    n_bold, caption = _marks_follow_the_family(tables, "test_accuracy")
+    assert n_bold == 1  # qwen / full at k=4; at k=16 llama / full is not shown worse
+    assert "Family: test accuracy: 98 paired tests = each arm vs full within model and subset (50) + in each " \
+           "column the best row vs every other row (58) − 10 asked by both; Holm (family-wise error)" in caption
+    _marks_follow_the_family(tables, "test_f1_macro")
+    md = (tables / "study_accuracy.md").read_text()
+    assert "| qwen2.5-1.5b | full | **94." in md  # the one bold cell: k=4
+    comp = (tables / "method_comparisons.md").read_text()
+    assert comp.count("test accuracy: 98 paired tests") == 1 and "methods (over seeds)" not in comp
+
+
+def test_lora_sweep_report_one_seed_compares_runs(study_reports):
+    tables = study_reports["lora_sweep"]
+    n_bold, caption = _marks_follow_the_family(tables, "test_accuracy")
+    assert n_bold == 1
+    # no full fine-tuning in this study: the family is the best-vs-every-row question alone
+    assert "Family: test accuracy: 111 paired tests = in each column the best row vs every other row (111)" in caption
+    assert "With one seed the marks compare these trained runs, not the methods." in caption
+    comp = pd.read_csv(tables / "comparisons.csv")
+    assert set(comp["claim"]) == {"these two runs"}
+    assert comp[comp["metric"] == "test_accuracy"]["test"].eq("these two runs (one seed each): McNemar exact").all()
+
+
+def test_macro_f1_cells_with_a_class_under_ten_examples_are_marked():
+    summary = pd.DataFrame([
+        {"dataset": "d", "model": m, "method": "a", "variant": "", "labels": 16, "samples": 80, "metric": metric,
+         "mean": 0.5, "ci95_boot_low": 0.4, "ci95_boot_high": 0.6, "n": 1, "min_class_n": few}
+        for m, few in (("m1", 5), ("m2", 12)) for metric in ("test_f1_macro", "test_accuracy")])
+    f1 = render_study(study_pivot(summary, "test_f1_macro", {}), "Test macro-F1 (%)")["md"]
+    assert "| m1 | a | 50.0 [40.0, 60.0] ‡ |" in f1 and "| m2 | a | 50.0 [40.0, 60.0] |" in f1
+    assert "‡: a class has fewer than 10 test examples (macro-F1 interval approximate)" in f1
+    acc = render_study(study_pivot(summary, "test_accuracy", {}), "Test accuracy (%)")["md"]
+    assert "‡" not in acc  # Wilson's interval for accuracy does not depend on per-class counts

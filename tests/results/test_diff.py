@@ -39,7 +39,7 @@ def test_diff_finds_the_known_differences(pair):
     assert cells.loc[SAME, "provenance"] == {"versions.torch": ("2.13.0", "2.14.0")}
     m = diff.metrics.set_index(["cell_id", "metric"])
     lr = m.loc[(LR, "test_accuracy")]
-    assert lr["test"] == "McNemar exact (one seed)" and lr["p_holm"] < 1e-6 and lr["diff"] < -0.2
+    assert lr["test"] == "these two runs (one seed each): McNemar exact" and lr["p_holm"] < 1e-6 and lr["diff"] < -0.2
     assert lr["boot_low"] < lr["diff"] < lr["boot_high"] < 0  # the interval is of B - A
     flip = m.loc[(FLIP, "test_accuracy")]
     assert flip["diff"] == pytest.approx(1 / 300) and flip["p"] == 1.0 and not flip["significant"]

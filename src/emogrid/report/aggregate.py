@@ -10,22 +10,25 @@ docs/CONTRACTS.md) and writes, under the tables directory:
     ``{split}_{metric}`` (``val_accuracy``, ``test_f1_macro``, ...), every efficiency field
     under its own name (``trainable_params``, ``train_seconds``, ...) and a few provenance
     fields. With a study config (``--configfile``) the expected-but-missing cells are rows with status pending.
-    Also, per cell (emogrid.results.uncertainty): ``{split}_{metric}_ci95_low/high`` (percentile
-    bootstrap over the evaluation examples), ``{split}_majority_*`` / ``{split}_uniform_*``
-    baselines and ``did_not_learn``.
+    Also, per cell (emogrid.results.uncertainty): ``{split}_{metric}_ci95_low/high`` (Wilson for
+    accuracy, BCa bootstrap over the evaluation examples for macro-F1), ``{split}_kappa`` with
+    its interval, ``{split}_did_not_learn`` (kappa's interval includes 0; NA = not checked),
+    ``{split}_min_class_n``, ``{split}_majority_*`` / ``{split}_uniform_*`` baselines.
 ``summary.csv`` / ``summary.parquet``
     one row per (cell without seed, metric): mean, std, n and a 95% confidence interval of
     the mean over seeds from Student's t (df = n - 1): ``ci95_t_half``, ``ci95_t_low``,
     ``ci95_t_high``; ``n_failed`` counts failed seeds of the group; for accuracy and F1 also
-    ``ci95_boot_low/high`` (seeds, then examples; ``boot_method``), ``baseline_majority``,
-    ``baseline_uniform`` and ``did_not_learn``.
+    ``ci95_boot_low/high``, the example-aware interval (``boot_method``: seed and example
+    variance with a Satterthwaite t on a shared evaluation set, t over seeds when each seed has
+    its own; one seed: the cell's interval), ``se_mean``, ``df_mean``, ``n_eval``,
+    ``eval_sets``, ``baseline_majority``, ``baseline_uniform``, ``did_not_learn`` (every seed)
+    and ``n_did_not_learn``.
 ``comparisons.csv``
-    paired method comparisons: for two arms (method + variant) of the same model on the very
-    same subsets (dataset, labels, samples, seed): per subset the mean difference a - b, the
-    paired t statistics over seeds, the paired bootstrap interval and test on the shared
-    examples (McNemar exact with one seed), Holm over the named family; pooled over the
-    subsets of a model (scope ``model``) and of the study (scope ``study``) descriptively
-    only (those subsets share one test split).
+    the family of paired tests per metric (emogrid.results.paired_comparisons): each arm vs
+    the reference arm within model and subset, and in each study-table column the best row vs
+    every other row; the mean difference a - b, its interval and test on the shared examples
+    (McNemar exact with one seed: "these two runs"), adjusted by ``report.correction`` over
+    the named family; pooled reference rows per model and study, descriptive only.
 ``per_class.csv``
     long table of per-class precision / recall / F1 / support per cell and split.
 ``levels.json``
@@ -105,9 +108,12 @@ def compute(runs_dir: str | os.PathLike, config: dict | None = None,
     levels["report"] = report  # what tables and figures show (emogrid.report.plots reads it)
     summary = uncertainty.seed_intervals(summarize(cells), cells, reps,
                                          group_columns(cells) + ["mode"])
-    comparisons = compare_methods(cells, levels, reps=reps)
+    compared = list(dict.fromkeys([f"{s}_{m}" for s in ("test", report["split"]) for m in ("accuracy", "f1_macro")]))
+    comparisons = compare_methods(cells, levels, compared, reps=reps, reference_method=report["reference_method"],
+                                  correction=report["correction"])
     arms = {(str(d), str(m), str(me)) for d, m, me in zip(cells["dataset"], cells["model"], cells["method"])}
-    replication = None if reference is None else replication_mod.replication_frame(reference, summary, arms)
+    replication = None if reference is None else replication_mod.replication_frame(
+        reference, summary, arms, report["equivalence_pp"])
     return {"cells": cells, "summary": summary, "comparisons": comparisons, "per_class": per_class,
             "levels": levels, "replication": replication, "report": report, "reps": reps}
 
@@ -150,13 +156,14 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
             written = tables_mod.write_tables(stage, cells, summary, per_class,
                                               comparisons, levels, per_class_samples,
-                                              reps=reps, report=report, replication=replication)
+                                              report=report, replication=replication)
             result["tables"] = [out_dir / Path(p).relative_to(stage) for p in written]
     result["seconds"] = time.perf_counter() - t0
     return result
 
 
-DEFAULT_REPORT = {"metric": ["accuracy", "f1_macro"], "split": "test", "reference": None}
+DEFAULT_REPORT = {"metric": ["accuracy", "f1_macro"], "split": "test", "reference": None,
+                  "correction": "holm", "reference_method": None, "equivalence_pp": None}
 
 
 def report_settings(config: dict | None) -> dict:

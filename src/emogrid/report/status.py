@@ -89,7 +89,7 @@ def grid_status(results_dir: str | os.PathLike, expected: list[dict[str, Any]]) 
 
 
 def _learning(run_dir: Path, cell_id: str) -> dict | None:
-    """Did this finished cell learn? (test accuracy's interval vs the majority-class baseline)"""
+    """Did this finished cell learn? (Cohen's kappa's interval on the test examples excludes 0)"""
     from emogrid.results.uncertainty import learning_check
 
     try:
@@ -177,12 +177,12 @@ def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
             lines.append(f"  … {len(failed) - show_errors} more (emogrid status --json)")
     stuck = [x for x in cells if x.get("learning", {}).get("did_not_learn")]
     if stuck:
-        lines += ["", _clip(f"did not learn ({len(stuck)}): test accuracy's 95% interval not above "
-                            "the majority class", width, ascii_only)]
+        lines += ["", _clip(f"did not learn ({len(stuck)}): Cohen's kappa's 95% interval includes 0 "
+                            "(predictions not shown to depend on the gold label)", width, ascii_only)]
         for x in stuck[:show_errors]:
             chk = x["learning"]
-            lines.append(_clip(f"  {x['cell_id']}: accuracy {100 * chk['accuracy']:.1f}% "
-                               f"(interval from {100 * chk['low']:.1f}%), majority class "
+            lines.append(_clip(f"  {x['cell_id']}: accuracy {100 * chk['accuracy']:.1f}%, kappa "
+                               f"{chk['kappa']:.2f} [{chk['low']:.2f}, {chk['high']:.2f}], majority class "
                                f"{100 * chk['majority']:.1f}%", width, ascii_only))
         if len(stuck) > show_errors:
             lines.append(f"  {'...' if ascii_only else '…'} {len(stuck) - show_errors} more (emogrid status --json)")

@@ -4,14 +4,15 @@ Written by `emogrid aggregate` into the tables directory (fixed names, so Snakem
 declare them):
 
 - ``study_accuracy.*`` / ``study_f1_macro.*``: rows model x method (x variant), columns
-  labels k x samples n; test-set mean ± 95% CI half-width over seeds (Student t), in %;
-  the best mean per column (after rounding) is bold (Markdown/LaTeX) or starred (CSV); a
-  cell with fewer seeds than the study's usual count says ``(n=2)``; ``–`` = no result.
+  labels k x samples n; mean over seeds [95% interval], in %; the marks of the metric's
+  family of paired tests (comparisons.csv): bold (Markdown/LaTeX) or starred (CSV) where the
+  column's best beats every other row, ≈ not significantly worse than the best, ∘ no test;
+  ``(n=2)`` fewer seeds than the study's usual count; ``–`` = no result.
 - ``efficiency.*``: per model x method: trainable parameters and %, train time, peak
   memory, training throughput (means over the cells of that pair).
 - ``per_class_f1.*``: test F1 per class, rows (k, class), columns model / method, at the
   largest sample size of each k (or the one asked for).
-- ``method_comparisons.*``: paired method differences pooled over the study and per model.
+- ``method_comparisons.*``: the family of paired tests per subset, then pooled reference rows.
 - ``problems.md``: failed, unreadable and pending cells with their errors.
 
 Each table is one module of emogrid.report.paper_tables; this module writes them all.
@@ -31,14 +32,14 @@ from emogrid.report.paper_tables.layout import table_title
 from emogrid.report.paper_tables.per_class import per_class_selection, render_per_class
 from emogrid.report.paper_tables.problems import render_problems
 from emogrid.report.paper_tables.replication import render as render_replication
-from emogrid.report.paper_tables.study import best_tests, render_study, study_pivot, with_learn_flags
+from emogrid.report.paper_tables.study import render_study, study_pivot, with_learn_flags
 
 TABLE_FILES = outputs.TABLE_FILES
 
 
 def write_tables(out_dir: str | Path, cells: pd.DataFrame, summary: pd.DataFrame,
                  per_class: pd.DataFrame, comparisons: pd.DataFrame, levels: dict,
-                 per_class_samples: int | None = None, reps: dict | None = None,
+                 per_class_samples: int | None = None,
                  report: dict | None = None, replication: pd.DataFrame | None = None) -> list[Path]:
     """Write every table (see TABLE_FILES); returns the paths written."""
     out_dir = Path(out_dir)
@@ -51,11 +52,10 @@ def write_tables(out_dir: str | Path, cells: pd.DataFrame, summary: pd.DataFrame
             written.append(path)
 
     split = (report or {}).get("split", "test")
-    flagged = with_learn_flags(summary, split)
+    flagged = with_learn_flags(summary)
     for stem, metric in (("study_accuracy", "accuracy"), ("study_f1_macro", "f1_macro")):
         name = f"{split}_{metric}"
-        best = best_tests(flagged, cells, name, levels, reps or {})
-        put(stem, render_study(study_pivot(flagged, name, levels, best), table_title(split, metric)))
+        put(stem, render_study(study_pivot(flagged, name, levels, comparisons), table_title(split, metric)))
     put("efficiency", render_efficiency(efficiency_frame(cells, levels)))
     put("per_class_f1", render_per_class(per_class_selection(per_class, per_class_samples), levels,
                                          per_class_samples))
@@ -63,7 +63,7 @@ def write_tables(out_dir: str | Path, cells: pd.DataFrame, summary: pd.DataFrame
     from emogrid.results import replication as replication_mod
 
     frame = replication if replication is not None else pd.DataFrame(columns=replication_mod.OUT_COLUMNS)
-    put("replication", render_replication(frame))
+    put("replication", render_replication(frame, (report or {}).get("equivalence_pp")))
     write_text(out_dir / "problems.md", render_problems(cells))
     written.append(out_dir / "problems.md")
     return written

@@ -1,16 +1,20 @@
 """Example-level uncertainty for `emogrid aggregate`: intervals per cell and over seeds,
-paired comparisons on identical test examples, baselines and the "did not learn" flag.
+paired comparisons on identical evaluation examples, baselines and the learning check.
 
 The statistics are in `emogrid.results.stats`; this module feeds them from a results tree:
 
 - Cells whose `predictions.jsonl` is readable (single-label) are resampled together: one
-  bootstrap weight matrix per distinct evaluation set (same example ids in the same order),
-  shared by every cell scored on it. A per-cell interval, the seeds-then-examples interval of
-  a seed mean, and a paired difference between two cells then all use the same resampled
-  examples, which is what makes the comparison paired.
-- Cells without predictions fall back to their confusion matrix (same per-cell interval in
-  law, resampled alone); a comparison between such cells falls back to the paired t test over
-  seeds (seed variation only) and says so in its `test` column.
+  bootstrap weight matrix per distinct evaluation set (same example ids in the same order;
+  resampled within each gold class), shared by every cell scored on it, which must have the
+  same gold labels (checked). A seed mean's example variance and a paired difference then use
+  the same resampled examples, which is what makes the comparison paired.
+- Cells without predictions fall back to their confusion matrix (resampled alone); a
+  comparison between such cells falls back to the paired t test over seeds and says so.
+- Per cell: Wilson for accuracy, a BCa bootstrap for macro-F1 (basic for multi-label F1),
+  Cohen's kappa with its interval: a cell "did not learn" when that interval includes 0.
+- Over seeds: `seed_interval` (stats.seed_mean_interval: shared set -> the seed part with a
+  t quantile plus the example part with a normal one; a set per seed -> t over the seeds);
+  paired differences (`paired_test`) use the same interval and its matching p-value.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emogrid.errors import DataError
 from emogrid.results import stats
 
 METRICS = ("accuracy", "f1_macro", "f1_micro")  # f1_micro: multi-label cells
@@ -93,84 +98,41 @@ def correct(gold: np.ndarray, pred: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- replicates
 
 
-def bootstrap_weights(n: int, rng: np.random.Generator, resamples: int = stats.RESAMPLES) -> np.ndarray:
-    """(resamples, n) counts: how often each example is drawn in each resample of n."""
-    idx = rng.integers(0, n, size=(resamples, n))
-    idx += (np.arange(resamples) * n)[:, None]
-    return np.bincount(idx.ravel(), minlength=resamples * n).reshape(resamples, n).astype(np.float32)
+def bootstrap_weights(n: int, rng: np.random.Generator, resamples: int = stats.RESAMPLES,
+                      strata: np.ndarray | None = None) -> np.ndarray:
+    """(resamples, n) counts: how often each example is drawn in each resample of n. With
+    `strata` (the gold class of each example), each class is resampled within itself."""
+    if strata is None:
+        groups = [np.arange(n)]
+    else:
+        strata = np.asarray(strata)
+        groups = [np.flatnonzero(strata == c) for c in np.unique(strata)]
+    counts = np.zeros((resamples, n), dtype=np.float32)
+    for idx in groups:
+        draws = idx[rng.integers(0, idx.size, size=(resamples, idx.size))]
+        draws += (np.arange(resamples) * n)[:, None]
+        counts += np.bincount(draws.ravel(), minlength=resamples * n).reshape(resamples, n)
+    return counts
 
 
 def weighted_replicates(weights: np.ndarray, gold: np.ndarray, pred: np.ndarray, k: int) -> dict:
-    """accuracy and macro-F1 of one cell under every resample of `weights` (shared examples)."""
-    n = weights.sum(axis=1)
-    right = gold == pred
-    acc = weights[:, right].sum(axis=1) / n
-    eye = np.eye(k, dtype=np.float32)
-    tp = weights[:, right] @ eye[gold[right]]
-    wrong = weights[:, ~right]
-    fp = wrong @ eye[pred[~right]]
-    fn = wrong @ eye[gold[~right]]
-    return {"accuracy": acc.astype(np.float64), "f1_macro": stats.macro_f1_from_counts(tp, fp, fn)}
-
-
-def example_replicates(cells: pd.DataFrame, confusions: dict, runs_dir: Path | None,
-                       splits: tuple[str, ...] = ("test",)) -> dict:
-    """{(cell_id, split): {"key", "accuracy", "f1_macro"}} for every ok single-label cell, for
-    the evaluation splits asked for (the test split, plus val when the report shows it)."""
-    reps: dict = {}
-    ok = cells[cells["status"] == "ok"]
-    by_set: dict[str, list] = {}
-    multi_sets: dict[str, list] = {}
-    for cid, _k, mode in zip(ok["cell_id"], ok["labels"], ok["mode"].fillna("single")):
-        outcomes = read_outcomes(Path(runs_dir) / cid / "predictions.jsonl") if runs_dir else {}
-        if mode == "multi":  # no confusion matrix: predictions only
-            for split in splits:
-                if split in outcomes and outcomes[split][1].ndim == 2:
-                    key, gold, pred = outcomes[split]
-                    multi_sets.setdefault(f"{key}:{gold.shape[1]}", []).append((cid, split, gold, pred))
-            continue
-        for split in splits:
-            cm = confusions.get((cid, split))
-            if split in outcomes and cm is not None and len(outcomes[split][1]) == int(np.sum(cm)):
-                key, gold, pred = outcomes[split]
-                by_set.setdefault(key, []).append((cid, split, gold, pred, len(cm)))
-            elif cm is not None and np.sum(cm) > 0:
-                r = stats.cell_replicates(cm, stats.rng_for(cid, split))
-                reps[(cid, split)] = {"key": None, **r}
-    for key, members in by_set.items():
-        weights = bootstrap_weights(len(members[0][2]), stats.rng_for("examples", key))
-        for (cid, split, gold, pred, _), r in zip(members, set_replicates(weights, members)):
-            reps[(cid, split)] = {"key": key, "gold": gold, "pred": pred, **r}
-    for key, members in multi_sets.items():
-        weights = bootstrap_weights(len(members[0][2]), stats.rng_for("examples", key))
-        for cid, split, gold, pred in members:
-            reps[(cid, split)] = {"key": key, "gold": gold, "pred": pred,
-                                  **multilabel_replicates(weights, gold, pred)}
-    return reps
-
-
-def multilabel_replicates(weights: np.ndarray, gold: np.ndarray, pred: np.ndarray) -> dict:
-    """Exact-match accuracy, macro-F1 and micro-F1 (per-label binary counts, as scikit-learn
-    with zero_division=0) of a multi-label cell under every resample of `weights`."""
-    g, p = gold.astype(np.float32), pred.astype(np.float32)
-    columns = np.concatenate([correct(gold, pred).astype(np.float32)[:, None], g * p, (1 - g) * p, g * (1 - p)],
-                             axis=1)
-    product = weights @ columns
-    n_labels = gold.shape[1]
-    tp = product[:, 1:1 + n_labels]
-    fp = product[:, 1 + n_labels:1 + 2 * n_labels]
-    fn = product[:, 1 + 2 * n_labels:]
-    micro = stats.macro_f1_from_counts(tp.sum(axis=1, keepdims=True), fp.sum(axis=1, keepdims=True),
-                                       fn.sum(axis=1, keepdims=True))
-    return {"accuracy": (product[:, 0] / weights.sum(axis=1)).astype(np.float64),
-            "f1_macro": stats.macro_f1_from_counts(tp, fp, fn), "f1_micro": micro}
+    """accuracy, macro-F1 and kappa of one cell under every resample of `weights`."""
+    return set_replicates(weights, [("cell", "", gold, pred, k)])[0]
 
 
 def set_replicates(weights: np.ndarray, members: list) -> list[dict]:
-    """`weighted_replicates` for every cell scored on one evaluation set, in one matrix product:
-    per cell the columns right, onehot(pred) and onehot(gold) x right; the gold counts of
-    each resample are shared by all cells of the set."""
+    """Replicates of every cell scored on one evaluation set, in one matrix product: per cell the
+    columns right, onehot(pred) and onehot(gold) x right; the gold counts of each resample are
+    shared by all cells of the set. `members`: (cell_id, split, gold, pred, k); every member must
+    have the same gold labels (the set's), else a DataError names both cells."""
     gold = members[0][2]
+    for cid, split, other, _, _ in members[1:]:
+        if other.shape != gold.shape or not np.array_equal(other, gold):
+            where = int(np.flatnonzero(other != gold)[0]) if other.shape == gold.shape else None
+            raise DataError(f"{cid} and {members[0][0]} were scored on the same {split} examples (same ids) "
+                            f"but with different gold labels"
+                            + (f" (first at example {where})" if where is not None else "")
+                            + ": their predictions.jsonl files disagree; rerun one of them")
     k = max(m[4] for m in members)
     eye = np.eye(k, dtype=np.float32)
     gold_hot = eye[gold]
@@ -188,26 +150,160 @@ def set_replicates(weights: np.ndarray, members: list) -> list[dict]:
         tp = product[:, col + 1 + k:col + 1 + 2 * k]
         col += 1 + 2 * k
         out.append({"accuracy": (right / n).astype(np.float64),
-                    "f1_macro": stats.macro_f1_from_counts(tp, predicted - tp, support - tp)})
+                    "f1_macro": stats.macro_f1_from_counts(tp, predicted - tp, support - tp).astype(np.float64),
+                    "kappa": stats.cohen_kappa_from_counts(tp, support, predicted).astype(np.float64)})
     return out
 
 
+def multilabel_replicates(weights: np.ndarray, gold: np.ndarray, pred: np.ndarray) -> dict:
+    """Exact-match accuracy, macro-F1 and micro-F1 (per-label binary counts, as scikit-learn
+    with zero_division=0) of a multi-label cell under every resample of `weights`."""
+    g, p = gold.astype(np.float32), pred.astype(np.float32)
+    columns = np.concatenate([correct(gold, pred).astype(np.float32)[:, None], g * p, (1 - g) * p, g * (1 - p)],
+                             axis=1)
+    product = weights @ columns
+    n_labels = gold.shape[1]
+    tp = product[:, 1:1 + n_labels]
+    fp = product[:, 1 + n_labels:1 + 2 * n_labels]
+    fn = product[:, 1 + 2 * n_labels:]
+    micro = stats.macro_f1_from_counts(tp.sum(axis=1, keepdims=True), fp.sum(axis=1, keepdims=True),
+                                       fn.sum(axis=1, keepdims=True))
+    return {"accuracy": (product[:, 0] / weights.sum(axis=1)).astype(np.float64),
+            "f1_macro": stats.macro_f1_from_counts(tp, fp, fn).astype(np.float64), "f1_micro": micro}
+
+
+def _confusion(gold: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (gold, pred), 1)
+    return cm
+
+
+def set_entries(key: str, members: list, weights: np.ndarray) -> dict:
+    """{(cell_id, split): entry} of single-label cells scored on one evaluation set `key`
+    (`members`: (cell_id, split, gold, pred, k)) under the resamples `weights`."""
+    out = {}
+    for (cid, split, gold, pred, k), r in zip(members, set_replicates(weights, members)):
+        cm = _confusion(gold, pred, k)
+        out[(cid, split)] = {"key": key, "gold": gold, "pred": pred, "n": len(gold), "confusion": cm,
+                             "point": stats.point_metrics(cm), "multi": False, **r}
+    return out
+
+
+def confusion_entry(confusion, rng: np.random.Generator) -> dict:
+    """The entry of a cell known only by its confusion matrix (its evaluation set unidentified)."""
+    cm = np.asarray(confusion, dtype=np.int64)
+    return {"key": None, "n": int(cm.sum()), "point": stats.point_metrics(cm), "confusion": cm, "multi": False,
+            **stats.cell_replicates(cm, rng)}
+
+
+def example_replicates(cells: pd.DataFrame, confusions: dict, runs_dir: Path | None,
+                       splits: tuple[str, ...] = ("test",)) -> dict:
+    """{(cell_id, split): entry} for every ok cell with example-level results, for the
+    evaluation splits asked for. An entry: "key" (its evaluation set, None when only the
+    confusion matrix is known), "n", "point" {metric: value}, "confusion" (single-label),
+    "multi", the replicates {metric: (B,)} and, with predictions, "gold" and "pred"."""
+    reps: dict = {}
+    ok = cells[cells["status"] == "ok"]
+    by_set: dict[str, list] = {}
+    multi_sets: dict[str, list] = {}
+    seeds_of: dict[str, str] = {}  # evaluation set -> the name its resamples are seeded by
+    datasets = ok["dataset"] if "dataset" in ok else [""] * len(ok)  # emogrid diff / publish pass no dataset
+    for cid, mode, dataset, k in zip(ok["cell_id"], ok["mode"].fillna("single"), datasets, ok["labels"]):
+        outcomes = read_outcomes(Path(runs_dir) / cid / "predictions.jsonl") if runs_dir else {}
+        # one evaluation set = the same example ids in one dataset and label set (the gold
+        # indices of an example depend on the subset's labels); its resamples are seeded by the
+        # ids alone, so emogrid diff and publish (which pass no dataset) draw the same ones
+        where = f"{dataset}:k{k}:"
+        if mode == "multi":  # no confusion matrix: predictions only
+            for split in splits:
+                if split in outcomes and outcomes[split][1].ndim == 2:
+                    key, gold, pred = outcomes[split]
+                    seeds_of[f"{where}{key}:{gold.shape[1]}"] = f"{key}:{gold.shape[1]}"
+                    multi_sets.setdefault(f"{where}{key}:{gold.shape[1]}", []).append((cid, split, gold, pred))
+            continue
+        for split in splits:
+            cm = confusions.get((cid, split))
+            if split in outcomes and cm is not None and len(outcomes[split][1]) == int(np.sum(cm)):
+                key, gold, pred = outcomes[split]
+                seeds_of[where + key] = key
+                by_set.setdefault(where + key, []).append((cid, split, gold, pred, len(cm)))
+            elif cm is not None and np.sum(cm) > 0:
+                reps[(cid, split)] = confusion_entry(cm, stats.rng_for(cid, split))
+    for key, members in by_set.items():
+        gold = members[0][2]
+        reps.update(set_entries(key, members, bootstrap_weights(len(gold), stats.rng_for("examples", seeds_of[key]),
+                                                                strata=gold)))
+    for key, members in multi_sets.items():
+        weights = bootstrap_weights(len(members[0][2]), stats.rng_for("examples", seeds_of[key]))
+        ones = np.ones((1, len(members[0][2])), dtype=np.float32)
+        for cid, split, gold, pred in members:
+            point = {m: float(v[0]) for m, v in multilabel_replicates(ones, gold, pred).items()}
+            reps[(cid, split)] = {"key": key, "gold": gold, "pred": pred, "n": len(gold), "point": point,
+                                  "confusion": None, "multi": True, **multilabel_replicates(weights, gold, pred)}
+    return reps
+
+
+# ----------------------------------------------------------------------------- one cell
+
+
+def cell_interval(entry: dict, metric: str) -> tuple[float, float]:
+    """The 95% interval of one cell's metric: Wilson for accuracy (exact match in multi-label
+    mode), BCa (jackknife from the confusion matrix) for single-label macro-F1, basic bootstrap
+    for multi-label F1, percentile for kappa."""
+    theta = entry["point"][metric]
+    if metric == "accuracy":
+        low, high = stats.wilson_interval(round(theta * entry["n"]), entry["n"])
+        return float(low), float(high)
+    if metric == "kappa":
+        return stats.percentile_interval(entry["kappa"])
+    if metric == "f1_macro" and entry.get("confusion") is not None:
+        jack, counts = stats.confusion_jackknife(entry["confusion"])
+        return stats.bca_interval(theta, entry[metric], jack[metric], counts)
+    return stats.basic_interval(theta, entry[metric])
+
+
+def learned(entry: dict) -> bool | None:
+    """False when the predictions are not shown to depend on the gold label: Cohen's kappa's
+    95% interval includes 0 (a constant or random predictor). None: not checked (multi-label)."""
+    if entry.get("multi") or "kappa" not in entry:
+        return None
+    return bool(cell_interval(entry, "kappa")[0] > 0)
+
+
 def cell_columns(cells: pd.DataFrame, confusions: dict, reps: dict) -> pd.DataFrame:
-    """Per-cell interval, baseline and did-not-learn columns, aligned with `cells`."""
+    """Per-cell interval, kappa, baseline and did-not-learn columns, aligned with `cells`.
+
+    `{split}_did_not_learn`: True / False, NA where not checked (multi-label, no example-level
+    result); `did_not_learn` is the test split's. `{split}_min_class_n`: the fewest evaluation
+    examples of a class (macro-F1 intervals are approximate below stats.FEW_PER_CLASS)."""
     n = len(cells)
     cols: dict[str, np.ndarray] = {}
     position = {cid: i for i, cid in enumerate(cells["cell_id"])}
     for split in SPLITS:
-        for m in METRICS:
-            rows = [(position[cid], r[m]) for (cid, sp), r in reps.items()
-                    if sp == split and cid in position and m in r]
+        for m in METRICS + ("kappa",):
             low, high = np.full(n, np.nan), np.full(n, np.nan)
-            if rows:
-                where = np.array([i for i, _ in rows])
-                bounds = stats.percentile_intervals(np.stack([r for _, r in rows]))
-                low[where], high[where] = bounds[:, 0], bounds[:, 1]
+            for (cid, sp), entry in reps.items():
+                if sp == split and cid in position and m in entry:
+                    low[position[cid]], high[position[cid]] = cell_interval(entry, m)
+            if m == "kappa":
+                cols[f"{split}_kappa"] = np.full(n, np.nan)
             cols[f"{split}_{m}_ci95_low"], cols[f"{split}_{m}_ci95_high"] = low, high
-        for b, _fn in (("majority", stats.majority_baseline), ("uniform", stats.uniform_baseline)):
+        flag = pd.array([pd.NA] * n, dtype="boolean")
+        smallest = np.full(n, np.nan)
+        for (cid, sp), entry in reps.items():
+            if sp != split or cid not in position:
+                continue
+            i = position[cid]
+            if "kappa" in entry["point"]:
+                cols[f"{split}_kappa"][i] = entry["point"]["kappa"]
+            ok = learned(entry)
+            if ok is not None:
+                flag[i] = not ok
+            if entry.get("confusion") is not None:
+                smallest[i] = np.asarray(entry["confusion"]).sum(axis=1).min()
+        cols[f"{split}_did_not_learn"] = flag
+        cols[f"{split}_min_class_n"] = smallest
+        for b in ("majority", "uniform"):
             for m in ("accuracy", "f1_macro"):
                 cols[f"{split}_{b}_{m}"] = np.full(n, np.nan)
         for (cid, sp), cm in confusions.items():
@@ -218,8 +314,7 @@ def cell_columns(cells: pd.DataFrame, confusions: dict, reps: dict) -> pd.DataFr
                 for m, v in fn(support).items():
                     cols[f"{split}_{b}_{m}"][position[cid]] = v
     out = pd.DataFrame(cols, index=cells.index)
-    with np.errstate(invalid="ignore"):
-        out["did_not_learn"] = out["test_accuracy_ci95_low"] <= out["test_majority_accuracy"]
+    out["did_not_learn"] = out["test_did_not_learn"]
     return out
 
 
@@ -244,57 +339,88 @@ def _norm(values: tuple) -> tuple:
     return tuple(out)
 
 
-def _seed_stack(ids: list[str], split: str, metric: str, reps: dict):
-    rows = [reps[(c, split)] for c in ids if (c, split) in reps and metric in reps[(c, split)]]
-    if len(rows) != len(ids) or not rows:
-        return None, False
-    keys = {r["key"] for r in rows}
-    shared = len(keys) == 1 and None not in keys
-    return np.stack([r[metric] for r in rows]), shared
+def design_of(keys: list) -> str:
+    """How the seeds' evaluation sets relate: "shared" (one set), "separate" (one each),
+    "unknown" (not identified: no predictions.jsonl, or some shared and some not)."""
+    if None in keys:
+        return "unknown"
+    if len(set(keys)) == 1:
+        return "shared"
+    return "separate" if len(set(keys)) == len(keys) else "unknown"
+
+
+def seed_interval(ids: list[str], split: str, metric: str, reps: dict) -> dict | None:
+    """The mean over the seeds `ids` with its 95% interval (stats.seed_mean_interval), or None
+    without example-level results for every seed. One seed: the cell's own interval."""
+    entries = [reps.get((c, split)) for c in ids]
+    if not entries or any(e is None or metric not in e for e in entries):
+        return None
+    if len(entries) == 1:
+        low, high = cell_interval(entries[0], metric)
+        method = (stats.CELL_ACCURACY_METHOD if metric == "accuracy"
+                  else stats.CELL_F1_METHOD if entries[0].get("confusion") is not None
+                  else "basic bootstrap over the evaluation examples, 95%")
+        point = entries[0]["point"][metric]
+        se = float(np.std(entries[0][metric], ddof=1))
+        return {"mean": point, "se": se, "se_seed": np.nan, "se_examples": se, "dof": 0, "low": low, "high": high,
+                "method": method, "design": "one seed", "n_eval": entries[0]["n"]}
+    points = [e["point"][metric] for e in entries]
+    design = design_of([e["key"] for e in entries])
+    n_eval = float(np.mean([e["n"] for e in entries]))
+    floor = stats.agresti_coull_variance(np.mean(points), n_eval) / len(points) if metric == "accuracy" else 0.0
+    out = stats.seed_mean_interval(points, np.stack([e[metric] for e in entries]), design, float(floor))
+    out["low"], out["high"] = max(out["low"], 0.0), min(out["high"], 1.0)
+    return {**out, "design": design, "n_eval": n_eval}
 
 
 def seed_intervals(summary: pd.DataFrame, cells: pd.DataFrame, reps: dict, keys: list[str]) -> pd.DataFrame:
-    """Adds ci95_boot_low/high (seeds, then examples), the baselines and did_not_learn."""
+    """Adds to the accuracy / F1 rows of `summary`: ci95_boot_low/high (the example-aware
+    interval of the seed mean, method in boot_method), se_mean (its SE) = sqrt(se_seed^2 +
+    se_examples^2) (the seed and evaluation-example parts), n_eval (evaluation examples per seed), eval_sets (shared / separate /
+    unknown / one seed), the baselines, did_not_learn (every seed did not learn; NA: not
+    checked), n_did_not_learn (seeds that did not learn) and min_class_n."""
     summary = summary.copy()
     n = len(summary)
-    low, high = np.full(n, np.nan), np.full(n, np.nan)
-    majority, uniform = np.full(n, np.nan), np.full(n, np.nan)
-    method = [""] * n
+    cols = {c: np.full(n, np.nan) for c in ("ci95_boot_low", "ci95_boot_high", "se_mean", "se_seed", "se_examples",
+                                            "n_eval",
+                                            "baseline_majority", "baseline_uniform", "n_did_not_learn",
+                                            "min_class_n")}
+    method, design = [""] * n, [""] * n
+    flag = pd.array([pd.NA] * n, dtype="boolean")
     ok = cells[cells["status"] == "ok"]
     ids_of: dict[tuple, list] = {}
     for cid, values in zip(ok["cell_id"], ok[keys].itertuples(index=False, name=None)):
         ids_of.setdefault(_norm(values), []).append(cid)
-    base = {}
-    for split in SPLITS:
-        for m in ("accuracy", "f1_macro"):
-            for b in ("majority", "uniform"):
-                col = f"{split}_{b}_{m}"
-                if col in ok:
-                    base[col] = dict(zip(ok["cell_id"], ok[col]))
+    column_of = {col: dict(zip(ok["cell_id"], ok[col])) for col in ok.columns
+                 if col.endswith(("_majority_accuracy", "_majority_f1_macro", "_uniform_accuracy",
+                                  "_uniform_f1_macro", "_did_not_learn", "_min_class_n"))}
     targets = {f"{s}_{m}": (s, m) for s in SPLITS for m in METRICS}
-    todo, replicate_rows = [], []
     for i, (metric_name, values) in enumerate(zip(summary["metric"], summary[keys].itertuples(index=False, name=None))):
         if metric_name not in targets:
             continue
         split, metric = targets[metric_name]
         ids = ids_of.get(_norm(values), [])
-        stack, shared = _seed_stack(ids, split, metric, reps)
-        if stack is None:
-            continue
-        rng = stats.rng_for("seeds", *sorted(ids), metric_name)
-        replicate_rows.append(stats.seed_example_replicates(stack, rng, shared_examples=shared))
-        todo.append(i)
-        method[i] = stats.INTERVAL_METHOD if len(ids) == 1 else stats.SEED_INTERVAL_METHOD
-        majority[i] = _mean([base.get(f"{split}_majority_{metric}", {}).get(c, np.nan) for c in ids])
-        uniform[i] = _mean([base.get(f"{split}_uniform_{metric}", {}).get(c, np.nan) for c in ids])
-    if todo:
-        bounds = stats.percentile_intervals(np.stack(replicate_rows))
-        low[todo], high[todo] = bounds[:, 0], bounds[:, 1]
-    summary["ci95_boot_low"], summary["ci95_boot_high"] = low, high
-    summary["boot_method"] = method
-    summary["baseline_majority"], summary["baseline_uniform"] = majority, uniform
-    with np.errstate(invalid="ignore"):
-        summary["did_not_learn"] = summary["metric"].str.endswith("_accuracy") & (low <= majority)
+        res = seed_interval(ids, split, metric, reps)
+        if res is not None:
+            cols["ci95_boot_low"][i], cols["ci95_boot_high"][i] = res["low"], res["high"]
+            for c in ("se", "se_seed", "se_examples"):
+                cols[c if c != "se" else "se_mean"][i] = res[c]
+            cols["n_eval"][i] = res["n_eval"]
+            method[i], design[i] = res["method"], res["design"]
+        base = "f1_macro" if metric == "f1_macro" else "accuracy"
+        for b in ("majority", "uniform"):
+            cols[f"baseline_{b}"][i] = _mean([column_of.get(f"{split}_{b}_{base}", {}).get(c, np.nan) for c in ids])
+        flags = [column_of.get(f"{split}_did_not_learn", {}).get(c, pd.NA) for c in ids]
+        checked = [bool(f) for f in flags if not pd.isna(f)]
+        if ids and len(checked) == len(ids):
+            cols["n_did_not_learn"][i] = sum(checked)
+            flag[i] = all(checked)
+        smallest = [column_of.get(f"{split}_min_class_n", {}).get(c, np.nan) for c in ids]
+        cols["min_class_n"][i] = np.nanmin(smallest) if np.isfinite(smallest).any() else np.nan
+    for c, v in cols.items():
+        summary[c] = v
+    summary["boot_method"], summary["eval_sets"] = method, design
+    summary["did_not_learn"] = flag
     return summary
 
 
@@ -302,28 +428,50 @@ def seed_intervals(summary: pd.DataFrame, cells: pd.DataFrame, reps: dict, keys:
 
 
 def paired_test(ids_a: list[str], ids_b: list[str], split: str, metric: str, reps: dict) -> dict | None:
-    """Paired bootstrap (seeds, then shared examples) of a - b; McNemar exact with one seed
-    (accuracy). None when the pairs lack example-level replicates on identical examples."""
+    """Paired difference a - b over matched seeds on identical examples, with the SE of
+    `seed_interval` (seed spread with t + shared-example variance with z; t over seeds when
+    each seed has its own evaluation set). One seed: McNemar's exact test (accuracy) or the
+    bootstrap SE (F1) of these two runs. Cells known only by their confusion matrices are
+    compared unpaired (both example variances: conservative). None when example-level results
+    are missing or the pairs were not scored on identical examples. {"diff", "boot_low", "boot_high", "se", "p", "test", "one_seed"}"""
     ra = [reps.get((c, split)) for c in ids_a]
     rb = [reps.get((c, split)) for c in ids_b]
-    if not ra or any(r is None or r["key"] is None or metric not in r for r in ra + rb):
+    if not ra or any(r is None or metric not in r for r in ra + rb):
         return None
-    if any(a["key"] != b["key"] for a, b in zip(ra, rb)):
+    unpaired = all(r["key"] is None for r in ra + rb)  # confusion matrices only: resampled apart
+    if not unpaired and any(a["key"] is None or a["key"] != b["key"] for a, b in zip(ra, rb)):
         return None
+    points = [a["point"][metric] - b["point"][metric] for a, b in zip(ra, rb)]
+    # apart, a - b varies as var(a) + var(b): an upper bound for errors that agree more than chance
     diffs = np.stack([a[metric] - b[metric] for a, b in zip(ra, rb)])
-    shared = len({r["key"] for r in ra}) == 1
-    rng = stats.rng_for("paired", *ids_a, *ids_b, split, metric)
-    d = stats.seed_example_replicates(diffs, rng, shared_examples=shared)
-    low, high = stats.percentile_interval(d)
-    out = {"boot_low": low, "boot_high": high, "p_boot": stats.bootstrap_se_p(d),
-           "test": "paired bootstrap, seeds then shared test examples (p: bootstrap SE, normal)"
-           if len(ids_a) > 1 else "paired bootstrap over shared test examples (p: bootstrap SE, normal)"}
-    out["p"] = out["p_boot"]
-    if len(ids_a) == 1 and metric == "accuracy":
-        a, b = ra[0], rb[0]
-        right_a, right_b = correct(a["gold"], a["pred"]), correct(b["gold"], b["pred"])
-        out["p"] = stats.mcnemar_exact(int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b)))
-        out["test"] = "McNemar exact (one seed)"
+    design = "unknown" if unpaired else design_of([r["key"] for r in ra])
+    res = stats.seed_mean_interval(points, diffs, design)
+    # accuracy moves in steps of one example: a continuity correction of one step of the seed
+    # mean (as McNemar's |b - c| - 1), without which a handful of discordant examples reads as
+    # stronger evidence than the exact test gives (5 of 5 one way: 0.02 instead of 0.06)
+    step = 1.0 / (len(ids_a) * min(r["n"] for r in ra)) if metric == "accuracy" else 0.0
+    p = stats.combined_p_value(np.sign(res["mean"]) * max(abs(res["mean"]) - step, 0.0), res["se_seed"],
+                               res["se_examples"], res["dof"])
+    out = {"diff": res["mean"], "boot_low": res["low"] - step, "boot_high": res["high"] + step, "se": res["se"],
+           "p": p, "one_seed": len(ids_a) == 1}
+    if unpaired:
+        out["test"] = ("no predictions.jsonl: seed spread (t) + both cells' example variances (z), unpaired, "
+                       "conservative") if len(ids_a) > 1 else "these two runs (one seed each): both cells' " \
+                                                              "example variances (z), unpaired, conservative"
+    elif len(ids_a) == 1:
+        out["test"] = "these two runs (one seed each): bootstrap SE over the shared examples, normal"
+        if metric == "accuracy":
+            a, b = ra[0], rb[0]
+            right_a, right_b = correct(a["gold"], a["pred"]), correct(b["gold"], b["pred"])
+            out["p"] = stats.mcnemar_exact(int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b)))
+            out["test"] = "these two runs (one seed each): McNemar exact"
+    elif design == "shared":
+        out["test"] = "paired over seeds: seed spread (t) + shared-example bootstrap SE (z)" + (
+            ", continuity-corrected" if step else "")
+    elif design == "separate":
+        out["test"] = "paired t over seeds (each seed its own evaluation set)"
+    else:
+        out["test"] = "paired over seeds: seed spread (t) + example SE (z; sets not identified)"
     return out
 
 
@@ -331,10 +479,11 @@ def paired_test(ids_a: list[str], ids_b: list[str], split: str, metric: str, rep
 
 
 def learning_check(metrics: dict, cell_id: str) -> dict | None:
-    """{"did_not_learn", "accuracy", "low", "majority"} for a finished single-label cell, from
-    its metrics.json alone: the test accuracy's percentile bootstrap interval (resampling the
-    test examples through the confusion matrix) against the majority-class baseline. None
-    when the file has no test confusion matrix (multi-label, older layouts)."""
+    """{"did_not_learn", "accuracy", "kappa", "low", "high", "majority"} for a finished
+    single-label cell, from its metrics.json alone: Cohen's kappa with its 95% interval (the
+    test examples resampled within each gold class through the confusion matrix); it did not
+    learn when the interval includes 0. None without a test confusion matrix (multi-label,
+    older layouts): not checked."""
     test = metrics.get("test") if isinstance(metrics, dict) else None
     cm = test.get("confusion_matrix") if isinstance(test, dict) else None
     try:
@@ -343,7 +492,8 @@ def learning_check(metrics: dict, cell_id: str) -> dict | None:
         return None
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.sum() == 0:
         return None
-    low, _ = stats.percentile_interval(stats.cell_replicates(cm, stats.rng_for(cell_id, "test"))["accuracy"])
-    majority = stats.majority_baseline(cm.sum(axis=1))["accuracy"]
-    return {"did_not_learn": bool(low <= majority), "accuracy": float(np.trace(cm) / cm.sum()),
-            "low": low, "majority": majority}
+    entry = confusion_entry(cm, stats.rng_for(cell_id, "test"))
+    low, high = cell_interval(entry, "kappa")
+    return {"did_not_learn": not learned(entry), "accuracy": entry["point"]["accuracy"],
+            "kappa": entry["point"]["kappa"], "low": low, "high": high,
+            "majority": stats.majority_baseline(cm.sum(axis=1))["accuracy"]}

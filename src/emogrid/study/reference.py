@@ -4,10 +4,12 @@ column, never inside the report job.
 
 One row per published number:
 
-    study, dataset, model, method, labels, samples, split, metric, value [, source]
+    study, dataset, model, method, labels, samples, split, metric, value [, n_eval] [, evidence] [, source]
 
 `split` is `val` or `test`, `metric` one emogrid reports (METRICS), `labels` and `samples` whole
-numbers, `value` a number (in %, or fractions if every value is <= 1). Rows are numbered as
+numbers, `value` a number (in %, or fractions if every value is <= 1). Optional: `n_eval`, the
+size of the paper's evaluation set (a whole number, or blank: unknown), and `evidence`, where
+in the paper the number stands with a short paraphrase (free text, never a quotation). Rows are numbered as
 the file's lines (the header is line 1). The frame itself is built in emogrid.results.replication.
 """
 
@@ -71,7 +73,8 @@ def read_rows(path: str | Path) -> tuple[Path, list[dict], list[str]]:
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         return path, [], [f"{where} lacks column(s) {', '.join(missing)} (line 1, the header: "
-                          f"{', '.join(header) or 'empty'}); expected {', '.join(COLUMNS)} and optionally source"]
+                          f"{', '.join(header) or 'empty'}); expected {', '.join(COLUMNS)} and optionally "
+                          "n_eval, evidence, source"]
     rows, problems = [], []
     for offset, record in enumerate(records):
         line = offset + 2
@@ -87,6 +90,9 @@ def read_rows(path: str | Path) -> tuple[Path, list[dict], list[str]]:
                 problems.append(f"line {line}, column {column}: expected a whole number >= 1, got {row[column]!r}")
         if _number(row["value"], whole=False) is None:
             problems.append(f"line {line}, column value: expected a number, got {row['value']!r}")
+        if row.get("n_eval") and _number(row["n_eval"], whole=True) is None:
+            problems.append(f"line {line}, column n_eval: expected a whole number of evaluation examples >= 1 "
+                            f"(or blank), got {row['n_eval']!r}")
         if row["split"] not in SPLITS:
             problems.append(f"line {line}, column split: expected val or test, got {row['split']!r}")
         if row["metric"] not in METRICS:

@@ -21,8 +21,8 @@ from emogrid.study.cell_id import arm_label, short_variant
 
 AXES = ["dataset", "model", "method", "variant", "labels", "samples"]
 NOTES = {
-    "intervals": "[low–high]: 95% bootstrap interval over test examples (seeds first, when n > 1)",
-    "no_learn": "✗ did not learn: the interval is not above the majority-class baseline",
+    "intervals": "[low–high]: 95% interval (Wilson / BCa per cell; over seeds: seed spread + example noise)",
+    "no_learn": "✗ did not learn: Cohen's kappa's interval includes 0 in every seed",
     "few_seeds": "† fewer seeds than the rest of the grid (a seed failed or is pending)",
 }
 

@@ -1,14 +1,14 @@
 """The study tables (``study_accuracy``, ``study_f1_macro``): rows model x method (x variant),
-columns labels k x samples n, mean [95% interval] over seeds in %, with the best of each
-column tested against its runner-up on the same examples (Holm over the table) and the
-majority / uniform baselines as extra rows.
+columns labels k x samples n, mean [95% interval] over seeds in %, with the marks of the
+metric's family of paired tests (emogrid.results.paired_comparisons): bold = the column's best
+beats every other row; ≈ = not significantly worse than the best; ∘ = no test possible; and
+the majority / uniform baselines as extra rows.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from emogrid.report.paper_tables.layout import (
@@ -20,52 +20,101 @@ from emogrid.report.paper_tables.layout import (
     row_label_cells,
     sorted_rows,
 )
+from emogrid.results.stats import FEW_PER_CLASS
 
 TIE = "≈"
+NO_TEST = "∘"
 NO_LEARN = "†"
+NOT_CHECKED = "n.c."
+FEW = "‡"
 ALPHA = 0.05
 
 
 def study_note(piv: dict) -> str:
+    """The caption: interval, n, what every mark means, the family and its correction."""
     n_values = sorted(piv.get("n_values", []))
     n_text = (f"n = {n_values[0]} seed{'s' if n_values[0] != 1 else ''} per cell" if len(n_values) == 1
               else f"n = {'–'.join(map(str, [n_values[0], n_values[-1]]))} seeds; (n=…) marks cells "
                    f"with fewer than {piv['n_mode']}" if n_values else "no finished cells")
     where = SPLIT_NAMES.get(piv.get("split", "test"), "test")
-    interval = (f"[95% interval]: percentile bootstrap over the {where} examples" if n_values == [1] else
-                f"[95% interval]: two-stage percentile bootstrap (seeds resampled, then each drawn "
-                f"seed's {where} examples)")
-    return (f"mean over seeds {interval}, in %; {n_text}. Bold: best in its column and better than "
-            f"the runner-up in a paired test on the same {where} examples, Holm-adjusted over this "
-            f"table's {piv.get('n_tests', 0)} best-vs-runner-up comparisons (α = {ALPHA}); "
-            f"{TIE}: best and runner-up not distinguishable (or no paired test possible). "
-            f"{NO_LEARN}: did not learn (interval not above the majority-class baseline). "
-            f"Baseline rows: majority class and uniform chance on the same {where} examples. "
-            f"– = no finished seed.")
+    if n_values == [1]:
+        interval = ("Wilson score interval" if piv.get("metric") == "accuracy"
+                    else "BCa bootstrap over the examples, stratified by class")
+        interval = f"[95% interval]: {interval} on the {where} examples"
+    else:
+        interval = (f"[95% interval]: seed spread (t, S − 1 df) combined with the {where}-example bootstrap "
+                    f"variance (normal) on a shared evaluation set, or t over seeds with a set per seed; one seed: "
+                    f"the cell's own interval")
+    runs = (" With one seed the marks compare these trained runs, not the methods." if n_values == [1] else "")
+    family = piv.get("family") or "no paired tests"
+    few = (f" {FEW}: a class has fewer than 10 {where} examples (macro-F1 interval approximate)."
+           if piv.get("metric") == "f1_macro" else "")
+    return (f"mean over seeds {interval}, in %; {n_text}. Family: {family}. Bold: best in its column and "
+            f"significantly better than every other row of the column after the correction; {TIE}: not "
+            f"significantly worse than the column's best (the best itself when any row ties with it); "
+            f"{NO_TEST}: no paired test with the best possible.{runs} {NO_LEARN}: did not learn (Cohen's κ "
+            f"interval includes 0: predictions not shown to depend on the gold label; {NO_LEARN}j/S: in j of S "
+            f"seeds); {NOT_CHECKED}: learning not checked (multi-label).{few} Baseline rows: majority class and "
+            f"uniform chance on the same {where} examples. – = no finished seed.")
 
 
-def with_learn_flags(summary: pd.DataFrame, split: str) -> pd.DataFrame:
-    """Every summary row gets the did-not-learn flag of its group's `{split}_accuracy` row."""
+def with_learn_flags(summary: pd.DataFrame, split: str | None = None) -> pd.DataFrame:
+    """`did_not_learn_flag`: the row's own did-not-learn flag (every seed; each metric's row
+    carries its own), False where not checked. `split` is accepted for older callers."""
     if summary.empty or "did_not_learn" not in summary:
         return summary.assign(did_not_learn_flag=False)
-    keys = [c for c in summary.columns if c not in ("metric", "mean", "std", "n", "n_failed", "ci_method")
-            and not c.startswith(("ci95_", "baseline_", "did_not_learn", "boot_"))]
-    acc = summary[summary["metric"] == f"{split}_accuracy"][keys + ["did_not_learn"]]
-    acc = acc.rename(columns={"did_not_learn": "did_not_learn_flag"})
-    out = summary.merge(acc, on=keys, how="left")
-    out["did_not_learn_flag"] = out["did_not_learn_flag"].fillna(False).astype(bool)
+    flag = summary["did_not_learn"].map(lambda v: False if v is None or pd.isna(v) else str(v) == "True" or v is True)
+    return summary.assign(did_not_learn_flag=flag.astype(bool))
+
+
+def column_marks(comparisons: pd.DataFrame | None, metric: str, row_keys: list[str]) -> dict:
+    """{"best", "ties", "untested": {(row, col)}, "family": str, "n_tests": int} from the
+    metric's family (question ``best`` rows of comparisons.csv): bold where the best beats
+    every other row, ≈ on rows not significantly worse, ∘ where no test was possible."""
+    out = {"best": set(), "ties": set(), "untested": set(), "family": "", "n_tests": 0}
+    if comparisons is None or len(comparisons) == 0:
+        return out
+    fam = comparisons[(comparisons["metric"] == metric) & (comparisons["scope"] == "subset")]
+    if fam.empty:
+        return out
+    out["family"] = str(fam["family"].iloc[0])
+    out["n_tests"] = int(fam.drop_duplicates(["question", "labels", "samples", "dataset", "model", "model_b",
+                                              "method_a", "variant_a", "method_b", "variant_b"])["p"]
+                         .notna().sum())
+    best_rows = fam[fam["question"] == "best"]
+
+    def row(rec: dict, side: str) -> tuple:
+        values = {"dataset": rec["dataset"], "model": rec["model"] if side == "a" else rec["model_b"],
+                  "method": rec[f"method_{side}"], "variant": rec[f"variant_{side}"] or ""}
+        return tuple(values[k] for k in row_keys)
+
+    for (_, _, k, n), grp in best_rows.groupby(["dataset", "mode", "labels", "samples"], sort=False):
+        col = (int(k), int(n))
+        recs = grp.to_dict("records")
+        best = row(recs[0], "a")
+        significant = [bool(r["significant"]) and r["diff_mean"] > 0 for r in recs]
+        tested = [r["p"] is not None and not pd.isna(r["p"]) for r in recs]
+        for r, sig, ok in zip(recs, significant, tested):
+            if not ok:
+                out["untested"].add((row(r, "b"), col))
+            elif not sig:
+                out["ties"].add((row(r, "b"), col))
+        if all(significant):
+            out["best"].add((best, col))
+        elif any(ok and not sig for ok, sig in zip(tested, significant)):
+            out["ties"].add((best, col))
     return out
 
 
-def study_pivot(summary: pd.DataFrame, metric: str, levels: dict, best: dict | None = None) -> dict[str, Any]:
-    """Numbers behind a study table: row keys, column keys, records, best and tie marks.
-
-    ``best``: {column: {"best": row, "runner_up": row, "p_holm": float}} from
-    `best_tests` (paired tests on the same examples); without it nothing is marked best."""
+def study_pivot(summary: pd.DataFrame, metric: str, levels: dict,
+                comparisons: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Numbers behind a study table: row keys, column keys, records, the family's marks."""
     sub = summary[summary["metric"] == metric]
+    split, _, name = metric.partition("_")
     if sub.empty:
-        return {"rows": [], "cols": [], "row_keys": [], "cells": {}, "best": set(), "ties": set(),
-                "n_mode": 0, "n_values": [], "baselines": {}, "n_tests": 0}
+        return {"rows": [], "cols": [], "row_keys": [], "cells": {}, "best": set(), "ties": set(), "untested": set(),
+                "n_mode": 0, "n_values": [], "baselines": {}, "n_tests": 0, "family": "", "split": split,
+                "metric": name}
     row_keys = row_keys_of(sub, levels)
     rows = sorted_rows(list(dict.fromkeys(map(tuple, sub[row_keys].astype(object).values.tolist()))),
                        row_keys, levels)
@@ -80,67 +129,24 @@ def study_pivot(summary: pd.DataFrame, metric: str, levels: dict, best: dict | N
             v = rec.get(f"baseline_{b}")
             if v is not None and not pd.isna(v):
                 baselines.setdefault(b, {})[col] = v
-    n_mode = int(sub["n"].mode().max())
-    marks_best, marks_tie = set(), set()
-    results = list(best.values()) if isinstance(best, dict) else list(best or [])
-    for res in results:
-        col = res["col"]
-        if res.get("best") is None:
-            continue
-        if res.get("p_holm") is not None and res["p_holm"] < ALPHA:
-            marks_best.add((res["best"], col))
-        else:
-            marks_tie.add((res["best"], col))
-            if res.get("runner_up") is not None:
-                marks_tie.add((res["runner_up"], col))
-    return {"split": metric.partition("_")[0], "rows": rows, "cols": cols, "row_keys": row_keys,
-            "cells": cells, "best": marks_best,
-            "ties": marks_tie, "n_mode": n_mode, "n_values": sorted(set(int(x) for x in sub["n"])),
-            "baselines": baselines, "n_tests": sum(1 for r in results
-                                                   if r.get("p_holm") is not None and not pd.isna(r["p_holm"]))}
+    marks = column_marks(comparisons, metric, row_keys)
+    return {"split": split, "metric": name, "rows": rows, "cols": cols, "row_keys": row_keys, "cells": cells,
+            "best": marks["best"], "ties": marks["ties"], "untested": marks["untested"],
+            "n_mode": int(sub["n"].mode().max()), "n_values": sorted(set(int(x) for x in sub["n"])),
+            "baselines": baselines, "n_tests": marks["n_tests"], "family": marks["family"]}
 
 
-def best_tests(summary: pd.DataFrame, cells: pd.DataFrame, metric: str, levels: dict, reps: dict) -> list[dict]:
-    """Per column (and dataset): the best and runner-up rows by mean, the paired test between
-    them on the same examples, and Holm over the table's tests. [{"col", "best", "runner_up",
-    "p", "p_holm"}]"""
-    from emogrid.results import uncertainty
-    from emogrid.results.stats import holm
-
-    sub = summary[summary["metric"] == metric]
-    if sub.empty:
-        return []
-    row_keys = row_keys_of(sub, levels)
-    split, _, name = metric.partition("_")
-    ok = cells[cells["status"] == "ok"]
-    out, pvals = [], []
-    by = (["dataset"] if "dataset" in row_keys else []) + ["labels", "samples"]
-    for group, grp in sub.groupby(by, sort=False):
-        k, n = group[-2:]
-        grp = grp.sort_values("mean", ascending=False, kind="stable")
-        rows = [tuple(r) for r in grp[row_keys].astype(object).values.tolist()]
-        res = {"best": rows[0] if rows else None, "runner_up": rows[1] if len(rows) > 1 else None,
-               "p": np.nan}
-        if len(rows) > 1:
-            ids = []
-            for r in rows[:2]:
-                sel = ok[(ok["labels"] == k) & (ok["samples"] == n)]
-                for key, value in zip(row_keys, r):
-                    sel = sel[sel[key] == value]
-                ids.append(dict(zip(sel["seed"], sel["cell_id"])))
-            seeds = sorted(set(ids[0]) & set(ids[1]))
-            if seeds:
-                test = uncertainty.paired_test([ids[0][s] for s in seeds], [ids[1][s] for s in seeds],
-                                               split, name, reps)
-                if test is not None:
-                    res["p"] = test["p"]
-        res["col"] = (int(k), int(n))
-        out.append(res)
-        pvals.append(res["p"])
-    adjusted = holm(pvals)
-    for res, p in zip(out, adjusted):
-        res["p_holm"] = None if np.isnan(p) else float(p)
-    return out
+def learn_mark(rec: dict) -> str:
+    """† (every seed did not learn), †j/S (some), n.c. (not checked), '' (learned)."""
+    flag = rec.get("did_not_learn")
+    if flag is None or (not isinstance(flag, str) and pd.isna(flag)):
+        return NOT_CHECKED if str(rec.get("mode")) == "multi" else ""
+    if str(flag) == "True":
+        return NO_LEARN
+    j = rec.get("n_did_not_learn")
+    if j is not None and not pd.isna(j) and int(j) > 0:
+        return f"{NO_LEARN}{int(j)}/{int(rec.get('n', 0))}"
+    return ""
 
 
 def format_mean_ci(rec: dict | None, n_mode: int, scale: float = 100.0, digits: int = 1) -> str:
@@ -155,8 +161,11 @@ def format_mean_ci(rec: dict | None, n_mode: int, scale: float = 100.0, digits: 
         text += f" ± {scale * half:.{digits}f}"
     if int(rec.get("n", 0)) != n_mode:
         text += f" (n={int(rec['n'])})"
-    if rec.get("_no_learn"):
-        text += f" {NO_LEARN}"
+    mark = learn_mark(rec)
+    if mark:
+        text += f" {mark}"
+    if rec.get("_few"):
+        text += f" {FEW}"
     return text
 
 
@@ -173,15 +182,19 @@ def render_study(piv: dict, title: str) -> dict[str, str]:
         for c in cols:
             rec = piv["cells"].get((r, c))
             if rec is not None:
-                rec = {**rec, "_no_learn": bool(rec.get("did_not_learn_flag"))}
+                small = rec.get("min_class_n")
+                rec = {**rec, "_few": piv.get("metric") == "f1_macro" and small is not None and not pd.isna(small)
+                       and small < FEW_PER_CLASS}
             text = format_mean_ci(rec, piv["n_mode"])
-            is_best, is_tie = (r, c) in piv["best"], (r, c) in piv.get("ties", set())
-            if is_tie:
+            is_best = (r, c) in piv["best"]
+            if (r, c) in piv.get("ties", set()):
                 text += f" {TIE}"
+            elif (r, c) in piv.get("untested", set()):
+                text += f" {NO_TEST}"
             plain.append(text + (" *" if is_best else ""))
             md.append(f"**{text}**" if is_best else text)
             t = latex_escape(text).replace("±", r"$\pm$").replace(DASH, "--").replace(TIE, r"$\approx$") \
-                .replace(NO_LEARN, r"$^\dagger$")
+                .replace(NO_LEARN, r"$^\dagger$").replace(NO_TEST, r"$^\circ$").replace(FEW, r"$^\ddagger$")
             tex.append(rf"\textbf{{{t}}}" if is_best else t)
         body_plain.append(plain)
         body_md.append(md)
