@@ -114,9 +114,8 @@ def test_fsdp_is_fsdp2_loading_on_rank_0_and_reducing_gradients_in_fp32(tiny_mod
     in fp32 (accelerate's default policy for bf16 reduces in bf16, unlike the single-GPU autocast
     path). accelerate's own step is replayed: it fills in its default only where no policy is set.
     Not testable without 2 GPUs: the sharded run itself and the NCCL reduction it does."""
-    from accelerate.utils import FullyShardedDataParallelPlugin
-
     import transformers.training_args
+    from accelerate.utils import FullyShardedDataParallelPlugin
 
     from emogrid.training.arguments import training_arguments
 
