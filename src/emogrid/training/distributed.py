@@ -152,7 +152,7 @@ def _flag_group():
 
     if dist.get_backend() == "gloo":
         return None
-    key = id(dist.distributed_c10d._get_default_group())
+    key = id(dist.group.WORLD)
     if key not in _flag_groups:  # every rank reaches its first agreement at the same point
         _flag_groups[key] = dist.new_group(backend="gloo")
     return _flag_groups[key]
