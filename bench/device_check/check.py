@@ -464,8 +464,9 @@ def section_snakemake(ctx: dict) -> dict:
     return rec
 
 
-SECTIONS = [("environment", section_environment, 5), ("accumulation", section_accumulation, 30),
-            ("methods", section_methods, 200), ("packing", section_packing, 120),
+# (name, function, seconds it is expected to take on an H100: a section starts only if that fits)
+SECTIONS = [("environment", section_environment, 5), ("accumulation", section_accumulation, 60),
+            ("methods", section_methods, 200), ("packing", section_packing, 150),
             ("snakemake", section_snakemake, 60)]
 
 
