@@ -159,7 +159,7 @@ def test_fsdp_ranks_other_than_0_build_the_model_on_meta(tiny_models):
 
 def _launch(spec: dict, data: Path, out: Path, attempt: int = 1, **hook) -> subprocess.CompletedProcess:
     """`emogrid train --processes 2` on the CPU (gloo); `hook`: EMOGRID_HOOK* variables for
-    tests/rank_hooks/sitecustomize.py."""
+    tests/training/rank_hooks/sitecustomize.py."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="2", **hook,
                PYTHONPATH=os.pathsep.join([str(RANK_HOOKS), str(ROOT / "src"), env.get("PYTHONPATH", "")]))
