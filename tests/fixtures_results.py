@@ -76,6 +76,7 @@ def _efficiency(model: str, method: str, n: int) -> dict:
     return {"trainable_params": trainable, "total_params": total,
             "trainable_percent": 100.0 * trainable / total,
             "train_seconds": n / 10 * (2.0 if method == "full" else 1.0), "eval_seconds": 1.0,
+            "checkpoint_seconds": 4.0 if method == "full" else 0.5,
             "peak_memory_mb": 500.0 * (2 if method == "full" else 1) + 100 * _model_index(model),
             "peak_memory_kind": "rss", "train_samples_per_second": 30.0, "train_tokens_per_second": 900.0,
             "epochs_run": 3, "best_step": 20, "optimizer_steps": 30, "batch_size": 4, "grad_accum": 1}

@@ -124,7 +124,10 @@ def test_efficiency_table(tables):
     assert row["train_seconds"] == pytest.approx(30.0)  # n/10*2 averaged over n = 100, 200
     assert row["cells"] == 12 and row["memory_kind"] == "rss"
     md = (tables / "efficiency.md").read_text()
-    assert "| tiny-a | lora [lora.r=4] | 10.00K | 1.00 | 15.0 | 500 | 30.0 | 12 |" in md
+    # train time is training only; evaluation and checkpoint seconds stand beside it
+    assert "| Train time (s) | Eval time (s) | Checkpoint time (s) |" in md
+    assert "| tiny-a | lora [lora.r=4] | 10.00K | 1.00 | 15.0 | 1.0 | 0.5 | 500 | 30.0 | 12 |" in md
+    assert row["checkpoint_seconds"] == pytest.approx(4.0)
 
 
 def test_per_class_and_problems(tables):

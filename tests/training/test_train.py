@@ -29,6 +29,7 @@ METHODS = (("full", "attention"), ("lora", "attention"), ("lora", "all-linear"),
 METRIC_KEYS = {"accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
                "recall_weighted", "f1_weighted", "n", "labels", "per_class", "confusion_matrix"}
 EFFICIENCY_KEYS = {"trainable_params", "total_params", "trainable_percent", "train_seconds", "eval_seconds",
+                   "checkpoint_seconds", "train_loop_seconds",
                    "peak_memory_mb", "peak_memory_kind", "train_samples_per_second", "train_tokens_per_second",
                    "epochs_run", "best_step", "optimizer_steps", "batch_size", "grad_accum"}
 PROVENANCE_KEYS = {"versions", "device", "precision", "git_commit", "config_hash", "data_checksum", "hostname",

@@ -211,8 +211,13 @@ def classification_config(model_spec: dict, num_labels: int, multi_label: bool, 
 
 
 def load_model(spec: dict, num_labels: int, *, multi_label: bool = False,
-               labels: list[str] | None = None, device_map: Any = None):
-    """(model, tokenizer, family) for a cell spec. The head is randomly initialised (seed first)."""
+               labels: list[str] | None = None, device_map: Any = None, on_meta: bool = False):
+    """(model, tokenizer, family) for a cell spec. The head is randomly initialised (seed first).
+
+    `on_meta`: build the model's parameters on the meta device without reading the weights
+    (FSDP ranks other than 0: rank 0 broadcasts its weights when the model is sharded, so a
+    node holds one host copy of the model instead of one per GPU). Buffers stay real: the ones
+    that are not saved (rotary frequencies) are computed here and never broadcast."""
     model_spec = spec["model"]
     trust = bool(model_spec.get("trust_remote_code"))
     src = model_dir(model_spec)
@@ -232,7 +237,14 @@ def load_model(spec: dict, num_labels: int, *, multi_label: bool = False,
 
         kwargs["dtype"] = {"bf16": torch.bfloat16, "fp32": torch.float32}[base_weights_dtype(spec)]
     try:
-        model = _model_class(config, family).from_pretrained(src, **kwargs)
+        if on_meta and qconfig is None:
+            from accelerate import init_empty_weights
+
+            with init_empty_weights(include_buffers=False):
+                model = _model_class(config, family).from_config(config, dtype=kwargs["dtype"],
+                                                                 trust_remote_code=trust)
+        else:
+            model = _model_class(config, family).from_pretrained(src, **kwargs)
     except (OSError, ValueError) as err:
         raise CellError(f"could not load model weights from {src}: {err}",
                         hint="the directory needs *.safetensors weights (pickled .bin files are not loaded)") from err

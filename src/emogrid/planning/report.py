@@ -7,6 +7,7 @@ column to its widest cell, and the compact `| a | b |` rows are what readers (an
 
 from __future__ import annotations
 
+from emogrid.planning.checkpoints import checkpoint_disk, policy_markdown
 from emogrid.planning.memory import plan_cell_memory
 from emogrid.planning.structure import build_meta_model, model_config_dict
 from emogrid.scheduling.resources import DEFAULT_SAFETY_MARGIN
@@ -16,11 +17,12 @@ PLAN_COLUMNS = ["model", "method", "variant", "labels", "device", "family", "tra
                 "trainable_percent", "precision", "weights_dtype", "quantize", "optim", "batch_size",
                 "seq_len_peak", "weights_mb", "trainable_mb", "gradients_mb", "optimizer_mb",
                 "activations_mb", "transient_mb", "overhead_mb", "train_peak_mb", "inference_mb",
-                "host_mem_mb", "fits"]
+                "host_mem_mb", "checkpoint_disk_mb", "fits"]
 # plan.md: the columns a reader compares (plan.csv has them all); `fits` when a GPU size is known
 PLAN_MD_COLUMNS = ["model", "method", "variant", "labels", "device", "trainable_params", "total_params",
                    "trainable_percent", "weights_dtype", "quantize", "optim", "weights_mb", "gradients_mb",
-                   "optimizer_mb", "activations_mb", "train_peak_mb", "inference_mb", "host_mem_mb"]
+                   "optimizer_mb", "activations_mb", "train_peak_mb", "inference_mb", "host_mem_mb",
+                   "checkpoint_disk_mb"]
 
 LORA_SIZING_RANKS = (8, 16, 32, 64, 128, 256, 512)
 LORA_SIZING_TARGETS = ("attention", "all-linear")
@@ -77,12 +79,14 @@ def plan_rows(cells, *, device="cuda", token_stats: dict | None = None,
         est = plan_cell_memory(cell.spec, device=dev, token_stats=token_stats)
         fits = "" if gpu_mem_mb is None else ("yes" if est["train_peak_mb"] * margin <= gpu_mem_mb else "NO")
         rows.append({"model": axes["model"], "method": axes["method"], "variant": variant,
-                     "labels": axes["labels"], "device": dev, **est, "fits": fits})
+                     "labels": axes["labels"], "device": dev, **est, **checkpoint_disk(cell.spec, est),
+                     "fits": fits})
     return rows
 
 
 def plan_markdown(rows: list[dict], with_fits: bool) -> str:
-    return to_markdown(rows, PLAN_MD_COLUMNS + (["fits"] if with_fits else []))
+    """The plan table, then the checkpoint policy and the largest disk a running cell takes."""
+    return to_markdown(rows, PLAN_MD_COLUMNS + (["fits"] if with_fits else [])) + "\n" + policy_markdown(rows)
 
 
 # ----------------------------------------------------------------------------- LoRA sizing

@@ -20,7 +20,7 @@ def training_arguments(spec: dict, ckpt_dir: Path, batch: dict, steps_per_epoch:
     train = spec["train"]
     metric = train["metric"]
     seed = int(spec["cell"]["seed"])
-    return TrainingArguments(
+    args = TrainingArguments(
         output_dir=str(ckpt_dir),
         # train.batch_size is the global micro-batch: split over the processes of a multi-GPU cell
         per_device_train_batch_size=distributed.per_device_batch(batch["batch_size"], processes),
@@ -39,7 +39,9 @@ def training_arguments(spec: dict, ckpt_dir: Path, batch: dict, steps_per_epoch:
         # Evaluate + save every `train.eval_every`: early stopping counts evaluations, the best
         # one's weights are restored at the end, and the saves are the resume points.
         **eval_schedule(train["eval_every"], steps_per_epoch),
-        save_total_limit=1, load_best_model_at_end=True, metric_for_best_model=metric,
+        # no save_total_limit: emogrid.training.checkpoint_policy keeps the latest checkpoint
+        # and the best one's weights (HF's rotation keeps two full checkpoints)
+        save_total_limit=None, load_best_model_at_end=True, metric_for_best_model=metric,
         greater_is_better=metric not in ("loss",),
         restore_callback_states_from_checkpoint=True,  # early-stopping patience survives a resume
         logging_strategy="steps", logging_steps=max(1, steps_per_epoch // 4), logging_first_step=True,
@@ -50,6 +52,8 @@ def training_arguments(spec: dict, ckpt_dir: Path, batch: dict, steps_per_epoch:
         report_to=report_to, run_name=run_name, disable_tqdm=True, save_only_model=False,
         **distributed.parallel_arguments(spec, cuda, processes),
     )
+    distributed.use_fsdp_precision(args, precision)  # FSDP2: fp32 gradient reduction
+    return args
 
 
 def precision_of(spec: dict) -> str:

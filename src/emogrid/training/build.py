@@ -44,7 +44,13 @@ def build_cell(spec: dict, data: dict, batch: dict, on_model=None) -> BuiltCell:
         from emogrid.models.devices import quiet_int8_casts
 
         quiet_int8_casts()  # bitsandbytes warns on every int8 matmul input on CUDA: once is enough
-    model, tokenizer, family = load_model(spec, len(labels), multi_label=multi, labels=labels)
+    import torch
+
+    from emogrid.training import distributed
+
+    # FSDP: ranks other than 0 hold no weights until rank 0 broadcasts them (distributed.loads_on_meta)
+    on_meta = distributed.loads_on_meta(spec, torch.cuda.is_available())
+    model, tokenizer, family = load_model(spec, len(labels), multi_label=multi, labels=labels, on_meta=on_meta)
     # The Trainer's own count (AdaLoRA's schedule must end on the last real step).
     steps_per_epoch = math.ceil(math.ceil(len(data["train"]) / batch["batch_size"]) / batch["grad_accum"])
     total_steps = steps_per_epoch * int(spec["train"]["epochs"])

@@ -49,19 +49,23 @@ class AdaLoraStep(TrainerCallback):
 class SigtermSave(TrainerCallback):
     """Turns a pending SIGTERM into save-and-stop at the end of the current optimizer step.
 
-    `stop`: the `signals.SigtermCheckpoint` that owns the request (its `requested`)."""
+    `stop`: the `signals.SigtermCheckpoint` that owns the request. Under torchrun the ranks
+    agree on it first (`stop.agreed()`, an all-reduce at every step end): a rank that saved
+    and stopped alone would wait in the save path's collectives while the others all-reduce
+    gradients, until the job is killed."""
 
     def __init__(self, stop):
         self.stop = stop
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.stop.requested:
+        if self.stop.agreed():
             control.should_save = True
             control.should_training_stop = True
 
     def on_epoch_end(self, args, state, control, **kwargs):
         # Stopping ends the epoch early; its evaluation would enter best-model selection and
-        # early stopping with a partial epoch, and the checkpoint is already saved.
-        if self.stop.requested:
+        # early stopping with a partial epoch, and the checkpoint is already saved. (The agreed
+        # flag: a SIGTERM landing on one rank after the step end must not skip its evaluation alone.)
+        if self.stop.stopping:
             control.should_evaluate = False
             control.should_save = False

@@ -15,11 +15,24 @@ class Preempted(BaseException):
 class SigtermCheckpoint:
     """While training, SIGTERM (SLURM preemption/timeout) requests a checkpoint at the next step end.
 
-    Owns the request: `requested` turns True on SIGTERM inside the `with` block; the trainer's
-    `callbacks.SigtermSave(this)` reads it to save and stop."""
+    Owns the request: `requested` turns True on SIGTERM inside the `with` block (this process
+    only). Under torchrun the signal reaches the ranks at different moments, so no rank acts on
+    its own flag: `agreed()` all-reduces it (every rank calls it at each step end, in
+    `callbacks.SigtermSave`, and once after training) and `stopping` is the agreed answer, the
+    same on every rank, so all of them enter the save path (a barrier, FSDP's state-dict
+    collectives) at the same step."""
 
     def __init__(self):
         self.requested = False
+        self.stopping = False
+
+    def agreed(self) -> bool:
+        """Whether any rank was asked to stop (a collective under torchrun; every rank calls it at
+        the same point). Once agreed, it stays agreed."""
+        from emogrid.training import distributed
+
+        self.stopping = distributed.any_rank(self.requested or self.stopping)
+        return self.stopping
 
     def __enter__(self):
         import signal

@@ -20,7 +20,14 @@ from emogrid.errors import CellError, EmogridError
 from emogrid.training.build import build_cell
 from emogrid.training.cell_data import load_data
 from emogrid.training.evaluate import evaluate
-from emogrid.training.failures import describe_failure, plan_attempt, write_failure
+from emogrid.training.failures import (
+    clear_rank_outcomes,
+    describe_failure,
+    merge_rank_outcomes,
+    plan_attempt,
+    write_failure,
+    write_preempted,
+)
 from emogrid.training.fit import CHECKPOINT_DIR, fit
 from emogrid.training.provenance import now
 from emogrid.training.signals import Preempted, finishing
@@ -60,7 +67,10 @@ def run(args) -> int:
     processes = int(getattr(args, "processes", 1) or 1)
     if processes > 1 and distributed.world_size() == 1:  # the launcher: N copies of this command
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        return distributed.launch(_relaunch_argv(args), processes, cpu_threads())
+        clear_rank_outcomes(Path(args.out))
+        started = now()
+        rc, signalled = distributed.launch(_relaunch_argv(args), processes, cpu_threads())
+        return settle_launch(args, rc, signalled, started)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _setup_logging(out / "run.log", main=distributed.is_main())
@@ -81,7 +91,7 @@ def run(args) -> int:
             write_spec(out, spec)
         if getattr(args, "fetched", ""):
             use_fetched_model(spec, args.fetched)
-        batch = plan_attempt(spec, out, int(args.attempt))
+        batch = plan_attempt(spec, out, int(args.attempt), processes=distributed.world_size())
         with finishing() as window:
             run_cell(spec, Path(args.data), out, batch, started, on_finishing=window)
             if distributed.is_main():  # only rank 0 writes the cell's files
@@ -92,6 +102,7 @@ def run(args) -> int:
                      ", ".join(map(str, window.signals)))
         return 0
     except (KeyboardInterrupt, Preempted) as err:  # the checkpoint stays for the resume
+        write_preempted(out)
         log.error("interrupted; the next run resumes from the last checkpoint")
         print(f"emogrid train: interrupted; rerun to resume from {out / CHECKPOINT_DIR}", file=sys.stderr)
         return 143 if isinstance(err, Preempted) else 130
@@ -99,8 +110,7 @@ def run(args) -> int:
         info = describe_failure(err, batch)
         if not isinstance(err, EmogridError):
             log.error("traceback:\n%s", traceback.format_exc())
-        if distributed.is_main():
-            write_failure(out, spec, info, batch, int(args.attempt), started)
+        write_failure(out, spec, info, batch, int(args.attempt), started)
         msg = f"emogrid train: cell {spec.get('cell_id', '?')} failed: {info['type']}: {info['message']}"
         if info.get("hint"):
             msg += f" -- what to do: {info['hint']}"
@@ -111,6 +121,39 @@ def run(args) -> int:
     finally:
         if distributed.is_main():
             results.release(out)
+
+
+def settle_launch(args, rc: int, signalled: bool, started: str) -> int:
+    """The launcher's exit once torchrun has returned: the ranks' outcomes merged into the cell's
+    one failure.json (an OOM on any rank decides, so the retry halves the batch), 143 when the
+    ranks stopped on SIGTERM with their checkpoint saved, 0 when the cell finished."""
+    out = Path(args.out)
+    merged = merge_rank_outcomes(out)
+    clear_rank_outcomes(out)
+    if rc == 0:
+        return 0
+    failure = merged["failure"]
+    if failure is None and (merged["preempted"] or signalled):
+        print(f"emogrid train: interrupted; rerun to resume from {out / CHECKPOINT_DIR}", file=sys.stderr)
+        return 143
+    if failure is None:  # every rank was killed before it could say why (OOM killer, NCCL abort)
+        try:
+            spec = load_spec(args.spec)
+        except EmogridError:
+            spec = {}
+        info = {"type": "WorkerExit", "retryable": True,
+                "message": f"torchrun exited with code {rc} and no process left a record",
+                "hint": "a process was killed from outside (host out of memory, a node fault); see run.log"}
+        batch = {k: spec["train"][k] for k in ("batch_size", "grad_accum", "eval_batch_size")} if spec else {}
+        write_failure(out, spec, info, batch, int(args.attempt), started)
+        return 1
+    import emogrid.atomic as atomic
+
+    atomic.write_json(out / "failure.json", failure)
+    err = failure.get("error") or {}
+    print(f"emogrid train: cell {failure.get('cell_id', '?')} failed on rank {failure['rank']} "
+          f"(ranks: {failure['ranks']}): {err.get('type')}: {err.get('message')}", file=sys.stderr)
+    return 1 if err.get("retryable", True) else 2
 
 
 def load_spec(arg: str) -> dict:

@@ -1,6 +1,8 @@
 """The cell's HF Trainer: `build_trainer` assembles it from the spec (arguments, collator,
 callbacks, metrics); `CellTrainer` adds LoRA+ optimizer groups, length-grouped batches,
-length-chunked forwards, exact loss scaling under accumulation, and AdaLoRA-safe checkpoints.
+length-chunked forwards, exact loss scaling under accumulation, AdaLoRA-safe checkpoints, the
+checkpoint policy (`checkpoint_policy`: one resumable checkpoint, the best as weights only) and
+the seconds its evaluations and checkpoint saves take inside the training loop.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ class CellTrainer(Trainer):
         # Never pass num_items_in_batch to the model (the heads ignore it) nor multiply the loss
         # by the number of processes under DDP (`average_tokens_across_devices` assumes a sum).
         self.model_accepts_loss_kwargs = False
+        # seconds inside train(): evaluations and checkpoint saves (fit: the rest is training)
+        self.phase_seconds = {"eval": 0.0, "checkpoint": 0.0}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.length_chunks > 1 and model.training and not return_outputs:
@@ -87,8 +91,10 @@ class CellTrainer(Trainer):
                                     num_items_in_batch=num_items_in_batch)
 
     # An OOM while evaluating is marked so the retry shrinks the evaluation batch, not training's.
+    # (evaluate: the validations inside the loop; the final val/test predictions are timed by
+    # emogrid.training.evaluate.)
     def evaluate(self, *args, **kwargs):
-        with _phase("eval"):
+        with _phase("eval"), _Stopwatch(self.phase_seconds, "eval"):
             return super().evaluate(*args, **kwargs)
 
     def predict(self, *args, **kwargs):
@@ -139,6 +145,15 @@ class CellTrainer(Trainer):
         with _unpruned(self.model):
             return super()._save(*args, **kwargs)
 
+    def _save_checkpoint(self, model, trial):
+        """HF's checkpoint (weights, optimizer, scheduler, RNG, trainer state), then the policy:
+        the best evaluation's weights in <checkpoints>/best, every older checkpoint deleted."""
+        from emogrid.training.checkpoint_policy import keep_latest_and_best_weights
+
+        with _Stopwatch(self.phase_seconds, "checkpoint"):
+            super()._save_checkpoint(model, trial)
+            keep_latest_and_best_weights(self)
+
     def _load_best_model(self, *args, **kwargs):
         with _unpruned(self.model):
             return super()._load_best_model(*args, **kwargs)
@@ -146,6 +161,35 @@ class CellTrainer(Trainer):
     def _load_from_checkpoint(self, *args, **kwargs):
         with _unpruned(self.model):
             return super()._load_from_checkpoint(*args, **kwargs)
+
+
+class _Stopwatch:
+    """Adds the seconds spent inside to `seconds[key]` (CUDA work queued before and inside is
+    waited for, so a phase is not charged for the training step before it)."""
+
+    def __init__(self, seconds: dict, key: str):
+        self.seconds, self.key = seconds, key
+
+    def _sync(self):
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+    def __enter__(self):
+        import time
+
+        self._sync()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        import time
+
+        if exc is None:  # after a CUDA error a sync would only raise again
+            self._sync()
+        self.seconds[self.key] += time.perf_counter() - self.t0
+        return False
 
 
 class _phase:  # noqa: N801 - a context manager

@@ -28,7 +28,10 @@ def _human(value: float) -> str:
 EFFICIENCY_COLUMNS = [
     ("trainable_params", "Trainable params", lambda v: _human(v)),
     ("trainable_percent", "Trainable %", lambda v: DASH if pd.isna(v) else f"{v:.2f}"),
+    # training steps only; evaluation and checkpoint saves beside it (emogrid.training.efficiency)
     ("train_seconds", "Train time (s)", lambda v: DASH if pd.isna(v) else f"{v:.1f}"),
+    ("eval_seconds", "Eval time (s)", lambda v: DASH if pd.isna(v) else f"{v:.1f}"),
+    ("checkpoint_seconds", "Checkpoint time (s)", lambda v: DASH if pd.isna(v) else f"{v:.1f}"),
     ("peak_memory_mb", "Peak memory (MB)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
     ("train_samples_per_second", "Samples/s", lambda v: DASH if pd.isna(v) else f"{v:.1f}"),
     # GPU cells only (emogrid.training.efficiency.gpu_plan_check): the planner's estimate, and measured / plan
@@ -64,6 +67,7 @@ def render_efficiency(frame: pd.DataFrame) -> dict[str, str]:
         row += [f(rec[c]) for c, _, f in present] + [str(int(rec["cells"]))]
         body.append(row)
     note = ("means over the finished cells of each model × method (all k, n, seeds); "
+            "train time is the training steps only, evaluation and checkpoint saves are beside it; "
             "peak memory is GPU memory on CUDA, else process RSS"
             + ("; measured / plan = GPU memory reserved by PyTorch over `emogrid plan`'s estimate "
                "(the CUDA context is extra; above 1 means packing by plan may overfill a GPU)"
