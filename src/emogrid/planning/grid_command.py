@@ -71,9 +71,11 @@ def target_lines(cells) -> list[str]:
 
 def _offline_family(model_spec: dict) -> str | None:
     from emogrid.planning.structure import bundled_config_name, config_family, model_config_dict
+    from emogrid.study.model_registry import builtin_for
 
     if not model_spec.get("path") and not bundled_config_name(model_spec):
-        return None  # would need the hub: not in a dry run
+        entry = builtin_for(model_spec)  # a built-in without a bundled config: its registered family
+        return entry.family if entry else None  # else it would need the hub: not in a dry run
     try:
         return config_family(model_config_dict(model_spec)[0])
     except Exception:  # noqa: BLE001 - a summary line must never break `emogrid grid`
