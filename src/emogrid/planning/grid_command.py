@@ -6,17 +6,23 @@ import json
 import sys
 from collections import Counter
 
-from emogrid.cli_config import add_config_args, config_from_args
+from emogrid.cli_config import add_config_args, config_from_args, config_layers
 from emogrid.study.grid import expand_cells, find_sweeps, subsets
 
 
 def configure_parser(parser) -> None:
     add_config_args(parser)
     parser.add_argument("--json", action="store_true", help="print cells as JSON lines")
+    parser.add_argument("--explain", action="store_true",
+                        help="print the study's recipe instead: each value, where it was set (schema default, "
+                             "a study file, --config, models.<m>, methods.<m>, ...) and what the paper states")
 
 
 def run(args) -> int:
     config = config_from_args(args)
+    if args.explain:
+        print(explain(config, config_layers(args)))
+        return 0
     cells = expand_cells(config)
     from emogrid.planning.precheck import target_problems
 
@@ -45,6 +51,23 @@ def run(args) -> int:
     if targets:
         print("  targets:    " + "\n              ".join(targets), file=sys.stderr)
     return 0
+
+
+def explain(config: dict, layers: list[tuple[str, dict]]) -> str:
+    """The recipe as a table (key, value, cells, from, paper), then the paper's evidence per stated key."""
+    from emogrid.study.recipe import recipe_rows
+
+    rows = recipe_rows(config, layers)
+    table = [("key", "value", "cells", "from", "paper")]
+    table += [(r.key, r.text, r.scope or "all", r.source, "stated" if r.stated else "ours") for r in rows]
+    widths = [min(max(len(row[i]) for row in table), 48) for i in range(4)]
+    lines = [f"recipe of study {config['study']['name']}: {len(rows)} values, "
+             f"{sum(bool(r.stated) for r in rows)} stated by the paper (study.stated), the rest ours"]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in table]
+    evidence = [(r.config_key, r.stated) for r in rows if r.stated]
+    if evidence:
+        lines += ["", "stated by the paper:"] + [f"  {key}: {text}" for key, text in evidence]
+    return "\n".join(lines)
 
 
 def target_lines(cells) -> list[str]:
