@@ -84,9 +84,11 @@ def recipe_rows(config: dict, layers: list[tuple[str, dict]] | None = None) -> l
     grid = config["grid"]
     datasets = grid_datasets(config)
     for key in GRID_KEYS:
+        where = f"grid.{key}"
+        if key == "datasets" and "datasets" not in grid:
+            where = "data.name"  # the default: [data.name]
         value = datasets if key == "datasets" else grid.get(key)
-        fallback = _source(layers, "data.name") if key == "datasets" else SCHEMA_DEFAULT  # default: [data.name]
-        add(f"grid.{key}", value, f"grid.{key}", _source(layers, f"grid.{key}", fallback))
+        add(f"grid.{key}", value, where, _source(layers, where))
     for name in grid["models"]:
         model = config["models"][name]
         field = "path" if model.get("path") else "id"
