@@ -7,7 +7,7 @@ either names a built-in or defines the model itself under `models:`; an entry na
 built-in starts from it and overrides its keys (e.g. `llama-3-8b: {resources: {mem_mb: 96000}}`
 or `{path: /local/copy}`), as `datasets:` entries do for the built-in datasets.
 
-Families are `emogrid.models.loading` family names (tests/test_model_registry.py checks them
+Families are `emogrid.models.loading` family names (tests/study/test_model_registry.py checks them
 against the bundled configs); hub ids and model types are from each model's card and
 config.json on the Hugging Face hub.
 """
