@@ -1,11 +1,25 @@
-# emogrid: config.yaml (or --configfile studies/*.yaml) -> one data job per subset,
-# one training job per grid cell, then tables, figures and the HTML report.
+# emogrid: a study (--configfile studies/*.yaml, else the default study config.yaml beside
+# this file) -> one data job per subset, one training job per grid cell, then tables, figures
+# and the HTML report.
+import sys
+
 from snakemake.utils import min_version
+
+from emogrid.errors import EmogridError
+from emogrid.study.config import workflow_default_study
 
 min_version("9.0")
 
+# A study given with --configfile is the whole study: config.yaml is read only when none is
+# given, never merged under another study (emogrid.study.config).
+try:
+    DEFAULT_STUDY = workflow_default_study(workflow)
+except EmogridError as err:
+    print(f"emogrid: {err}", file=sys.stderr)
+    sys.exit(2)
+if DEFAULT_STUDY:
 
-configfile: "config.yaml"
+    configfile: DEFAULT_STUDY
 
 
 include: "workflow/rules/common.smk"

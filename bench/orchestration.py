@@ -36,6 +36,7 @@ grid:
   models: [qwen2.5-1.5b, llama-3.2-1b, gpt2-xl, gemma-3-1b, bert-base]
   methods: [full, lora, qlora, ia3, loraplus, dora]
   seeds: [0, 1, 2]
+resources: {{train: {{gpu: 1, mem_mb: 32000, runtime: 240}}}}
 """
 
 
@@ -59,7 +60,7 @@ def timed(cmd: list[str], log: Path, cwd: Path = ROOT) -> dict:
 
 def snakemake(work: Path, *extra: str) -> list[str]:
     return ["snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work),
-            "--configfile", str(ROOT / "config.yaml"), str(work / "grid.yaml"), *extra]
+            "--configfile", str(work / "grid.yaml"), *extra]
 
 
 def _outputs_in_dag_order(dry_log: str) -> list[list[str]]:

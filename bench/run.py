@@ -9,10 +9,11 @@ records the same timestamps on both sides through the HF Trainer they both use. 
 and the model directory are prepared once, before any timing; every run writes into a fresh
 run directory (no checkpoint, no cache from an earlier run).
 
-Fairness: both sides get the same cell spec (emogrid.study.grid.expand_cells on config.yaml +
-RECIPE below + the case), hence the same model, subset files, seed, batch size, lr, scheduler,
-epochs, weight decay and LoRA settings. The recipe is pinned here, not read from a study, so a
-study's tuning (e.g. quickstart's shorter full fine-tuning) never changes what is benchmarked.
+Fairness: both sides get the same cell spec (emogrid.study.grid.expand_cells on the schema's
+defaults + RECIPE below + the case; never config.yaml), hence the same model, subset files, seed,
+batch size, lr, scheduler, epochs, evaluation interval, weight decay and LoRA settings. The recipe
+is pinned here, not read from a study, so a study's tuning (e.g. quickstart's shorter full
+fine-tuning, or config.yaml's evaluations every 0.25 epoch) never changes what is benchmarked.
 Early stopping is switched off on both sides by `train.patience = train.epochs` (the first evaluation always improves,
 so at most epochs-1 non-improving evaluations follow and patience is never reached): both run
 exactly epochs x ceil(train/batch) optimizer steps, checked in the table (`optimizer steps`).
@@ -56,7 +57,9 @@ ALL_CASES = CPU_CASES + ("gpu",)
 RECIPE = {
     "train": {"batch_size": 16, "grad_accum": 1, "epochs": 5, "lr": 5.0e-4, "scheduler": "cosine",
               "warmup_ratio": 0.0, "weight_decay": 0.01, "max_grad_norm": 1.0, "precision": "fp32",
-              "max_length": 128, "eval_batch_size": 256, "metric": "accuracy"},
+              "max_length": 128, "eval_batch_size": 256, "metric": "accuracy",
+              # the baseline evaluates (and checkpoints) once an epoch, with AdamW, in file order
+              "eval_every": "epoch", "optim": "adamw", "length_grouping": False},
     "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "targets": "all-linear"},
     "methods": {"full": {"train": {"lr": 1.0e-4}}},
 }
@@ -84,10 +87,10 @@ def prepare_subset(out: Path, k: int, n: int, seed: int) -> Path:
 def cell_spec(
     out: Path, model: dict, method: str, k: int, n: int, epochs: int | None, extra: dict | None = None
 ) -> dict:
-    """The spec emogrid's own grid gives this cell (RECIPE), early stopping off."""
+    """The spec emogrid's own grid gives this cell (schema defaults + RECIPE), early stopping off."""
     import yaml
 
-    from emogrid.study.config import load_config
+    from emogrid.study.config import finalize
     from emogrid.study.grid import expand_cells
 
     overlay = json.loads(json.dumps(RECIPE))
@@ -100,8 +103,8 @@ def cell_spec(
         overlay.setdefault(section, {}).update(values)
     path = out / "specs" / f"overlay-{method}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(overlay))
-    config = load_config([str(ROOT / "config.yaml"), str(path)])
+    path.write_text(yaml.safe_dump(overlay))  # the study this cell is, for the record
+    config = finalize(overlay)
     cells = [c for c in expand_cells(config) if c.axes["method"] == method]
     spec = json.loads(json.dumps(cells[0].spec))
     spec["train"]["patience"] = int(spec["train"]["epochs"])  # early stopping off on both sides

@@ -31,11 +31,13 @@ def snakemake(workdir: Path, *args: str, configfiles=(), env=None, timeout=600,
               base: bool = True) -> subprocess.CompletedProcess:
     """Run the repo's Snakefile with `workdir` as working directory (results land there).
 
-    The repo's config.yaml is merged first unless `base` is False.
+    `--configfile config.yaml CONFIGFILES...`: the repo's config.yaml is named first, a base the
+    test's partial configs merge over, unless `base` is False (then `configfiles` are the whole
+    study; with none, the Snakefile reads its default study, config.yaml, itself).
     """
     files = [str(REPO / "config.yaml")] * base + [*map(str, configfiles)]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", *files, *args]
+           *(["--configfile", *files] if files else []), *args]
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=full_env, timeout=timeout)
 
@@ -50,3 +52,15 @@ def job_counts(output: str) -> dict[str, int]:
             break
         counts[m.group(1)] = int(m.group(2))
     return counts
+
+
+def plan_config(stdout: str) -> dict:
+    """The config Snakemake merged, as its plan rule passes it (in the output of `snakemake -n -p`)."""
+    import json
+    import shlex
+
+    for line in stdout.splitlines():
+        if "-m emogrid plan --config-json" in line:
+            words = shlex.split(line)
+            return json.loads(words[words.index("--config-json") + 1])
+    raise AssertionError("no `emogrid plan` command in the dry run:\n" + stdout[-2000:])

@@ -14,6 +14,7 @@ import pytest
 from emogrid.cli import COMMANDS, main
 from emogrid.cli_config import add_config_args, config_from_args, parse_overrides
 from emogrid.errors import ConfigError
+from emogrid.study.schema import schema_default
 from tests.helpers import REPO
 
 STUDY_COMMANDS = ("grid", "status", "plan", "fetch", "aggregate")
@@ -28,10 +29,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
 @pytest.mark.parametrize("command", STUDY_COMMANDS)
 def test_every_study_command_takes_config_as_snakemake(command):
     args = _parser(command).parse_args(["--configfile", "a.yaml", "b.yaml", "--configfile", "c.yaml",
-                                        "--config", "report_only=True", "x=1", "--base", "none"])
+                                        "--config", "report_only=True", "x=1"])
     assert args.configfile == ["a.yaml", "b.yaml", "c.yaml"]
     assert args.config == ["report_only=True", "x=1"]
-    assert args.base == "none" and args.config_json is None
+    assert args.config_json is None
+    with pytest.raises(SystemExit):  # no base layer under a study any more
+        _parser(command).parse_args(["--base", "config.yaml"])
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -40,18 +43,34 @@ def _args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def test_precedence_base_then_files_in_order_then_config(tmp_path):
+def test_precedence_files_in_order_then_config(tmp_path, monkeypatch):
     base, first, second = (tmp_path / n for n in ("base.yaml", "first.yaml", "second.yaml"))
     base.write_text((REPO / "config.yaml").read_text())
     first.write_text("study: {name: first, description: kept}\ngrid: {seeds: [0, 1]}\n")
     second.write_text("study: {name: second}\n")
-    config = config_from_args(_args("--base", str(base), "--configfile", str(first), str(second)))
+    config = config_from_args(_args("--configfile", str(base), str(first), str(second)))
     assert config["study"] == {**config["study"], "name": "second", "description": "kept"}
     assert config["grid"]["seeds"] == [0, 1]
-    config = config_from_args(_args("--base", str(base), "--configfile", str(first), str(second),
+    config = config_from_args(_args("--configfile", str(base), str(first), str(second),
                                     "--config", "study={name: cli}", "report_only=True"))
     assert config["study"]["name"] == "cli" and config["study"]["description"] == "kept"
     assert config["report_only"] is True
+
+
+def test_default_study_only_when_no_configfile(tmp_path, monkeypatch):
+    """./config.yaml is the study when --configfile names none, and never a layer under one."""
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text().replace("patience: 10", "patience: 7"))
+    study = tmp_path / "study.yaml"
+    study.write_text("grid: {labels: [2], samples: [800], models: [bert-base], methods: [lora]}\n")
+    monkeypatch.chdir(tmp_path)
+    assert config_from_args(_args())["train"]["patience"] == 7
+    assert config_from_args(_args("--config", "report_only=True"))["train"]["patience"] == 7
+    alone = config_from_args(_args("--configfile", str(study)))
+    assert alone["train"]["patience"] == schema_default("train.patience") != 7
+    assert alone["study"]["name"] == schema_default("study.name")
+    (tmp_path / "config.yaml").unlink()
+    with pytest.raises(ConfigError, match="no study given and no default study"):
+        config_from_args(_args())
 
 
 def test_config_values_parse_as_snakemake_parses_them():
@@ -77,8 +96,8 @@ def test_config_json_is_the_whole_config(tmp_path):
         config_from_args(_args("--config-json", "{}", "--configfile", "x.yaml"))
     with pytest.raises(ConfigError, match="--config-json: not valid JSON"):
         config_from_args(_args("--config-json", "{nope"))
-    with pytest.raises(ConfigError, match="--base missing.yaml: no such file"):
-        config_from_args(_args("--base", "missing.yaml"))
+    with pytest.raises(ConfigError, match="missing.yaml: cannot read it"):
+        config_from_args(_args("--configfile", str(tmp_path / "missing.yaml")))
 
 
 def test_grid_with_config_override_lists_the_same_cells(capsys):

@@ -13,8 +13,9 @@ def write(path, text):
 
 
 def test_default_config_dry_run_job_counts(tmp_path, monkeypatch):
+    """No --configfile: the default study, config.yaml beside the Snakefile (the run is in tmp_path)."""
     monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
-    proc = snakemake(tmp_path, "-n")
+    proc = snakemake(tmp_path, "-n", base=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = job_counts(proc.stdout)
     assert counts["prepare_data"] == 4 * 3 * 3          # (labels, samples, seed)

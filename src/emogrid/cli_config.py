@@ -1,10 +1,13 @@
 """The study-config options of every subcommand that reads a study, spelled as Snakemake's.
 
-`emogrid grid | status | plan | fetch | aggregate` take the same options and merge them in
-the same order as `snakemake`, so one command line describes one study everywhere:
+`emogrid grid | status | plan | fetch | aggregate` take the same options and read them by the
+same rule as the Snakefile (emogrid.study.config), so one command line describes one study
+everywhere:
 
-    config.yaml (--base)  <  --configfile A B ... (in order)  <  --config key=value ...
+    schema defaults  <  --configfile A B ... (in order)  <  --config key=value ...
 
+With no `--configfile`, the study is the default study, `./config.yaml` (the Snakefile reads
+the one beside it); it is never merged under a study that `--configfile` names.
 `--config` entries are parsed by Snakemake's own parser (`key=value`, top-level keys, values
 read as int, float, bool, then YAML), so a value means exactly what it means to `snakemake`.
 `--config-json` is the whole config as the workflow's rules pass it (Snakemake's merged config).
@@ -17,30 +20,26 @@ import json
 from pathlib import Path
 
 from emogrid.errors import ConfigError
-from emogrid.study.config import DEFAULT_CONFIG, read_yaml
-from emogrid.study.merge import deep_merge
+from emogrid.study.config import DEFAULT_CONFIG, merge_layers, read_study
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("study config (as for snakemake)")
     group.add_argument("--configfile", nargs="+", action="extend", default=[], metavar="FILE",
-                       help=f"study files merged over {DEFAULT_CONFIG}, later over earlier "
-                            "(several after one flag, or the flag repeated)")
+                       help=f"the study's files, later merged over earlier (several after one flag, or the "
+                            f"flag repeated); none: the default study ./{DEFAULT_CONFIG}")
     group.add_argument("--config", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                        help="top-level config values set over the files, parsed as snakemake --config "
                             "parses them (e.g. report_only=True)")
-    group.add_argument("--base", default=None, metavar="FILE",
-                       help=f"base config merged first (default: ./{DEFAULT_CONFIG} if it exists; "
-                            "'none' to skip)")
     group.add_argument("--config-json", default=None, metavar="JSON",
                        help="the whole config as JSON, as Snakemake merged it (what the workflow's "
-                            "rules pass), instead of --base and --configfile")
+                            "rules pass), instead of --configfile")
 
 
-def _options(args: argparse.Namespace) -> tuple[list, list, str | None, str | None]:
-    """(configfile, config, base, config_json); a Namespace built by hand may leave some out."""
+def _options(args: argparse.Namespace) -> tuple[list, list, str | None]:
+    """(configfile, config, config_json); a Namespace built by hand may leave some out."""
     return (list(getattr(args, "configfile", None) or []), list(getattr(args, "config", None) or []),
-            getattr(args, "base", None), getattr(args, "config_json", None))
+            getattr(args, "config_json", None))
 
 
 def config_given(args: argparse.Namespace) -> bool:
@@ -48,28 +47,28 @@ def config_given(args: argparse.Namespace) -> bool:
     return any(_options(args))
 
 
-def raw_config(args: argparse.Namespace) -> dict:
-    """The merged config before defaults and validation."""
-    configfiles, overrides, base, config_json = _options(args)
+def config_layers(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    """[(where, raw values)] in merge order: the study's files (or --config-json), then --config."""
+    configfiles, overrides, config_json = _options(args)
+    parsed = parse_overrides(overrides)
     if config_json is not None:
-        if configfiles or base:
-            raise ConfigError("--config-json is the whole config: give it without --configfile / --base")
+        if configfiles:
+            raise ConfigError("--config-json is the whole config: give it without --configfile")
         try:
             raw = json.loads(config_json)
         except ValueError as err:
             raise ConfigError(f"--config-json: not valid JSON ({err})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"--config-json: expected a JSON object, got {type(raw).__name__}")
+        layers = [("--config-json", raw)]
     else:
-        raw = {}
-        if base not in ("none", ""):
-            if Path(base or DEFAULT_CONFIG).is_file():
-                raw = read_yaml(base or DEFAULT_CONFIG)
-            elif base is not None:
-                raise ConfigError(f"--base {base}: no such file")
-        for path in configfiles:
-            raw = deep_merge(raw, read_yaml(path))
-    return deep_merge(raw, parse_overrides(overrides))
+        layers = read_study(configfiles, ".")  # the default study: ./config.yaml
+    return layers + ([("--config", parsed)] if parsed else [])
+
+
+def raw_config(args: argparse.Namespace) -> dict:
+    """The merged config before defaults and validation."""
+    return merge_layers(config_layers(args))
 
 
 def config_from_args(args: argparse.Namespace) -> dict:

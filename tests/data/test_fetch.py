@@ -102,13 +102,13 @@ def test_fetch_by_hand_reads_the_study_and_skips_local_models(hub, tmp_path, tin
     assert fetch.hub_models({"grid": {"models": ["hubbed", "local"]},
                              "models": {"hubbed": {"id": REPO_ID}, "local": {"path": "x", "id": "a/b"}}}) \
         == {"hubbed": {"id": REPO_ID, "revision": None}}
-    code = main(["fetch", "--base", "none", "--configfile", str(study), "--results", str(tmp_path / "results"),
+    code = main(["fetch", "--configfile", str(study), "--results", str(tmp_path / "results"),
                  "--model", "hubbed"])
     assert code == 0, capsys.readouterr().err
     assert f"commit {COMMIT}" in capsys.readouterr().out
     assert fetch.read_receipt(tmp_path / "results" / "fetch" / "models" / "hubbed.json")["commit"] == COMMIT
     with pytest.raises(fetch.EmogridError, match="not a hub model"):
-        fetch.run(argparse.Namespace(configfile=[str(study)], base="none", model="local", dataset=None, spec=None,
+        fetch.run(argparse.Namespace(configfile=[str(study)], model="local", dataset=None, spec=None,
                                      receipt=None, results=str(tmp_path / "results"), cache=None))
 
 

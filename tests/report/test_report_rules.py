@@ -115,7 +115,7 @@ def workflow(tmp_path_factory):
     from emogrid.study.config import load_config
     from emogrid.study.grid import expand_cells
 
-    cells = expand_cells(load_config([str(STUDY)], base=REPO / "config.yaml"))
+    cells = expand_cells(load_config([str(STUDY)]))
     for i, cell in enumerate(cells):
         data = results / cell.data_dir
         data.mkdir(parents=True, exist_ok=True)

@@ -257,7 +257,7 @@ def test_target_modules_checked_before_scheduling(tiny_models, tmp_path, capsys,
     study.write_text(f"grid: {{labels: [2], samples: [60], models: [tiny], methods: [lora, full]}}\n"
                      f"models: {{tiny: {{path: {tiny_models['llama']}}}}}\n"
                      f"lora: {{targets: '{targets}'}}\n")
-    rc = main(["grid", "--base", str(REPO / "config.yaml"), "--configfile", str(study)])
+    rc = main(["grid", "--configfile", str(REPO / "config.yaml"), str(study)])
     err = capsys.readouterr().err
     if ok:
         assert rc == 0, err

@@ -12,7 +12,7 @@ from emogrid.errors import ConfigError
 from emogrid.planning.study_check import check_study
 from emogrid.study.config import finalize, load_config
 from emogrid.study.merge import deep_merge
-from emogrid.study.schema import check_overrides
+from emogrid.study.schema import check_overrides, schema_default
 from tests.helpers import REPO
 
 BASE = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -154,25 +154,47 @@ def test_explicit_labels_must_match_grid(monkeypatch):
     assert config["data"]["labels"] == ["joy", "anger"]
 
 
-def test_studies_overlay_like_snakemake(tmp_path):
+def test_study_files_merge_like_snakemake(tmp_path):
     study = tmp_path / "s.yaml"
     study.write_text("grid: {methods: [lora, full]}\ntrain: {lr: 2.0e-4}\n")
-    config = load_config([str(study)], base=REPO / "config.yaml")
+    config = load_config([str(REPO / "config.yaml"), str(study)])  # both named: merged in order
     assert config["grid"]["methods"] == ["lora", "full"]          # lists replace
     assert config["grid"]["labels"] == [2, 4, 8, 16]              # untouched keys stay
     assert config["train"]["lr"] == 2e-4 and config["train"]["batch_size"] == 4  # maps merge
+    assert config["train"]["patience"] == BASE["train"]["patience"] == 10
+
+
+def test_a_study_file_alone_is_the_whole_study(tmp_path, monkeypatch):
+    """config.yaml is not merged under a study (not even one in the working directory)."""
+    monkeypatch.chdir(REPO)
+    study = tmp_path / "s.yaml"
+    study.write_text("grid: {models: [bert-base], methods: [lora, full]}\ntrain: {lr: 2.0e-4}\n")
+    config = load_config([str(study)])
+    assert config["train"]["lr"] == 2e-4
+    assert config["train"]["patience"] == schema_default("train.patience") != BASE["train"]["patience"]
+    assert config["lora"]["targets"] == schema_default("lora.targets") != BASE["lora"]["targets"]
+    assert config["report"]["reference"] is None and "train" not in config["resources"]
+    assert config["models"]["bert-base"] == {"id": "google-bert/bert-base-uncased", "path": None,
+                                             "revision": None, "trust_remote_code": False}  # the built-in
+
+
+def test_no_study_given_reads_the_default_study_or_says_there_is_none(tmp_path):
+    assert load_config([], folder=REPO)["study"]["name"] == BASE["study"]["name"]
+    with pytest.raises(ConfigError, match=r"no study given and no default study .*config\.yaml: name a study "
+                                          r"with --configfile FILE"):
+        load_config([], folder=tmp_path)
 
 
 @pytest.mark.parametrize("study", sorted(p.name for p in (REPO / "studies").glob("*.yaml")))
 def test_every_study_file_is_valid(study, monkeypatch):
     monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
-    load_config([str(REPO / "studies" / study)], base=REPO / "config.yaml")
+    load_config([str(REPO / "studies" / study)])
 
 
 def test_cli_reports_user_error_without_traceback(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("grid: {models: [bert-base], methods: [lora], labels: []}\n")
-    assert cli(["grid", "--base", str(REPO / "config.yaml"), "--configfile", str(bad)]) == 2
+    assert cli(["grid", "--configfile", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "grid.labels: must not be empty" in err and "Traceback" not in err
 
@@ -180,5 +202,5 @@ def test_cli_reports_user_error_without_traceback(tmp_path, capsys):
 def test_cli_reports_unparsable_yaml(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("grid: [unclosed\n")
-    assert cli(["grid", "--base", "none", "--configfile", str(bad)]) == 2
+    assert cli(["grid", "--configfile", str(bad)]) == 2
     assert "not valid YAML" in capsys.readouterr().err

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from emogrid.study.config import load_config
 from emogrid.study.grid import expand_cells
-from tests.helpers import REPO, job_counts, snakemake
+from tests.helpers import REPO, job_counts, plan_config, snakemake
 
 PAPERS = {
     "motaharfar_goemotions_grid.yaml": ({"goemotions"}, 180),
@@ -23,12 +25,15 @@ def test_paper_study_expands_and_dry_runs(study, tmp_path):
     header = path.read_text().split("\n\n", 1)[0]
     assert header.startswith("# Reproduces: ") and "Known differences:" in header
     datasets, n_cells = PAPERS[study]
-    cells = expand_cells(load_config([str(path)], base=REPO / "config.yaml"))
+    config = load_config([str(path)])
+    cells = expand_cells(config)
     assert {c.axes["dataset"] for c in cells} == datasets and len(cells) == n_cells
     if study.startswith("xu_"):  # labels: all -> 2 for IMDB, 4 for AG News
         assert {(c.axes["dataset"], c.axes["labels"]) for c in cells} == {("imdb", 2), ("ag_news", 4)}
-    proc = snakemake(tmp_path, "-n", "--cores", "1", configfiles=[path], timeout=120)
+    proc = snakemake(tmp_path, "-n", "-p", "--cores", "1", configfiles=[path], timeout=120, base=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # Snakemake runs the study file alone: the config its rules get is the one emogrid loads
+    assert plan_config(proc.stdout) == json.loads(json.dumps(config, default=str))
     counts = job_counts(proc.stdout)
     assert counts["train"] == n_cells
     assert counts["prepare_data"] == len({(c.axes["dataset"], c.axes["labels"], c.axes["samples"], c.axes["seed"])
@@ -93,3 +98,16 @@ def test_grid_cli_counts_cells_per_dataset(capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     assert main(["grid", "--configfile", "studies/xu_distilbert_imdb_agnews.yaml"]) == 0
     assert "per dataset: imdb 27, ag_news 27" in capsys.readouterr().err
+
+
+def test_the_goemotions_grid_study_is_the_default_study_in_the_papers_view(monkeypatch):
+    """studies/motaharfar_goemotions_grid.yaml repeats config.yaml's recipe (each study is whole on
+    its own): the same cells, only its report shows the validation split the paper reports."""
+    monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
+    default = load_config([str(REPO / "config.yaml")])
+    paper = load_config([str(REPO / "studies" / "motaharfar_goemotions_grid.yaml")])
+    assert [(c.cell_id, c.spec) for c in expand_cells(paper)] == [(c.cell_id, c.spec) for c in expand_cells(default)]
+    assert {k: v for k, v in paper.items() if k not in ("study", "report")} == \
+        {k: v for k, v in default.items() if k not in ("study", "report")}
+    assert paper["study"]["stated"].items() >= default["study"]["stated"].items()
+    assert (paper["report"]["split"], default["report"]["split"]) == ("val", "test")

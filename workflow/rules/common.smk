@@ -1,4 +1,4 @@
-# Config -> validated grid. All logic lives in src/emogrid (config.py, grid.py, resources.py).
+# Config -> validated grid. All logic lives in src/emogrid (study/config.py, study/grid.py, ...).
 import json
 import os
 import sys

@@ -20,9 +20,9 @@ rule plan:
     resources:
         **rule_resources(config, "report"),
     params:
-        # the config exactly as Snakemake merged it (config.yaml, then each --configfile, then
-        # --config), not the file list: `emogrid plan --configfile` layers over config.yaml and
-        # the order of workflow.configfiles is not the merge order
+        # the config exactly as Snakemake merged it (the study's --configfile files in order, or
+        # the default study, then --config), not the file list: the order of
+        # workflow.configfiles is not the merge order
         config=json.dumps(config, sort_keys=True, default=str),
         results=lambda wildcards, output: str(Path(output[0]).parents[1]),
         out=lambda wildcards, output: os.path.dirname(output[0]),

@@ -6,17 +6,23 @@ import json
 import sys
 from collections import Counter
 
-from emogrid.cli_config import add_config_args, config_from_args
+from emogrid.cli_config import add_config_args, config_from_args, config_layers
 from emogrid.study.grid import expand_cells, find_sweeps, subsets
 
 
 def configure_parser(parser) -> None:
     add_config_args(parser)
     parser.add_argument("--json", action="store_true", help="print cells as JSON lines")
+    parser.add_argument("--explain", action="store_true",
+                        help="print the study's recipe instead: each value, where it was set (schema default, "
+                             "a study file, --config, models.<m>, methods.<m>, ...) and what the paper states")
 
 
 def run(args) -> int:
     config = config_from_args(args)
+    if args.explain:
+        print(explain(config, config_layers(args)))
+        return 0
     cells = expand_cells(config)
     from emogrid.planning.precheck import target_problems
 
@@ -47,6 +53,23 @@ def run(args) -> int:
     return 0
 
 
+def explain(config: dict, layers: list[tuple[str, dict]]) -> str:
+    """The recipe as a table (key, value, cells, from, paper), then the paper's evidence per stated key."""
+    from emogrid.study.recipe import recipe_rows
+
+    rows = recipe_rows(config, layers)
+    table = [("key", "value", "cells", "from", "paper")]
+    table += [(r.key, r.text, r.scope or "all", r.source, "stated" if r.stated else "ours") for r in rows]
+    widths = [min(max(len(row[i]) for row in table), 48) for i in range(4)]
+    lines = [f"recipe of study {config['study']['name']}: {len(rows)} values, "
+             f"{sum(bool(r.stated) for r in rows)} stated by the paper (study.stated), the rest ours"]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in table]
+    evidence = [(r.config_key, r.stated) for r in rows if r.stated]
+    if evidence:
+        lines += ["", "stated by the paper:"] + [f"  {key}: {text}" for key, text in evidence]
+    return "\n".join(lines)
+
+
 def target_lines(cells) -> list[str]:
     """'qwen2.5-1.5b (qwen2): lora.targets qv = q_proj, v_proj' per model and target setting,
     resolved per family offline (local or bundled config.json; '?' when it would need the hub)."""
@@ -71,9 +94,11 @@ def target_lines(cells) -> list[str]:
 
 def _offline_family(model_spec: dict) -> str | None:
     from emogrid.planning.structure import bundled_config_name, config_family, model_config_dict
+    from emogrid.study.model_registry import builtin_for
 
     if not model_spec.get("path") and not bundled_config_name(model_spec):
-        return None  # would need the hub: not in a dry run
+        entry = builtin_for(model_spec)  # a built-in without a bundled config: its registered family
+        return entry.family if entry else None  # else it would need the hub: not in a dry run
     try:
         return config_family(model_config_dict(model_spec)[0])
     except Exception:  # noqa: BLE001 - a summary line must never break `emogrid grid`

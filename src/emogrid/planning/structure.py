@@ -14,15 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from emogrid.errors import CellError
+from emogrid.study.model_registry import builtin_for, bundled_configs
 
-# Bundled architecture configs: file stem -> hub ids they stand for.
-BUNDLED_CONFIGS: dict[str, tuple[str, ...]] = {
-    "qwen2.5-1.5b": ("Qwen/Qwen2.5-1.5B", "Qwen/Qwen2.5-1.5B-Instruct"),
-    "llama-3.2-1b": ("meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.2-1B-Instruct"),
-    "gpt2-xl": ("openai-community/gpt2-xl", "gpt2-xl"),
-    "gemma-3-1b": ("google/gemma-3-1b-pt", "google/gemma-3-1b-it"),
-    "bert-base-uncased": ("google-bert/bert-base-uncased", "bert-base-uncased"),
-}
+# Bundled architecture configs: file stem -> hub ids they stand for (emogrid.study.model_registry).
+BUNDLED_CONFIGS: dict[str, tuple[str, ...]] = bundled_configs()
 
 # (config source, structure key, dtype) -> measured structure; config source -> bare meta model
 _count_cache: dict[tuple, dict] = {}
@@ -32,12 +27,9 @@ _bare_models: dict[str, tuple] = {}
 # ----------------------------------------------------------------------------- model configs
 
 def bundled_config_name(model_spec: dict) -> str | None:
-    """The bundled config file (stem) for a model block, by name or hub id; None if not bundled."""
-    name, model_id = model_spec.get("name"), model_spec.get("id")
-    for stem, ids in BUNDLED_CONFIGS.items():
-        if name == stem or (model_id and model_id in ids):
-            return stem
-    return None
+    """The bundled config file (stem) for a model block (a built-in, by hub id); None if not bundled."""
+    entry = builtin_for(model_spec)
+    return entry.config if entry else None
 
 
 def model_config_dict(model_spec: dict) -> tuple[dict, str]:

@@ -156,7 +156,7 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
             written = tables_mod.write_tables(stage, cells, summary, per_class,
                                               comparisons, levels, per_class_samples,
-                                              report=report, replication=replication)
+                                              report=report, replication=replication, config=config)
             result["tables"] = [out_dir / Path(p).relative_to(stage) for p in written]
     result["seconds"] = time.perf_counter() - t0
     return result

@@ -9,7 +9,7 @@ AGGREGATE_DATA = ["cells.csv", "cells.parquet", "summary.csv", "summary.parquet"
                   "per_class.csv", "levels.json", "sources.csv", "sources.md"]
 # `emogrid aggregate`: the paper tables, each as .csv, .md and booktabs .tex
 TABLE_STEMS = ["study_accuracy", "study_f1_macro", "efficiency", "per_class_f1", "method_comparisons",
-               "replication"]
+               "replication", "recipe"]
 TABLE_FILES = [f"{stem}.{ext}" for stem in TABLE_STEMS for ext in ("csv", "md", "tex")] + ["problems.md"]
 # `emogrid figures`: each as .png and .pdf, with a caption workflow/report/<name>.rst
 FIGURE_NAMES = ["study_heatmap", "accuracy_vs_samples", "tradeoffs", "per_class_f1", "replication"]
@@ -26,6 +26,7 @@ REPORT_TABLES = {
     "efficiency.csv": ("efficiency.rst", "Paper tables"),
     "per_class_f1.csv": ("per_class_table.rst", "Paper tables"),
     "replication.csv": ("replication_table.rst", "Paper tables"),
+    "recipe.csv": ("recipe.rst", "Paper tables"),
 }
 # code whose edits rerun a report step (never a training cell): inputs of the rules
 AGGREGATE_CODE = ["report/aggregate.py", "report/tables.py", "report/outputs.py", "training/cell_files.py",
@@ -34,7 +35,8 @@ AGGREGATE_CODE = ["report/aggregate.py", "report/tables.py", "report/outputs.py"
                   "report/paper_tables/__init__.py", "report/paper_tables/layout.py",
                   "report/paper_tables/study.py", "report/paper_tables/efficiency.py",
                   "report/paper_tables/per_class.py", "report/paper_tables/comparisons.py",
-                  "report/paper_tables/problems.py", "report/paper_tables/replication.py"]
+                  "report/paper_tables/problems.py", "report/paper_tables/replication.py",
+                  "report/paper_tables/recipe.py", "study/recipe.py", "study/stated.py"]
 FIGURES_CODE = ["report/plots.py", "report/outputs.py", "report/figures/__init__.py", "report/figures/style.py",
                 "report/figures/select.py", "report/figures/heatmap.py", "report/figures/lines.py",
                 "report/figures/tradeoffs.py", "report/figures/per_class.py", "report/figures/replication.py"]

@@ -13,6 +13,7 @@ declare them):
 - ``per_class_f1.*``: test F1 per class, rows (k, class), columns model / method, at the
   largest sample size of each k (or the one asked for).
 - ``method_comparisons.*``: the family of paired tests per subset, then pooled reference rows.
+- ``recipe.*``: every value the cells train with, stated by the paper (with where) or ours.
 - ``problems.md``: failed, unreadable and pending cells with their errors.
 
 Each table is one module of emogrid.report.paper_tables; this module writes them all.
@@ -31,6 +32,8 @@ from emogrid.report.paper_tables.efficiency import efficiency_frame, render_effi
 from emogrid.report.paper_tables.layout import table_title
 from emogrid.report.paper_tables.per_class import per_class_selection, render_per_class
 from emogrid.report.paper_tables.problems import render_problems
+from emogrid.report.paper_tables.recipe import recipe_frame
+from emogrid.report.paper_tables.recipe import render as render_recipe
 from emogrid.report.paper_tables.replication import render as render_replication
 from emogrid.report.paper_tables.study import render_study, study_pivot, with_learn_flags
 
@@ -40,7 +43,8 @@ TABLE_FILES = outputs.TABLE_FILES
 def write_tables(out_dir: str | Path, cells: pd.DataFrame, summary: pd.DataFrame,
                  per_class: pd.DataFrame, comparisons: pd.DataFrame, levels: dict,
                  per_class_samples: int | None = None,
-                 report: dict | None = None, replication: pd.DataFrame | None = None) -> list[Path]:
+                 report: dict | None = None, replication: pd.DataFrame | None = None,
+                 config: dict | None = None) -> list[Path]:
     """Write every table (see TABLE_FILES); returns the paths written."""
     out_dir = Path(out_dir)
     written: list[Path] = []
@@ -64,6 +68,7 @@ def write_tables(out_dir: str | Path, cells: pd.DataFrame, summary: pd.DataFrame
 
     frame = replication if replication is not None else pd.DataFrame(columns=replication_mod.OUT_COLUMNS)
     put("replication", render_replication(frame, (report or {}).get("equivalence_pp")))
+    put("recipe", render_recipe(recipe_frame(config)))
     write_text(out_dir / "problems.md", render_problems(cells))
     written.append(out_dir / "problems.md")
     return written

@@ -133,7 +133,7 @@ def cell_row(rel_id: str, paths: dict[str, Path], config_hash: str | None = None
 def expected_cells(configfiles: Iterable[str] = (), config: dict | None = None) -> list[dict[str, Any]]:
     """The cells a study expects: [{"cell_id", axes..., "config_hash"}] in grid order.
 
-    From config files (overlays on config.yaml, as `snakemake --configfile`) or from an
+    From the study's config files (as `snakemake --configfile`; none: ./config.yaml) or from an
     already loaded config dict (the `aggregate` rule passes Snakemake's config as JSON).
     """
     from emogrid.study.config import finalize, load_config

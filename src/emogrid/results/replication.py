@@ -71,8 +71,8 @@ def replication_frame(reference: pd.DataFrame, summary: pd.DataFrame,
     difference's prediction interval and the verdict (see the module docstring).
 
     `study_arms`: the (dataset, model, method) this study has (finished or not); reference
-    rows of other arms are left out, so a study that inherits config.yaml's reference shows
-    only what it can compare."""
+    rows of other arms are left out, so a reference file that covers several studies shows
+    each only what it can compare."""
     rows = []
     for rec in reference.to_dict("records"):
         if study_arms is not None and (rec["dataset"], rec["model"], rec["method"]) not in study_arms:

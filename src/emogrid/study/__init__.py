@@ -1,7 +1,8 @@
-"""Stage 1, the study: what to run. Owns the config (loading, layering, the JSON schema and its
-defaults, the checks a schema can't express, the report.reference file: `reference`), the
-registries a study names from (methods, datasets, GoEmotions taxonomies), grid expansion into
-cells with their specs, and cell ids.
+"""Stage 1, the study: what to run. Owns the config (loading by the study rule, the JSON schema
+and its defaults, the checks a schema can't express, the report.reference file: `reference`),
+the registries a study names from (methods, models, datasets, GoEmotions taxonomies), grid
+expansion into cells with their specs, cell ids, and the recipe (each value, where it was set,
+what the paper states).
 
 Reads: the study's YAML files and the package's schema. Writes: nothing (pure functions; the
 Snakefile and every command call them). Imports: only the top-level modules of `emogrid`.

@@ -2,8 +2,9 @@
 
 Runs with the schema pass on a fully defaulted config (emogrid.study.config reports both in one
 ConfigError): grid entries that name undefined models, methods or datasets, model directories
-without config.json, label and sample counts a dataset can't give, and a report.reference file
-that is missing or malformed (emogrid.study.reference). No data is loaded here.
+without config.json, label and sample counts a dataset can't give, a report.reference file
+that is missing or malformed (emogrid.study.reference), and `study.stated` keys the config
+lacks (emogrid.study.stated). No data is loaded here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 
 from emogrid.errors import ConfigError
 from emogrid.study.methods import BUILTIN_METHODS
+from emogrid.study.model_registry import BUILTIN_MODELS
 from emogrid.study.schema import SWEEPABLE_SECTIONS, check_overrides
+from emogrid.study.stated import check_stated
 
 
 def defined_methods(config: dict) -> dict:
@@ -29,7 +32,10 @@ def semantic_problems(config: dict) -> list[str]:
 
     for i, name in enumerate(grid["models"]):
         if name not in config["models"]:
-            problems.append(f"grid.models[{i}]: model '{name}' is not defined under models: "
+            close = difflib.get_close_matches(str(name), [*BUILTIN_MODELS, *config["models"]], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"grid.models[{i}]: model '{name}' is not defined{hint}: built-in models are "
+                            f"{', '.join(BUILTIN_MODELS)}; define others under models: "
                             f"(defined: {', '.join(sorted(config['models'])) or 'none'})")
     methods = defined_methods(config)
     for i, name in enumerate(grid["methods"]):
@@ -67,6 +73,7 @@ def semantic_problems(config: dict) -> list[str]:
 
     problems += _check_datasets(config)
     problems += reference_problems(config)  # report.reference: the file, its columns and values
+    problems += check_stated(config)  # study.stated: keys the config has, texts that say where
     return problems
 
 
