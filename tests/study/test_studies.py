@@ -11,7 +11,7 @@ from tests.helpers import REPO, job_counts, snakemake
 PAPERS = {
     "motaharfar_goemotions_grid.yaml": ({"goemotions"}, 180),
     "xu_distilbert_imdb_agnews.yaml": ({"imdb", "ag_news"}, 54),
-    "vinayaka_emotion_multilabel.yaml": ({"sem_eval_2018_ec"}, 18),
+    "vinayaka_emotion_multilabel.yaml": ({"sem_eval_2018_ec"}, 9),  # arms: Gemma x LoRA, IA3; gte-Qwen x QLoRA
     "patil_llama3_sentiment5.yaml": ({"yelp_review_full"}, 144),
     "nishat_llama3_emotion6.yaml": ({"emotion"}, 6),
 }

@@ -14,6 +14,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 
+from emogrid.study.arms import arm_configs
 from emogrid.study.cell_id import BASE_AXES, CellId, format_value, format_variant, short_variant, subset_dir  # noqa: F401 (re-exported)
 from emogrid.study.methods import BUILTIN_METHODS, Method, config_sections, make_method, method_spec
 from emogrid.study.schema import SWEEPABLE_SECTIONS
@@ -83,6 +84,16 @@ def dataset_definitions(config: dict) -> dict[str, dict]:
 
 
 def expand_cells(config: dict) -> list[Cell]:
+    """Every cell of the study in grid order: the union of its arms (emogrid.study.arms), each
+    cell once, or the full cross product of its axes when it has none."""
+    cells: dict[str, Cell] = {}
+    for one in arm_configs(config):
+        for cell in _expand_grid(one):
+            cells.setdefault(cell.cell_id, cell)  # arms may overlap: a cell is one job
+    return list(cells.values())
+
+
+def _expand_grid(config: dict) -> list[Cell]:
     from emogrid.study.semantics import dataset_labels
 
     grid = config["grid"]

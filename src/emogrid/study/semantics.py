@@ -12,6 +12,7 @@ import difflib
 from pathlib import Path
 
 from emogrid.errors import ConfigError
+from emogrid.study.arms import arm_configs, has_arms, resolve_arms
 from emogrid.study.methods import BUILTIN_METHODS
 from emogrid.study.schema import SWEEPABLE_SECTIONS, check_overrides
 
@@ -26,16 +27,28 @@ def semantic_problems(config: dict) -> list[str]:
 
     problems: list[str] = []
     grid = config["grid"]
+    if has_arms(config):
+        problems += resolve_arms(config)  # every arm complete, the top level their union
+        if problems:
+            raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+        named = [(f"grid.arms[{i}]", arm) for i, arm in enumerate(grid["arms"])]
+    else:
+        problems += [f"grid: missing required key '{key}' (or give grid.arms)"
+                     for key in ("models", "methods") if key not in grid]
+        if problems:
+            raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+        named = [("grid", grid)]
 
-    for i, name in enumerate(grid["models"]):
-        if name not in config["models"]:
-            problems.append(f"grid.models[{i}]: model '{name}' is not defined under models: "
-                            f"(defined: {', '.join(sorted(config['models'])) or 'none'})")
     methods = defined_methods(config)
-    for i, name in enumerate(grid["methods"]):
-        if name not in methods:
-            problems.append(f"grid.methods[{i}]: method '{name}' is not defined (built-in: "
-                            f"{', '.join(BUILTIN_METHODS)}; add others under methods:)")
+    for where, axes in named:
+        for i, name in enumerate(axes["models"]):
+            if name not in config["models"]:
+                problems.append(f"{where}.models[{i}]: model '{name}' is not defined under models: "
+                                f"(defined: {', '.join(sorted(config['models'])) or 'none'})")
+        for i, name in enumerate(axes["methods"]):
+            if name not in methods:
+                problems.append(f"{where}.methods[{i}]: method '{name}' is not defined (built-in: "
+                                f"{', '.join(BUILTIN_METHODS)}; add others under methods:)")
     for name, entry in config["methods"].items():
         if name not in BUILTIN_METHODS and "base" not in entry and "peft" not in entry:
             problems.append(f"methods.{name}: a new method needs 'base' (one of "
@@ -91,6 +104,17 @@ def _check_datasets(config: dict) -> list[str]:
     label_columns, the hub built-ins) are checked here; the rest (n above what the k labels
     hold, a column of the wrong kind) at the data step, with the dataset, key and counts.
     """
+    if not has_arms(config):
+        return _check_grid_datasets(config)
+    problems: list[str] = []
+    for i, one in enumerate(arm_configs(config)):
+        # each arm's own labels and samples against its datasets, named by the arm
+        problems += [f"grid.arms[{i}].{p[len('grid.'):]}" if p.startswith("grid.") else p
+                     for p in _check_grid_datasets(one)]
+    return list(dict.fromkeys(problems))
+
+
+def _check_grid_datasets(config: dict) -> list[str]:
     from emogrid.study.datasets import grid_datasets, resolve_dataset
 
     problems: list[str] = []
