@@ -13,6 +13,8 @@ METHODS = {
     "adalora": {"peft": "adalora"},
     "lora-nohead": {"peft": "lora", "train_head": False},
     "qlora": {"peft": "lora", "quantize": "nf4"},
+    "head": {"peft": "head"},
+    "untrained": {"peft": "none"},
 }
 
 

@@ -106,11 +106,15 @@ def default_total_step(spec: dict) -> int:
     return max(1, math.ceil(n_train / per_step) * int(train["epochs"]))
 
 
+# method kinds that wrap no peft adapter: every weight, the head only, or nothing trains
+NO_ADAPTER = ("full", "head", "none")
+
+
 def build_peft_config(spec: dict, model, family: str, *, total_step: int | None = None):
-    """The peft config for a cell (None for full fine-tuning)."""
+    """The peft config for a cell (None for the kinds in NO_ADAPTER)."""
     method = spec["method"]
     kind = method["peft"]
-    if kind == "full":
+    if kind in NO_ADAPTER:
         return None
     from peft import AdaLoraConfig, IA3Config, LoraConfig, TaskType
 
@@ -139,11 +143,12 @@ def build_peft_config(spec: dict, model, family: str, *, total_step: int | None 
                              total_step=total, lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
                              target_modules=resolve_targets(model, family, lora["targets"]),
                              fan_in_fan_out=fan_in_fan_out, **common)
-    raise CellError(f"method.peft {kind!r} is not one of full, lora, ia3, adalora")
+    raise CellError(f"method.peft {kind!r} is not one of full, lora, ia3, adalora, head, none")
 
 
 def apply_method(model, spec: dict, family: str, *, total_step: int | None = None):
-    """The model ready to train: every weight for `full`, else a PeftModel (QLoRA prepared for k-bit)."""
+    """The model ready to train: every weight for `full`, the head alone for `head`, nothing for
+    `none` (evaluated as loaded), else a PeftModel (QLoRA prepared for k-bit)."""
     method = spec["method"]
     quantized = method["quantize"] != "none"
     if method["peft"] == "full":
@@ -152,6 +157,11 @@ def apply_method(model, spec: dict, family: str, *, total_step: int | None = Non
                             hint="use method quantize: none for full, or a LoRA-family method with nf4/int8")
         for p in model.parameters():
             p.requires_grad_(True)
+        return model
+    if method["peft"] in ("head", "none"):
+        heads = set(head_modules(family))
+        for name, p in model.named_parameters():
+            p.requires_grad_(method["peft"] == "head" and bool(heads.intersection(name.split("."))))
         return model
     from peft import get_peft_model
 
