@@ -51,11 +51,12 @@ def test_overlapping_arms_give_each_cell_once_and_the_top_level_is_their_union()
 def test_an_arm_narrows_a_swept_parameter_to_some_of_its_values():
     config = study({**AXES, "labels": [2], "seeds": [0], "models": ["gemma"], "methods": ["lora", "full"],
                     "arms": [{"lora.targets": ["attention"], "lora.r": [8]},
-                             {"lora.targets": ["all-linear"]}]},
-                   lora={"r": [8, 16], "targets": ["attention", "all-linear"]})
+                             {"lora.targets": ["all-linear"], "lora.r": [16, 32]}]},
+                   lora={"r": [8, 16, 32], "targets": ["attention", "all-linear"]})
     got = ids(config)
     variants = sorted(i.split("/")[3] for i in got if "/lora/" in i)
-    assert variants == ["lora.r=16+lora.targets=all-linear", "lora.r=8+lora.targets=all-linear",
+    # both keys narrowed in each arm: 1 + 2 of the 3 x 2 combinations
+    assert variants == ["lora.r=16+lora.targets=all-linear", "lora.r=32+lora.targets=all-linear",
                         "lora.r=8+lora.targets=attention"]
     assert sum("/full/" in i for i in got) == 1  # full reads no lora section: one cell, not one per arm
 

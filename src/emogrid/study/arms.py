@@ -87,6 +87,6 @@ def arm_configs(config: dict) -> list[dict]:
         one["grid"] = {axis: arm[axis] for axis in ARM_AXES}
         for key, values in swept_keys(arm).items():
             section, _, leaf = key.partition(".")
-            one[section] = {**config[section], leaf: list(values)}
+            one[section] = {**one[section], leaf: list(values)}  # several keys of a section narrow together
         out.append(one)
     return out
