@@ -22,6 +22,10 @@ BUNDLED_CONFIGS: dict[str, tuple[str, ...]] = {
     "gpt2-xl": ("openai-community/gpt2-xl", "gpt2-xl"),
     "gemma-3-1b": ("google/gemma-3-1b-pt", "google/gemma-3-1b-it"),
     "bert-base-uncased": ("google-bert/bert-base-uncased", "bert-base-uncased"),
+    # written from the published architecture (hidden 4096, 32 layers, 32 heads, 8 KV heads,
+    # MLP 14336, vocabulary 128256, rope theta 500000, 8192 positions): the Patil and Nishat
+    # studies plan offline, the gated checkpoint is never asked for
+    "llama-3-8b": ("meta-llama/Meta-Llama-3-8B", "meta-llama/Meta-Llama-3-8B-Instruct"),
 }
 
 # (config source, structure key, dtype) -> measured structure; config source -> bare meta model
