@@ -126,6 +126,10 @@ def _check_grid_datasets(config: dict) -> list[str]:
             continue
         # whether its source is readable is the data stage's check (emogrid.data.checks)
         problems += _check_labels(config, name, defn)
+        if defn.get("val_from") == "source" and defn.get("kind") == "table" and not defn["splits"].get("val"):
+            key = f"datasets.{name}.val_from" if "val_from" in config["datasets"].get(name, {}) else "data.val_from"
+            problems.append(f"{key}: source, but dataset '{name}' has no validation split (splits.val is "
+                            "null): use val_from: subset, or name its validation split in splits.val")
     return problems
 
 
