@@ -65,7 +65,9 @@ def _check_narrowed(config: dict, arm: dict, where: str) -> list[str]:
     problems = []
     for key, values in swept_keys(arm).items():
         section, _, leaf = key.partition(".")
-        top = config.get(section, {}).get(leaf) if section in SWEEPABLE_SECTIONS else None
+        if section not in SWEEPABLE_SECTIONS or not leaf:
+            continue  # not a swept key's name: the schema pass names it (unknown key)
+        top = config[section].get(leaf)
         if not isinstance(top, list):
             problems.append(f"{where}.{key}: an arm can only narrow a parameter the study sweeps; "
                             f"{key} is {top!r} at the top level (sweep it there: {key}: [...])")

@@ -30,13 +30,13 @@ def semantic_problems(config: dict) -> list[str]:
     if has_arms(config):
         problems += resolve_arms(config)  # every arm complete, the top level their union
         if problems:
-            raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+            return problems  # the checks below read complete arms
         named = [(f"grid.arms[{i}]", arm) for i, arm in enumerate(grid["arms"])]
     else:
         problems += [f"grid: missing required key '{key}' (or give grid.arms)"
                      for key in ("models", "methods") if key not in grid]
         if problems:
-            raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+            return problems
         named = [("grid", grid)]
 
     methods = defined_methods(config)

@@ -18,7 +18,7 @@ from emogrid.data.text_transforms import transform_text
 from emogrid.errors import ConfigError, DataError
 from emogrid.study.config import finalize
 from emogrid.study.datasets import resolve_dataset
-from tests.test_datasets import EC, read_jsonl, semeval_dir
+from tests.data.test_datasets import EC, read_jsonl, semeval_dir
 
 EMOTIONS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 EC_SPLITS = {"train": "2018-E-c-En-train", "val": "2018-E-c-En-dev", "test": "2018-E-c-En-test"}

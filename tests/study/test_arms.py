@@ -84,6 +84,7 @@ def test_a_wrong_arm_is_a_config_error_naming_it(grid, top, message):
     with pytest.raises(ConfigError) as err:
         finalize(study(grid, **top))
     assert message in str(err.value)
+    assert str(err.value).count("\n  - ") == 1  # that one problem, said once
 
 
 def test_expected_cells_pending_rows_and_comparisons_follow_the_arms(tmp_path):
