@@ -88,8 +88,7 @@ def test_a_wrong_arm_is_a_config_error_naming_it(grid, top, message):
 
 
 def test_expected_cells_pending_rows_and_comparisons_follow_the_arms(tmp_path):
-    """Pending rows only for the arms' cells; paired comparisons only between the arms that
-    exist on a model (lora vs ia3 on gemma; nothing on qwen, which has one method)."""
+    """Pending rows only for the arms' cells; paired comparisons only between rows that exist."""
     import fixtures_results as F
 
     from emogrid.report import aggregate as A
@@ -114,5 +113,8 @@ def test_expected_cells_pending_rows_and_comparisons_follow_the_arms(tmp_path):
     assert list(pending["cell_id"]) == ["goemotions/qwen/qlora/k2_n100/s2"]
     subset = result["comparisons"]
     subset = subset[(subset["scope"] == "subset") & (subset["metric"] == "test_accuracy")]
-    assert [(r.model, r.method_a, r.method_b) for r in subset.itertuples()] == [("gemma", "lora", "ia3")]
-    assert subset.iloc[0]["diff_mean"] == pytest.approx(0.05)
+    # the best row of the column (gemma lora) against every other row that exists: gemma ia3 and
+    # qwen qlora; no row of a model x method outside the arms (gemma qlora, qwen lora, qwen ia3)
+    pairs = {(r.model, r.method_a, r.model_b, r.method_b): r.diff_mean for r in subset.itertuples()}
+    assert pairs == {("gemma", "lora", "gemma", "ia3"): pytest.approx(0.05),
+                     ("gemma", "lora", "qwen", "qlora"): pytest.approx(0.05)}
