@@ -13,6 +13,11 @@ METHODS = {
     "adalora": {"peft": "adalora"},
     "lora-nohead": {"peft": "lora", "train_head": False},
     "qlora": {"peft": "lora", "quantize": "nf4"},
+    "lora-head": {"peft": "lora", "targets": "all-linear", "head": "lora"},
+    "dora-head": {"peft": "lora", "use_dora": True, "head": "lora"},
+    "adalora-head": {"peft": "adalora", "head": "lora"},
+    "head": {"peft": "head"},
+    "untrained": {"peft": "none"},
 }
 
 
@@ -20,10 +25,11 @@ def make_spec(model: dict, method: str, k: int = K, r: int = 4) -> dict:
     m = dict(METHODS.get(method, {"peft": method}))
     targets = m.pop("targets", "attention")
     train_head = m.pop("train_head", True)
+    head = m.pop("head", "full")
     return {"cell": {"labels": k, "samples": 60}, "cell_id": f"x/{method}",
             "model": model,
             "method": {"name": method, "use_dora": False, "loraplus_ratio": None, "quantize": "none", **m},
-            "lora": {"r": r, "alpha": 2 * r, "dropout": 0.0, "targets": targets},
+            "lora": {"r": r, "alpha": 2 * r, "dropout": 0.0, "targets": targets, "head": head},
             "ia3": {"targets": targets},
             "adalora": {"init_r": 6, "target_r": 4, "tinit": 0, "tfinal": 0, "delta_t": 1},
             "quant": {"double_quant": True, "compute_dtype": "float32"},

@@ -17,7 +17,7 @@ FAMILIES = ("llama", "qwen2", "gpt2", "gemma3", "bert")
 def spec_for(path, peft="lora", quantize="none", targets="attention", **model):
     return {"model": {"id": None, "path": str(path), **model},
             "method": {"name": peft, "peft": peft, "quantize": quantize, "use_dora": False},
-            "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "targets": targets},
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "targets": targets, "head": "full"},
             "ia3": {"targets": targets}, "quant": {"double_quant": True, "compute_dtype": "auto"},
             "train": {"train_head": True, "precision": "auto"}}
 

@@ -60,7 +60,8 @@ def test_bundled_configs_match_published_sizes():
 
     expected = {"qwen2.5-1.5b": 1_543_714_304 - 151_936 * 1536,  # 1.54B incl. tied embedding
                 "llama-3.2-1b": 1_235_814_400 - 0, "gpt2-xl": 1_557_611_200, "gemma-3-1b": 999_885_952,
-                "bert-base-uncased": 109_482_240}
+                "bert-base-uncased": 109_482_240,
+                "llama-3-8b": 8_030_261_248 - 128_256 * 4096}  # 8.03B with its untied lm_head
     for name in expected:
         cfg = bundled_model_config(name)
         with torch.device("meta"):

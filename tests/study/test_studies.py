@@ -13,8 +13,9 @@ from tests.helpers import REPO, job_counts, plan_config, snakemake
 PAPERS = {
     "motaharfar_goemotions_grid.yaml": ({"goemotions"}, 180),
     "xu_distilbert_imdb_agnews.yaml": ({"imdb", "ag_news"}, 54),
-    "vinayaka_emotion_multilabel.yaml": ({"sem_eval_2018_ec"}, 18),
-    "patil_llama3_sentiment5.yaml": ({"yelp_review_full"}, 144),
+    "vinayaka_emotion_multilabel.yaml": ({"sem_eval_2018_ec"}, 9),  # arms: Gemma x LoRA, IA3; gte-Qwen x QLoRA
+    # (lora, qlora) x r x alpha x arms x seeds + untrained x seeds
+    "patil_llama3_sentiment5.yaml": ({"yelp_review_full"}, 2 * 7 * 3 * 2 * 3 + 3),
     "nishat_llama3_emotion6.yaml": ({"emotion"}, 6),
 }
 

@@ -18,7 +18,8 @@ from emogrid.errors import ConfigError
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, metavar="JSON", help="the config's data section, as JSON")
     parser.add_argument("--labels", required=True, type=int, metavar="K", help="number of labels k")
-    parser.add_argument("--samples", required=True, type=int, metavar="N", help="number of examples n (train + val)")
+    parser.add_argument("--samples", required=True, type=int, metavar="N",
+                        help="number of examples n (train + val; train only with val_from: source)")
     parser.add_argument("--seed", required=True, type=int, metavar="S", help="random seed of the draw")
     parser.add_argument("--out", required=True, metavar="DIR", help="subset directory to (re)write")
     parser.add_argument("--fetched", metavar="RECEIPT", default=None,

@@ -18,6 +18,9 @@ Selection rules, all driven by one `numpy.random.Generator(seed)` in a fixed ord
   first in each round), each comment at most once, so label counts are approximately equal.
 * val: round(n * val_fraction) rows (at least 1 when val_fraction > 0), allocated across
   the labels (the label a row was drawn for) by largest remainder, ties by label order.
+  `val_from: subset` carves them out of the n drawn rows (n - v train); `val_from: source`
+  draws them from the source's own validation split, per label as the train rows are drawn
+  (single: its single-label rows; multi: round-robin), after the train draw, and all n train.
 * test: the official test split restricted the same way; `natural` keeps every such row,
   `balanced` draws the same number per label, capped by the rarest label.
 * every split is shuffled; no other ordering.
@@ -28,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from emogrid.data.splits import Loaded, Split
+from emogrid.data.text_transforms import TRANSFORMS
 from emogrid.errors import ConfigError, DataError
 from emogrid.study.taxonomies import NEUTRAL, taxonomy_labels
 
@@ -53,6 +57,8 @@ def subset_settings(data_cfg: dict) -> dict:
         "val_fraction": float(_setting(data_cfg, "val_fraction")),
         "test": _setting(data_cfg, "test"),
         "exclude_labels": list(data_cfg.get("exclude_labels", [NEUTRAL] if kind == "goemotions" else [])),
+        "val_from": _setting(data_cfg, "val_from"),
+        "transforms": list(_setting(data_cfg, "transforms")),
     }
     if kind not in ("goemotions", "table"):
         raise ConfigError(f"datasets.{cfg['name']}.kind: expected 'goemotions' or 'table', got {kind!r}")
@@ -60,6 +66,11 @@ def subset_settings(data_cfg: dict) -> dict:
         raise ConfigError(f"data.mode: expected 'single' or 'multi', got {cfg['mode']!r}")
     if cfg["test"] not in ("natural", "balanced"):
         raise ConfigError(f"data.test: expected 'natural' or 'balanced', got {cfg['test']!r}")
+    if cfg["val_from"] not in ("subset", "source"):
+        raise ConfigError(f"data.val_from: expected 'subset' or 'source', got {cfg['val_from']!r}")
+    unknown = [t for t in cfg["transforms"] if t not in TRANSFORMS]
+    if unknown:
+        raise ConfigError(f"data.transforms: unknown transform(s) {unknown}; expected some of {', '.join(TRANSFORMS)}")
     if not 0.0 <= cfg["val_fraction"] < 1.0:
         raise ConfigError(f"data.val_fraction: expected a number in [0, 1), got {cfg['val_fraction']}")
     if kind == "goemotions":
@@ -207,6 +218,39 @@ def _rows(split: Split, indices, chosen: list[int], rng) -> list[dict]:
     ]
 
 
+def _source_val(loaded: Loaded, name: str) -> Split:
+    if loaded.val is None:
+        raise DataError(f"dataset '{name}': val_from: source, but the source has no validation split "
+                        f"(splits: {loaded.source_manifest.get('splits', 'train, test')})",
+                        hint="use val_from: subset (validation carved from the n examples), or name the "
+                             f"split: datasets.{name}.splits.val")
+    return loaded.val
+
+
+def _draw_val(rng, val: Split, chosen: list[int], sizes: list[int], mode: str, names: list[str], unit: str,
+              what: str) -> list[list[int]]:
+    """Per chosen label, `sizes` rows of the source's validation split, drawn like the train rows."""
+    counts = label_frequencies(val, mode)
+
+    def too_few(problems: list[str]) -> DataError:
+        return DataError(f"{val.name}: too few {what} for k={len(chosen)}, {sum(sizes)} validation rows: "
+                         + "; ".join(problems),
+                         hint="lower the samples axis or val_fraction, or carve validation from the n "
+                              "examples (val_from: subset)")
+
+    short = [f"label '{names[lab]}' has {counts.get(lab, 0)} {what} in the validation split, {q} needed"
+             for lab, q in zip(chosen, sizes) if counts.get(lab, 0) < q]
+    if short:
+        raise too_few(short)
+    if mode == "single":
+        return _draw_single(rng, val, chosen, sizes)
+    drawn, dry = _round_robin(_multi_candidates(rng, val, chosen), sizes, strict=True)
+    if dry is not None:
+        raise too_few([f"label '{names[chosen[dry]]}' has only {len(drawn[dry])} {unit} left in the validation "
+                       f"split after the other labels' draws, {sizes[dry]} needed"])
+    return drawn
+
+
 def build_subset(loaded: Loaded, cfg: dict, k: int, n: int, seed: int) -> tuple[list[int], dict[str, list[dict]]]:
     """Select labels and draw train/val/test rows. Pure: no files written."""
     import numpy as np
@@ -246,8 +290,14 @@ def build_subset(loaded: Loaded, cfg: dict, k: int, n: int, seed: int) -> tuple[
             )
 
     val_sizes = _allocate(_val_size(n, cfg["val_fraction"]), quotas)
-    val_idx = [i for d, v in zip(drawn, val_sizes) for i in d[:v]]
-    train_idx = [i for d, v in zip(drawn, val_sizes) for i in d[v:]]
+    if cfg["val_from"] == "source":
+        val_split = _source_val(loaded, cfg["name"])
+        val_idx = [i for d in _draw_val(rng, val_split, chosen, val_sizes, mode, names, unit, what) for i in d]
+        train_idx = [i for d in drawn for i in d]
+    else:
+        val_split = train
+        val_idx = [i for d, v in zip(drawn, val_sizes) for i in d[:v]]
+        train_idx = [i for d, v in zip(drawn, val_sizes) for i in d[v:]]
 
     if mode == "single":
         per_label = _draw_single(rng, test, chosen, None)
@@ -270,7 +320,7 @@ def build_subset(loaded: Loaded, cfg: dict, k: int, n: int, seed: int) -> tuple[
 
     rows = {
         "train": _rows(train, train_idx, chosen, rng),
-        "val": _rows(train, val_idx, chosen, rng),
+        "val": _rows(val_split, val_idx, chosen, rng),
         "test": _rows(test, test_idx, chosen, rng),
     }
     return chosen, rows

@@ -19,6 +19,7 @@ from emogrid.data.goemotions import load_source, resolve_source
 from emogrid.data.splits import Loaded
 from emogrid.data.subset_selection import build_subset, subset_settings
 from emogrid.data.table import load_table
+from emogrid.data.text_transforms import transform_rows
 from emogrid.errors import DataError
 from emogrid.study.taxonomies import taxonomy_labels
 
@@ -58,6 +59,7 @@ def prepare_subset(data_cfg: dict, k: int, n: int, seed: int, out_dir: str | os.
     cfg = subset_settings(data_cfg)
     loaded = load_dataset_definition(data_cfg, cache_dir)
     chosen, rows = build_subset(loaded, cfg, int(k), int(n), int(seed))
+    rows = {split: transform_rows(r, cfg["transforms"]) for split, r in rows.items()}
     names = loaded.names or taxonomy_labels(cfg["taxonomy"])
     label_names = [names[i] for i in chosen]
 
@@ -73,15 +75,30 @@ def prepare_subset(data_cfg: dict, k: int, n: int, seed: int, out_dir: str | os.
         "n": int(n),
         "seed": int(seed),
         "val_fraction": cfg["val_fraction"],
+        "val_from": cfg["val_from"],
+        "transforms": cfg["transforms"],
         "test_mode": cfg["test"],
         "source": loaded.source_manifest,
         "counts": {split: _count(r, label_names) for split, r in rows.items()},
         "files": files,
-        # sha256 of the three file checksums (hex), concatenated in the order train, val, test
-        "checksum": _sha256("".join(files.values()).encode("ascii")),
+        "checksum": subset_checksum(files, cfg),
     }
     _write_dir(Path(out_dir), payload, manifest)
     return manifest
+
+
+def subset_checksum(files: dict[str, str], cfg: dict) -> str:
+    """sha256 of the three file checksums (hex) concatenated in the order train, val, test,
+    followed -- when val_from or transforms differ from their defaults -- by those settings as
+    sorted JSON: how the text was made is part of what a cell trained on, even where a transform
+    happened to change no row (a subset drawn before these settings keeps its checksum)."""
+    from emogrid.study.schema import schema_default
+
+    text = "".join(files.values())
+    settings = {key: cfg[key] for key in ("val_from", "transforms") if cfg[key] != schema_default(f"data.{key}")}
+    if settings:
+        text += json.dumps(settings, sort_keys=True)
+    return _sha256(text.encode("utf-8"))
 
 
 def _write_dir(out_dir: Path, payload: dict[str, bytes], manifest: dict) -> None:

@@ -92,6 +92,46 @@ def _modules_to_save(spec: dict, family: str) -> list[str] | None:
     return list(head_modules(family))
 
 
+def head_lora_modules(model, family: str) -> tuple[list[str], list[str]]:
+    """(the head's Linear layers, its other parts with weights), named from the head module down
+    (`score`; `pooler.dense`, `classifier`; `head.norm`): what `lora.head: lora` adapts and what
+    else of the head still trains in full."""
+    import torch.nn as nn
+
+    linears, others = [], []
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        head = next((h for h in head_modules(family) if h in parts), None)
+        if head is None:
+            continue
+        rel = ".".join(parts[parts.index(head):])
+        if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
+            linears.append(rel)
+        elif any(True for _ in module.parameters(recurse=False)):
+            others.append(rel)
+    return list(dict.fromkeys(linears)), list(dict.fromkeys(others))
+
+
+def _lora_targets_and_head(spec: dict, model, family: str, section: dict) -> dict:
+    """target_modules, modules_to_save and task_type of a LoRA-family config.
+
+    `lora.head: full`: the head trains in full (modules_to_save). `lora.head: lora`: its Linear
+    layers get LoRA as well and still train in full (their base layers in modules_to_save) --
+    what peft's `all-linear` did on a classification model before peft excluded the head (peft
+    issue 2027), and what the parameter counts of Patil et al. (LLaMA3, LoRA and QLoRA) include."""
+    targets = resolve_targets(model, family, section["targets"])
+    save = _modules_to_save(spec, family)
+    if save and section["head"] == "lora":
+        linears, others = head_lora_modules(model, family)
+        # no task_type: peft would add the head names to modules_to_save, which keeps LoRA off it
+        return {"target_modules": targets + linears, "task_type": None,
+                "modules_to_save": [f"{n}.base_layer" for n in linears] + others}
+    # SEQ_CLS makes peft add its own head names to modules_to_save; only wanted with the head on.
+    from peft import TaskType
+
+    return {"target_modules": targets, "task_type": TaskType.SEQ_CLS if save else None, "modules_to_save": save}
+
+
 def trains_head(spec: dict) -> bool:
     """Whether the classification head trains in full. `train.train_head` is not a config key:
     absent from grid specs (the head always trains); the planner's sizing specs set it False."""
@@ -106,11 +146,15 @@ def default_total_step(spec: dict) -> int:
     return max(1, math.ceil(n_train / per_step) * int(train["epochs"]))
 
 
+# method kinds that wrap no peft adapter: every weight, the head only, or nothing trains
+NO_ADAPTER = ("full", "head", "none")
+
+
 def build_peft_config(spec: dict, model, family: str, *, total_step: int | None = None):
-    """The peft config for a cell (None for full fine-tuning)."""
+    """The peft config for a cell (None for the kinds in NO_ADAPTER)."""
     method = spec["method"]
     kind = method["peft"]
-    if kind == "full":
+    if kind in NO_ADAPTER:
         return None
     from peft import AdaLoraConfig, IA3Config, LoraConfig, TaskType
 
@@ -121,8 +165,8 @@ def build_peft_config(spec: dict, model, family: str, *, total_step: int | None 
     if kind == "lora":
         lora = spec["lora"]
         return LoraConfig(r=int(lora["r"]), lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
-                          target_modules=resolve_targets(model, family, lora["targets"]),
-                          use_dora=bool(method["use_dora"]), fan_in_fan_out=fan_in_fan_out, **common)
+                          use_dora=bool(method["use_dora"]), fan_in_fan_out=fan_in_fan_out,
+                          **_lora_targets_and_head(spec, model, family, lora))
     if kind == "ia3":
         targets = resolve_targets(model, family, spec["ia3"]["targets"])
         feedforward = [t for t in IA3_FEEDFORWARD.get(family, []) if t in targets]
@@ -137,13 +181,13 @@ def build_peft_config(spec: dict, model, family: str, *, total_step: int | None 
         return AdaLoraConfig(init_r=int(ada["init_r"]), target_r=int(ada["target_r"]),
                              tinit=tinit, tfinal=tfinal, deltaT=int(ada["delta_t"]),
                              total_step=total, lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
-                             target_modules=resolve_targets(model, family, lora["targets"]),
-                             fan_in_fan_out=fan_in_fan_out, **common)
-    raise CellError(f"method.peft {kind!r} is not one of full, lora, ia3, adalora")
+                             fan_in_fan_out=fan_in_fan_out, **_lora_targets_and_head(spec, model, family, lora))
+    raise CellError(f"method.peft {kind!r} is not one of full, lora, ia3, adalora, head, none")
 
 
 def apply_method(model, spec: dict, family: str, *, total_step: int | None = None):
-    """The model ready to train: every weight for `full`, else a PeftModel (QLoRA prepared for k-bit)."""
+    """The model ready to train: every weight for `full`, the head alone for `head`, nothing for
+    `none` (evaluated as loaded), else a PeftModel (QLoRA prepared for k-bit)."""
     method = spec["method"]
     quantized = method["quantize"] != "none"
     if method["peft"] == "full":
@@ -152,6 +196,11 @@ def apply_method(model, spec: dict, family: str, *, total_step: int | None = Non
                             hint="use method quantize: none for full, or a LoRA-family method with nf4/int8")
         for p in model.parameters():
             p.requires_grad_(True)
+        return model
+    if method["peft"] in ("head", "none"):
+        heads = set(head_modules(family))
+        for name, p in model.named_parameters():
+            p.requires_grad_(method["peft"] == "head" and bool(heads.intersection(name.split("."))))
         return model
     from peft import get_peft_model
 

@@ -128,7 +128,7 @@ def lora_sizing_spec(name: str, mspec: dict, r: int, targets: str, num_labels: i
     """The cell spec whose count a lora_sizing_rows row stands for (adapters only, no head)."""
     return {"model": {"name": name, **mspec},
             "method": {"name": "lora", "peft": "lora", "quantize": "none", "use_dora": False},
-            "lora": {"r": r, "alpha": 2 * r, "dropout": 0.0, "targets": targets},
+            "lora": {"r": r, "alpha": 2 * r, "dropout": 0.0, "targets": targets, "head": "full"},
             "train": {"train_head": False}, "cell": {"labels": num_labels}}
 
 

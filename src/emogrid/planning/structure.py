@@ -125,9 +125,10 @@ def structure_key(cfg_dict: dict, cfg_key: str, spec: dict, dtype: str) -> tuple
     builds for this model, serialised. Whatever a method (or a new one) reads from the spec to
     shape its adapters is in that config, so no per-method list can fall out of date. The head
     width is not part of it (counts are adjusted for it)."""
-    if spec["method"]["peft"] == "full":
-        return (cfg_key, "full", dtype)
-    from emogrid.models.adapters import build_peft_config
+    from emogrid.models.adapters import NO_ADAPTER, build_peft_config
+
+    if spec["method"]["peft"] in NO_ADAPTER:
+        return (cfg_key, spec["method"]["peft"], dtype)
 
     if cfg_key not in _bare_models:  # target names only: one meta model per config serves all keys
         _bare_models[cfg_key] = build_meta_model(cfg_dict, 2)

@@ -34,7 +34,7 @@ def validation_spec(method: str, model_path: str, batch: int = 32, k: int = 4, t
     return {"cell": {"labels": k}, "cell_id": f"minilm/{label}/b{batch}",
             "model": {"name": "all-minilm-l6-v2", "id": None, "path": model_path},
             "method": {"name": method, "peft": peft_kind, "quantize": "none", "use_dora": dora},
-            "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "targets": targets},
+            "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "targets": targets, "head": "full"},
             "ia3": {"targets": targets},
             "train": {"batch_size": batch, "precision": "fp32", "optim": "adamw", "eval_batch_size": 64,
                       "max_length": 128, "train_head": True}}

@@ -11,9 +11,9 @@ data rule's parameters, so editing one dataset reruns only that dataset's subset
   jsonl/json, parquet; ``header: false`` + ``columns: [...]`` for headerless files), with
   ``text``, ``label`` or ``label_columns``, ``label_names``, ``id`` and ``splits``.
 
-Every kind shares the subset settings ``mode labels val_fraction test threshold
-exclude_labels test_fraction carve_seed``; those a definition leaves out come from the
-config's ``data:`` section, so the settings written there apply to every dataset.
+Every kind shares the subset settings ``mode labels val_fraction val_from transforms test
+threshold exclude_labels test_fraction carve_seed``; those a definition leaves out come from
+the config's ``data:`` section, so the settings written there apply to every dataset.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ from emogrid.study.schema import schema_default
 from emogrid.study.taxonomies import taxonomy_labels
 
 CARVE_DEFAULTS = {"test_fraction": 0.2, "carve_seed": 0}
+# Subset settings added after subsets existed: a definition holds one only when it differs from
+# its schema default (the value that reproduces those subsets), since the data rule reruns on a
+# changed definition.
+LATER_SETTINGS = ("val_from", "transforms")
 DEFAULT_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 
 # GoEmotions on the hub: the `simplified` config (27 emotions + neutral, official splits)
@@ -122,9 +126,12 @@ def resolve_dataset(name: str, config: dict) -> dict:
             defn.setdefault(key, value)
         defn.setdefault("exclude_labels", [])
     defn["name"] = name
-    for key in ("mode", "val_fraction", "test", "threshold"):
+    for key in ("mode", "val_fraction", "test", "threshold", *LATER_SETTINGS):
         if defn.get(key) is None:
             defn[key] = copy.deepcopy(data.get(key))
+    for key in LATER_SETTINGS:
+        if defn.get(key) in (None, schema_default(f"data.{key}")):
+            defn.pop(key, None)  # at its default: absent, so a subset prepared before the key existed stays as it is
     if "labels" not in (user or {}):
         # data.labels names GoEmotions labels: it applies to the dataset data: describes
         defn["labels"] = copy.deepcopy(data.get("labels")) if legacy else None

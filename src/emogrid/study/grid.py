@@ -14,8 +14,17 @@ import itertools
 import json
 from dataclasses import dataclass, field
 
+from emogrid.study.arms import arm_configs
 from emogrid.study.cell_id import BASE_AXES, CellId, format_value, format_variant, short_variant, subset_dir  # noqa: F401 (re-exported)
-from emogrid.study.methods import BUILTIN_METHODS, Method, config_sections, make_method, method_spec
+from emogrid.study.methods import (
+    BUILTIN_METHODS,
+    EVAL_TRAIN_KEYS,
+    Method,
+    config_sections,
+    make_method,
+    method_spec,
+    trains,
+)
 from emogrid.study.schema import SWEEPABLE_SECTIONS
 from emogrid.study.semantics import defined_methods
 
@@ -83,6 +92,16 @@ def dataset_definitions(config: dict) -> dict[str, dict]:
 
 
 def expand_cells(config: dict) -> list[Cell]:
+    """Every cell of the study in grid order: the union of its arms (emogrid.study.arms), each
+    cell once, or the full cross product of its axes when it has none."""
+    cells: dict[str, Cell] = {}
+    for one in arm_configs(config):
+        for cell in _expand_grid(one):
+            cells.setdefault(cell.cell_id, cell)  # arms may overlap: a cell is one job
+    return list(cells.values())
+
+
+def _expand_grid(config: dict) -> list[Cell]:
     from emogrid.study.semantics import dataset_labels
 
     grid = config["grid"]
@@ -107,7 +126,8 @@ def _expand_dataset(config: dict, grid: dict, sweeps: dict, data: dict, labels: 
             overrides = merge_overrides(model_overrides, method_overrides)
             relevant = {key: values for key, values in sweeps.items()
                         if key.split(".")[0] in method.sections
-                        and key.split(".")[1] not in overrides.get(key.split(".")[0], {})}
+                        and key.split(".")[1] not in overrides.get(key.split(".")[0], {})
+                        and _reads(method, key)}
             keys = sorted(relevant)
             for combo in itertools.product(*(relevant[k] for k in keys)):
                 chosen = dict(zip(keys, combo))
@@ -117,6 +137,13 @@ def _expand_dataset(config: dict, grid: dict, sweeps: dict, data: dict, labels: 
                     cells.append(_make_cell(data, model_spec, method_name, method, sections,
                                             variant, chosen, k, n, seed))
     return cells
+
+
+def _reads(method: Method, key: str) -> bool:
+    """Whether a swept key changes a method's cells: an untrained cell reads only the train
+    keys its evaluation uses."""
+    section, leaf = key.split(".", 1)
+    return trains(method.peft) or section != "train" or leaf in EVAL_TRAIN_KEYS
 
 
 def _sections_for(config: dict, method: Method, overrides: dict, chosen: dict) -> dict:
@@ -130,6 +157,9 @@ def _sections_for(config: dict, method: Method, overrides: dict, chosen: dict) -
             sec, leaf = key.split(".", 1)
             if sec == section:
                 values[leaf] = value
+        for leaf, value in values.items():
+            if isinstance(value, list) and not _reads(method, f"{section}.{leaf}"):
+                values[leaf] = value[0]  # a sweep this method ignores: one value, never a cell per value
         if section == "train":
             values.pop("report_to", None)  # global, via the environment (training.tracking): never reruns a cell
         sections[section] = values

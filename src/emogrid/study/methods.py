@@ -4,16 +4,32 @@ A method says which adapter family it uses (`peft`), whether the base model is q
 and which config sections it reads. The grid uses `sections` to drop swept parameters a
 method ignores (sweeping `lora.r` does not multiply the `full` cells), and the trainer
 (`emogrid.models.adapters`) turns the entry plus those sections into a peft config.
+
+Two baselines train no adapter: `head` (a linear probe: only the classification head trains)
+and `untrained` (the pretrained model with a freshly initialised head, evaluated without a
+single optimizer step: the floor every method must beat).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+# what trains: full = every weight; lora | ia3 | adalora = adapters + the head; head = the head
+# only; none = nothing (evaluated as loaded)
+PEFT_KINDS = ("full", "lora", "ia3", "adalora", "head", "none")
+# the train keys an untrained cell's evaluation reads (the rest only shape training): sweeping
+# any other train key does not multiply its cells
+EVAL_TRAIN_KEYS = ("max_length", "precision", "eval_batch_size")
+
+
+def trains(peft: str) -> bool:
+    """Whether a method of this kind runs optimizer steps (`none` is evaluated as loaded)."""
+    return peft != "none"
+
 
 @dataclass(frozen=True)
 class Method:
-    peft: str  # full | lora | ia3 | adalora
+    peft: str  # one of PEFT_KINDS
     quantize: str = "none"  # none | nf4 | int8
     use_dora: bool = False
     loraplus_ratio: float | None = None  # LoRA+: lr of B = ratio * lr of A
@@ -59,6 +75,9 @@ BUILTIN_METHODS: dict[str, Method] = {
                             description="LoRA+: B matrices learn `loraplus.ratio` x faster"),
     "dora": make_method("lora", use_dora=True, description="DoRA: weight-decomposed LoRA"),
     "adalora": make_method("adalora", description="AdaLoRA: adaptive rank budget"),
+    "head": make_method("head", description="linear probe: only the classification head trains"),
+    "untrained": make_method("none", description="the pretrained model with a freshly initialised head, "
+                                                 "evaluated without training: the floor to beat"),
 }
 
 

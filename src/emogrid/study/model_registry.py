@@ -39,7 +39,11 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
                               ("bert-base-uncased",), "BERT base, uncased"),
     "distilbert-base": BuiltinModel("distilbert/distilbert-base-uncased", "distilbert",
                                     description="DistilBERT base, uncased"),
-    "llama-3-8b": BuiltinModel("meta-llama/Meta-Llama-3-8B", "llama", description="Llama 3, 8B, pretrained"),
+    # its config is written from the published architecture (hidden 4096, 32 layers, 32 heads, 8 KV
+    # heads, MLP 14336, vocabulary 128256, rope theta 500000, 8192 positions): the Patil and Nishat
+    # studies plan offline, the gated checkpoint is never asked for
+    "llama-3-8b": BuiltinModel("meta-llama/Meta-Llama-3-8B", "llama", "llama-3-8b",
+                               ("meta-llama/Meta-Llama-3-8B-Instruct",), "Llama 3, 8B, pretrained"),
     "gemma-1.1-2b-it": BuiltinModel("google/gemma-1.1-2b-it", "gemma", description="Gemma 1.1, 2B, instruct"),
     # Qwen2 architecture (config.model_type qwen2), an embedding model of the MTEB leaderboard
     "gte-qwen1.5-7b": BuiltinModel("Alibaba-NLP/gte-Qwen1.5-7B-instruct", "qwen2",
@@ -53,10 +57,13 @@ def builtin_entry(name: str) -> dict:
 
 
 def named_models(config: dict) -> list[str]:
-    """The model names the study's grid uses."""
+    """The model names the study's grid uses (grid.models and every grid.arms[*].models)."""
     grid = config.get("grid")
-    models = grid.get("models") if isinstance(grid, dict) else None
-    return [m for m in models if isinstance(m, str)] if isinstance(models, list) else []
+    if not isinstance(grid, dict):
+        return []
+    lists = [grid.get("models")] + [arm.get("models") for arm in grid.get("arms") or [] if isinstance(arm, dict)]
+    names = [m for models in lists if isinstance(models, list) for m in models if isinstance(m, str)]
+    return list(dict.fromkeys(names))
 
 
 def resolve_models(config: dict) -> dict:

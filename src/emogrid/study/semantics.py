@@ -13,6 +13,7 @@ import difflib
 from pathlib import Path
 
 from emogrid.errors import ConfigError
+from emogrid.study.arms import arm_configs, has_arms, resolve_arms
 from emogrid.study.methods import BUILTIN_METHODS
 from emogrid.study.model_registry import BUILTIN_MODELS
 from emogrid.study.schema import SWEEPABLE_SECTIONS, check_overrides
@@ -29,19 +30,31 @@ def semantic_problems(config: dict) -> list[str]:
 
     problems: list[str] = []
     grid = config["grid"]
+    if has_arms(config):
+        problems += resolve_arms(config)  # every arm complete, the top level their union
+        if problems:
+            return problems  # the checks below read complete arms
+        named = [(f"grid.arms[{i}]", arm) for i, arm in enumerate(grid["arms"])]
+    else:
+        problems += [f"grid: missing required key '{key}' (or give grid.arms)"
+                     for key in ("models", "methods") if key not in grid]
+        if problems:
+            return problems
+        named = [("grid", grid)]
 
-    for i, name in enumerate(grid["models"]):
-        if name not in config["models"]:
-            close = difflib.get_close_matches(str(name), [*BUILTIN_MODELS, *config["models"]], n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            problems.append(f"grid.models[{i}]: model '{name}' is not defined{hint}: built-in models are "
-                            f"{', '.join(BUILTIN_MODELS)}; define others under models: "
-                            f"(defined: {', '.join(sorted(config['models'])) or 'none'})")
     methods = defined_methods(config)
-    for i, name in enumerate(grid["methods"]):
-        if name not in methods:
-            problems.append(f"grid.methods[{i}]: method '{name}' is not defined (built-in: "
-                            f"{', '.join(BUILTIN_METHODS)}; add others under methods:)")
+    for where, axes in named:
+        for i, name in enumerate(axes["models"]):
+            if name not in config["models"]:
+                close = difflib.get_close_matches(str(name), [*BUILTIN_MODELS, *config["models"]], n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                problems.append(f"{where}.models[{i}]: model '{name}' is not defined{hint}: built-in models are "
+                                f"{', '.join(BUILTIN_MODELS)}; define others under models: "
+                                f"(defined: {', '.join(sorted(config['models'])) or 'none'})")
+        for i, name in enumerate(axes["methods"]):
+            if name not in methods:
+                problems.append(f"{where}.methods[{i}]: method '{name}' is not defined (built-in: "
+                                f"{', '.join(BUILTIN_METHODS)}; add others under methods:)")
     for name, entry in config["methods"].items():
         if name not in BUILTIN_METHODS and "base" not in entry and "peft" not in entry:
             problems.append(f"methods.{name}: a new method needs 'base' (one of "
@@ -98,6 +111,17 @@ def _check_datasets(config: dict) -> list[str]:
     label_columns, the hub built-ins) are checked here; the rest (n above what the k labels
     hold, a column of the wrong kind) at the data step, with the dataset, key and counts.
     """
+    if not has_arms(config):
+        return _check_grid_datasets(config)
+    problems: list[str] = []
+    for i, one in enumerate(arm_configs(config)):
+        # each arm's own labels and samples against its datasets, named by the arm
+        problems += [f"grid.arms[{i}].{p[len('grid.'):]}" if p.startswith("grid.") else p
+                     for p in _check_grid_datasets(one)]
+    return list(dict.fromkeys(problems))
+
+
+def _check_grid_datasets(config: dict) -> list[str]:
     from emogrid.study.datasets import grid_datasets, resolve_dataset
 
     problems: list[str] = []
@@ -109,6 +133,10 @@ def _check_datasets(config: dict) -> list[str]:
             continue
         # whether its source is readable is the data stage's check (emogrid.data.checks)
         problems += _check_labels(config, name, defn)
+        if defn.get("val_from") == "source" and defn.get("kind") == "table" and not defn["splits"].get("val"):
+            key = f"datasets.{name}.val_from" if "val_from" in config["datasets"].get(name, {}) else "data.val_from"
+            problems.append(f"{key}: source, but dataset '{name}' has no validation split (splits.val is "
+                            "null): use val_from: subset, or name its validation split in splits.val")
     return problems
 
 

@@ -1,7 +1,8 @@
 """Fit a built cell: the Trainer run, resumed from the last checkpoint of the same config
 (in <out>/.checkpoint), saved and stopped on SIGTERM (`Preempted`), and refused when it ran
-no optimizer step. Its seconds are split: training steps, the evaluations inside the loop, and
-checkpoint saves (`trainer.CellTrainer` times the last two).
+no optimizer step -- unless its method trains nothing (`untrained`: evaluated as loaded). Its
+seconds are split: training steps, the evaluations inside the loop, and checkpoint saves
+(`trainer.CellTrainer` times the last two).
 
 Under torchrun only rank 0 inspects, discards and stamps the checkpoint folder; the other
 ranks look for the checkpoint to resume from after a barrier, so all of them resume from the
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from emogrid import atomic
 from emogrid.errors import CellError
+from emogrid.study.methods import trains
 from emogrid.training.cell_data import read_json
 from emogrid.training.signals import Preempted, SigtermCheckpoint
 
@@ -51,6 +53,11 @@ def fit(spec: dict, cell, out: Path, batch: dict) -> Fitted:
     # the Trainer first: under torchrun it starts the process group the barrier below needs
     trainer, precision = build_trainer(spec, cell.model, cell.tokenizer, cell.sets, ckpt_dir, batch,
                                        cell.labels, cell.multi, cell.steps_per_epoch, stop)
+    if not trains(spec["method"]["peft"]):
+        # the `untrained` baseline: evaluated as loaded, its zero steps are the point
+        log.info("method %s trains nothing: evaluating the model as loaded", spec["method"]["name"])
+        return Fitted(trainer=trainer, precision=precision, train_seconds=0.0, resumed_from_step=0,
+                      steps_this_run=0)
     resume = None
     if distributed.is_main():  # rank 0 alone discards another config's checkpoints and stamps this one's
         resume = find_checkpoint(ckpt_dir, spec["config_hash"])

@@ -48,20 +48,28 @@ def tradeoffs(data: dict[str, Any], metric: str = "test_accuracy"):
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, len(present), figsize=(3.1 * len(present) + 1.8, 3.0),
                                  squeeze=False, sharey=True)
+        floors: set[str] = set()
         for j, (col, label, log) in enumerate(present):
             ax = axes[0][j]
             ax.grid(True)
             xs = sel(metric_rows(summary, col)).set_index(["model", "method", "variant"])["mean"]
+            finite = [v for v in xs.to_numpy(dtype=float) if v > 0]
+            log_axis = log and finite and max(finite) / min(finite) > 20
             for rec in acc.itertuples(index=False):
                 key = (rec.model, rec.method, rec.variant)
                 if key not in xs.index or pd.isna(xs[key]):
+                    continue
+                if log_axis and xs[key] <= 0:
+                    # no trainable parameters / no training (the untrained baseline): a floor
+                    # at its score across the panel, since a log axis has no 0
+                    ax.axhline(100 * rec.mean, color=palette[rec.model], linestyle=":", linewidth=1.0)
+                    floors.add(arm_label(rec.method, rec.variant, short=True))
                     continue
                 yerr = None if pd.isna(rec.ci95_t_half) else 100 * rec.ci95_t_half
                 ax.errorbar(xs[key], 100 * rec.mean, yerr=yerr, color=palette[rec.model],
                             marker=marker_of[(rec.method, rec.variant)], markersize=6, capsize=1.5, elinewidth=0.8,
                             linestyle="none", markeredgecolor="white", markeredgewidth=0.5)
-            finite = [v for v in xs.to_numpy(dtype=float) if v > 0]
-            if log and finite and max(finite) / min(finite) > 20:
+            if log_axis:
                 ax.set_xscale("log")
             ax.set_xlabel(label)
             if j == 0:
@@ -78,6 +86,9 @@ def tradeoffs(data: dict[str, Any], metric: str = "test_accuracy"):
         fig.suptitle(f"Method trade-offs at k = {k} labels, n = {n} samples"
                      + (f" ({ds})" if summary['dataset'].nunique() > 1 else ""), fontweight="bold")
         fig.tight_layout()
-        fig.text(0.01, -0.01, "Points: mean over seeds; vertical bars: 95% t confidence interval.",
-                 fontsize=7, color="#404040", ha="left", va="top")
+        note = "Points: mean over seeds; vertical bars: 95% t confidence interval."
+        if floors:
+            note += (f" Dotted lines: {', '.join(sorted(floors))} (0 on a log axis: drawn as a floor "
+                     "at its score, in its model's colour).")
+        fig.text(0.01, -0.01, note, fontsize=7, color="#404040", ha="left", va="top")
     return fig
