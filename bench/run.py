@@ -60,7 +60,7 @@ RECIPE = {
               "max_length": 128, "eval_batch_size": 256, "metric": "accuracy",
               # the baseline evaluates (and checkpoints) once an epoch, with AdamW, in file order
               "eval_every": "epoch", "optim": "adamw", "length_grouping": False},
-    "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "targets": "all-linear"},
+    "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "targets": "all-linear", "head": "full"},
     "methods": {"full": {"train": {"lr": 1.0e-4}}},
 }
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}

@@ -45,7 +45,7 @@ def load_reference(path: str | Path) -> pd.DataFrame:
     if problems:
         raise ConfigError("; ".join(problems))
     ref = pd.DataFrame([{k: v for k, v in r.items() if k != "line"} for r in rows],
-                       columns=list(dict.fromkeys(COLUMNS + [k for r in rows for k in r if k != "line"])))
+                       columns=list(dict.fromkeys(COLUMNS + ["source"] + [k for r in rows for k in r if k != "line"])))
     ref["labels"] = ref["labels"].astype(float).astype(int)
     ref["samples"] = ref["samples"].astype(float).astype(int)
     ref["value"] = ref["value"].astype(float)
