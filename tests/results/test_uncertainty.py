@@ -387,12 +387,15 @@ def test_report_options_choose_the_reference_arm_and_the_correction(tmp_path):
     with pytest.raises(ConfigError, match=r"report.reference_method: 'full' is not a method of this study "
                                           r"\(expected one of lora\)"):
         A.aggregate(runs, tmp_path / "t2", config={"report": {"reference_method": "full"}}, expected=[])
+    from tests.helpers import REPO
+
+    default = str(REPO / "config.yaml")  # a study file is the whole study: layer it on the default one
     study = tmp_path / "study.yaml"
     study.write_text("report: {correction: bh, reference_method: lora, equivalence_pp: 2.5}\n")
-    report = load_config([str(study)])["report"]
+    report = load_config([default, str(study)])["report"]
     assert (report["correction"], report["reference_method"], report["equivalence_pp"]) == ("bh", "lora", 2.5)
-    defaults = load_config([])["report"]
+    defaults = load_config([default])["report"]
     assert (defaults["correction"], defaults["reference_method"], defaults["equivalence_pp"]) == ("holm", None, None)
     study.write_text("report: {correction: bonferroni}\n")
     with pytest.raises(ConfigError, match="correction"):
-        load_config([str(study)])
+        load_config([default, str(study)])

@@ -39,7 +39,10 @@ def test_every_bundled_config_belongs_to_a_builtin():
 def test_every_model_the_studies_name_is_builtin_or_defined_there():
     for path in [REPO / "config.yaml", *sorted((REPO / "studies").glob("*.yaml"))]:
         raw = yaml.safe_load(path.read_text())
-        for name in raw["grid"]["models"]:
+        arms = [arm.get("models") or [] for arm in raw["grid"].get("arms") or []]
+        names = [*raw["grid"].get("models", []), *(m for models in arms for m in models)]
+        assert names, path
+        for name in names:
             own = (raw.get("models") or {}).get(name) or {}
             assert name in BUILTIN_MODELS or own.get("id") or own.get("path") or own.get("package"), (path, name)
 

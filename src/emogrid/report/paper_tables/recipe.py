@@ -12,8 +12,9 @@ COLUMNS = ["key", "value", "cells", "config_key", "source", "evidence"]
 
 
 def recipe_frame(config: dict | None) -> pd.DataFrame:
-    """One row per recipe value; empty (with the columns) when aggregate was given no study."""
-    if config is None:
+    """One row per recipe value; empty (with the columns) when aggregate was given no complete study
+    (no config, or a partial one, as tests and hand-made calls pass)."""
+    if config is None or not all(key in config for key in ("grid", "models", "data")):
         return pd.DataFrame(columns=COLUMNS)
     from emogrid.study.recipe import recipe_rows
 
