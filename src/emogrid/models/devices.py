@@ -27,6 +27,11 @@ from emogrid.errors import EmogridError
 
 log = logging.getLogger("emogrid.training.train")
 
+# GPU memory a CUDA process holds outside PyTorch's caching allocator (the CUDA context, loaded
+# kernel images with lazy module loading, cuBLAS handles): the planner counts it beside the
+# tensors, and a packed cell's allocator cap leaves it out of its share (cap_gpu_memory).
+CUDA_CONTEXT_MB = 500.0
+
 
 def cpu_threads(environ=None) -> int:
     """Threads this job may use: Snakemake's OMP_NUM_THREADS, SLURM's allocation, else its cores.
