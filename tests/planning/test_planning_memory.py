@@ -337,3 +337,45 @@ def test_host_memory_plan_holds_a_full_finetuning_load(small_llama):
     assert plan["host_mem_mb"] == pytest.approx(
         HOST_RUNTIME_MB["cuda"] + max(plan["host_load_mb"], plan["host_save_mb"]), abs=0.2)
     assert plan["host_save_mb"] == pytest.approx(4 * plan["total_params"] / 2**20, rel=1e-3)  # fp32 model
+
+
+def test_gpu_plan_ratio_compares_like_with_like():
+    """max_memory_reserved never includes the CUDA context; the plan does. The default grid's
+    bert-base QLoRA cell measured exactly as planned reported 0.469 (its tensors over tensors +
+    600 MB); the ratio now divides by the plan without the context: 1.0."""
+    from emogrid.models.devices import CUDA_CONTEXT_MB
+    from emogrid.training.efficiency import gpu_plan_check
+
+    spec = make_spec({"name": "bert-base-uncased", "id": None, "path": None}, "qlora", k=4, r=16)
+    spec["train"].update(precision="auto", optim="adamw_8bit", batch_size=4, eval_batch_size=64, max_length=128)
+    plan = plan_cell_memory(spec)
+    exact = plan["reserved_peak_mb"]  # what PyTorch reserves if the plan is exact
+    got = gpu_plan_check(spec, measured=exact, batch={"batch_size": 4, "grad_accum": 1})
+    assert got["gpu_plan_ratio"] == pytest.approx(1.0, abs=1e-3)
+    assert got["planned_gpu_mb"] == pytest.approx(exact + CUDA_CONTEXT_MB, abs=0.2) == plan["train_peak_mb"]
+    # a retry's halved batch is planned as it ran: less memory planned, the same measurement is a higher ratio
+    halved = gpu_plan_check(spec, measured=exact, batch={"batch_size": 2, "grad_accum": 2, "eval_batch_size": 32})
+    assert halved["planned_reserved_mb"] < exact and halved["gpu_plan_ratio"] > 1.0
+
+
+def test_gpu_plan_ratio_is_per_gpu_under_fsdp_and_ddp():
+    """Over N GPUs each process reports its own device's peak: under FSDP the plan compared is
+    the sharded one, under DDP the whole model at batch/N -- never the one-GPU plan."""
+    from emogrid.training.efficiency import gpu_plan_check
+
+    model = {"name": "llama-3.2-1b", "id": None, "path": None}
+    full = make_spec(model, "full", k=4)
+    full["train"].update(precision="auto", batch_size=8)
+    one = plan_cell_memory(full)
+    four = sharded_peak_mb(one, 4, 16)
+    fsdp = gpu_plan_check(full, measured=1000.0, batch={"batch_size": 8, "grad_accum": 1}, processes=4,
+                          parallel="fsdp")
+    assert fsdp["planned_gpu_mb"] == pytest.approx(four) and four < one["train_peak_mb"] / 2
+    lora = make_spec(model, "lora", k=4)
+    lora["train"].update(precision="auto", batch_size=8)
+    ddp = gpu_plan_check(lora, measured=1000.0, batch={"batch_size": 8, "grad_accum": 1}, processes=2,
+                         parallel="ddp")
+    per_device = json.loads(json.dumps(lora))
+    per_device["train"]["batch_size"] = 4
+    alone = plan_cell_memory(per_device)
+    assert alone["tensor_peak_mb"] < ddp["planned_gpu_mb"] < plan_cell_memory(lora)["train_peak_mb"]

@@ -166,10 +166,11 @@ def test_gpu_plan_check_in_metrics(monkeypatch):
     import emogrid.planning.memory
     from emogrid.training.efficiency import gpu_plan_check
 
-    monkeypatch.setattr(emogrid.planning.memory, "plan_cell_memory", lambda spec: {"train_peak_mb": 2000.0})
-    assert gpu_plan_check({}, measured=2500.0) == {"peak_memory_reserved_mb": 2500.0,
-                                                    "planned_gpu_mb": 2000.0, "gpu_plan_ratio": 1.25}
-    monkeypatch.setattr(emogrid.planning.memory, "plan_cell_memory", lambda spec: 1 / 0)
+    plan = {"tensor_peak_mb": 1300.0, "reserved_peak_mb": 1500.0, "train_peak_mb": 2000.0}
+    monkeypatch.setattr(emogrid.planning.memory, "per_gpu_plan", lambda spec, **kw: plan)
+    assert gpu_plan_check({}, measured=1875.0) == {"peak_memory_reserved_mb": 1875.0, "planned_gpu_mb": 2000.0,
+                                                    "planned_reserved_mb": 1500.0, "gpu_plan_ratio": 1.25}
+    monkeypatch.setattr(emogrid.planning.memory, "per_gpu_plan", lambda spec, **kw: 1 / 0)
     assert gpu_plan_check({}, measured=10.0) == {"peak_memory_reserved_mb": 10.0}
     if not __import__("torch").cuda.is_available():
         assert gpu_plan_check({}) == {}

@@ -438,12 +438,46 @@ def sharded_peak_mb(est: dict, gpus: int, layers: int) -> float:
     """GPU peak per device of a full fine-tuning cell under FSDP full sharding over `gpus`:
     weights, gradients, optimizer state, activations and temporaries split N ways (each process
     trains batch/N), plus the unsharded copy of about two layers' weights that FSDP gathers
-    (the current layer and the prefetched next), plus the CUDA context."""
+    (the current layer and the prefetched next), plus the allocator's share and the CUDA context."""
+    return _sharded(est, gpus, layers)["train_peak_mb"]
+
+
+def _sharded(est: dict, gpus: int, layers: int) -> dict:
     if gpus <= 1:
-        return est["train_peak_mb"]
+        return {k: est[k] for k in ("tensor_peak_mb", "reserved_peak_mb", "train_peak_mb")}
     gathered = 2 * est["weights_mb"] / max(layers, 1)
-    tensors = (est["tensor_peak_mb"] / gpus + gathered) * MIB
-    return round((tensors + sum(gpu_overhead_bytes(tensors))) / MIB, 1)
+    return _on_gpu((est["tensor_peak_mb"] / gpus + gathered) * MIB)
+
+
+def _on_gpu(tensors: float) -> dict:
+    """A GPU peak of `tensors` bytes of live tensors, with the allocator's share and the context."""
+    allocator, context = gpu_overhead_bytes(tensors)
+    return {"tensor_peak_mb": round(tensors / MIB, 1), "reserved_peak_mb": round((tensors + allocator) / MIB, 1),
+            "train_peak_mb": round((tensors + allocator + context) / MIB, 1)}
+
+
+def per_gpu_plan(spec: dict, *, batch: dict | None = None, processes: int = 1, parallel: str = "single",
+                 token_stats: dict | None = None) -> dict:
+    """The plan of one GPU of a cell as it ran: this attempt's batches (a retry halves them) and,
+    over several processes, each one's part -- DDP: the whole model at batch/N plus the
+    gradient buckets DDP keeps beside the gradients; FSDP: the sharded plan (sharded_peak_mb).
+    {tensor_peak_mb, reserved_peak_mb (what max_memory_reserved should show), train_peak_mb}."""
+    import copy
+
+    spec = copy.deepcopy(spec)
+    train = spec["train"]
+    if batch:
+        train["batch_size"] = int(batch["batch_size"])
+        train["eval_batch_size"] = int(batch.get("eval_batch_size", train["eval_batch_size"]))
+    processes = max(int(processes), 1)
+    if parallel == "ddp" and processes > 1:
+        train["batch_size"] = max(int(train["batch_size"]) // processes, 1)
+        est = plan_cell_memory(spec, token_stats=token_stats)
+        return _on_gpu((est["tensor_peak_mb"] + est["gradients_mb"]) * MIB)
+    est = plan_cell_memory(spec, token_stats=token_stats)
+    if parallel == "fsdp" and processes > 1:
+        return _sharded(est, processes, _arch(model_config_dict(spec["model"])[0])["layers"])
+    return {k: est[k] for k in ("tensor_peak_mb", "reserved_peak_mb", "train_peak_mb")}
 
 
 def gpus_for(spec: dict, gpu_mem_mb: float, *, margin: float = DEFAULT_SAFETY_MARGIN, max_gpus: int = 8,

@@ -34,7 +34,8 @@ def efficiency(spec: dict, cell, fitted, evaluated, batch: dict) -> dict:
         "checkpoint_seconds": round(fitted.checkpoint_seconds, 3),
         "train_loop_seconds": round(fitted.loop_seconds, 3),
         **peak_memory(),
-        **gpu_plan_check(spec),
+        **gpu_plan_check(spec, batch=batch, processes=distributed.world_size(),
+                         parallel=distributed.parallel_mode(spec, torch.cuda.is_available(), distributed.world_size())),
         "train_samples_per_second": round(n_train * epochs_done / train_seconds, 3) if train_seconds else 0.0,
         "train_tokens_per_second": round(tokens_per_epoch * epochs_done / train_seconds, 3) if train_seconds else 0.0,
         "epochs_run": int(math.ceil(round(state.epoch or 0, 6))),
@@ -60,10 +61,17 @@ def peak_memory() -> dict:
     return {"peak_memory_mb": round(kb / 1024, 1), "peak_memory_kind": "rss"}
 
 
-def gpu_plan_check(spec: dict, measured=None) -> dict:
-    """On CUDA: the cell's planned GPU peak (`emogrid plan`, no margin) next to the measured one
-    (max_memory_reserved: what the caching allocator took; the CUDA context comes on top), so the
-    report shows how good the estimate that packs cells onto GPUs was. {} on CPU.
+def gpu_plan_check(spec: dict, measured=None, *, batch: dict | None = None, processes: int = 1,
+                   parallel: str = "single") -> dict:
+    """On CUDA: this GPU's planned peak next to its measured one, so the report shows how good
+    the estimate that packs cells onto GPUs was. {} on CPU.
+
+    Like with like: the measurement is torch.cuda.max_memory_reserved, what PyTorch's caching
+    allocator took, which never includes the CUDA context; so the ratio divides it by the plan
+    without the context (`reserved_peak_mb`), and a perfectly exact plan gives 1.0.
+    `planned_gpu_mb` is the whole plan (context included, what packing reserves). The plan is
+    of this attempt's batches, per GPU: over DDP processes each trains batch/N; under FSDP each
+    holds its shard (emogrid.planning.memory.per_gpu_plan).
 
     `measured`: MiB reserved (tests); default torch.cuda.max_memory_reserved when CUDA is used."""
     if measured is None:
@@ -73,11 +81,13 @@ def gpu_plan_check(spec: dict, measured=None) -> dict:
             return {}
         measured = torch.cuda.max_memory_reserved() / 2**20
     try:
-        from emogrid.planning.memory import plan_cell_memory
+        from emogrid.planning.memory import per_gpu_plan
 
-        planned = float(plan_cell_memory(spec)["train_peak_mb"])
+        plan = per_gpu_plan(spec, batch=batch, processes=processes, parallel=parallel)
     except Exception as err:  # noqa: BLE001 - a planning gap must not fail a trained cell
         log.warning("could not plan this cell's GPU memory for the plan-vs-measured check: %s", err)
         return {"peak_memory_reserved_mb": round(measured, 1)}
-    return {"peak_memory_reserved_mb": round(measured, 1), "planned_gpu_mb": round(planned, 1),
-            "gpu_plan_ratio": round(measured / planned, 3) if planned else None}
+    reserved = float(plan["reserved_peak_mb"])
+    return {"peak_memory_reserved_mb": round(measured, 1), "planned_gpu_mb": round(float(plan["train_peak_mb"]), 1),
+            "planned_reserved_mb": round(reserved, 1),
+            "gpu_plan_ratio": round(measured / reserved, 3) if reserved else None}
