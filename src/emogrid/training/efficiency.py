@@ -1,5 +1,7 @@
 """What a cell cost: metrics.json's `efficiency` (parameters, seconds, throughput, steps,
-batches, peak memory) and, on CUDA, the planner's GPU estimate next to the measured peak.
+batches, peak memory), on CUDA the planner's GPU estimate next to the measured peak, and for a
+cell packed beside others on one GPU its share and the cells it shared the GPU with (their
+load is in its timings).
 
 Seconds are split so that methods compare on training alone: `train_seconds` is the training
 steps (the loop minus its evaluations and checkpoint saves; throughput is per these seconds),
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from pathlib import Path
 
 log = logging.getLogger("emogrid.training.train")  # run.log (emogrid.training.train sets up its handler)
 
@@ -47,7 +51,34 @@ def efficiency(spec: dict, cell, fitted, evaluated, batch: dict) -> dict:
         "effective_batch_size": batch["batch_size"] * batch["grad_accum"],
         "processes": distributed.world_size(),
         "parallel": distributed.parallel_mode(spec, torch.cuda.is_available(), distributed.world_size()),
+        **gpu_share(),
     }
+
+
+def gpu_share(environ=None) -> dict:
+    """A packed cell's share of its GPU (`gpu_share`, a fraction; `gpu_share_mb`, its planned
+    MiB with the margin, when packed by memory) and the cells that shared the GPU with it at any
+    time (`co_tenants`, their run folders; `gpu_co_tenants`, how many), from its gpu-slot ledger
+    record (EMOGRID_GPU_SHARE_FILE). {} for a cell that had its device to itself."""
+    environ = os.environ if environ is None else environ
+    path = environ.get("EMOGRID_GPU_SHARE_FILE", "").strip()
+    if not path:
+        return {}
+    from emogrid.scheduling.gpu_ids import lock_key
+    from emogrid.scheduling.gpu_ledger import Ledger
+    from emogrid.scheduling.gpu_locks import open_slot_file
+
+    try:
+        record = Ledger(Path(path).parent, lock_key, open_slot_file).read_share(Path(path))
+    except OSError as err:  # a lost ledger must not fail a trained cell
+        log.warning("could not read this cell's GPU share record %s: %s", path, err)
+        return {}
+    names = sorted({str(n) for n in record.get("co_tenants") or [] if n})
+    out = {"gpu_share": round(float(record.get("fraction") or 0.0), 4),
+           "gpu_co_tenants": len(names) + int(record.get("co_tenants_more") or 0), "co_tenants": names}
+    if record.get("mb"):
+        out["gpu_share_mb"] = round(float(record["mb"]), 1)
+    return out
 
 
 def peak_memory() -> dict:

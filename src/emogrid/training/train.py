@@ -84,6 +84,11 @@ def run(args) -> int:
     spec: dict = {}
     batch = {}
     try:
+        from emogrid.models.devices import cap_gpu_memory
+
+        capped = cap_gpu_memory()  # a packed cell keeps to its share of the GPU
+        if capped:
+            log.info(capped)
         if distributed.is_main():  # `emogrid status`: running while this process lives, else interrupted
             results.claim(out)
         spec = load_spec(args.spec)
