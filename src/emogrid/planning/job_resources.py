@@ -107,11 +107,54 @@ def needs_planner(config: Mapping) -> bool:
     return "mem_mb" not in ((config.get("resources") or {}).get("train") or {})
 
 
-def planned_host_mem_mb(cell) -> float:
+def planned_host_mem_mb(cell, config: Mapping | None = None) -> float:
+    """The cell's planned host memory on the device it will run on (with `config`; else a GPU)."""
     from emogrid.planning.memory import plan_cell_memory
 
     spec = cell.spec if hasattr(cell, "spec") else cell
-    return plan_cell_memory(spec)["host_mem_mb"]
+    device = device_plan(config, spec["cell"]["model"])[0] if config is not None else "cuda"
+    return plan_cell_memory(spec, device=device)["host_mem_mb"]
+
+
+def device_plan(config: Mapping, model: str, environ=None) -> tuple[str, str]:
+    """("cpu" | "cuda", why): the device a model's cells will really run on.
+
+    resources gpu: 0, or a run declared with --resources gpu=0 (EMOGRID_GPUS=0): the CPU. A GPU
+    asked for (gpu >= 1): CUDA where this machine has one or the run declared some; a `gres`,
+    or a Snakemake that sends its jobs to other machines (the SLURM profile: the Snakefile sets
+    EMOGRID_REMOTE_JOBS=1), puts the cells on GPU nodes; otherwise gpu-slot finds no GPU and the
+    cells run on this machine's CPU -- planned as such, and said (`emogrid plan --device cuda`
+    plans for a GPU machine). Nothing asked: whatever the run declared, else what this machine has."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    res = train_resources(config, model)
+    declared = environ.get("EMOGRID_GPUS", "").strip()
+    if "gpu" in res or "gres" in res:
+        n = gpus_of(res)
+        key = "gres" if "gres" in res else "gpu"
+        if n == 0:
+            return "cpu", f"resources {key}: 0"
+        if key == "gres":
+            return "cuda", f"resources gres {res['gres']}: a SLURM GPU node"
+        if declared.isdigit():
+            return ("cuda", f"resources gpu: {n}, --resources gpu={declared}") if int(declared) > 0 else \
+                ("cpu", "--resources gpu=0: no GPU for this run")
+        if environ.get("EMOGRID_REMOTE_JOBS") == "1":
+            return "cuda", f"resources gpu: {n}, jobs on the cluster's GPU nodes"
+        if _cuda_here():
+            return "cuda", f"resources gpu: {n}, a GPU on this machine"
+        return "cpu", (f"resources gpu: {n} but this machine has no GPU: its cells run on the CPU "
+                       "(plan with --device cuda for a GPU machine or cluster)")
+    if declared.isdigit():
+        return ("cuda", f"--resources gpu={declared}") if int(declared) > 0 else ("cpu", "--resources gpu=0")
+    return ("cuda", "a GPU on this machine") if _cuda_here() else ("cpu", "no GPU on this machine")
+
+
+def _cuda_here() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def unfit_cells_message(config: Mapping, cells) -> str | None:
