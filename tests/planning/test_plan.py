@@ -66,8 +66,8 @@ def test_plan_names_the_device_cells_really_use(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("EMOGRID_REMOTE_JOBS", raising=False)
     gpu = tmp_path / "gpu.yaml"
     gpu.write_text("resources: {train: {gpu: 1}}\n")
-    args = ["plan", "--configfile", str(REPO / "config.yaml"), "--configfile", str(REPO / "studies" / "quickstart.yaml"),
-            "--configfile", str(gpu), "--no-sizing"]
+    args = ["plan", "--configfile", str(REPO / "config.yaml"), "--configfile",
+            str(REPO / "studies" / "quickstart.yaml"), "--configfile", str(gpu), "--no-sizing"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "| minilm | lora |  | 2 | cpu |" in out and "device: minilm=cpu" in out
