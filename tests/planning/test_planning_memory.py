@@ -379,3 +379,25 @@ def test_gpu_plan_ratio_is_per_gpu_under_fsdp_and_ddp():
     per_device["train"]["batch_size"] = 4
     alone = plan_cell_memory(per_device)
     assert alone["tensor_peak_mb"] < ddp["planned_gpu_mb"] < plan_cell_memory(lora)["train_peak_mb"]
+
+
+def test_token_statistics_are_per_dataset(tmp_path):
+    """GoEmotions' comments are short (longest 316 tokens); another dataset is planned from its
+    own prepared subsets, or at its max_length until it has some -- not from GoEmotions'."""
+    from emogrid.planning.tokens import DEFAULT_TOKEN_STATS, dataset_token_stats
+
+    config = {"datasets": {"reviews": {"kind": "table", "path": str(tmp_path), "text": "text", "label": "label"}}}
+    spec = make_spec({"name": "bert-base-uncased", "id": None, "path": None}, "lora", k=4)
+    spec["train"].update(max_length=512, precision="auto")
+    stats = dataset_token_stats(config, tmp_path / "results")
+    goemotions = dict(spec, cell={**spec["cell"], "dataset": "goemotions"})
+    reviews = dict(spec, cell={**spec["cell"], "dataset": "reviews"})
+    assert stats(goemotions) == DEFAULT_TOKEN_STATS
+    assert plan_cell_memory(goemotions, token_stats=stats)["seq_len_peak"] == 316
+    assert plan_cell_memory(reviews, token_stats=stats)["seq_len_peak"] == 512  # no subsets yet: the bound
+    subset = tmp_path / "results" / "data" / "reviews2" / "k2_n8_s0"
+    subset.mkdir(parents=True)
+    (subset / "train.jsonl").write_text("".join(json.dumps({"text": "word " * n}) + "\n" for n in (10, 300)))
+    config["datasets"]["reviews2"] = config["datasets"]["reviews"]
+    prepared = dict(spec, cell={**spec["cell"], "dataset": "reviews2"})
+    assert plan_cell_memory(prepared, token_stats=stats)["seq_len_peak"] == 406  # ceil(300 words x 1.345) + 2

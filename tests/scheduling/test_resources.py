@@ -110,7 +110,7 @@ def test_cells_per_gpu_packing_resources(monkeypatch):
     class WC:
         cell = "x"
 
-    monkeypatch.setattr(emogrid.planning.memory, "plan_cell_memory", lambda spec: {"train_peak_mb": 1000.0})
+    monkeypatch.setattr(emogrid.planning.memory, "plan_cell_memory", lambda spec, **kw: {"train_peak_mb": 1000.0})
     cfg = {"resources": {"train": {"gpu": 1, "cells_per_gpu": "auto"}, "safety_margin": 1.5}, "models": {}}
     monkeypatch.setenv("EMOGRID_GPUS", "4")
     res = rule_resources(cfg, "train", lambda wc: Cell())
@@ -154,8 +154,8 @@ def test_planner_gives_a_cell_several_gpus_when_one_cannot_hold_it(monkeypatch):
         cell = "x"
 
     monkeypatch.setattr(emogrid.planning.memory, "gpus_for",
-                        lambda spec, mem, margin, max_gpus: 4 if max_gpus >= 4 else None)
-    monkeypatch.setattr(emogrid.planning.memory, "plan_cell_memory", lambda spec: {"train_peak_mb": 100.0})
+                        lambda spec, mem, margin, max_gpus, **kw: 4 if max_gpus >= 4 else None)
+    monkeypatch.setattr(emogrid.planning.memory, "plan_cell_memory", lambda spec, **kw: {"train_peak_mb": 100.0})
     monkeypatch.setenv("EMOGRID_GPUS", "8")
     cfg = {"resources": {"train": {"gpu": 1, "gpu_mem_mb": 80000, "cells_per_gpu": "auto"}}, "models": {}}
     res = rule_resources(cfg, "train", lambda wc: Cell())

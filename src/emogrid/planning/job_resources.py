@@ -90,16 +90,21 @@ def planned_gpus(config: Mapping, cell) -> int:
 
     spec = cell.spec if hasattr(cell, "spec") else cell
     margin = safety_margin(config)
-    return gpus_for(spec, gpu_mem, margin=margin, max_gpus=max_gpus_per_cell()) or 1
+    from emogrid.planning.tokens import dataset_token_stats
+
+    stats = dataset_token_stats(config)
+    return gpus_for(spec, gpu_mem, margin=margin, max_gpus=max_gpus_per_cell(), token_stats=stats) or 1
 
 
 def planned_gpu_mb(config: Mapping, cell) -> int:
     """The cell's planned GPU peak (`emogrid plan`) x resources.safety_margin, rounded up."""
     from emogrid.planning.memory import plan_cell_memory
+    from emogrid.planning.tokens import dataset_token_stats
 
     spec = cell.spec if hasattr(cell, "spec") else cell
     margin = safety_margin(config)
-    return int(math.ceil(plan_cell_memory(spec)["train_peak_mb"] * margin))
+    stats = dataset_token_stats(config)
+    return int(math.ceil(plan_cell_memory(spec, token_stats=stats)["train_peak_mb"] * margin))
 
 
 def needs_planner(config: Mapping) -> bool:
@@ -110,10 +115,13 @@ def needs_planner(config: Mapping) -> bool:
 def planned_host_mem_mb(cell, config: Mapping | None = None) -> float:
     """The cell's planned host memory on the device it will run on (with `config`; else a GPU)."""
     from emogrid.planning.memory import plan_cell_memory
+    from emogrid.planning.tokens import dataset_token_stats
 
     spec = cell.spec if hasattr(cell, "spec") else cell
-    device = device_plan(config, spec["cell"]["model"])[0] if config is not None else "cuda"
-    return plan_cell_memory(spec, device=device)["host_mem_mb"]
+    if config is None:
+        return plan_cell_memory(spec)["host_mem_mb"]
+    device = device_plan(config, spec["cell"]["model"])[0]
+    return plan_cell_memory(spec, device=device, token_stats=dataset_token_stats(config))["host_mem_mb"]
 
 
 def device_plan(config: Mapping, model: str, environ=None) -> tuple[str, str]:
@@ -163,10 +171,12 @@ def unfit_cells_message(config: Mapping, cells) -> str | None:
     if not gpu_mem:
         return None
     from emogrid.planning.memory import check_fit
+    from emogrid.planning.tokens import dataset_token_stats
 
     margin = safety_margin(config)
     most = max_gpus_per_cell()
-    bad = check_fit([c.spec for c in cells], gpu_mem, margin=margin, max_gpus=most)
+    bad = check_fit([c.spec for c in cells], gpu_mem, margin=margin, max_gpus=most,
+                    token_stats=dataset_token_stats(config))
     if not bad:
         return None
     lines = [f"{b['cell_id']}: needs ~{b['need_mb']:.0f} MB (estimate x {margin})" for b in bad[:20]]

@@ -287,7 +287,8 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     train = spec["train"]
     method = spec["method"]
     k = int(spec["cell"]["labels"])
-    stats = token_stats or DEFAULT_TOKEN_STATS
+    # `token_stats`: a dict, or a function of the spec (per dataset: tokens.dataset_token_stats)
+    stats = (token_stats(spec) if callable(token_stats) else token_stats) or DEFAULT_TOKEN_STATS
     cfg_dict, src = model_config_dict(spec["model"])
     precision = resolve_precision(train, device)
     quantize = method["quantize"]

@@ -30,7 +30,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                         "declared count, a gres or a SLURM cluster: CUDA; asked for on a machine "
                         "without one: the CPU the cells will really use)")
     p.add_argument("--data", nargs="*", default=None,
-                   help="subset jsonl files to take token lengths from (default: GoEmotions stats)")
+                   help="subset jsonl files to take token lengths from (default: per dataset: GoEmotions' "
+                        "statistics, another dataset's prepared subsets, else its max_length)")
     p.add_argument("--gpu-mem-mb", type=float, default=None,
                    help="GPU memory per job; default: config resources.train.gpu_mem_mb")
     p.add_argument("--margin", type=float, default=None,
@@ -56,7 +57,7 @@ def run(args) -> int:
         to_csv,
         to_markdown,
     )
-    from emogrid.planning.tokens import token_stats_from_jsonl
+    from emogrid.planning.tokens import dataset_token_stats, token_stats_from_jsonl
     from emogrid.study.grid import expand_cells
 
     t0 = time.perf_counter()
@@ -68,7 +69,7 @@ def run(args) -> int:
     res = (config.get("resources") or {}).get("train") or {}
     gpu_mem = args.gpu_mem_mb if args.gpu_mem_mb is not None else res.get("gpu_mem_mb")
     margin = args.margin if args.margin is not None else safety_margin(config)
-    stats = token_stats_from_jsonl(args.data) if args.data else None
+    stats = token_stats_from_jsonl(args.data) if args.data else dataset_token_stats(config, args.results)
     from emogrid.planning.job_resources import device_plan
 
     why = {name: device_plan(config, name) if args.device == "auto" else (args.device, "--device")

@@ -39,7 +39,8 @@ def efficiency(spec: dict, cell, fitted, evaluated, batch: dict) -> dict:
         "train_loop_seconds": round(fitted.loop_seconds, 3),
         **peak_memory(),
         **gpu_plan_check(spec, batch=batch, processes=distributed.world_size(),
-                         parallel=distributed.parallel_mode(spec, torch.cuda.is_available(), distributed.world_size())),
+                         parallel=distributed.parallel_mode(spec, torch.cuda.is_available(), distributed.world_size()),
+                         token_stats=seen_token_stats(cell.sets)),
         "train_samples_per_second": round(n_train * epochs_done / train_seconds, 3) if train_seconds else 0.0,
         "train_tokens_per_second": round(tokens_per_epoch * epochs_done / train_seconds, 3) if train_seconds else 0.0,
         "epochs_run": int(math.ceil(round(state.epoch or 0, 6))),
@@ -92,8 +93,15 @@ def peak_memory() -> dict:
     return {"peak_memory_mb": round(kb / 1024, 1), "peak_memory_kind": "rss"}
 
 
+def seen_token_stats(sets: dict) -> dict:
+    """The longest example the cell padded a batch to, over all its splits: the plan checked
+    against the measurement uses the sequence length that ran, not a dataset's statistics."""
+    longest = max((len(x["input_ids"]) for rows in sets.values() for x in rows), default=1)
+    return {"source": "this cell's subset", "mean": longest, "p95": longest, "p99": longest, "max": longest}
+
+
 def gpu_plan_check(spec: dict, measured=None, *, batch: dict | None = None, processes: int = 1,
-                   parallel: str = "single") -> dict:
+                   parallel: str = "single", token_stats: dict | None = None) -> dict:
     """On CUDA: this GPU's planned peak next to its measured one, so the report shows how good
     the estimate that packs cells onto GPUs was. {} on CPU.
 
@@ -114,7 +122,7 @@ def gpu_plan_check(spec: dict, measured=None, *, batch: dict | None = None, proc
     try:
         from emogrid.planning.memory import per_gpu_plan
 
-        plan = per_gpu_plan(spec, batch=batch, processes=processes, parallel=parallel)
+        plan = per_gpu_plan(spec, batch=batch, processes=processes, parallel=parallel, token_stats=token_stats)
     except Exception as err:  # noqa: BLE001 - a planning gap must not fail a trained cell
         log.warning("could not plan this cell's GPU memory for the plan-vs-measured check: %s", err)
         return {"peak_memory_reserved_mb": round(measured, 1)}
