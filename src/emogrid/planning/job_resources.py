@@ -87,11 +87,10 @@ def planned_gpus(config: Mapping, cell) -> int:
     if n != 1 or not gpu_mem:
         return n
     from emogrid.planning.memory import gpus_for
+    from emogrid.planning.tokens import dataset_token_stats
 
     spec = cell.spec if hasattr(cell, "spec") else cell
     margin = safety_margin(config)
-    from emogrid.planning.tokens import dataset_token_stats
-
     stats = dataset_token_stats(config)
     return gpus_for(spec, gpu_mem, margin=margin, max_gpus=max_gpus_per_cell(), token_stats=stats) or 1
 
