@@ -125,7 +125,7 @@ def main() -> int:
         model_dir = B.gpu_model(out)
         gpus = torch.cuda.device_count()
         device = torch.cuda.get_device_name(0)
-        peak = next((v for k, v in B.PEAK_BF16_TFLOPS.items() if k in device), None)
+        peak = B.peak_bf16_tflops(device)
     cells = specs(out, model_dir, args.epochs, args.batch, args.smoke)
     n_params = matmul_params(json.loads((Path(model_dir) / "config.json").read_text()))
     results = {"device": device, "gpus": gpus, "margin": args.margin, "modes": []}

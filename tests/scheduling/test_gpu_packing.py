@@ -337,3 +337,15 @@ def test_train_caps_its_gpu_memory_before_anything_else(tmp_path, monkeypatch):
         EmogridError("stop here")))
     assert train.run(argparse.Namespace(spec="{}", data=str(tmp_path), out=str(tmp_path / "run"), attempt=1)) == 2
     assert order == ["cap", "spec"]
+
+
+@pytest.mark.parametrize("name, tflops", [
+    ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 NVL", 835.0),
+    ("NVIDIA H200", 989.0), ("NVIDIA H200 NVL", 835.0), ("NVIDIA A100-SXM4-80GB", 312.0),
+    ("NVIDIA L40S", 362.0), ("NVIDIA L4", 121.0), ("NVIDIA GeForce RTX 4090", None)])
+def test_bench_peak_flops_tell_pcie_from_sxm(name, tflops):
+    """MFU divides by the card's own dense bf16 peak: an H100 PCIe (756 TFLOP/s) was taken for
+    an SXM one (989), understating its MFU by a quarter."""
+    from bench.run import peak_bf16_tflops
+
+    assert peak_bf16_tflops(name) == tflops
