@@ -349,3 +349,36 @@ def test_bench_peak_flops_tell_pcie_from_sxm(name, tflops):
     from bench.run import peak_bf16_tflops
 
     assert peak_bf16_tflops(name) == tflops
+
+
+FAKE_SMI = textwrap.dedent(
+    """\
+    #!/bin/sh
+    if [ "$1" = "-L" ]; then
+      echo "GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-aaaa-0000)"
+      echo "  MIG 3g.40gb     Device  0: (UUID: MIG-bbbb-1111)"
+      echo "  MIG 1g.10gb     Device  1: (UUID: MIG-cccc-2222)"
+      echo "GPU 1: NVIDIA A100-SXM4-80GB (UUID: GPU-dddd-3333)"
+    else
+      echo "0, GPU-aaaa-0000, 81920"
+      echo "1, GPU-dddd-3333, 81920"
+    fi
+    """
+)
+
+
+def test_mig_instances_are_sized_from_their_profile_not_the_physical_gpu(tmp_path, monkeypatch):
+    """A workstation GPU split into MIG instances: each instance is packed by its own memory (from
+    its profile), and the physical GPU is refused -- its memory.total (80 GiB) belongs to no job.
+    It packed 80 GiB of cells into a 10 GiB instance."""
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text(FAKE_SMI)
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{smi.parent}{os.pathsep}{os.environ['PATH']}")
+    mem = gpu_ledger.gpu_memory_mb(["MIG-bbbb-1111", "MIG-cccc-2222", "1"], {})
+    assert mem == {"MIG-bbbb-1111": 0.95 * 40 * 1024, "MIG-cccc-2222": 0.95 * 10 * 1024, "1": 81920}
+    for physical in ("0", "GPU-aaaa-0000"):
+        with pytest.raises(EmogridError, match="split into MIG instances") as err:
+            gpu_ledger.gpu_memory_mb([physical], {})
+        assert "MIG-cccc-2222 1g.10gb" in str(err.value) and "EMOGRID_GPU_IDS" in err.value.hint

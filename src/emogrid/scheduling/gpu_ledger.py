@@ -34,7 +34,9 @@ say they were measured beside other cells (emogrid.training.efficiency).
 
 GPU memory per device: env EMOGRID_GPU_MEM_MB (one value for all, or one per GPU in pool order;
 how tests declare fake GPUs, and how to pack into less than a whole GPU), else
-`nvidia-smi --query-gpu=memory.total`.
+`nvidia-smi --query-gpu=memory.total`; a MIG instance (a MIG-... id) from its profile in
+`nvidia-smi -L` (1g.10gb: 95 % of 10 GiB), and a GPU split into MIG instances is refused by its
+physical id (its memory.total is the whole GPU's, which no job gets).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import fcntl
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -107,6 +110,14 @@ def gpu_memory_mb(pool: list[str], env: dict) -> dict[str, float]:
                                f"got {declared!r}")
         return {gpu: values[0] if len(values) == 1 else values[i] for i, gpu in enumerate(pool)}
     found = _nvidia_smi_memory()
+    migs, split = _nvidia_smi_mig()
+    for gpu in pool:
+        if gpu in split:  # a whole GPU in MIG mode: no job gets all of it
+            raise EmogridError(f"GPU {gpu} is split into MIG instances ({', '.join(split[gpu])}); its memory.total "
+                               "is the physical GPU's, which no job gets",
+                               hint="hand out the instances: EMOGRID_GPU_IDS=<their MIG-... UUIDs, from "
+                                    "`nvidia-smi -L`> (each sized from its profile), or declare EMOGRID_GPU_MEM_MB")
+    found.update(migs)
     missing = [gpu for gpu in pool if gpu not in found]
     if missing:
         raise EmogridError(f"cannot learn the memory of GPU(s) {','.join(missing)} (nvidia-smi missing or silent)",
@@ -133,6 +144,40 @@ def _nvidia_smi_memory() -> dict[str, float]:
             except ValueError:
                 continue
     return out
+
+
+# e.g. "  MIG 3g.40gb     Device  0: (UUID: MIG-4b2c...)" under "GPU 0: NVIDIA A100 ... (UUID: GPU-...)"
+_GPU_LINE = re.compile(r"^GPU (\d+): .*\(UUID: (GPU-[^)]+)\)")
+_MIG_LINE = re.compile(r"^\s+MIG (\S+)\s+Device\s+\d+: \(UUID: (MIG-[^)]+)\)")
+_MIG_GB = re.compile(r"\.(\d+)gb$")
+MIG_USABLE = 0.95  # a profile's "Ngb" overstates it: 1g.10gb has 9.5 GiB, 3g.40gb 39.25 GiB
+
+
+def _nvidia_smi_mig() -> tuple[dict[str, float], dict[str, list[str]]]:
+    """MIG instances from `nvidia-smi -L`: ({MIG UUID: MiB from its profile, at most}, {GPU index
+    and UUID: [its instances]}). A MIG instance is not in --query-gpu, which reports the physical
+    GPU's memory."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return {}, {}
+    try:
+        res = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return {}, {}
+    memory: dict[str, float] = {}
+    split: dict[str, list[str]] = {}
+    gpu: tuple[str, str] | None = None
+    for line in res.stdout.splitlines() if res.returncode == 0 else []:
+        if m := _GPU_LINE.match(line):
+            gpu = (m.group(1), m.group(2))
+        elif (m := _MIG_LINE.match(line)) and gpu is not None:
+            profile, uuid = m.group(1), m.group(2)
+            gb = _MIG_GB.search(profile)
+            if gb:
+                memory[uuid] = MIG_USABLE * int(gb.group(1)) * 1024
+            for key in gpu:
+                split.setdefault(key, []).append(f"{uuid} {profile}")
+    return memory, split
 
 
 # --------------------------------------------------------------------------- the ledger
