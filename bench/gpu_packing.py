@@ -94,6 +94,8 @@ def run_mode(mode: str, cells, out: Path, env: dict, margin: float) -> dict:
                           "peak_reserved_mb": m["efficiency"].get("peak_memory_reserved_mb"),
                           "peak_mb": m["efficiency"].get("peak_memory_mb"),
                           "planned_gpu_mb": m["efficiency"].get("planned_gpu_mb"),
+                          "planned_reserved_mb": m["efficiency"].get("planned_reserved_mb"),
+                          "co_tenants": m["efficiency"].get("gpu_co_tenants"),
                           "gpu_plan_ratio": m["efficiency"].get("gpu_plan_ratio"),
                           "test_accuracy": m["test"]["accuracy"]} for m in metrics]}
 
