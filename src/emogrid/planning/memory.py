@@ -19,7 +19,7 @@ Per cell, broken down like the tables of the LoRA/QLoRA papers:
   first adapter save nothing); only what the graph still holds at the end of the forward counts.
 - transient: backward workspace (2x the largest saved tensor + logits), DoRA's per-layer
   weight-norm temporaries during the forward (dora_transient_bytes), and the optimizer step's
-  temporaries (foreach AdamW on CUDA: one fp32 copy of the trainable parameters).
+  temporaries (none for the fused AdamW on CUDA; two of the largest tensor for a per-tensor step).
 - overhead: the CUDA context (outside PyTorch's allocator) and the allocator's workspaces,
   slack and page rounding (gpu_overhead_bytes) on CUDA; nothing on the CPU (the estimate is the
   model's share of the process, compare against RSS growth). `reserved_peak_mb` is the peak
@@ -280,9 +280,11 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     Returns weights_mb, trainable_mb (share of weights that trains), gradients_mb, optimizer_mb,
     activations_mb, transient_mb, overhead_mb, train_peak_mb, inference_mb, plus the counts and
     the assumptions used (precision, weights dtype, optimizer, batch, seq_len_peak), and
-    host_mem_mb: the job's host RAM (runtime + checkpoint staging on a GPU; everything on a CPU).
+    host_mem_mb: the job's host RAM (on a GPU the runtime + the larger of host_load_mb and
+    host_save_mb, host_staging_bytes; on a CPU everything).
     `train_peak_mb` is GPU memory for device="cuda" (what `torch.cuda.max_memory_reserved`
-    plus the CUDA context would show), the model's share of RSS for device="cpu".
+    plus the CUDA context would show: tensor_peak_mb + allocator_mb + context_mb;
+    `reserved_peak_mb` leaves the context out), the model's share of RSS for device="cpu".
     """
     train = spec["train"]
     method = spec["method"]
