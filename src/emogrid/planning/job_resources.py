@@ -112,15 +112,24 @@ def needs_planner(config: Mapping) -> bool:
 
 
 def planned_host_mem_mb(cell, config: Mapping | None = None) -> float:
-    """The cell's planned host memory on the device it will run on (with `config`; else a GPU)."""
-    from emogrid.planning.memory import plan_cell_memory
+    """The cell's planned host memory on the device it will run on (with `config`; else a GPU).
+
+    Over N GPUs the job is N processes: N runtimes; under DDP every process loads the weights on
+    the host, under FSDP rank 0 alone (the others build the model on the meta device:
+    emogrid.training.distributed.loads_on_meta); the save copy is rank 0's."""
+    from emogrid.planning.memory import HOST_RUNTIME_MB, plan_cell_memory
     from emogrid.planning.tokens import dataset_token_stats
 
     spec = cell.spec if hasattr(cell, "spec") else cell
     if config is None:
         return plan_cell_memory(spec)["host_mem_mb"]
     device = device_plan(config, spec["cell"]["model"])[0]
-    return plan_cell_memory(spec, device=device, token_stats=dataset_token_stats(config))["host_mem_mb"]
+    est = plan_cell_memory(spec, device=device, token_stats=dataset_token_stats(config))
+    n = planned_gpus(config, cell)
+    if device != "cuda" or n <= 1:
+        return est["host_mem_mb"]
+    loading = 1 if spec["method"]["peft"] == "full" else n  # FSDP: rank 0 reads the weights
+    return n * HOST_RUNTIME_MB["cuda"] + max(loading * est["host_load_mb"], est["host_save_mb"])
 
 
 def device_plan(config: Mapping, model: str, environ=None) -> tuple[str, str]:
