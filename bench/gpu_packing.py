@@ -94,6 +94,8 @@ def run_mode(mode: str, cells, out: Path, env: dict, margin: float) -> dict:
                           "peak_reserved_mb": m["efficiency"].get("peak_memory_reserved_mb"),
                           "peak_mb": m["efficiency"].get("peak_memory_mb"),
                           "planned_gpu_mb": m["efficiency"].get("planned_gpu_mb"),
+                          "planned_reserved_mb": m["efficiency"].get("planned_reserved_mb"),
+                          "co_tenants": m["efficiency"].get("gpu_co_tenants"),
                           "gpu_plan_ratio": m["efficiency"].get("gpu_plan_ratio"),
                           "test_accuracy": m["test"]["accuracy"]} for m in metrics]}
 
@@ -125,7 +127,7 @@ def main() -> int:
         model_dir = B.gpu_model(out)
         gpus = torch.cuda.device_count()
         device = torch.cuda.get_device_name(0)
-        peak = next((v for k, v in B.PEAK_BF16_TFLOPS.items() if k in device), None)
+        peak = B.peak_bf16_tflops(device)
     cells = specs(out, model_dir, args.epochs, args.batch, args.smoke)
     n_params = matmul_params(json.loads((Path(model_dir) / "config.json").read_text()))
     results = {"device": device, "gpus": gpus, "margin": args.margin, "modes": []}

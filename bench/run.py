@@ -63,7 +63,16 @@ RECIPE = {
     "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "targets": "all-linear", "head": "full"},
     "methods": {"full": {"train": {"lr": 1.0e-4}}},
 }
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
+# Dense bf16 Tensor Core peak per GPU, TFLOP/s (NVIDIA's datasheets list the figure with 2:4
+# sparsity; dense is half of it). First match on torch.cuda.get_device_name wins, so the PCIe and
+# NVL cards (fewer SMs, lower clocks: 756 and 835) come before the SXM name "H100 80GB HBM3".
+PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H200 NVL": 835.0, "H100": 989.0, "H200": 989.0,
+                    "A100": 312.0, "L40S": 362.0, "L4": 121.0}
+
+
+def peak_bf16_tflops(device_name: str) -> float | None:
+    """The dense bf16 peak of a GPU by its CUDA device name, None when unknown."""
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in device_name), None)
 
 
 # ------------------------------------------------------------------ setup (untimed)
@@ -368,7 +377,7 @@ def gpu_cases(out: Path, data_dir: Path, repeats: int, epochs: int | None) -> di
         return {"gpu": {"skipped": f"CUDA is not available here (torch {torch.__version__}, "
                                    f"built with CUDA {torch.version.cuda}); run on a GPU machine"}}
     name = torch.cuda.get_device_name(0)
-    peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    peak = peak_bf16_tflops(name)
     model_dir = gpu_model(out)
     results = {}
     for method in ("lora", "qlora", "full"):

@@ -43,6 +43,9 @@ def test_swept_grid_dry_run_job_counts(tmp_path, monkeypatch):
     ("grid: {labels: []}\n", "grid.labels: must not be empty"),
     ("grid: {models: [nope]}\n", "grid.models[0]: model 'nope' is not defined"),
     ("train: {lr: 1e-4}\n", "YAML reads 1e-4 as text"),
+    # N GPUs each train batch_size / N: said before scheduling, not by N processes after the data
+    ("resources: {train: {gpu: 3}}\ntrain: {batch_size: 16}\n",
+     "train.batch_size 16 (model qwen2.5-1.5b) cannot be split evenly over the 3 GPUs of resources.train.gpu"),
 ])
 def test_bad_config_stops_snakemake_with_one_message(tmp_path, patch, expected):
     proc = snakemake(tmp_path, "-n", configfiles=[write(tmp_path / "bad.yaml", patch)])

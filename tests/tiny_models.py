@@ -127,3 +127,23 @@ def build_tiny_model(family: str, out_dir: Path) -> Path:
     model.save_pretrained(out_dir)  # safetensors
     tok.save_pretrained(out_dir)
     return out_dir
+
+
+def build_small_llama(out_dir: Path, *, hidden: int = 512, layers: int = 4, dtype: str = "float32") -> Path:
+    """A Llama whose weights, not its activations, dominate a small batch (13.4M parameters at
+    the defaults): for memory measurements where weight copies must show. `dtype`: the dtype
+    it is saved in (bfloat16 like the hub's Llama checkpoints)."""
+    import torch
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = _tokenizer("llama")
+    config, cls = _config("llama", tok)
+    config.hidden_size, config.intermediate_size, config.num_hidden_layers = hidden, hidden * 11 // 4, layers
+    config.num_attention_heads = config.num_key_value_heads = hidden // 64
+    config.head_dim = 64
+    torch.manual_seed(0)
+    model = cls(config).to(getattr(torch, dtype))
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return out_dir

@@ -258,10 +258,15 @@ def section_environment(ctx: dict) -> dict:
            "carried_wheels": os.environ.get("DEVICE_CHECK_CARRIED", "")}
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
+        x = torch.ones(1024, 1024, device="cuda", dtype=torch.bfloat16)
+        (x @ x).sum().item()  # cuBLAS loaded: the context as a training process has it
         free, total = torch.cuda.mem_get_info()
+        # what this process holds outside PyTorch's allocator (emogrid.models.devices.CUDA_CONTEXT_MB
+        # plans 500 MiB); exact only while nothing else runs on the card
+        context = (total - free - torch.cuda.memory_reserved()) / 2**20
         rec.update(device=name, capability=".".join(map(str, torch.cuda.get_device_capability(0))),
                    memory_total_mib=round(total / 2**20), peak_bf16_tflops=ctx["peak"],
-                   torch_cuda=torch.version.cuda)
+                   torch_cuda=torch.version.cuda, cuda_context_mib=round(context))
     else:
         rec.update(device="cpu", peak_bf16_tflops=None)
     return rec
@@ -341,7 +346,9 @@ def section_methods(ctx: dict) -> dict:
             rows.append({"method": method, "ok": False, "error": res["error"]})
             continue
         eff = res["efficiency"]
-        plan = plan_cell_memory(spec, device="cuda" if not ctx["cpu"] else "cpu")["train_peak_mb"]
+        # like with like: PyTorch's reserved peak against the plan without the CUDA context (CUDA)
+        planned = plan_cell_memory(spec, device="cuda" if not ctx["cpu"] else "cpu")
+        plan = planned["reserved_peak_mb"] if not ctx["cpu"] else planned["train_peak_mb"]
         # frozen weights need no weight gradients: ~4 N FLOPs per token for adapters, 6 N for full
         flops_per_token = (6 if method == "full" else 4) * n_matmul
         tokens_s = eff["train_tokens_per_second"]
@@ -354,13 +361,18 @@ def section_methods(ctx: dict) -> dict:
                "gpu_plan_ratio_reported": eff.get("gpu_plan_ratio")}
         measured = row["peak_reserved_mb"] if row["peak_reserved_mb"] is not None else row["peak_memory_mb"]
         row["measured_over_plan"] = round(measured / plan, 3) if plan else None
+        if row["peak_reserved_mb"] and row["peak_memory_kind"] == "cuda" and row["peak_memory_mb"]:
+            # the allocator's slack over live tensors (emogrid.planning.memory.ALLOCATOR_SLACK plans 10%)
+            row["reserved_over_allocated"] = round(row["peak_reserved_mb"] / row["peak_memory_mb"], 3)
         row["mfu_pct"] = round(100 * flops_per_token * tokens_s / (ctx["peak"] * 1e12), 2) if ctx["peak"] else None
         rows.append(row)
     return {"model": "llama-3.2-1b" + (" (shrunk)" if ctx["cpu"] else ""), "labels": k, "samples": n,
             "matmul_params": n_matmul, "rows": rows, "skipped": skipped,
             "note": "tokens/s: non-pad training tokens per training second (evaluation and checkpoint "
                     "saves excluded); MFU = FLOPs per token x tokens/s / the card's dense bf16 peak; "
-                    "measured over plan: peak reserved (CUDA) or RSS (CPU) over emogrid plan's train_peak_mb"}
+                    "measured over plan: peak reserved (CUDA) over emogrid plan's reserved_peak_mb (the plan "
+                    "without the CUDA context), or RSS (CPU) over its train_peak_mb; reserved over allocated: "
+                    "the caching allocator's slack"}
 
 
 def section_packing(ctx: dict) -> dict:

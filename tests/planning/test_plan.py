@@ -49,19 +49,53 @@ def test_plan_by_hand_prints_and_never_writes_the_rules_tables(tmp_path, monkeyp
     assert not (tmp_path / "results").exists()
     gpu = tmp_path / "gpu.yaml"
     gpu.write_text("resources: {train: {gpu: 1}}\n")
-    assert main(args + ["--configfile", str(gpu), "--out", "mine", "--quiet"]) == 0
+    assert main(args + ["--configfile", str(gpu), "--out", "mine", "--quiet", "--device", "cuda"]) == 0
     assert "| minilm | lora |  | 2 | cuda |" in (tmp_path / "mine" / "plan.md").read_text()
 
 
+def test_plan_names_the_device_cells_really_use(tmp_path, monkeypatch, capsys):
+    """`gpu: 1` on a machine without a GPU (jobs not sent to a cluster): gpu-slot runs the cells
+    on the CPU, so the plan is a CPU plan and says why. It planned "cuda, bf16"."""
+    from emogrid.cli import main
+    from emogrid.planning import job_resources
+    from tests.helpers import REPO
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EMOGRID_GPUS", raising=False)
+    monkeypatch.setattr(job_resources, "_cuda_here", lambda: False)
+    monkeypatch.delenv("EMOGRID_REMOTE_JOBS", raising=False)
+    gpu = tmp_path / "gpu.yaml"
+    gpu.write_text("resources: {train: {gpu: 1}}\n")
+    args = ["plan", "--configfile", str(REPO / "config.yaml"), "--configfile",
+            str(REPO / "studies" / "quickstart.yaml"), "--configfile", str(gpu), "--no-sizing"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| minilm | lora |  | 2 | cpu |" in out and "device: minilm=cpu" in out
+    assert "resources gpu: 1 but this machine has no GPU: its cells run on the CPU" in out
+
+
 def test_planned_device_follows_resources_then_declared_gpus(monkeypatch):
+    from emogrid.planning import job_resources
     from emogrid.planning.plan import planned_device
 
     config = {"resources": {"train": {}}, "models": {"m": {}}}
+    here = {"cuda": False}
+    monkeypatch.setattr(job_resources, "_cuda_here", lambda: here["cuda"])
     assert planned_device(config, "m", environ={"EMOGRID_GPUS": "0"}) == "cpu"
     assert planned_device(config, "m", environ={"EMOGRID_GPUS": "4"}) == "cuda"
     config["resources"]["train"]["gpu"] = 0
     assert planned_device(config, "m", environ={"EMOGRID_GPUS": "4"}) == "cpu"
     config["models"]["m"]["resources"] = {"gres": "gpu:a100:1"}
+    assert planned_device(config, "m", environ={}) == "cuda"  # a gres: a SLURM GPU node
+    config["models"]["m"]["resources"] = {"gpu": 1}
+    assert planned_device(config, "m", environ={}) == "cpu"  # asked, but no GPU here, jobs stay here
+    assert planned_device(config, "m", environ={"EMOGRID_REMOTE_JOBS": "1"}) == "cuda"  # the cluster's nodes
+    here["cuda"] = True
     assert planned_device(config, "m", environ={}) == "cuda"
+    del config["models"]["m"]["resources"]
+    del config["resources"]["train"]["gpu"]
+    assert planned_device(config, "m", environ={}) == "cuda"  # nothing asked: what the machine has
+    here["cuda"] = False
+    assert planned_device(config, "m", environ={}) == "cpu"
 
 

@@ -9,7 +9,7 @@ import pytest
 from emogrid.report import aggregate as A
 from emogrid.report import tables as T
 from emogrid.report.paper_tables.efficiency import efficiency_frame, render_efficiency
-from emogrid.report.paper_tables.layout import latex_escape
+from emogrid.report.paper_tables.layout import DASH, latex_escape
 from emogrid.report.paper_tables.study import render_study, study_pivot
 
 
@@ -162,14 +162,34 @@ def test_efficiency_table_compares_gpu_memory_with_the_plan():
     assert "Measured / plan" not in cpu["md"]
 
 
+def test_efficiency_table_marks_cells_that_shared_their_gpu():
+    """Packed cells (metrics.json efficiency.gpu_co_tenants > 0) ran beside other cells: their
+    times include the neighbours' load, and the table says how many of each row's cells did."""
+    def cell(method, seed, co):
+        row = {"status": "ok", "dataset": "d", "model": "m", "method": method, "variant": "", "labels": 2,
+               "samples": 8, "seed": seed, "trainable_params": 10, "trainable_percent": 1.0, "train_seconds": 1.0,
+               "peak_memory_mb": 900.0, "train_samples_per_second": 5.0, "peak_memory_kind": "cuda"}
+        return row | ({"gpu_co_tenants": co, "gpu_share": 0.3} if co is not None else {})
+
+    cells = pd.DataFrame([cell("lora", 0, 2), cell("lora", 1, 0), cell("full", 0, None)])
+    levels = {"dataset": ["d"], "model": ["m"], "method": ["lora", "full"], "variant": [""]}
+    out = render_efficiency(efficiency_frame(cells, levels))
+    assert "| Shared GPU |" in out["md"] and "1/2 †" in out["md"] and "their neighbours' load" in out["md"]
+    full_row = next(line for line in out["md"].splitlines() if "| full |" in line)
+    assert full_row.rstrip().endswith(f"| {DASH} |")  # never packed
+    alone = render_efficiency(efficiency_frame(cells.drop(columns=["gpu_co_tenants", "gpu_share"]), levels))
+    assert "Shared GPU" not in alone["md"]
+
+
 def test_gpu_plan_check_in_metrics(monkeypatch):
     import emogrid.planning.memory
     from emogrid.training.efficiency import gpu_plan_check
 
-    monkeypatch.setattr(emogrid.planning.memory, "plan_cell_memory", lambda spec: {"train_peak_mb": 2000.0})
-    assert gpu_plan_check({}, measured=2500.0) == {"peak_memory_reserved_mb": 2500.0,
-                                                    "planned_gpu_mb": 2000.0, "gpu_plan_ratio": 1.25}
-    monkeypatch.setattr(emogrid.planning.memory, "plan_cell_memory", lambda spec: 1 / 0)
+    plan = {"tensor_peak_mb": 1300.0, "reserved_peak_mb": 1500.0, "train_peak_mb": 2000.0}
+    monkeypatch.setattr(emogrid.planning.memory, "per_gpu_plan", lambda spec, **kw: plan)
+    assert gpu_plan_check({}, measured=1875.0) == {"peak_memory_reserved_mb": 1875.0, "planned_gpu_mb": 2000.0,
+                                                    "planned_reserved_mb": 1500.0, "gpu_plan_ratio": 1.25}
+    monkeypatch.setattr(emogrid.planning.memory, "per_gpu_plan", lambda spec, **kw: 1 / 0)
     assert gpu_plan_check({}, measured=10.0) == {"peak_memory_reserved_mb": 10.0}
     if not __import__("torch").cuda.is_available():
         assert gpu_plan_check({}) == {}

@@ -110,7 +110,7 @@ def test_cells_per_gpu_packing_resources(monkeypatch):
     class WC:
         cell = "x"
 
-    monkeypatch.setattr(emogrid.planning.memory, "plan_cell_memory", lambda spec: {"train_peak_mb": 1000.0})
+    monkeypatch.setattr(emogrid.planning.memory, "plan_cell_memory", lambda spec, **kw: {"train_peak_mb": 1000.0})
     cfg = {"resources": {"train": {"gpu": 1, "cells_per_gpu": "auto"}, "safety_margin": 1.5}, "models": {}}
     monkeypatch.setenv("EMOGRID_GPUS", "4")
     res = rule_resources(cfg, "train", lambda wc: Cell())
@@ -154,8 +154,8 @@ def test_planner_gives_a_cell_several_gpus_when_one_cannot_hold_it(monkeypatch):
         cell = "x"
 
     monkeypatch.setattr(emogrid.planning.memory, "gpus_for",
-                        lambda spec, mem, margin, max_gpus: 4 if max_gpus >= 4 else None)
-    monkeypatch.setattr(emogrid.planning.memory, "plan_cell_memory", lambda spec: {"train_peak_mb": 100.0})
+                        lambda spec, mem, margin, max_gpus, **kw: 4 if max_gpus >= 4 else None)
+    monkeypatch.setattr(emogrid.planning.memory, "plan_cell_memory", lambda spec, **kw: {"train_peak_mb": 100.0})
     monkeypatch.setenv("EMOGRID_GPUS", "8")
     cfg = {"resources": {"train": {"gpu": 1, "gpu_mem_mb": 80000, "cells_per_gpu": "auto"}}, "models": {}}
     res = rule_resources(cfg, "train", lambda wc: Cell())
@@ -167,3 +167,24 @@ def test_planner_gives_a_cell_several_gpus_when_one_cannot_hold_it(monkeypatch):
     assert rule_resources(explicit, "train", lambda wc: Cell())["cell_gpus"](WC) == 2  # the config's own count
     single = {"resources": {"train": {"gpu": 1}}, "models": {}}
     assert rule_resources(single, "train", lambda wc: Cell())["nodes"](WC) is None  # unset for 1-GPU cells
+
+
+def test_host_memory_of_a_cell_over_several_gpus(monkeypatch):
+    """N processes hold N runtimes; DDP loads the weights in each, FSDP in rank 0 alone."""
+    from emogrid.planning.job_resources import planned_host_mem_mb
+    from emogrid.planning.memory import HOST_RUNTIME_MB, plan_cell_memory
+    from emogrid.study.config import load_config
+    from emogrid.study.grid import expand_cells
+    from tests.helpers import REPO
+
+    config = load_config([str(REPO / "config.yaml")])
+    config["grid"].update(models=["llama-3.2-1b"], methods=["lora", "full"], labels=[2], samples=[800], seeds=[0])
+    config["resources"]["train"] = {"gpu": 4}
+    config["train"]["batch_size"] = 8
+    monkeypatch.setenv("EMOGRID_GPUS", "4")  # a workstation with 4 GPUs: the cells run on CUDA
+    cells = {c.axes["method"]: c for c in expand_cells(config)}
+    for method, loading in (("lora", 4), ("full", 1)):
+        est = plan_cell_memory(cells[method].spec)
+        assert planned_host_mem_mb(cells[method], config) == pytest.approx(
+            4 * HOST_RUNTIME_MB["cuda"] + max(loading * est["host_load_mb"], est["host_save_mb"]))
+        assert planned_host_mem_mb(cells[method], config) > est["host_mem_mb"]

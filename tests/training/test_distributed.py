@@ -49,7 +49,7 @@ def test_ddp_two_cpu_processes_match_one_process(tiny_models, tiny_subset, tmp_p
     spec["config_hash"] = config_hash(spec)
     one, two = tmp_path / "one", tmp_path / "two"
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="2",
+    env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="2", EMOGRID_CPU_PROCESSES="1",  # no GPU: CPU processes
                PYTHONPATH=os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]))
     assert train.run(argparse.Namespace(spec=json.dumps(spec), data=str(data), out=str(one), attempt=1,
                                         processes=1)) == 0
@@ -83,6 +83,31 @@ def test_ddp_two_cpu_processes_match_one_process(tiny_models, tiny_subset, tmp_p
     val_rows = len((data / "val.jsonl").read_text().splitlines())
     assert m2["val"]["n"] == m1["val"]["n"] == val_rows and len(preds) == val_rows + 24
     assert not (two / "failure.json").exists() and not (two / ".checkpoint").exists()
+
+
+def test_a_cell_over_gpus_where_none_is_visible_fails_at_once(tiny_models, tmp_path, monkeypatch):
+    """`--processes 3` on a machine without a GPU: a failure.json that says so, not retried, and
+    no torchrun -- it used to launch 3 CPU processes, each of which then failed (or trained on
+    the CPU). CPU processes only when asked (EMOGRID_CPU_PROCESSES=1, the DDP test above)."""
+    spec = cell_spec(tiny_models["llama"], "lora", batch_size=6)
+    spec["config_hash"] = config_hash(spec)
+    launched = []
+    monkeypatch.setattr(distributed, "launch", lambda *a, **k: launched.append(a) or (0, False))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv(distributed.CPU_PROCESSES_VAR, raising=False)
+    out = tmp_path / "run"
+    args = argparse.Namespace(spec=json.dumps(spec), data=str(tmp_path), out=str(out), attempt=1, processes=3)
+    assert train.run(args) == 2 and launched == []
+    failure = json.loads((out / "failure.json").read_text())
+    assert failure["error"]["retryable"] is False and failure["cell_id"] == spec["cell_id"]
+    assert "runs over 3 GPUs (resources.train.gpu: 3) but no GPUs are visible" in failure["error"]["message"]
+    assert distributed.CPU_PROCESSES_VAR in failure["error"]["hint"]
+    monkeypatch.setenv(distributed.CPU_PROCESSES_VAR, "1")  # asked for: 3 CPU processes
+    assert train.run(args) == 0 and len(launched) == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # 2 GPUs for 3 processes: not enough
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert "but 2 GPUs are visible" in distributed.device_problem(3, {"CUDA_VISIBLE_DEVICES": "0,1"})
+    assert distributed.device_problem(2, {}) is None
 
 
 def test_batch_is_split_evenly_or_the_cell_says_why():
@@ -161,7 +186,7 @@ def _launch(spec: dict, data: Path, out: Path, attempt: int = 1, **hook) -> subp
     """`emogrid train --processes 2` on the CPU (gloo); `hook`: EMOGRID_HOOK* variables for
     tests/training/rank_hooks/sitecustomize.py."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="2", **hook,
+    env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="2", EMOGRID_CPU_PROCESSES="1", **hook,
                PYTHONPATH=os.pathsep.join([str(RANK_HOOKS), str(ROOT / "src"), env.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-m", "emogrid", "train", "--spec", json.dumps(spec), "--data", str(data),
                            "--out", str(out), "--processes", "2", "--attempt", str(attempt)],

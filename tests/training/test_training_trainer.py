@@ -23,7 +23,8 @@ def _args(tmp_path, optim):
                              use_cpu=True, report_to="none", optim=optim)
 
 
-@pytest.mark.parametrize("optim, expected", [("adamw_torch", "AdamW"), ("adamw_bnb_8bit", "AdamW8bit")])
+@pytest.mark.parametrize("optim, expected", [("adamw_torch", "AdamW"), ("adamw_torch_fused", "AdamW"),
+                                             ("adamw_bnb_8bit", "AdamW8bit")])
 def test_loraplus_uses_the_optimizer_the_arguments_name(tiny_models, tmp_path, optim, expected):
     from emogrid.models.adapters import apply_method
     from emogrid.models.loading import load_model
@@ -34,7 +35,18 @@ def test_loraplus_uses_the_optimizer_the_arguments_name(tiny_models, tmp_path, o
     trainer = CellTrainer(model=model, args=_args(tmp_path, optim), loraplus_ratio=16.0)
     optimizer = trainer.create_optimizer()
     assert type(optimizer).__name__ == expected
+    assert bool(optimizer.defaults.get("fused")) == (optim == "adamw_torch_fused")  # CUDA's AdamW: fused
     assert sorted({g["lr"] for g in optimizer.param_groups}) == pytest.approx([1e-3, 16e-3])
+
+
+def test_adamw_is_fused_on_cuda_only():
+    """CUDA trains with torch's fused AdamW (one kernel, no state-sized temporaries: the planner
+    plans none); the CPU keeps the for-loop AdamW; QLoRA keeps bitsandbytes' 8-bit AdamW."""
+    from emogrid.training.arguments import optimizer_name
+
+    assert optimizer_name("adamw", cuda=True) == "adamw_torch_fused"
+    assert optimizer_name("adamw", cuda=False) == "adamw_torch"
+    assert optimizer_name("adamw_8bit", cuda=True) == optimizer_name("adamw_8bit", cuda=False) == "adamw_bnb_8bit"
 
 
 def test_options_are_constructor_arguments_with_plain_defaults(tmp_path):

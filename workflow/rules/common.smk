@@ -45,6 +45,9 @@ tracking.export(config)
 # (and for the fit check below: a cell may spread over the declared GPUs)
 export_declared_gpus(workflow.global_resources)
 export_packing(config)
+# jobs on other machines (the SLURM profile): a cell asking for a GPU gets one there, whatever
+# this machine has (emogrid.planning.job_resources.device_plan plans its host memory for it)
+os.environ["EMOGRID_REMOTE_JOBS"] = "1" if workflow.non_local_exec else "0"
 
 
 # Jobs need these (set above); remote executors pass declared variables on to them.

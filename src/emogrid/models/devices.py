@@ -27,6 +27,11 @@ from emogrid.errors import EmogridError
 
 log = logging.getLogger("emogrid.training.train")
 
+# GPU memory a CUDA process holds outside PyTorch's caching allocator (the CUDA context, loaded
+# kernel images with lazy module loading, cuBLAS handles): the planner counts it beside the
+# tensors, and a packed cell's allocator cap leaves it out of its share (cap_gpu_memory).
+CUDA_CONTEXT_MB = 500.0
+
 
 def cpu_threads(environ=None) -> int:
     """Threads this job may use: Snakemake's OMP_NUM_THREADS, SLURM's allocation, else its cores.
@@ -80,6 +85,30 @@ def pin_visible_devices(environ=None, detect=None) -> str | None:
     return (f"{len(ids)} GPUs visible ({','.join(ids)}) to a single-process cell: pinned to GPU {ids[0]} "
             "(the Trainer would otherwise split each micro-batch over all of them with nn.DataParallel); "
             "resources.train.gpu: N > 1 launches the cell over N GPUs with torchrun instead")
+
+
+def cap_gpu_memory(environ=None) -> str | None:
+    """Cap this process's PyTorch at the share of the GPU gpu-slot packed it into
+    (EMOGRID_GPU_MEM_FRACTION: a fraction of the device's memory, the CUDA context left out);
+    returns a message when it did. Beyond the cap PyTorch frees its cache and then raises out
+    of memory, so a cell that outgrows its plan fails alone (and its retry halves the batch)
+    instead of taking its neighbour's memory. Initialises CUDA: call after pin_visible_devices."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("EMOGRID_GPU_MEM_FRACTION", "").strip()
+    if not value:
+        return None
+    try:
+        fraction = float(value)
+    except ValueError:
+        raise EmogridError(f"EMOGRID_GPU_MEM_FRACTION: expected a fraction in (0, 1], got {value!r}") from None
+    if not 0 < fraction <= 1:
+        raise EmogridError(f"EMOGRID_GPU_MEM_FRACTION: expected a fraction in (0, 1], got {value!r}")
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.set_per_process_memory_fraction(fraction, 0)
+    return f"packed with other cells on one GPU: PyTorch capped at {100 * fraction:.1f}% of its memory"
 
 
 def single_process_n_gpu(args) -> None:

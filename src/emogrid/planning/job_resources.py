@@ -87,19 +87,23 @@ def planned_gpus(config: Mapping, cell) -> int:
     if n != 1 or not gpu_mem:
         return n
     from emogrid.planning.memory import gpus_for
+    from emogrid.planning.tokens import dataset_token_stats
 
     spec = cell.spec if hasattr(cell, "spec") else cell
     margin = safety_margin(config)
-    return gpus_for(spec, gpu_mem, margin=margin, max_gpus=max_gpus_per_cell()) or 1
+    stats = dataset_token_stats(config)
+    return gpus_for(spec, gpu_mem, margin=margin, max_gpus=max_gpus_per_cell(), token_stats=stats) or 1
 
 
 def planned_gpu_mb(config: Mapping, cell) -> int:
     """The cell's planned GPU peak (`emogrid plan`) x resources.safety_margin, rounded up."""
     from emogrid.planning.memory import plan_cell_memory
+    from emogrid.planning.tokens import dataset_token_stats
 
     spec = cell.spec if hasattr(cell, "spec") else cell
     margin = safety_margin(config)
-    return int(math.ceil(plan_cell_memory(spec)["train_peak_mb"] * margin))
+    stats = dataset_token_stats(config)
+    return int(math.ceil(plan_cell_memory(spec, token_stats=stats)["train_peak_mb"] * margin))
 
 
 def needs_planner(config: Mapping) -> bool:
@@ -107,11 +111,66 @@ def needs_planner(config: Mapping) -> bool:
     return "mem_mb" not in ((config.get("resources") or {}).get("train") or {})
 
 
-def planned_host_mem_mb(cell) -> float:
-    from emogrid.planning.memory import plan_cell_memory
+def planned_host_mem_mb(cell, config: Mapping | None = None) -> float:
+    """The cell's planned host memory on the device it will run on (with `config`; else a GPU).
+
+    Over N GPUs the job is N processes: N runtimes; under DDP every process loads the weights on
+    the host, under FSDP rank 0 alone (the others build the model on the meta device:
+    emogrid.training.distributed.loads_on_meta); the save copy is rank 0's."""
+    from emogrid.planning.memory import HOST_RUNTIME_MB, plan_cell_memory
+    from emogrid.planning.tokens import dataset_token_stats
 
     spec = cell.spec if hasattr(cell, "spec") else cell
-    return plan_cell_memory(spec)["host_mem_mb"]
+    if config is None:
+        return plan_cell_memory(spec)["host_mem_mb"]
+    device = device_plan(config, spec["cell"]["model"])[0]
+    est = plan_cell_memory(spec, device=device, token_stats=dataset_token_stats(config))
+    n = planned_gpus(config, cell)
+    if device != "cuda" or n <= 1:
+        return est["host_mem_mb"]
+    loading = 1 if spec["method"]["peft"] == "full" else n  # FSDP: rank 0 reads the weights
+    return n * HOST_RUNTIME_MB["cuda"] + max(loading * est["host_load_mb"], est["host_save_mb"])
+
+
+def device_plan(config: Mapping, model: str, environ=None) -> tuple[str, str]:
+    """("cpu" | "cuda", why): the device a model's cells will really run on.
+
+    resources gpu: 0, or a run declared with --resources gpu=0 (EMOGRID_GPUS=0): the CPU. A GPU
+    asked for (gpu >= 1): CUDA where this machine has one or the run declared some; a `gres`,
+    or a Snakemake that sends its jobs to other machines (the SLURM profile: the Snakefile sets
+    EMOGRID_REMOTE_JOBS=1), puts the cells on GPU nodes; otherwise gpu-slot finds no GPU and the
+    cells run on this machine's CPU -- planned as such, and said (`emogrid plan --device cuda`
+    plans for a GPU machine). Nothing asked: whatever the run declared, else what this machine has."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    res = train_resources(config, model)
+    declared = environ.get("EMOGRID_GPUS", "").strip()
+    if "gpu" in res or "gres" in res:
+        n = gpus_of(res)
+        key = "gres" if "gres" in res else "gpu"
+        if n == 0:
+            return "cpu", f"resources {key}: 0"
+        if key == "gres":
+            return "cuda", f"resources gres {res['gres']}: a SLURM GPU node"
+        if declared.isdigit():
+            return ("cuda", f"resources gpu: {n}, --resources gpu={declared}") if int(declared) > 0 else \
+                ("cpu", "--resources gpu=0: no GPU for this run")
+        if environ.get("EMOGRID_REMOTE_JOBS") == "1":
+            return "cuda", f"resources gpu: {n}, jobs on the cluster's GPU nodes"
+        if _cuda_here():
+            return "cuda", f"resources gpu: {n}, a GPU on this machine"
+        return "cpu", (f"resources gpu: {n} but this machine has no GPU: its cells run on the CPU "
+                       "(plan with --device cuda for a GPU machine or cluster)")
+    if declared.isdigit():
+        return ("cuda", f"--resources gpu={declared}") if int(declared) > 0 else ("cpu", "--resources gpu=0")
+    return ("cuda", "a GPU on this machine") if _cuda_here() else ("cpu", "no GPU on this machine")
+
+
+def _cuda_here() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def unfit_cells_message(config: Mapping, cells) -> str | None:
@@ -120,10 +179,12 @@ def unfit_cells_message(config: Mapping, cells) -> str | None:
     if not gpu_mem:
         return None
     from emogrid.planning.memory import check_fit
+    from emogrid.planning.tokens import dataset_token_stats
 
     margin = safety_margin(config)
     most = max_gpus_per_cell()
-    bad = check_fit([c.spec for c in cells], gpu_mem, margin=margin, max_gpus=most)
+    bad = check_fit([c.spec for c in cells], gpu_mem, margin=margin, max_gpus=most,
+                    token_stats=dataset_token_stats(config))
     if not bad:
         return None
     lines = [f"{b['cell_id']}: needs ~{b['need_mb']:.0f} MB (estimate x {margin})" for b in bad[:20]]

@@ -1,5 +1,7 @@
 """Measure one cell's CPU training memory in this fresh process: `python -m emogrid.planning.measure_run
-SPEC.json SEQ_LEN STEPS` prints {baseline_mb, peak_rss_mb, model_peak_mb} as JSON (MiB).
+SPEC.json SEQ_LEN STEPS` prints {baseline_mb, peak_rss_mb, model_peak_mb, forward_held_mb} as
+JSON (MiB): forward_held_mb is the RSS the last step's forward added, what autograd holds for
+backward (the planner's activations).
 
 Run by emogrid.planning.validation.measure_cpu_run; the spec comes in a JSON file, never as code.
 """
@@ -15,7 +17,8 @@ MIB = 2 ** 20
 
 
 def measure(spec: dict, seq: int, steps: int) -> dict:
-    """Peak RSS of `steps` fp32 AdamW steps, and its growth over the RSS after imports."""
+    """Peak RSS of `steps` AdamW steps, and its growth over the RSS after imports. The forward
+    runs under CPU autocast when the spec's precision is bf16 (what the Trainer does)."""
     import peft  # noqa: F401 - imports first: the runtime is not the model's memory
     import torch
     import transformers  # noqa: F401
@@ -34,11 +37,17 @@ def measure(spec: dict, seq: int, steps: int) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, foreach=False)
     b = int(spec["train"]["batch_size"])
-    ids = torch.randint(5, 1000, (b, seq))
+    vocab = model.get_input_embeddings().num_embeddings  # a tiny test model has a few hundred tokens
+    ids = torch.randint(5, min(1000, vocab), (b, seq))
     labels = torch.randint(0, k, (b,))
     peak = proc.memory_info().rss
+    bf16 = spec["train"]["precision"] == "bf16"
+    held = 0
     for _ in range(steps):
-        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels)
+        before = proc.memory_info().rss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels)
+        held = proc.memory_info().rss - before  # what the graph holds for backward (last step)
         out.loss.backward()
         peak = max(peak, proc.memory_info().rss)
         opt.step()
@@ -46,7 +55,7 @@ def measure(spec: dict, seq: int, steps: int) -> dict:
         peak = max(peak, proc.memory_info().rss)
     hw = high_water_rss()
     return {"baseline_mb": base / MIB, "peak_rss_mb": max(peak, hw) / MIB,
-            "model_peak_mb": (max(peak, hw) - base) / MIB}
+            "model_peak_mb": (max(peak, hw) - base) / MIB, "forward_held_mb": held / MIB}
 
 
 def high_water_rss() -> int:

@@ -19,9 +19,14 @@ Per cell, broken down like the tables of the LoRA/QLoRA papers:
   first adapter save nothing); only what the graph still holds at the end of the forward counts.
 - transient: backward workspace (2x the largest saved tensor + logits), DoRA's per-layer
   weight-norm temporaries during the forward (dora_transient_bytes), and the optimizer step's
-  temporaries (foreach AdamW on CUDA: one fp32 copy of the trainable parameters).
-- overhead: CUDA context + allocator (cuda) or nothing (cpu: the estimate is the model's share
-  of the process, compare against RSS growth).
+  temporaries (none for the fused AdamW on CUDA; two of the largest tensor for a per-tensor step).
+- overhead: the CUDA context (outside PyTorch's allocator) and the allocator's workspaces,
+  slack and page rounding (gpu_overhead_bytes) on CUDA; nothing on the CPU (the estimate is the
+  model's share of the process, compare against RSS growth). `reserved_peak_mb` is the peak
+  without the context: what torch.cuda.max_memory_reserved should show.
+- autocast (bf16/fp16, unquantised): the forward is traced under autocast over the weights in
+  their loaded dtypes, so the half-precision copies of fp32 weights (full fine-tuning) and of
+  each matmul's fp32 input are counted; evaluation holds the cached weight copies too.
 - inference: weights + the largest live set of one layer's forward at `eval_batch_size`
   (hidden states, MLP intermediates, attention scores, KV cache for decoders, DoRA's weight
   norm) + logits.
@@ -32,13 +37,27 @@ from __future__ import annotations
 
 import math
 
+from emogrid.models.devices import CUDA_CONTEXT_MB
 from emogrid.models.loading import base_weights_dtype
 from emogrid.planning.structure import checkpoint_dtype, meta_structure, model_config_dict, structure, structure_key
 from emogrid.planning.tokens import DEFAULT_TOKEN_STATS
 from emogrid.scheduling.resources import DEFAULT_SAFETY_MARGIN
 
 MIB = 2 ** 20
-CUDA_OVERHEAD_MB = 600.0  # CUDA context + cuBLAS workspace + allocator slack
+# GPU memory besides the tensors (device="cuda"), per process:
+# - the CUDA context and loaded kernels (emogrid.models.devices.CUDA_CONTEXT_MB): outside PyTorch's
+#   caching allocator, so torch.cuda.max_memory_reserved never shows it (nvidia-smi does);
+# - cuBLAS/cuBLASLt workspaces, taken through the caching allocator;
+# - the allocator's own slack: blocks are cached once freed and reused only for requests that
+#   fit them, and dynamic padding asks for different sizes every step, so what it reserves
+#   runs ahead of what tensors hold. gpu-slot exports PYTORCH_CUDA_ALLOC_CONF=
+#   expandable_segments:True (segments grow in 20 MiB pages, 2 MiB for small blocks, instead of one
+#   cudaMalloc per size), which keeps that gap small; ALLOCATOR_SLACK is our allowance for it
+#   until the device check (bench/device_check) measures max_memory_reserved over
+#   max_memory_allocated, plus one partly used page of each pool (rounding).
+CUBLAS_WORKSPACE_MB = 100.0
+ALLOCATOR_SLACK = 0.10
+ALLOCATOR_PAGES_MB = 20.0 + 2.0
 # Host RSS of the training process before the model: python + torch + transformers + peft
 # (measured 440 MB on CPU); with CUDA the driver and kernels add ~2.5 GB of host memory.
 HOST_RUNTIME_MB = {"cpu": 500.0, "cuda": 3000.0}
@@ -69,8 +88,15 @@ class _Packed:
         self.tensor = tensor
 
 
-def _trace_activations(model, family: str, batch: int, seq: int) -> dict:
+def _trace_activations(model, family: str, batch: int, seq: int, autocast: str | None = None) -> dict:
     """Bytes autograd saves for backward in one forward pass on the meta device.
+
+    `autocast` ("bf16"/"fp16"): the forward runs as the Trainer runs it, under autocast, over
+    the weights in the dtypes the loader gives them. Autocast does nothing to meta tensors, so
+    the model is copied onto fake CPU tensors (FakeTensorMode: shapes and dtypes, no memory)
+    and traced under CPU autocast. That counts what a pure-bf16 trace misses: the bf16 copies
+    autocast makes of fp32 weights (full fine-tuning: one of every matmul weight, saved for
+    backward) and of each matmul's fp32 input (the residual stream stays fp32).
 
     Counts each storage once among the tensors the graph still holds when the forward returns.
     Tensors saved by a subgraph that died during the forward (peft's DoRA builds its weight-norm
@@ -83,11 +109,22 @@ def _trace_activations(model, family: str, batch: int, seq: int) -> dict:
     node in a reference cycle, dead or not.) Python's cycle collector is paused for the trace, so
     whatever else a model leaves in cycles counts the same way every time; no backward runs here.
     """
+    import contextlib
+    import copy
     import gc
     import weakref
 
     import torch
 
+    device, fake, cast = "meta", contextlib.nullcontext(), contextlib.nullcontext()
+    if autocast is not None:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        device, fake = "cpu", FakeTensorMode(allow_non_fake_inputs=True)
+        cast = torch.autocast("cpu", dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[autocast])
+        model = copy.deepcopy(model)  # the cached meta model stays on the meta device
+        with fake:
+            model.to_empty(device="cpu")
     model.train()
     params = {p.untyped_storage()._cdata for p in model.parameters()}
     keep: list = []  # no packed storage is freed (and its address reused) mid-trace
@@ -109,12 +146,12 @@ def _trace_activations(model, family: str, batch: int, seq: int) -> dict:
     def unpack(holder):
         return holder.tensor
 
-    ids = torch.zeros(batch, seq, dtype=torch.long, device="meta")
-    labels = torch.zeros(batch, dtype=torch.long, device="meta")
     gc_enabled = gc.isenabled()
     gc.disable()
     try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        with fake, cast, torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            ids = torch.zeros(batch, seq, dtype=torch.long, device=device)
+            labels = torch.zeros(batch, dtype=torch.long, device=device)
             try:
                 out = model(input_ids=ids, labels=labels)
             except RuntimeError:
@@ -133,7 +170,24 @@ def _trace_activations(model, family: str, batch: int, seq: int) -> dict:
             gc.enable()
     logits_bytes = out.logits.numel() * out.logits.element_size()
     return {"saved_bytes": sum(saved.values()), "largest_bytes": max(saved.values(), default=0),
-            "logits_bytes": logits_bytes}
+            "logits_bytes": logits_bytes,
+            "autocast_copy_bytes": _autocast_copy_bytes(model, autocast) if autocast is not None else 0}
+
+
+def _autocast_copy_bytes(model, autocast: str) -> int:
+    """Bytes of the half-precision copies autocast caches during one forward: one of each fp32
+    Linear/Conv1D weight and bias that requires grad (autocast caches casts of such leaves until
+    its region ends). Frozen fp32 weights are cast on every use and freed at once."""
+    import torch
+
+    total = 0
+    for mod in model.modules():
+        if not (isinstance(mod, torch.nn.Linear) or type(mod).__name__ == "Conv1D"):
+            continue
+        for param in mod.parameters(recurse=False):
+            if param.requires_grad and param.dtype == torch.float32:
+                total += param.numel() * DTYPE_BYTES[autocast]
+    return total
 
 
 def _dora_modules(model) -> list[tuple[int, int, int, int, bool]]:
@@ -175,8 +229,10 @@ def dora_transient_bytes(modules, quantized: bool) -> tuple[int, int]:
     return train, evalb
 
 
-def _activation_bytes(cfg_key: str, cfg_dict: dict, spec: dict, k: int, dtype: str, batch: int, seq: int) -> dict:
-    key = structure_key(cfg_dict, cfg_key, spec, dtype) + (batch, seq)  # the head width barely matters
+def _activation_bytes(cfg_key: str, cfg_dict: dict, spec: dict, k: int, dtype: str, batch: int, seq: int,
+                      autocast: str | None = None) -> dict:
+    """The trace of a model built in `dtype` (its weights' dtype under `autocast`)."""
+    key = structure_key(cfg_dict, cfg_key, spec, dtype) + (batch, seq, autocast)  # the head width barely matters
     if key not in _act_cache:
         st = meta_structure(cfg_dict, cfg_key, spec, k, dtype)
         from transformers.utils import logging as hf_logging
@@ -184,7 +240,7 @@ def _activation_bytes(cfg_key: str, cfg_dict: dict, spec: dict, k: int, dtype: s
         level = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         try:
-            _act_cache[key] = {**_trace_activations(st["_model"], st["family"], batch, seq),
+            _act_cache[key] = {**_trace_activations(st["_model"], st["family"], batch, seq, autocast),
                                "dora_modules": _dora_modules(st["_model"])}
         finally:
             hf_logging.set_verbosity(level)
@@ -224,14 +280,17 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     Returns weights_mb, trainable_mb (share of weights that trains), gradients_mb, optimizer_mb,
     activations_mb, transient_mb, overhead_mb, train_peak_mb, inference_mb, plus the counts and
     the assumptions used (precision, weights dtype, optimizer, batch, seq_len_peak), and
-    host_mem_mb: the job's host RAM (runtime + checkpoint staging on a GPU; everything on a CPU).
+    host_mem_mb: the job's host RAM (on a GPU the runtime + the larger of host_load_mb and
+    host_save_mb, host_staging_bytes; on a CPU everything).
     `train_peak_mb` is GPU memory for device="cuda" (what `torch.cuda.max_memory_reserved`
-    plus the CUDA context would show), the model's share of RSS for device="cpu".
+    plus the CUDA context would show: tensor_peak_mb + allocator_mb + context_mb;
+    `reserved_peak_mb` leaves the context out), the model's share of RSS for device="cpu".
     """
     train = spec["train"]
     method = spec["method"]
     k = int(spec["cell"]["labels"])
-    stats = token_stats or DEFAULT_TOKEN_STATS
+    # `token_stats`: a dict, or a function of the spec (per dataset: tokens.dataset_token_stats)
+    stats = (token_stats(spec) if callable(token_stats) else token_stats) or DEFAULT_TOKEN_STATS
     cfg_dict, src = model_config_dict(spec["model"])
     precision = resolve_precision(train, device)
     quantize = method["quantize"]
@@ -268,9 +327,12 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     grads = trainable_bytes
     opt = _adam_state_bytes(tensors, optim)
 
-    # activations at the peak sequence length, in the compute dtype
+    # activations at the peak sequence length. bf16/fp16: traced under autocast over the loaded
+    # weights (with their bf16 copies; _trace_activations). Quantised cells: bitsandbytes casts
+    # inside its own matmul and saves no weight copy, so they are traced unquantised in fp32.
     act_dtype = "fp32" if precision == "fp32" or quantize != "none" else precision
-    act = _activation_bytes(src, cfg_dict, spec, k, act_dtype, batch, seq)
+    autocast = act_dtype if act_dtype != "fp32" else None
+    act = _activation_bytes(src, cfg_dict, spec, k, weights_dtype if autocast else act_dtype, batch, seq, autocast)
     transient_bwd = 2 * act["largest_bytes"] + act["logits_bytes"]
     # DoRA: the weight-norm temporaries of one layer, live during its forward on top of what the
     # earlier layers saved (dora_transient_bytes); forward and backward peaks never coincide.
@@ -278,10 +340,9 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     transient_act = max(transient_bwd, dora_train)
     largest_trainable = max((n * DTYPE_BYTES[dt] for _, n, dt, _ in tensors), default=0)
     if device == "cuda" and optim == "adamw":
-        step_tmp = trainable_bytes  # foreach AdamW: one temporary per state-sized tensor list
+        step_tmp = 0  # fused AdamW on CUDA (emogrid.training.arguments): one kernel, in place
     else:
         step_tmp = 2 * largest_trainable  # per-tensor update (CPU loop, bnb 8-bit in place)
-    overhead = CUDA_OVERHEAD_MB * MIB if device == "cuda" else 0
 
     # inference: weights at eval precision + one layer's live set at eval_batch_size
     arch = _arch(cfg_dict)
@@ -292,17 +353,26 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     live += eb * arch["heads"] * seq * seq * ab * 2
     kv = (2 * arch["layers"] * tokens * arch["kv_heads"] * arch["head_dim"] * ab) if arch["decoder"] else 0
     live += dora_eval
-    infer = weights + live + kv + overhead
+    # under autocast every fp32 weight that feeds a matmul gets a bf16 copy, cached until the
+    # forward returns -- in evaluation too (the cache keys on requires_grad, not on grad mode)
+    live += act["autocast_copy_bytes"]
 
     # training peak: backward (activations + workspace) or the optimizer step, whichever is
     # larger; the periodic evaluation runs inside the same process with the optimizer state held.
     train_part = weights + grads + opt + max(act["saved_bytes"] + transient_act, step_tmp)
     eval_part = weights + opt + live + kv
-    peak = max(train_part, eval_part) + overhead
-    # host RAM of the job (SLURM mem_mb): the runtime, plus on a GPU the checkpoint staged in
-    # host memory while it loads (in its stored dtype) -- on a CPU the whole training peak.
-    ckpt = st["total"] * DTYPE_BYTES[checkpoint_dtype(cfg_dict)]
-    host = (HOST_RUNTIME_MB["cuda"] * MIB + ckpt) if device == "cuda" else (HOST_RUNTIME_MB["cpu"] * MIB + peak)
+    tensor_peak = max(train_part, eval_part)
+    allocator, context = gpu_overhead_bytes(tensor_peak) if device == "cuda" else (0, 0)
+    peak = tensor_peak + allocator + context
+    infer_tensors = weights + live + kv
+    infer = infer_tensors + sum(gpu_overhead_bytes(infer_tensors)) if device == "cuda" else infer_tensors
+    host_load, host_save = host_staging_bytes(st, cfg_dict, spec, weights_dtype, trainable_bytes)
+    # host RAM of the job (SLURM mem_mb): the runtime plus, on a GPU, the larger of the weights
+    # staged while loading and the copy made at each save -- on a CPU the whole training peak.
+    if device == "cuda":
+        host = HOST_RUNTIME_MB["cuda"] * MIB + max(host_load, host_save)
+    else:
+        host = HOST_RUNTIME_MB["cpu"] * MIB + max(peak, host_load)
 
     mb = lambda b: round(b / MIB, 1)  # noqa: E731
     return {
@@ -327,11 +397,42 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
         "optimizer_mb": mb(opt),
         "activations_mb": mb(act["saved_bytes"]),
         "transient_mb": mb(max(transient_act, step_tmp)),
-        "overhead_mb": mb(overhead),
+        "tensor_peak_mb": mb(tensor_peak),
+        "allocator_mb": mb(allocator),
+        "context_mb": mb(context),
+        "overhead_mb": mb(allocator + context),
+        "reserved_peak_mb": mb(tensor_peak + allocator),
         "train_peak_mb": mb(peak),
         "inference_mb": mb(infer),
+        "host_load_mb": mb(host_load),
+        "host_save_mb": mb(host_save),
         "host_mem_mb": mb(host),
     }
+
+
+def gpu_overhead_bytes(tensor_bytes: float) -> tuple[float, float]:
+    """(allocator, context) bytes a CUDA process holds beyond `tensor_bytes` of live tensors:
+    workspaces + slack + page rounding inside PyTorch's caching allocator (what
+    max_memory_reserved adds to max_memory_allocated), and the CUDA context outside it."""
+    allocator = CUBLAS_WORKSPACE_MB * MIB + ALLOCATOR_SLACK * tensor_bytes + ALLOCATOR_PAGES_MB * MIB
+    return allocator, CUDA_CONTEXT_MB * MIB
+
+
+def host_staging_bytes(st: dict, cfg_dict: dict, spec: dict, weights_dtype: str, trainable_bytes: int) -> tuple:
+    """(load, save) bytes of host memory the model passes through on its way to and from a GPU.
+
+    Load: transformers maps the checkpoint (its stored dtype) and builds the model on the host
+    in the dtype it trains in before the Trainer moves it to the GPU -- both at once (full
+    fine-tuning of a bf16 checkpoint: 2 + 4 bytes per parameter; measured on the CPU in
+    tests/test_planning_memory.py). A quantised model is placed on the GPU while loading
+    (device_map): only the mapped checkpoint. Save: safetensors copies every tensor of a shard
+    to the host and holds them until the shard is written (transformers' shards are 50 GB), so
+    each checkpoint of a full fine-tuning cell holds its whole fp32 model in host memory; an
+    adapter cell saves only what trains."""
+    ckpt = st["total"] * DTYPE_BYTES[checkpoint_dtype(cfg_dict)]
+    built = 0 if spec["method"]["quantize"] != "none" else st["total"] * DTYPE_BYTES[weights_dtype]
+    saved = st["total"] * DTYPE_BYTES[weights_dtype] if spec["method"]["peft"] == "full" else trainable_bytes
+    return ckpt + built, saved
 
 
 # ----------------------------------------------------------------------------- GPUs
@@ -340,12 +441,46 @@ def sharded_peak_mb(est: dict, gpus: int, layers: int) -> float:
     """GPU peak per device of a full fine-tuning cell under FSDP full sharding over `gpus`:
     weights, gradients, optimizer state, activations and temporaries split N ways (each process
     trains batch/N), plus the unsharded copy of about two layers' weights that FSDP gathers
-    (the current layer and the prefetched next), plus the CUDA context."""
+    (the current layer and the prefetched next), plus the allocator's share and the CUDA context."""
+    return _sharded(est, gpus, layers)["train_peak_mb"]
+
+
+def _sharded(est: dict, gpus: int, layers: int) -> dict:
     if gpus <= 1:
-        return est["train_peak_mb"]
-    overhead = est["overhead_mb"]
+        return {k: est[k] for k in ("tensor_peak_mb", "reserved_peak_mb", "train_peak_mb")}
     gathered = 2 * est["weights_mb"] / max(layers, 1)
-    return (est["train_peak_mb"] - overhead) / gpus + gathered + overhead
+    return _on_gpu((est["tensor_peak_mb"] / gpus + gathered) * MIB)
+
+
+def _on_gpu(tensors: float) -> dict:
+    """A GPU peak of `tensors` bytes of live tensors, with the allocator's share and the context."""
+    allocator, context = gpu_overhead_bytes(tensors)
+    return {"tensor_peak_mb": round(tensors / MIB, 1), "reserved_peak_mb": round((tensors + allocator) / MIB, 1),
+            "train_peak_mb": round((tensors + allocator + context) / MIB, 1)}
+
+
+def per_gpu_plan(spec: dict, *, batch: dict | None = None, processes: int = 1, parallel: str = "single",
+                 token_stats: dict | None = None) -> dict:
+    """The plan of one GPU of a cell as it ran: this attempt's batches (a retry halves them) and,
+    over several processes, each one's part -- DDP: the whole model at batch/N plus the
+    gradient buckets DDP keeps beside the gradients; FSDP: the sharded plan (sharded_peak_mb).
+    {tensor_peak_mb, reserved_peak_mb (what max_memory_reserved should show), train_peak_mb}."""
+    import copy
+
+    spec = copy.deepcopy(spec)
+    train = spec["train"]
+    if batch:
+        train["batch_size"] = int(batch["batch_size"])
+        train["eval_batch_size"] = int(batch.get("eval_batch_size", train["eval_batch_size"]))
+    processes = max(int(processes), 1)
+    if parallel == "ddp" and processes > 1:
+        train["batch_size"] = max(int(train["batch_size"]) // processes, 1)
+        est = plan_cell_memory(spec, token_stats=token_stats)
+        return _on_gpu((est["tensor_peak_mb"] + est["gradients_mb"]) * MIB)
+    est = plan_cell_memory(spec, token_stats=token_stats)
+    if parallel == "fsdp" and processes > 1:
+        return _sharded(est, processes, _arch(model_config_dict(spec["model"])[0])["layers"])
+    return {k: est[k] for k in ("tensor_peak_mb", "reserved_peak_mb", "train_peak_mb")}
 
 
 def gpus_for(spec: dict, gpu_mem_mb: float, *, margin: float = DEFAULT_SAFETY_MARGIN, max_gpus: int = 8,

@@ -25,10 +25,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                         "workflow's plan rule owns results/tables/plan.*)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="plan for a GPU (precision auto = bf16) or a CPU (fp32) run; auto: the "
-                        "device each model's cells will run on (resources gpu 0 or a declared "
-                        "--resources gpu=0: CPU; a GPU requested or present: CUDA)")
+                        "device each model's cells will run on, said with its reason (resources "
+                        "gpu 0 or --resources gpu=0: CPU; a GPU asked for and present here, a "
+                        "declared count, a gres or a SLURM cluster: CUDA; asked for on a machine "
+                        "without one: the CPU the cells will really use)")
     p.add_argument("--data", nargs="*", default=None,
-                   help="subset jsonl files to take token lengths from (default: GoEmotions stats)")
+                   help="subset jsonl files to take token lengths from (default: per dataset: GoEmotions' "
+                        "statistics, another dataset's prepared subsets, else its max_length)")
     p.add_argument("--gpu-mem-mb", type=float, default=None,
                    help="GPU memory per job; default: config resources.train.gpu_mem_mb")
     p.add_argument("--margin", type=float, default=None,
@@ -54,7 +57,7 @@ def run(args) -> int:
         to_csv,
         to_markdown,
     )
-    from emogrid.planning.tokens import token_stats_from_jsonl
+    from emogrid.planning.tokens import dataset_token_stats, token_stats_from_jsonl
     from emogrid.study.grid import expand_cells
 
     t0 = time.perf_counter()
@@ -66,9 +69,12 @@ def run(args) -> int:
     res = (config.get("resources") or {}).get("train") or {}
     gpu_mem = args.gpu_mem_mb if args.gpu_mem_mb is not None else res.get("gpu_mem_mb")
     margin = args.margin if args.margin is not None else safety_margin(config)
-    stats = token_stats_from_jsonl(args.data) if args.data else None
-    devices = {name: planned_device(config, name) if args.device == "auto" else args.device
-               for name in config["grid"]["models"]}
+    stats = token_stats_from_jsonl(args.data) if args.data else dataset_token_stats(config, args.results)
+    from emogrid.planning.job_resources import device_plan
+
+    why = {name: device_plan(config, name) if args.device == "auto" else (args.device, "--device")
+           for name in config["grid"]["models"]}
+    devices = {name: device for name, (device, _) in why.items()}
     rows = plan_rows(cells, device=devices, token_stats=stats, gpu_mem_mb=gpu_mem, margin=margin)
     out = Path(args.out) if args.out else None
     if out:
@@ -102,6 +108,8 @@ def run(args) -> int:
         shown = ", ".join(f"{m}={d}" for m, d in devices.items())
         print(f"planned {len(cells)} cells ({len(rows)} distinct rows) in {elapsed:.1f} s; "
               f"device: {shown}" + (f"; tables in {out}/" if out else " (--out DIR writes the tables)"))
+        for reason in sorted({f"  {d}: {r}" for d, r in why.values()}):
+            print(reason)
     too_big = [r for r in rows if r.get("fits") == "NO"]
     if too_big:
         print(f"emogrid plan: {len(too_big)} row(s) do not fit gpu_mem_mb={gpu_mem} "
@@ -114,25 +122,7 @@ def run(args) -> int:
 
 
 def planned_device(config: dict, model: str, environ=None) -> str:
-    """The device a model's cells will run on: "cpu" or "cuda".
+    """The device a model's cells will run on: "cpu" or "cuda" (emogrid.planning.job_resources.device_plan)."""
+    from emogrid.planning.job_resources import device_plan
 
-    CPU when the cell asks for no GPU (resources gpu: 0) or the run declared none
-    (`--resources gpu=0` -> EMOGRID_GPUS=0); CUDA when it asks for one (gpu >= 1, a gpu gres)
-    or the run declared some; otherwise whatever this machine has.
-    """
-    import os
-
-    from emogrid.scheduling.resources import train_resources
-
-    environ = os.environ if environ is None else environ
-    res = train_resources(config, model)
-    if "gpu" in res or "gres" in res:
-        from emogrid.scheduling.resources import gpus_of
-
-        return "cuda" if gpus_of(res) > 0 else "cpu"
-    declared = environ.get("EMOGRID_GPUS", "")
-    if declared.isdigit():
-        return "cuda" if int(declared) > 0 else "cpu"
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return device_plan(config, model, environ)[0]

@@ -1,4 +1,5 @@
-"""Checks of a grid that need a model's structure, made before anything is scheduled.
+"""Checks of a grid made before anything is scheduled: its cells' batches against their GPU
+counts (`gpu_batch_problems`), and what needs a model's structure (`target_problems`).
 
 `lora.targets` / `ia3.targets` are matched against the model's modules the way the trainer
 matches them (`emogrid.models.adapters.resolve_targets`), on a meta-device model built from the
@@ -91,3 +92,30 @@ def target_suggestions(model, family: str, targets: str) -> str:
     where = (f"presets for {family}: {', '.join(presets)}; " if presets else "") + \
         f"its linear modules: {', '.join(linear) or 'none found'}"
     return f"{mean}; {where}"
+
+
+def gpu_batch_problems(config, cells) -> list[str]:
+    """One message per (model, batch size, GPU count) whose train.batch_size cannot be split
+    evenly over the cell's GPUs (resources `gpu: N` / a gres count; each of the N processes
+    trains batch/N, the recipe of one GPU). Found before scheduling, not after the data is
+    prepared and N processes were launched."""
+    from emogrid.scheduling.resources import gpus_of, train_resources, validate_resources
+
+    problems: list[str] = []
+    seen: set = set()
+    for cell in cells:
+        res = train_resources(config, cell)
+        n = gpus_of(res)
+        batch = int(cell.spec["train"]["batch_size"])
+        model = cell.axes["model"]
+        if n <= 1 or batch % n == 0 or (model, batch, n) in seen:
+            continue
+        seen.add((model, batch, n))
+        own = validate_resources(((config.get("models") or {}).get(model) or {}).get("resources"),
+                                 f"models.{model}.resources")
+        key = "gres" if "gres" in res else "gpu"
+        where = f"models.{model}.resources.{key}" if key in own else f"resources.train.{key}"
+        problems.append(f"train.batch_size {batch} (model {model}) cannot be split evenly over the {n} GPUs of "
+                        f"{where} ({res[key]}): each GPU trains batch_size / {n}; use a batch_size that is a "
+                        f"multiple of {n}, or another GPU count")
+    return problems

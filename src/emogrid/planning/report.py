@@ -13,11 +13,12 @@ from emogrid.planning.structure import build_meta_model, model_config_dict
 from emogrid.scheduling.resources import DEFAULT_SAFETY_MARGIN
 from emogrid.study.cell_id import CellId
 
-PLAN_COLUMNS = ["model", "method", "variant", "labels", "device", "family", "trainable_params", "total_params",
-                "trainable_percent", "precision", "weights_dtype", "quantize", "optim", "batch_size",
-                "seq_len_peak", "weights_mb", "trainable_mb", "gradients_mb", "optimizer_mb",
-                "activations_mb", "transient_mb", "overhead_mb", "train_peak_mb", "inference_mb",
-                "host_mem_mb", "checkpoint_disk_mb", "fits"]
+PLAN_COLUMNS = ["dataset", "model", "method", "variant", "labels", "device", "family", "trainable_params",
+                "total_params", "trainable_percent", "precision", "weights_dtype", "quantize", "optim", "batch_size",
+                "seq_len_peak", "token_stats_source", "weights_mb", "trainable_mb", "gradients_mb", "optimizer_mb",
+                "activations_mb", "transient_mb", "allocator_mb", "context_mb", "overhead_mb", "reserved_peak_mb",
+                "train_peak_mb", "inference_mb", "host_load_mb", "host_save_mb", "host_mem_mb", "checkpoint_disk_mb",
+                "fits"]
 # plan.md: the columns a reader compares (plan.csv has them all); `fits` when a GPU size is known
 PLAN_MD_COLUMNS = ["model", "method", "variant", "labels", "device", "trainable_params", "total_params",
                    "trainable_percent", "weights_dtype", "quantize", "optim", "weights_mb", "gradients_mb",
@@ -71,22 +72,27 @@ def plan_rows(cells, *, device="cuda", token_stats: dict | None = None,
     for cell in cells:
         axes = cell.axes
         variant = CellId.from_axes(axes).variant
-        key = (axes["model"], axes["method"], variant, axes["labels"])
+        # datasets differ in token lengths (emogrid.planning.tokens.dataset_token_stats)
+        key = (axes["model"], axes["method"], variant, axes["labels"],
+               axes["dataset"] if callable(token_stats) else None)
         if key in seen:
             continue
         seen.add(key)
         dev = device.get(axes["model"], "cuda") if isinstance(device, dict) else device
         est = plan_cell_memory(cell.spec, device=dev, token_stats=token_stats)
         fits = "" if gpu_mem_mb is None else ("yes" if est["train_peak_mb"] * margin <= gpu_mem_mb else "NO")
-        rows.append({"model": axes["model"], "method": axes["method"], "variant": variant,
+        rows.append({"dataset": axes["dataset"], "model": axes["model"], "method": axes["method"], "variant": variant,
                      "labels": axes["labels"], "device": dev, **est, **checkpoint_disk(cell.spec, est),
                      "fits": fits})
     return rows
 
 
 def plan_markdown(rows: list[dict], with_fits: bool) -> str:
-    """The plan table, then the checkpoint policy and the largest disk a running cell takes."""
-    return to_markdown(rows, PLAN_MD_COLUMNS + (["fits"] if with_fits else [])) + "\n" + policy_markdown(rows)
+    """The plan table (a dataset column when the study has several), then the checkpoint policy
+    and the largest disk a running cell takes."""
+    several = len({r.get("dataset") for r in rows}) > 1  # then each row names its dataset
+    return (to_markdown(rows, ["dataset"] * several + PLAN_MD_COLUMNS + (["fits"] if with_fits else []))
+            + "\n" + policy_markdown(rows))
 
 
 # ----------------------------------------------------------------------------- LoRA sizing

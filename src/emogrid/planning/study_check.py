@@ -6,6 +6,8 @@ problem it found, so a file is fixed in one pass instead of error by error:
 - the schema and the semantic checks (emogrid.study.config; report.reference included:
   emogrid.study.reference);
 - each dataset's source: files, columns (emogrid.data.checks.sources_problems);
+- each cell's train.batch_size against its GPU count: N processes each train batch_size / N
+  (emogrid.planning.precheck.gpu_batch_problems);
 - `deep` (the Snakefile's main process, before anything is scheduled): `lora.targets` /
   `ia3.targets` against each model's modules with a did-you-mean (emogrid.planning.precheck),
   and each local table read and drawn into every subset the grid asks for, with the data
@@ -36,6 +38,9 @@ def check_study(raw: dict, *, deep: bool = False) -> tuple[dict, list[str]]:
         source = sources_problems(config)
         problems += source
         cells = expand_cells(config)
+        from emogrid.planning.precheck import gpu_batch_problems
+
+        problems += gpu_batch_problems(config, cells)
         if deep:
             from emogrid.planning.precheck import target_problems
 

@@ -17,7 +17,8 @@ from emogrid.errors import CellError
 from emogrid.planning.memory import plan_cell_memory
 
 VALIDATION_COLUMNS = ["cell", "batch_size", "seq_len", "estimate_mb", "measured_mb", "rel_error",
-                      "weights_mb", "gradients_mb", "optimizer_mb", "activations_mb", "transient_mb",
+                      "weights_mb", "gradients_mb", "optimizer_mb", "activations_mb", "measured_activations_mb",
+                      "transient_mb",
                       "baseline_rss_mb", "peak_rss_mb"]
 
 
@@ -64,13 +65,15 @@ def measure_cpu_run(spec: dict, seq_len: int, steps: int = 3) -> dict:
 
 
 def validate_cpu(spec: dict, seq_len: int, steps: int = 3) -> dict:
-    """Estimate vs measured peak (CPU, fp32): {estimate_mb, measured_mb, rel_error, ...}."""
+    """Estimate vs measured peak (CPU; fp32, or bf16 under autocast): {estimate_mb, measured_mb,
+    rel_error, activations_mb (planned), measured_activations_mb (what the forward held), ...}."""
     est = plan_cell_memory(spec, device="cpu", token_stats={"source": "fixed", "mean": seq_len,
                                                             "p95": seq_len, "p99": seq_len, "max": seq_len})
     meas = measure_cpu_run(spec, seq_len, steps)
     e, m = est["train_peak_mb"], meas["model_peak_mb"]
     return {"cell": spec.get("cell_id") or spec["method"]["name"], "estimate_mb": e, "measured_mb": round(m, 1),
-            "rel_error": round((e - m) / m, 3), "baseline_rss_mb": round(meas["baseline_mb"], 1),
+            "rel_error": round((e - m) / m, 3), "measured_activations_mb": round(meas["forward_held_mb"], 1),
+            "baseline_rss_mb": round(meas["baseline_mb"], 1),
             "peak_rss_mb": round(meas["peak_rss_mb"], 1), **{k: est[k] for k in (
                 "weights_mb", "gradients_mb", "optimizer_mb", "activations_mb", "transient_mb")}}
 

@@ -20,9 +20,23 @@ long as the job; when a job dies in any way (SIGKILL included) the OS drops its 
 next job that scans the ledger finds the share file unlocked and deletes it. No daemon, no
 timeouts, no PIDs to trust.
 
+Headroom (`auto`): shares fill a GPU to at most memory.total less max(1 GiB, 5 %) (usable_mb).
+memory.total counts memory no process gets (the driver keeps ~0.5 GiB of an H100's 80 GiB), and
+each process holds memory outside its plan that the plan cannot see (kernels a library loads
+late, its own workspaces); an estimate that is short by a few percent must not push the last
+cell on a full GPU out of memory. A packed job's own PyTorch is capped at its share
+(emogrid.models.devices.cap_gpu_memory), so a job that outgrows its plan fails itself, not its
+neighbour.
+
+Co-tenants: each share records the jobs that shared its GPU (`co_tenants`: those there when it
+was placed, and each one placed beside it later, added under the mutex), so a cell's timings can
+say they were measured beside other cells (emogrid.training.efficiency).
+
 GPU memory per device: env EMOGRID_GPU_MEM_MB (one value for all, or one per GPU in pool order;
 how tests declare fake GPUs, and how to pack into less than a whole GPU), else
-`nvidia-smi --query-gpu=memory.total`.
+`nvidia-smi --query-gpu=memory.total`; a MIG instance (a MIG-... id) from its profile in
+`nvidia-smi -L` (1g.10gb: 95 % of 10 GiB), and a GPU split into MIG instances is refused by its
+physical id (its memory.total is the whole GPU's, which no job gets).
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ import fcntl
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -40,7 +55,25 @@ from pathlib import Path
 from emogrid.errors import EmogridError
 
 EPSILON = 1e-9
+HEADROOM_FRACTION, HEADROOM_MIN_MB = 0.05, 1024.0
+MAX_CO_TENANTS = 100  # a share file names at most this many (and counts the rest)
 _counter = itertools.count()
+
+
+def usable_mb(capacity_mb: float) -> float:
+    """What packed shares may fill of a GPU with `capacity_mb` (memory.total): all but the headroom."""
+    return capacity_mb - max(HEADROOM_MIN_MB, HEADROOM_FRACTION * capacity_mb)
+
+
+def job_label(command: list[str]) -> str:
+    """How a job is named to its co-tenants: the `--out` of an `emogrid train` (its cell folder),
+    else the start of its command."""
+    for i, arg in enumerate(command):
+        if arg == "--out" and i + 1 < len(command):
+            return command[i + 1]
+        if arg.startswith("--out="):
+            return arg[len("--out="):]
+    return " ".join(command)[:120]
 
 
 def parse_mode(text: str | int | None) -> str | int:
@@ -77,6 +110,14 @@ def gpu_memory_mb(pool: list[str], env: dict) -> dict[str, float]:
                                f"got {declared!r}")
         return {gpu: values[0] if len(values) == 1 else values[i] for i, gpu in enumerate(pool)}
     found = _nvidia_smi_memory()
+    migs, split = _nvidia_smi_mig()
+    for gpu in pool:
+        if gpu in split:  # a whole GPU in MIG mode: no job gets all of it
+            raise EmogridError(f"GPU {gpu} is split into MIG instances ({', '.join(split[gpu])}); its memory.total "
+                               "is the physical GPU's, which no job gets",
+                               hint="hand out the instances: EMOGRID_GPU_IDS=<their MIG-... UUIDs, from "
+                                    "`nvidia-smi -L`> (each sized from its profile), or declare EMOGRID_GPU_MEM_MB")
+    found.update(migs)
     missing = [gpu for gpu in pool if gpu not in found]
     if missing:
         raise EmogridError(f"cannot learn the memory of GPU(s) {','.join(missing)} (nvidia-smi missing or silent)",
@@ -103,6 +144,40 @@ def _nvidia_smi_memory() -> dict[str, float]:
             except ValueError:
                 continue
     return out
+
+
+# e.g. "  MIG 3g.40gb     Device  0: (UUID: MIG-4b2c...)" under "GPU 0: NVIDIA A100 ... (UUID: GPU-...)"
+_GPU_LINE = re.compile(r"^GPU (\d+): .*\(UUID: (GPU-[^)]+)\)")
+_MIG_LINE = re.compile(r"^\s+MIG (\S+)\s+Device\s+\d+: \(UUID: (MIG-[^)]+)\)")
+_MIG_GB = re.compile(r"\.(\d+)gb$")
+MIG_USABLE = 0.95  # a profile's "Ngb" overstates it: 1g.10gb has 9.5 GiB, 3g.40gb 39.25 GiB
+
+
+def _nvidia_smi_mig() -> tuple[dict[str, float], dict[str, list[str]]]:
+    """MIG instances from `nvidia-smi -L`: ({MIG UUID: MiB from its profile, at most}, {GPU index
+    and UUID: [its instances]}). A MIG instance is not in --query-gpu, which reports the physical
+    GPU's memory."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return {}, {}
+    try:
+        res = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return {}, {}
+    memory: dict[str, float] = {}
+    split: dict[str, list[str]] = {}
+    gpu: tuple[str, str] | None = None
+    for line in res.stdout.splitlines() if res.returncode == 0 else []:
+        if m := _GPU_LINE.match(line):
+            gpu = (m.group(1), m.group(2))
+        elif (m := _MIG_LINE.match(line)) and gpu is not None:
+            profile, uuid = m.group(1), m.group(2)
+            gb = _MIG_GB.search(profile)
+            if gb:
+                memory[uuid] = MIG_USABLE * int(gb.group(1)) * 1024
+            for key in gpu:
+                split.setdefault(key, []).append(f"{uuid} {profile}")
+    return memory, split
 
 
 # --------------------------------------------------------------------------- the ledger
@@ -142,7 +217,7 @@ def live_shares(directory: Path, key: str, *, clean: bool = True) -> list[dict]:
                     _remove(path)
                 continue
             try:
-                record = json.loads(os.pread(fd, 65536, 0).decode("utf-8", "replace") or "{}")
+                record = json.loads(os.pread(fd, 1 << 20, 0).decode("utf-8", "replace") or "{}")
             except (json.JSONDecodeError, OSError):
                 record = {}
             # a share being written right now (under the mutex, so only when not cleaning) counts as whole
@@ -204,10 +279,14 @@ class Ledger:
         fcntl.flock(fd, fcntl.LOCK_EX)  # blocking; held for milliseconds
         return fd
 
-    def try_place(self, pool: list[str], fraction_of, mb: float | None, info: dict) -> tuple[str, list[int]] | None:
-        """Place one share on the GPU with the most room that fits; (gpu_id, [fds]) or None.
+    def try_place(self, pool: list[str], fraction_of, mb: float | None, info: dict,
+                  limit_of=None) -> tuple[str, list[int], Path] | None:
+        """Place one share on the GPU with the most room that fits; (gpu_id, [fds], share file)
+        or None.
 
-        `fraction_of(gpu_id)`: the share this job needs on that GPU (GPUs may differ in memory)."""
+        `fraction_of(gpu_id)`: the share this job needs on that GPU (GPUs may differ in memory);
+        `limit_of(gpu_id)`: the fraction shares may fill (default 1: `N` cells per GPU count
+        jobs, not memory)."""
         mutex = self._mutex()
         try:
             candidates = []
@@ -217,7 +296,7 @@ class Ledger:
                 if not _flock(device_fd, fcntl.LOCK_SH) or live_wants(self.directory, key):
                     os.close(device_fd)  # a whole-GPU job holds it, or waits for it
                     continue
-                free = 1.0 - used_fraction(self.directory, key)
+                free = (limit_of(gpu) if limit_of else 1.0) - used_fraction(self.directory, key)
                 if fraction_of(gpu) <= free + EPSILON:
                     candidates.append((free, gpu, key, device_fd))
                 else:
@@ -229,25 +308,41 @@ class Ledger:
             _, gpu, key, device_fd = candidates[0]
             for _, _, _, fd in candidates[1:]:
                 os.close(fd)
+            neighbours = live_shares(self.directory, key)
+            label = info.get("label") or info.get("cmd", "")
+            for other in neighbours:  # each one now shares its GPU with this job too
+                _add_co_tenant(self.directory / other["file"], label)
             share = self.directory / f"gpu-{key}.share.{os.getpid()}.{next(_counter)}"
             share_fd = os.open(share, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
             fcntl.flock(share_fd, fcntl.LOCK_EX)
-            record = {"fraction": fraction_of(gpu), "mb": mb, "gpu": gpu, "pid": os.getpid(), **info}
+            record = {"fraction": fraction_of(gpu), "mb": mb, "gpu": gpu, "pid": os.getpid(), **info,
+                      "co_tenants": [n.get("label") or n.get("cmd", "?") for n in neighbours][:MAX_CO_TENANTS],
+                      "co_tenants_more": max(0, len(neighbours) - MAX_CO_TENANTS)}
             os.pwrite(share_fd, json.dumps(record).encode("utf-8", "replace"), 0)
             try:
                 os.fchmod(share_fd, 0o666)
             except OSError:
                 pass
-            return gpu, [device_fd, share_fd]
+            return gpu, [device_fd, share_fd], share
         finally:
             os.close(mutex)
 
-    def acquire(self, pool: list[str], fraction_of, mb: float | None, info: dict, *,
-                poll: float = 0.5, log=None, wait_message_every: float = 60.0) -> tuple[str, list[int]]:
+    def read_share(self, share: Path) -> dict:
+        """A share's record as it stands now (under the mutex: a co-tenant may be adding itself)."""
+        mutex = self._mutex()
+        try:
+            return json.loads(share.read_text(encoding="utf-8", errors="replace") or "{}")
+        except (OSError, json.JSONDecodeError):
+            return {}
+        finally:
+            os.close(mutex)
+
+    def acquire(self, pool: list[str], fraction_of, mb: float | None, info: dict, *, limit_of=None,
+                poll: float = 0.5, log=None, wait_message_every: float = 60.0) -> tuple[str, list[int], Path]:
         started = time.monotonic()
         last = None
         while True:
-            placed = self.try_place(pool, fraction_of, mb, info)
+            placed = self.try_place(pool, fraction_of, mb, info, limit_of)
             if placed is not None:
                 return placed
             now = time.monotonic()
@@ -257,6 +352,33 @@ class Ledger:
                     f"({now - started:.0f} s so far; `emogrid gpu-slot --list` shows the shares)")
                 last = now
             time.sleep(poll)
+
+
+def _add_co_tenant(path: Path, label: str) -> None:
+    """Add `label` to a live share's co-tenants (called under the mutex). Its owner holds an
+    advisory lock, which does not stop this write; a share of another user we may not write
+    (sticky /tmp) keeps its list as it was."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        record = json.loads(os.pread(fd, 1 << 20, 0).decode("utf-8", "replace") or "{}")
+        names = list(record.get("co_tenants") or [])
+        if label in names:
+            return
+        if len(names) < MAX_CO_TENANTS:
+            names.append(label)
+        else:
+            record["co_tenants_more"] = int(record.get("co_tenants_more") or 0) + 1
+        record["co_tenants"] = names
+        data = json.dumps(record).encode("utf-8", "replace")
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+    except (OSError, json.JSONDecodeError):
+        pass
+    finally:
+        os.close(fd)
 
 
 def share_fraction(mode: str | int, mem_mb: float | None, capacity_mb: float | None) -> float:

@@ -23,7 +23,15 @@ lock file per GPU:
 
 4. Packing (`--cells-per-gpu auto|N`, env EMOGRID_CELLS_PER_GPU; resources.train.cells_per_gpu):
    a one-GPU job takes a *share* of a GPU instead, its planned memory (`--mem-mb`) or 1/N of it,
-   on the GPU with the most room, waiting while none has room (emogrid.scheduling.gpu_ledger).
+   on the GPU with the most room, waiting while none has room (emogrid.scheduling.gpu_ledger;
+   shares never fill the last max(1 GiB, 5 %) of a GPU). The job learns its share from the
+   environment: EMOGRID_GPU_MEM_FRACTION caps its PyTorch's caching allocator
+   (emogrid.models.devices.cap_gpu_memory: a job over its plan runs out of memory itself, never
+   its neighbour) and EMOGRID_GPU_SHARE_FILE is its ledger record, which lists the jobs that
+   shared its GPU (metrics.json says so: emogrid.training.efficiency).
+
+Every command it runs gets PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True unless the user set
+an allocator configuration (the memory plan's allocator term assumes it).
 
 N, the number of GPUs: `--gpus`, else env EMOGRID_GPUS, else the length of the id list (below),
 else the number of /dev/nvidia<k> devices (0 on a machine without NVIDIA GPUs).
@@ -76,26 +84,66 @@ def cells_per_gpu(arg: str | None, env: dict):
 
 def place_share(directory: Path, pool: list[str], mode, mem_mb: float | None, command: list[str], env: dict,
                 say) -> tuple[list[str], list[int]]:
-    """Block until a GPU of `pool` has room for this job; ([gpu_id], [held fds])."""
-    from emogrid.scheduling.gpu_ledger import Ledger, gpu_memory_mb, share_fraction
+    """Block until a GPU of `pool` has room for this job; ([gpu_id], [held fds]). Exports what
+    the job needs to keep to its share: EMOGRID_GPU_MEM_FRACTION (its PyTorch's cap,
+    emogrid.models.devices.cap_gpu_memory) and EMOGRID_GPU_SHARE_FILE (its ledger record, where
+    its co-tenants are listed)."""
+    from emogrid.scheduling.gpu_ledger import Ledger, gpu_memory_mb, job_label, share_fraction, usable_mb
 
-    capacity = gpu_memory_mb(pool, env) if mode == "auto" else {gpu: None for gpu in pool}
+    capacity = gpu_memory_mb(pool, env) if mode == "auto" else known_gpu_memory_mb(pool, env)
     if mode == "auto" and not mem_mb:
         say("emogrid gpu-slot: cells_per_gpu auto but no planned GPU memory for this job (--mem-mb): "
             "it takes a whole GPU")
-    if mode == "auto" and mem_mb and all(mem_mb > capacity[g] for g in pool):
+    if mode == "auto" and mem_mb and all(mem_mb > usable_mb(capacity[g]) for g in pool):
+        largest = max(pool, key=lambda g: capacity[g])
         raise EmogridError(f"this job plans {mem_mb:.0f} MiB of GPU memory (with the safety margin) but the "
-                           f"largest GPU has {max(capacity.values()):.0f} MiB",
+                           f"largest GPU has {capacity[largest]:.0f} MiB, of which packed jobs may fill "
+                           f"{usable_mb(capacity[largest]):.0f} (the rest is headroom: emogrid.scheduling.gpu_ledger)",
                            hint="use qlora or a smaller train.batch_size, lower resources.safety_margin, or "
                                 "give the cell several GPUs (resources.train.gpu: N)")
-    info = {"since": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename, "cmd": " ".join(command)[:300]}
+    info = {"since": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename, "cmd": " ".join(command)[:300],
+            "label": job_label(command)}
     ledger = Ledger(directory, lock_key, open_slot_file)
     mem_mb = mem_mb or None
-    gpu, fds = ledger.acquire(pool, lambda g: share_fraction(mode, mem_mb, capacity[g]), mem_mb, info, log=say)
+    limit = (lambda g: usable_mb(capacity[g]) / capacity[g]) if mode == "auto" else None  # noqa: E731
+    gpu, fds, record = ledger.acquire(pool, lambda g: share_fraction(mode, mem_mb, capacity[g]), mem_mb, info,
+                                      limit_of=limit, log=say)
     share = share_fraction(mode, mem_mb, capacity[gpu])
+    cap = memory_cap(mode, mem_mb, capacity[gpu])
+    if cap is not None:
+        env["EMOGRID_GPU_MEM_FRACTION"] = f"{cap:.4f}"
+    env["EMOGRID_GPU_SHARE_FILE"] = str(record)
     say(f"emogrid gpu-slot: packed on GPU {gpu} ({100 * share:.0f}% of it"
-        + (f": {mem_mb:.0f} of {capacity[gpu]:.0f} MiB planned)" if mode == "auto" and mem_mb else ")"))
+        + (f": {mem_mb:.0f} of {capacity[gpu]:.0f} MiB planned" if mode == "auto" and mem_mb else "")
+        + (f"; PyTorch capped at {100 * cap:.1f}%)" if cap is not None else ")"))
     return [gpu], fds
+
+
+def memory_cap(mode, mem_mb: float | None, capacity_mb: float | None) -> float | None:
+    """The fraction of the GPU a packed job's PyTorch may reserve (set_per_process_memory_fraction),
+    or None for a job that has the GPU to itself. `auto`: its planned MiB less the CUDA context,
+    which lives outside PyTorch's allocator and so outside the cap; `N` per GPU: 1/N of what
+    packing may fill (less the context where the GPU's memory is known)."""
+    from emogrid.models.devices import CUDA_CONTEXT_MB
+    from emogrid.scheduling.gpu_ledger import HEADROOM_FRACTION, usable_mb
+
+    if mode == "auto":
+        if not mem_mb or not capacity_mb:
+            return None
+        return max(mem_mb - CUDA_CONTEXT_MB, 0.0) / capacity_mb
+    if capacity_mb:
+        return max(usable_mb(capacity_mb) / int(mode) - CUDA_CONTEXT_MB, 0.0) / capacity_mb
+    return (1.0 - HEADROOM_FRACTION) / int(mode)
+
+
+def known_gpu_memory_mb(pool: list[str], env: dict) -> dict:
+    """Each GPU's memory where it can be learnt (EMOGRID_GPU_MEM_MB, nvidia-smi), else None."""
+    from emogrid.scheduling.gpu_ledger import gpu_memory_mb
+
+    try:
+        return gpu_memory_mb(pool, env)
+    except EmogridError:
+        return {gpu: None for gpu in pool}
 
 
 def _exec(command: list[str], env: dict) -> int:
@@ -111,6 +159,11 @@ def _exec(command: list[str], env: dict) -> int:
 
 def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
+    # The memory plan's allocator term assumes expandable segments: segments grow in place
+    # instead of one cudaMalloc per request size, so dynamic padding fragments far less. A
+    # setting of the user's own stays as it is.
+    if not env.get("PYTORCH_CUDA_ALLOC_CONF") and not env.get("PYTORCH_ALLOC_CONF"):
+        env["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
     command = list(args.command or [])
     if command and command[0] == "--":
         command = command[1:]

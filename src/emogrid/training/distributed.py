@@ -41,6 +41,29 @@ def is_main(environ=None) -> bool:
     return rank(environ) == 0
 
 
+# A multi-process cell where no GPU is visible runs its processes on the CPU (gloo) only when
+# this is "1": the CPU DDP tests ask for it; a study asking for N GPUs on a machine without them
+# is told so at once instead.
+CPU_PROCESSES_VAR = "EMOGRID_CPU_PROCESSES"
+
+
+def device_problem(processes: int, environ=None) -> str | None:
+    """Why this machine cannot run a cell over `processes` GPUs, or None when it can."""
+    environ = os.environ if environ is None else environ
+    if processes <= 1:
+        return None
+    import torch
+
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible >= processes or (visible == 0 and environ.get(CPU_PROCESSES_VAR) == "1"):
+        return None
+    cvd = environ.get("CUDA_VISIBLE_DEVICES")
+    seen = f"CUDA_VISIBLE_DEVICES={cvd!r}" if cvd is not None else "CUDA_VISIBLE_DEVICES unset"
+    return (f"this cell runs over {processes} GPUs (resources.train.gpu: {processes}) but "
+            f"{visible if visible else 'no'} GPU{'' if visible == 1 else 's'} "
+            f"{'is' if visible == 1 else 'are'} visible ({seen})")
+
+
 def launch_command(train_argv: list[str], processes: int) -> list[str]:
     """torchrun (torch.distributed.run) on this machine, N processes of `python -m emogrid train`."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",

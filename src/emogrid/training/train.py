@@ -67,6 +67,12 @@ def run(args) -> int:
     processes = int(getattr(args, "processes", 1) or 1)
     if processes > 1 and distributed.world_size() == 1:  # the launcher: N copies of this command
         Path(args.out).mkdir(parents=True, exist_ok=True)
+        problem = distributed.device_problem(processes)
+        if problem:  # at once, not N processes that each find no GPU (or train on the CPU)
+            return _refuse(args, problem, hint=(
+                f"run it where {processes} GPUs are visible (a GPU node, or `--resources gpu=N` on a "
+                f"workstation), lower resources.train.gpu, or set {distributed.CPU_PROCESSES_VAR}=1 to run "
+                f"{processes} CPU processes (tests)"))
         clear_rank_outcomes(Path(args.out))
         started = now()
         rc, signalled = distributed.launch(_relaunch_argv(args), processes, cpu_threads())
@@ -84,6 +90,11 @@ def run(args) -> int:
     spec: dict = {}
     batch = {}
     try:
+        from emogrid.models.devices import cap_gpu_memory
+
+        capped = cap_gpu_memory()  # a packed cell keeps to its share of the GPU
+        if capped:
+            log.info(capped)
         if distributed.is_main():  # `emogrid status`: running while this process lives, else interrupted
             results.claim(out)
         spec = load_spec(args.spec)
@@ -154,6 +165,23 @@ def settle_launch(args, rc: int, signalled: bool, started: str) -> int:
     print(f"emogrid train: cell {failure.get('cell_id', '?')} failed on rank {failure['rank']} "
           f"(ranks: {failure['ranks']}): {err.get('type')}: {err.get('message')}", file=sys.stderr)
     return 1 if err.get("retryable", True) else 2
+
+
+def _refuse(args, problem: str, hint: str) -> int:
+    """A cell this machine cannot run: failure.json (not retryable), run.log and one message."""
+    out = Path(args.out)
+    _setup_logging(out / "run.log")
+    started = now()
+    try:
+        spec = load_spec(args.spec)
+    except EmogridError:
+        spec = {}
+    info = {"type": "CellError", "retryable": False, "message": problem, "hint": hint}
+    write_failure(out, spec, info, {}, int(args.attempt), started)
+    msg = f"emogrid train: cell {spec.get('cell_id', '?')} failed: {problem} -- what to do: {hint}"
+    log.error(msg)
+    print(msg, file=sys.stderr)
+    return 2
 
 
 def load_spec(arg: str) -> dict:

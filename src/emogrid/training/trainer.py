@@ -124,16 +124,20 @@ class CellTrainer(Trainer):
             from emogrid.training import loraplus
 
             # the optimizer the arguments name (training_arguments: from the spec's train.optim)
+            extra = {}
             if self.args.optim == OptimizerNames.ADAMW_BNB:
                 import bitsandbytes as bnb
 
                 cls = bnb.optim.AdamW8bit
             else:
                 cls = torch.optim.AdamW
+                if self.args.optim == OptimizerNames.ADAMW_TORCH_FUSED:
+                    extra["fused"] = True
             # emogrid's groups, not peft's create_loraplus_optimizer (which drops weight decay)
             self.optimizer = loraplus.create_optimizer(
                 self.model, cls, lr=self.args.learning_rate, ratio=float(self.loraplus_ratio),
-                weight_decay=self.args.weight_decay, decay_names=self.get_decay_parameter_names(self.model))
+                weight_decay=self.args.weight_decay, decay_names=self.get_decay_parameter_names(self.model),
+                **extra)
             return self.optimizer
         return super().create_optimizer(*args, **kwargs)
 

@@ -51,6 +51,9 @@ def efficiency_frame(cells: pd.DataFrame, levels: dict) -> pd.DataFrame:
     if "peak_memory_kind" in ok:
         frame["memory_kind"] = ok.groupby(keys, dropna=False, sort=False)["peak_memory_kind"].agg(
             lambda s: "/".join(sorted({str(v) for v in s.dropna()})))
+    if "gpu_co_tenants" in ok:  # packed cells (emogrid.training.efficiency.gpu_share)
+        shared = ok.assign(_shared=pd.to_numeric(ok["gpu_co_tenants"], errors="coerce").fillna(0) > 0)
+        frame["shared_gpu_cells"] = shared.groupby(keys, dropna=False, sort=False)["_shared"].sum().astype(int)
     frame = frame.reset_index()
     order = sorted_rows([tuple(r) for r in frame[keys].values.tolist()], keys, levels)
     frame["_o"] = [order.index(tuple(r)) for r in frame[keys].values.tolist()]
@@ -60,23 +63,31 @@ def efficiency_frame(cells: pd.DataFrame, levels: dict) -> pd.DataFrame:
 def render_efficiency(frame: pd.DataFrame) -> dict[str, str]:
     keys = [k for k in ("dataset", "model", "method", "variant") if k in frame.columns]
     present = [(c, h, f) for c, h, f in EFFICIENCY_COLUMNS if c in frame.columns]
-    heads = header_names(keys) + [h for _, h, _ in present] + ["Cells"]
+    shared = "shared_gpu_cells" in frame.columns
+    heads = header_names(keys) + [h for _, h, _ in present] + ["Cells"] + (["Shared GPU"] if shared else [])
     body = []
     for rec in frame.to_dict("records"):
         row = row_label_cells(tuple(rec[k] for k in keys), keys)
         row += [f(rec[c]) for c, _, f in present] + [str(int(rec["cells"]))]
+        if shared:
+            n = int(rec["shared_gpu_cells"]) if not pd.isna(rec["shared_gpu_cells"]) else 0
+            row.append(f"{n}/{int(rec['cells'])} †" if n else DASH)
         body.append(row)
     note = ("means over the finished cells of each model × method (all k, n, seeds); "
             "train time is the training steps only, evaluation and checkpoint saves are beside it; "
             "peak memory is GPU memory on CUDA, else process RSS"
             + ("; measured / plan = GPU memory reserved by PyTorch over `emogrid plan`'s estimate "
-               "(the CUDA context is extra; above 1 means packing by plan may overfill a GPU)"
-               if "gpu_plan_ratio" in frame.columns else ""))
+               "without the CUDA context (1 = exact; above 1 means packing by plan may overfill a GPU)"
+               if "gpu_plan_ratio" in frame.columns else "")
+            + ("; † shared GPU = cells that ran beside other cells on one GPU (resources.train.cells_per_gpu): "
+               "their times include their neighbours' load (metrics.json efficiency.co_tenants names them)"
+               if shared else ""))
     csv = frame.to_csv(index=False)
     md = "\n".join([f"**Efficiency** — {note}", "", "| " + " | ".join(heads) + " |",
-                    "|" + "|".join([":--"] * (len(heads) - len(present) - 1) + ["--:"] * (len(present) + 1)) + "|"]
+                    "|" + "|".join([":--"] * (len(heads) - len(present) - 1 - shared)
+                                   + ["--:"] * (len(present) + 1 + shared)) + "|"]
                    + ["| " + " | ".join(r) + " |" for r in body]) + "\n"
-    spec = "l" * (len(heads) - len(present) - 1) + "r" * (len(present) + 1)
+    spec = "l" * (len(heads) - len(present) - 1 - shared) + "r" * (len(present) + 1 + shared)
     tex = [f"% Efficiency: {note}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
            " & ".join(latex_escape(h) for h in heads) + r" \\", r"\midrule"]
     tex += [" & ".join(latex_escape(x).replace(DASH, "--") for x in r) + r" \\" for r in body]
