@@ -34,6 +34,7 @@ rule aggregate:
     input:
         results=aggregate_results,
         reference=reference_file,
+        tune=tune_choices,  # the tuning choices (tune.smk): the report's Tuning section
         code=[str(EMOGRID_SRC / n) for n in outputs.AGGREGATE_CODE],
     output:
         [table_output(n) for n in outputs.AGGREGATE_DATA + outputs.TABLE_FILES],
