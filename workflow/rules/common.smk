@@ -161,7 +161,8 @@ REPORT_TARGETS = [f"{TABLES}/{n}" for n in outputs.AGGREGATE_DATA + outputs.TABL
 def table_output(name):
     if name in outputs.REPORT_TABLES:
         caption, sub = outputs.REPORT_TABLES[name]
-        return report(update(f"{TABLES}/{name}"), caption=f"../report/{caption}", category="Tables", subcategory=sub)
+        category = outputs.REPORT_CATEGORY.get(name, "Tables")
+        return report(update(f"{TABLES}/{name}"), caption=f"../report/{caption}", category=category, subcategory=sub)
     return update(f"{TABLES}/{name}")
 
 

@@ -40,7 +40,29 @@ EFFICIENCY_COLUMNS = [
 ]
 
 
-def efficiency_frame(cells: pd.DataFrame, levels: dict) -> pd.DataFrame:
+# a tuned study (emogrid.results.tuning.tuning_compute): what the study's cells and their tuning cost
+TUNING_COLUMNS = [
+    ("final_seconds", "Study train time, total (s)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
+    ("tuning_seconds", "Tuning train time, total (s)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
+    ("tuning_cells", "Tuning cells", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
+]
+
+
+def efficiency_frame(cells: pd.DataFrame, levels: dict, tuning: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The efficiency rows; with `tuning` (compute per model x method), the study's total train
+    time beside its tuning's."""
+    frame = _efficiency_frame(cells, levels)
+    if tuning is None or tuning.empty or frame.empty:
+        return frame
+    keys = [k for k in ("dataset", "model", "method", "variant") if k in frame.columns]
+    ok = cells[cells["status"] == "ok"]
+    totals = ok.groupby(keys, dropna=False, sort=False)["train_seconds"].sum().rename("final_seconds").reset_index()
+    frame = frame.merge(totals, on=keys, how="left")
+    extra = tuning[[k for k in keys] + ["tuning_seconds", "tuning_cells"]]
+    return frame.merge(extra.groupby(keys, dropna=False, sort=False).sum().reset_index(), on=keys, how="left")
+
+
+def _efficiency_frame(cells: pd.DataFrame, levels: dict) -> pd.DataFrame:
     ok = cells[cells["status"] == "ok"]
     cols = [c for c, _, _ in EFFICIENCY_COLUMNS if c in ok.columns]
     keys = row_keys_of(cells, levels) if len(ok) else ["model", "method", "variant"]
@@ -59,7 +81,7 @@ def efficiency_frame(cells: pd.DataFrame, levels: dict) -> pd.DataFrame:
 
 def render_efficiency(frame: pd.DataFrame) -> dict[str, str]:
     keys = [k for k in ("dataset", "model", "method", "variant") if k in frame.columns]
-    present = [(c, h, f) for c, h, f in EFFICIENCY_COLUMNS if c in frame.columns]
+    present = [(c, h, f) for c, h, f in EFFICIENCY_COLUMNS + TUNING_COLUMNS if c in frame.columns]
     heads = header_names(keys) + [h for _, h, _ in present] + ["Cells"]
     body = []
     for rec in frame.to_dict("records"):
@@ -71,7 +93,9 @@ def render_efficiency(frame: pd.DataFrame) -> dict[str, str]:
             "peak memory is GPU memory on CUDA, else process RSS"
             + ("; measured / plan = GPU memory reserved by PyTorch over `emogrid plan`'s estimate "
                "(the CUDA context is extra; above 1 means packing by plan may overfill a GPU)"
-               if "gpu_plan_ratio" in frame.columns else ""))
+               if "gpu_plan_ratio" in frame.columns else "")
+            + ("; study / tuning train time: totals over the study's cells and over every tuning cell "
+               "(all rungs) of that model × method" if "tuning_seconds" in frame.columns else ""))
     csv = frame.to_csv(index=False)
     md = "\n".join([f"**Efficiency** — {note}", "", "| " + " | ".join(heads) + " |",
                     "|" + "|".join([":--"] * (len(heads) - len(present) - 1) + ["--:"] * (len(present) + 1)) + "|"]
