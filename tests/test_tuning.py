@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
+from toy_data import toy_rows
 
 from emogrid.errors import ConfigError, EmogridError
 from emogrid.study.config import finalize
@@ -264,24 +265,6 @@ def test_a_study_cell_never_trains_before_its_choice(tmp_path):
 
 
 # ---------------------------------------------------------------- the test split is never seen
-
-TOY_WORDS = {0: ["love", "thank", "great", "amazing", "good"], 1: ["sad", "sorry", "loss", "cry", "miss"],
-             2: ["angry", "stupid", "hate", "worst", "annoying"]}
-FILLER = ["the", "this", "is", "so", "that", "it", "was", "and", "you", "really"]
-
-
-def toy_rows(n: int, seed: int) -> list[dict]:
-    """Three labels, each marked by two of its words among filler: a tiny model learns it in a few steps."""
-    import random
-
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        words = rng.sample(FILLER, 4) + rng.sample(TOY_WORDS[i % 3], 2)
-        rng.shuffle(words)
-        rows.append({"id": f"r{seed}-{i}", "text": " ".join(words), "labels": [i % 3]})
-    return rows
-
 
 def toy_subset(out: Path, garbage_test: bool = False) -> Path:
     out.mkdir(parents=True)

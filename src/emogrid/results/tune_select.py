@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 from emogrid.errors import EmogridError
@@ -172,4 +173,7 @@ def run(args: argparse.Namespace) -> int:
     what = (f"kept {', '.join(result['kept'])}" if "kept" in result
             else f"chose {result['choice_label']} (validation {job['metric']} {best['score']:.4f})")
     print(f"emogrid tune-select: {job['group']} rung {job['rung']}: {len(result['candidates'])} candidates, {what}")
+    if not best["healthy"]:
+        print(f"emogrid tune-select: warning: no candidate of {job['group']} trained healthily "
+              f"({'; '.join(best['problems'][:2])}); widen the search", file=sys.stderr)
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-HEALTH_MARK = "‡"
+HEALTH_MARK = "⊘"
 UNHEALTHY = ("diverged", "did_not_train")
 HEALTH_NOTE = (f"{HEALTH_MARK}: at least one seed diverged or did not train (its training loss became "
                "non-finite, ended above its start or never fell measurably below it; cells.csv train_health).")
