@@ -83,7 +83,7 @@ if (
 
     for _note in reconcile(CELLS, RESULTS):  # also under -n: an invalid file is never a result
         print(f"emogrid: {_note}", file=sys.stderr)
-SUBSETS = subsets(CELLS + TUNING.all_cells())
+SUBSETS = subsets(CELLS)
 DATA_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "manifest.json")
 
 
