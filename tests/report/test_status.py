@@ -55,7 +55,7 @@ def test_wide_grid_is_split_into_chunks(tmp_path):
 
 
 def test_cli_json(results, monkeypatch, capsys):
-    monkeypatch.setattr(C, "expected_cells", lambda configfiles=(), config=None: F.expected_grid())
+    monkeypatch.setattr(C, "expected_cells", lambda configfiles=(), config=None, results=None: F.expected_grid())
     assert main(["status", "--results", str(results), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["counts"]["done"] == 68 and len(data["cells"]) == 72
