@@ -36,14 +36,14 @@ def test_a_halving_rung_keeps_the_best_ceil_n_over_eta(tmp_path):
 
 
 def fake_cell(run_dir: Path, score: float | None, *, budget: float = 1.0, health: str = "ok",
-              failed: bool = False, steps: int = 40) -> None:
+              failed: bool = False, steps: int = 40, error: str = "RuntimeError") -> None:
     """A tuning cell's result files as emogrid train writes them (val only)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     cell_id = "/".join(run_dir.parts[-6:])
     if failed:
         (run_dir / "failure.json").write_text(json.dumps({
             "cell": {}, "cell_id": cell_id, "status": "failed", "attempt": 1,
-            "error": {"type": "RuntimeError", "message": "boom", "hint": None, "retryable": False, "phase": "train"},
+            "error": {"type": error, "message": "boom", "hint": None, "retryable": False, "phase": "train"},
             "provenance": {}}))
         return
     split = {"accuracy": score, "precision_macro": score, "recall_macro": score, "f1_macro": score,
@@ -83,16 +83,19 @@ def test_select_picks_the_best_validation_score_ties_to_the_first_listed(tmp_pat
 
 
 def test_a_diverged_untrained_or_failed_candidate_loses_whatever_its_score(tmp_path):
-    job = lr_job(tmp_path, [1.0e-5, 1.0e-4, 1.0e-3, 10.0])
+    job = lr_job(tmp_path, [1.0e-5, 1.0e-4, 1.0e-3, 10.0, 100.0])
     fake_cell(Path(job["candidates"][0]["cells"][0]), 0.55)
     fake_cell(Path(job["candidates"][1]["cells"][0]), 0.90, health="did_not_train")
     fake_cell(Path(job["candidates"][2]["cells"][0]), None, failed=True)
     fake_cell(Path(job["candidates"][3]["cells"][0]), 0.95, health="diverged")
+    # a NaN loss stops training with NaNLossError (emogrid.training.callbacks): that cell diverged
+    fake_cell(Path(job["candidates"][4]["cells"][0]), None, failed=True, error="NaNLossError")
     result = select(job)
     assert result["choice"] == {"train.lr": 1.0e-5} and result["healthy"]
     ranked = {c["label"]: c for c in result["candidates"]}
     assert ranked["train.lr=10"]["states"] == ["diverged"] and not ranked["train.lr=10"]["healthy"]
-    assert ranked["train.lr=0.001"]["states"] == ["failed"] and ranked["train.lr=0.001"]["rank"] == 4
+    assert ranked["train.lr=100"]["states"] == ["diverged"] and not ranked["train.lr=100"]["healthy"]
+    assert ranked["train.lr=0.001"]["states"] == ["failed"] and ranked["train.lr=0.001"]["rank"] >= 4
 
 
 def test_select_refuses_a_group_without_any_finished_cell(tmp_path):

@@ -33,6 +33,21 @@ def test_training_health(losses, state):
     assert health["reason"]
 
 
+def test_health_columns_of_a_result_file(tmp_path):
+    """cells.csv's train_health: recorded, judged from train_log.jsonl for an older file, and
+    `diverged` for a cell that failed because its loss became NaN."""
+    from emogrid.results.collect import health_columns
+
+    assert health_columns({"status": "ok", "health": {"state": "ok", "reason": "fell"}}, tmp_path) == \
+        {"train_health": "ok", "train_health_reason": "fell"}
+    (tmp_path / "train_log.jsonl").write_text("".join(json.dumps({"step": i, "loss": 1.386}) + "\n" for i in (1, 5, 9)))
+    assert health_columns({"status": "ok"}, tmp_path)["train_health"] == "did_not_train"
+    nan = {"status": "failed", "error": {"type": "NaNLossError", "message": "training loss became nan at step 3"}}
+    assert health_columns(nan, tmp_path) == {"train_health": "diverged",
+                                             "train_health_reason": "training loss became nan at step 3"}
+    assert health_columns({"status": "failed", "error": {"type": "OutOfMemoryError", "message": "x"}}, tmp_path) == {}
+
+
 def test_a_study_cell_never_trains_before_its_choice(tmp_path):
     from conftest_train import cell_spec
 

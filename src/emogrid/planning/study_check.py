@@ -38,7 +38,6 @@ def check_study(raw: dict, *, deep: bool = False) -> tuple[dict, list[str]]:
         cells = expand_cells(config)
         if deep:
             from emogrid.planning.precheck import target_problems
-
             from emogrid.study.tuning import Tuning
 
             # tuning cells (tune:) take other values of the tuned keys (lora.targets among them)

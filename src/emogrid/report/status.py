@@ -74,6 +74,11 @@ def grid_status(results_dir: str | os.PathLike, expected: list[dict[str, Any]]) 
                  "axes": {k: v for k, v in cell.items() if k not in ("cell_id", "config_hash")}}
         if error:
             entry["error"] = error
+            from emogrid.training.health import failure_health
+
+            diverged = failure_health(error)  # failed because its loss became non-finite
+            if diverged:
+                entry["health"] = diverged
         if state == "done":
             check = _learning(run_dir, cell["cell_id"])
             if check is not None:

@@ -138,9 +138,12 @@ def cell_row(rel_id: str, paths: dict[str, Path], config_hash: str | None = None
 def health_columns(obj: dict, run_dir: Path) -> dict[str, Any]:
     """`train_health` (ok / diverged / did_not_train / unchecked: emogrid.training.health) and its
     reason, for a finished cell; judged from train_log.jsonl for a file written before emogrid
-    recorded it. {} for a failed cell."""
+    recorded it. A failed cell: diverged when its loss became non-finite, else {}."""
     if obj.get("status") != "ok":
-        return {}
+        from emogrid.training.health import failure_health
+
+        health = failure_health(obj.get("error"))
+        return {"train_health": health["state"], "train_health_reason": health["reason"]} if health else {}
     health = obj.get("health")
     if not isinstance(health, dict):
         from emogrid.training.health import training_health

@@ -40,9 +40,14 @@ def cell_record(run_dir: str | Path, metric: str) -> dict:
     if not metrics.is_file():
         out["status"] = "failed" if failure.is_file() else "missing"
         if failure.is_file():
+            from emogrid.training.health import failure_health
+
             res = cell_files.read(failure, "failure")
             error = (res.data or {}).get("error") if res.valid else None
             out["error"] = f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else res.reason
+            diverged = failure_health(error)  # a non-finite loss stopped it: it diverged
+            if diverged:
+                out["health"] = diverged["state"]
         return out
     res = cell_files.read(metrics, "metrics")
     if not res.valid:
@@ -70,7 +75,8 @@ def rank(job: dict, records: dict[str, dict]) -> list[dict]:
         cells = [records[c] for c in cand["cells"]]
         scores = [c["score"] for c in cells if c["status"] == "ok" and c.get("score") is not None]
         bad = [c for c in cells if c["status"] != "ok" or not healthy(c.get("health"))]
-        states = sorted({c["status"] if c["status"] != "ok" else c.get("health") or "unchecked" for c in cells})
+        states = sorted({c.get("health") or "unchecked" if c["status"] == "ok" or c.get("health") else c["status"]
+                         for c in cells})
         out.append({"label": cand["label"], "values": cand["values"], "listed": index,
                     "score": sum(scores) / len(scores) if scores else None,
                     "scores": [c.get("score") for c in cells], "cells": len(cells),

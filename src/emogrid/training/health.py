@@ -2,7 +2,8 @@
 loss alone, so it is a fact about the run, not about the scores (that is the did-not-learn
 check of emogrid.results.uncertainty, which compares test accuracy with the majority class):
 
-* ``diverged``: the loss became non-finite (NaN, inf), or it ended above its starting value;
+* ``diverged``: the loss became non-finite (NaN, inf; such a cell stops and fails with
+  NaNLossError, `failure_health`), or it ended above its starting value;
 * ``did_not_train``: it never fell measurably below its starting value (MiniLM LoRA+ at 4
   labels, whose loss sat at ln 4 = 1.386 from its first to its 132nd step: its 38.8 % test
   accuracy, above the 33.8 % majority class, passed every score-based check; issue 22);
@@ -49,6 +50,14 @@ def training_health(log_rows: list[dict]) -> dict:
                 "reason": f"training loss never fell {100 * MEASURABLE_DROP:.0f}% below its starting "
                           f"{first:.4g} (lowest {lowest:.4g}, last {last:.4g})"}
     return {**out, "state": "ok", "reason": f"training loss fell from {first:.4g} to {last:.4g}"}
+
+
+def failure_health(error: dict | None) -> dict | None:
+    """The health of a failed cell: a non-finite loss stops training (NaNLossError,
+    emogrid.training.callbacks) and leaves failure.json; that cell diverged. None otherwise."""
+    if isinstance(error, dict) and error.get("type") == "NaNLossError":
+        return {"state": "diverged", "reason": str(error.get("message") or "training loss became non-finite")}
+    return None
 
 
 def healthy(state: str | None) -> bool:
