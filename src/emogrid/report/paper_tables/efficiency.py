@@ -45,6 +45,8 @@ TUNING_COLUMNS = [
     ("final_seconds", "Study train time, total (s)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
     ("tuning_seconds", "Tuning train time, total (s)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
     ("tuning_cells", "Tuning cells", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
+    # successive halving only: every candidate on the whole budget, estimated from the first rung
+    ("full_search_seconds", "Full search, est. (s)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
 ]
 
 
@@ -58,8 +60,11 @@ def efficiency_frame(cells: pd.DataFrame, levels: dict, tuning: pd.DataFrame | N
     ok = cells[cells["status"] == "ok"]
     totals = ok.groupby(keys, dropna=False, sort=False)["train_seconds"].sum().rename("final_seconds").reset_index()
     frame = frame.merge(totals, on=keys, how="left")
-    extra = tuning[[k for k in keys] + ["tuning_seconds", "tuning_cells"]]
-    return frame.merge(extra.groupby(keys, dropna=False, sort=False).sum().reset_index(), on=keys, how="left")
+    extra = tuning[[k for k in keys] + ["tuning_seconds", "tuning_cells", "full_search_seconds"]]
+    frame = frame.merge(extra.groupby(keys, dropna=False, sort=False).sum().reset_index(), on=keys, how="left")
+    if ((frame["full_search_seconds"] - frame["tuning_seconds"]).abs() < 0.5).all():
+        frame = frame.drop(columns="full_search_seconds")  # no halving: the search was the full one
+    return frame
 
 
 def _efficiency_frame(cells: pd.DataFrame, levels: dict) -> pd.DataFrame:
@@ -95,7 +100,9 @@ def render_efficiency(frame: pd.DataFrame) -> dict[str, str]:
                "(the CUDA context is extra; above 1 means packing by plan may overfill a GPU)"
                if "gpu_plan_ratio" in frame.columns else "")
             + ("; study / tuning train time: totals over the study's cells and over every tuning cell "
-               "(all rungs) of that model × method" if "tuning_seconds" in frame.columns else ""))
+               "(all rungs) of that model × method" if "tuning_seconds" in frame.columns else "")
+            + ("; full search: every candidate on the whole budget, estimated from the first rung of "
+               "successive halving" if "full_search_seconds" in frame.columns else ""))
     csv = frame.to_csv(index=False)
     md = "\n".join([f"**Efficiency** — {note}", "", "| " + " | ".join(heads) + " |",
                     "|" + "|".join([":--"] * (len(heads) - len(present) - 1) + ["--:"] * (len(present) + 1)) + "|"]
