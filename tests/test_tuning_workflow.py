@@ -179,10 +179,10 @@ def test_methods_tuned_study_dry_runs(tmp_path):
     from tests.helpers import REPO
 
     path = REPO / "studies" / "methods_tuned.yaml"
-    tuning = Tuning(load_config([str(path)], base=REPO / "config.yaml"), "results")
+    tuning = Tuning(load_config([str(path)]), "results")  # a whole study (no config.yaml under it)
     per_model = 4 + 5 + 5 + 5 + 5 + 5   # full, lora, qlora, ia3, loraplus, dora
     assert len(tuning.tuned_groups()) == 5 * 6
-    proc = snakemake(tmp_path, "-n", configfiles=[path], timeout=300)
+    proc = snakemake(tmp_path, "-n", configfiles=[path], timeout=300, base=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = job_counts(proc.stdout)
     assert counts["tune_train"] == 5 * per_model * 2 and counts["tune_select"] == 5 * 6

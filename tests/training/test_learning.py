@@ -118,7 +118,7 @@ def test_tuned_methods_on_minilm(minilm, tmp_path):
     cut.write_text(TUNED_CPU)
     env = {"EMOGRID_DATA_DIR": str(data), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = snakemake(tmp_path, "--cores", "1", configfiles=[REPO / "studies" / "methods_tuned.yaml", cut],
-                     env=env, timeout=7200)
+                     env=env, timeout=7200, base=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     results = tmp_path / "results"
     lines, tuning_s, study_s = [], 0.0, 0.0

@@ -39,6 +39,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emogrid.study.arms import arm_configs
 from emogrid.study.cell_id import format_variant
 from emogrid.study.grid import Cell, config_hash, expand_cells, find_sweeps
 from emogrid.study.tune_config import DEFAULT_PER, method_params, tune_section
@@ -114,12 +115,15 @@ class Tuning:
     # ------------------------------------------------------------ expansion
 
     def _expand(self) -> None:
-        grid = self.config["grid"]
         found: dict[str, dict] = {}
-        for model, method in itertools.product(grid["models"], grid["methods"]):
+        # each arm of the study (emogrid.study.arms) tunes the (model, method) pairs it runs
+        pairs = [(arm, model, method) for arm in arm_configs(self.config)
+                 for model, method in itertools.product(arm["grid"]["models"], arm["grid"]["methods"])]
+        for arm, model, method in pairs:
             params = method_params(self.tune, method)
-            tuned_config = copy.deepcopy(self.config)
-            tuned_config["grid"] = {**grid, "models": [model], "methods": [method], "seeds": list(self.tune["seeds"])}
+            tuned_config = copy.deepcopy(arm)
+            tuned_config["grid"] = {**arm["grid"], "models": [model], "methods": [method],
+                                    "seeds": list(self.tune["seeds"])}
             explicit = (self.tune.get("methods") or {}).get(method, {})
             for key, values in params.items():
                 if key in explicit:  # a per-method search list wins over the value the method pins
@@ -137,8 +141,9 @@ class Tuning:
                     entry["methods"].append(method)
                 for key in keys:  # each key's values in the order the config lists them
                     entry["values"].setdefault(key, {}).update(dict.fromkeys(params[key]))
-                entry["cells"].append((cell.cell_id, {k: cell.axes[k] for k in keys}))
-                self._cells[cell.cell_id] = cell
+                if cell.cell_id not in self._cells:  # arms may overlap: a cell is one job
+                    entry["cells"].append((cell.cell_id, {k: cell.axes[k] for k in keys}))
+                    self._cells[cell.cell_id] = cell
         for name, entry in found.items():
             keys = tuple(sorted(entry["values"]))
             # a group spanning methods that read different keys (tune.per without `method`):
@@ -279,15 +284,22 @@ class Tuning:
     def _with_values(self, cell: Cell, values: dict) -> Cell:
         """The grid's own expansion of this cell with the values set: every section and the
         LoRA+ ratio come out exactly as an untuned study with those values would have them."""
-        config = copy.deepcopy(self.config)
         axes = cell.axes
-        config["grid"] = {**config["grid"], "models": [axes["model"]], "methods": [axes["method"]],
-                          "labels": [axes["labels"]], "samples": [axes["samples"]], "seeds": [axes["seed"]]}
-        for key, value in values.items():
-            _unpin(config, axes["model"], axes["method"], key)  # tuned: the chosen value, as it was searched
-            section, leaf = key.split(".", 1)
-            config[section][leaf] = value
-        match = [c for c in expand_cells(config) if c.cell_id == cell.cell_id]
+        match = []
+        for arm in arm_configs(self.config):  # the arm(s) that hold this cell
+            grid = arm["grid"]
+            if axes["model"] not in grid["models"] or axes["method"] not in grid["methods"]:
+                continue
+            config = copy.deepcopy(arm)
+            config["grid"] = {**grid, "models": [axes["model"]], "methods": [axes["method"]],
+                              "labels": [axes["labels"]], "samples": [axes["samples"]], "seeds": [axes["seed"]]}
+            for key, value in values.items():
+                _unpin(config, axes["model"], axes["method"], key)  # tuned: the chosen value, as it was searched
+                section, leaf = key.split(".", 1)
+                config[section][leaf] = value
+            match = [c for c in expand_cells(config) if c.cell_id == cell.cell_id]
+            if match:
+                break
         if len(match) != 1:
             raise RuntimeError(f"tuning: {cell.cell_id} not found when expanded with {values} (a bug in emogrid)")
         spec = copy.deepcopy(match[0].spec)
