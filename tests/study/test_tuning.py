@@ -137,3 +137,22 @@ def test_halving_budgets_per_rung():
     assert [c.spec["tuning"]["budget"] for c in tuning.cells("goemotions/m/full", 0)] == [0.25] * 5
     job = tuning.select_job("goemotions/m/full", 0)
     assert job["keep"] == 3 and job["budget"] == "1of4" and job["rungs"] == 3
+
+
+def test_each_arm_tunes_the_pairs_it_runs(tmp_path):
+    """grid.arms (a union of partial grids): a group per (model, method) some arm runs, none for
+    the pairs no arm runs; the tuned study cells come out of their own arm."""
+    config = study({"params": {"train.lr": [1.0e-4, 1.0e-3]}},
+                   models={"m2": {"id": "org/m2"}},
+                   grid={"models": ["m", "m2"], "methods": ["full", "lora"],
+                         "arms": [{"models": ["m"], "methods": ["lora"]}, {"models": ["m2"], "methods": ["full"]}]})
+    tuning = Tuning(config, tmp_path)
+    assert sorted(tuning.groups) == ["goemotions/m/lora", "goemotions/m2/full"]
+    assert {c.axes["seed"] for c in tuning.all_cells()} == {0}  # tune.seeds, not the arms' seeds
+    choice = tmp_path / "tune" / "goemotions" / "m2" / "full.json"
+    choice.parent.mkdir(parents=True)
+    choice.write_text(json.dumps({"choice": {"train.lr": 1.0e-3}}))
+    tuned = [tuning.final(c) for c in expand_cells(config)]
+    assert {c.cell_id.split("/")[2] for c in tuned} == {"lora", "full"}
+    assert all(c.spec["train"]["lr"] == 1.0e-3 for c in tuned if c.axes["method"] == "full")
+    assert all("pending" in c.spec["tuned"] for c in tuned if c.axes["method"] == "lora")
