@@ -8,6 +8,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from emogrid.report.figures.style import OKABE_ITO, placeholder, styled
 
@@ -45,18 +46,25 @@ def tuning_figure(path: Path):
                      palette=palette if len(series) > 1 else None, marker="o", ax=ax,
                      color=None if len(series) > 1 else OKABE_ITO[0], legend=len(series) > 1)
         bad = part[~part["healthy"].astype(bool)]
-        ax.scatter(bad[x], bad["score_pct"], marker="x", s=40, color=UNHEALTHY_COLOR, zorder=3,
-                   label="diverged / did not train")
+        if len(bad):
+            ax.scatter(bad[x], bad["score_pct"], marker="x", s=40, color=UNHEALTHY_COLOR, zorder=3,
+                       label="diverged / did not train")
         best = part[part["chosen"].astype(bool)]
         ax.scatter(best[x], best["score_pct"], s=160, facecolors="none", edgecolors="black", linewidths=1.5,
                    zorder=4, label="chosen")
+        for rec in best.to_dict("records"):  # the chosen value in words: the log axis labels decades only
+            ax.annotate(rec["candidate"].replace("+", "\n"), (rec[x], rec["score_pct"]), textcoords="offset points",
+                        xytext=(0, -16), ha="center", fontsize=6.5, color="#404040")
         values = pd.to_numeric(part[x], errors="coerce").dropna()
-        if len(values) and (values > 0).all() and values.max() / values.min() >= 10:
+        if len(values) and (values > 0).all() and values.max() / values.min() >= 5:  # a learning-rate range
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^-3 labels between the decades crowd the axis
         metric = str(part["metric"].iloc[0]).replace("f1_macro", "macro-F1")
         ax.set_xlabel(x.removeprefix("value."))
         ax.set_ylabel(f"validation {metric} (%)")
-        ax.set_title(group, fontsize=8)
+        budgets = sorted(set(part["budget"].astype(str)) - {"full"})
+        ax.set_title(group + (f" (rung on {budgets[0].replace('of', '/')} of the epochs)" if len(budgets) == 1
+                              and part["rung"].nunique() == 1 else ""), fontsize=8)
         ax.legend(fontsize=6, loc="best")
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
