@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fetch": ("emogrid.data.fetch", "download the study's hub models and datasets once (for offline compute nodes)"),
     "prepare": ("emogrid.data.prepare", "build one data subset (labels k, samples n, seed)"),
     "train": ("emogrid.training.train", "train and evaluate one grid cell, write metrics.json"),
+    "tune-select": ("emogrid.results.tune_select", "rank a tuning group's candidates on validation, write its choice"),
     "aggregate": ("emogrid.report.aggregate", "collect finished cells into tidy tables"),
     "figures": ("emogrid.report.plots", "draw the study figures from the tables"),
     "status": ("emogrid.report.status", "show done / failed / pending cells of the grid"),

@@ -55,7 +55,7 @@ def test_wide_grid_is_split_into_chunks(tmp_path):
 
 
 def test_cli_json(results, monkeypatch, capsys):
-    monkeypatch.setattr(C, "expected_cells", lambda configfiles=(), config=None: F.expected_grid())
+    monkeypatch.setattr(C, "expected_cells", lambda configfiles=(), config=None, results=None: F.expected_grid())
     assert main(["status", "--results", str(results), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["counts"]["done"] == 68 and len(data["cells"]) == 72
@@ -88,3 +88,20 @@ def test_chance_level_cell_is_flagged_did_not_learn(tmp_path):
     assert not learning["learns"]["did_not_learn"]
     text = S.render(st)
     assert "did not learn (1)" in text and "goemotions/stuck/lora/k2_n100/s0: accuracy 75.0%" in text
+
+
+def test_a_cell_that_never_trained_is_shown_apart_from_done(results):
+    """Training health (emogrid.training.health): finished, but its loss never fell: its own
+    symbol and list, still counted as done; a NaN-loss failure is listed as diverged too."""
+    done = next(c for c in S.grid_status(results, F.expected_grid())["cells"] if c["status"] == "done")
+    path = results / "runs" / done["cell_id"] / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["health"] = {"state": "did_not_train", "reason": "training loss never fell 2% below its starting 1.386"}
+    path.write_text(json.dumps(metrics))
+    st = S.grid_status(results, F.expected_grid())
+    assert st["did_not_train"] == [done["cell_id"]] and st["counts"]["done"] == 68
+    text = S.render(st, width=100)
+    assert "⊘ did not train" in text.splitlines()[1]
+    assert "⊘ diverged or did not train (1)" in text
+    assert f"{done['cell_id']}: did not train: training loss never fell 2%" in text
+    assert S.render(st, width=100, ascii_only=True).isascii()

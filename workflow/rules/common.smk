@@ -15,6 +15,7 @@ from emogrid.data.fetch import cache_dir, hub_datasets, hub_models, receipt_path
 from emogrid.scheduling.resources import export_declared_gpus, export_packing
 from emogrid.planning.job_resources import unfit_cells_message
 from emogrid.study.grid import dataset_definitions, expand_cells, subset_dir, subsets
+from emogrid.study.tuning import Tuning
 
 RESULTS = "results"
 
@@ -57,7 +58,10 @@ envvars:
     "EMOGRID_STUDY",
 
 
-CELLS = expand_cells(config)
+# tune: (tune.smk, emogrid.study.tuning): the study's cells carry their group's chosen values, read
+# from results/tune/<group>.json whenever a cell is looked up (the choice appears mid-run)
+TUNING = Tuning(config, RESULTS)
+CELLS = [TUNING.final(cell) for cell in expand_cells(config)]
 DATASETS = dataset_definitions(config)  # name -> complete definition (grid.datasets)
 CELL_BY_ID = {cell.cell_id: cell for cell in CELLS}
 
@@ -118,7 +122,7 @@ def cell_output(cell, name):
 
 def cell_of(wildcards):
     try:
-        return CELL_BY_ID[wildcards.cell]
+        return TUNING.final(CELL_BY_ID[wildcards.cell])
     except KeyError:
         raise ValueError(
             f"results/runs/{wildcards.cell} is not a cell of this grid " "(see `emogrid grid` for the cell ids)"
@@ -133,6 +137,14 @@ def cell_data(wildcards):
         # a new revision changes the cell spec, which reruns the cell anyway.
         files["fetched"] = ancient(model_receipt(cell))
     return files
+
+
+def tuned_choice(wildcards):
+    """The choice file a study cell waits for (through the checkpoint), {} when it is not tuned."""
+    group = TUNING.group_of(cell_of(wildcards)) if TUNING.enabled else None
+    if group not in TUNED_GROUPS:  # (tune.smk)
+        return {}
+    return {"choice": ancient(checkpoints.tune_select.get(group=group).output[0])}
 
 
 # ---------------------------------------------------------------- report (report.smk)
@@ -152,7 +164,8 @@ REPORT_TARGETS = [f"{TABLES}/{n}" for n in outputs.AGGREGATE_DATA + outputs.TABL
 def table_output(name):
     if name in outputs.REPORT_TABLES:
         caption, sub = outputs.REPORT_TABLES[name]
-        return report(update(f"{TABLES}/{name}"), caption=f"../report/{caption}", category="Tables", subcategory=sub)
+        category = outputs.REPORT_CATEGORY.get(name, "Tables")
+        return report(update(f"{TABLES}/{name}"), caption=f"../report/{caption}", category=category, subcategory=sub)
     return update(f"{TABLES}/{name}")
 
 

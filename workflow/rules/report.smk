@@ -34,6 +34,7 @@ rule aggregate:
     input:
         results=aggregate_results,
         reference=reference_file,
+        tune=tune_choices,  # the tuning choices (tune.smk): the report's Tuning section
         code=[str(EMOGRID_SRC / n) for n in outputs.AGGREGATE_CODE],
     output:
         [table_output(n) for n in outputs.AGGREGATE_DATA + outputs.TABLE_FILES],
@@ -59,7 +60,8 @@ rule figures:
         code=[str(EMOGRID_SRC / n) for n in outputs.FIGURES_CODE],
     output:
         [
-            report(update(f"{FIGURES}/{n}.png"), caption=f"../report/{n}.rst", category="Figures")
+            report(update(f"{FIGURES}/{n}.png"), caption=f"../report/{n}.rst",
+                   category=outputs.REPORT_CATEGORY.get(n, "Figures"))
             for n in outputs.FIGURE_NAMES
         ],
         [update(f"{FIGURES}/{n}.pdf") for n in outputs.FIGURE_NAMES],

@@ -13,6 +13,7 @@ from emogrid.planning.job_resources import needs_planner, planned_host_mem_mb, r
 rule train:
     input:
         unpack(cell_data),
+        unpack(tuned_choice),  # a tuned cell waits for its group's choice (tune.smk)
     output:
         metrics=f"{RESULTS}/runs/{{cell}}/metrics.json",
         predictions=f"{RESULTS}/runs/{{cell}}/predictions.jsonl",

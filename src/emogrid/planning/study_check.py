@@ -43,11 +43,15 @@ def check_study(raw: dict, *, deep: bool = False) -> tuple[dict, list[str]]:
         problems += gpu_batch_problems(config, cells)
         if deep:
             from emogrid.planning.precheck import target_problems
+            from emogrid.study.tuning import Tuning
 
-            problems += target_problems(cells)
+            # tuning cells (tune:) take other values of the tuned keys (lora.targets among them)
+            # and train on the subsets of tune.seeds
+            tuned = Tuning(config).all_cells()
+            problems += target_problems(cells + tuned)
             broken = tuple(name for name in {c.axes["dataset"] for c in cells}
                            if any(f"datasets.{name}" in p or f"dataset '{name}'" in p for p in source))
-            problems += subset_problems(config, subsets(cells), skip=broken)
+            problems += subset_problems(config, subsets(cells + tuned), skip=broken)
         note = unmatched_rows(config, cells)
         if note:
             warnings.append(note)

@@ -34,6 +34,10 @@ docs/CONTRACTS.md) and writes, under the tables directory:
 ``levels.json``
     the order of models, methods, variants, label counts and sample sizes (config order when
     a study config is given) so every table and figure uses the same order.
+``tuning.csv``
+    a tuned study (`tune:`): one row per (group, rung, candidate) with its values, mean
+    validation score, rank, training health and whether it was chosen (emogrid.results.tuning,
+    from results/tune/<group>.json); only the header otherwise.
 
 Then the paper tables (`emogrid.report.tables`). Never crashes on a partial, mixed-version or
 unreadable tree: bad files become rows with status ``invalid``; an empty tree is a clear
@@ -86,12 +90,15 @@ def compute(runs_dir: str | os.PathLike, config: dict | None = None,
     """Collect, summarise, compare, in memory: what `aggregate` writes, nothing written.
 
     Returns {"cells", "summary", "comparisons", "per_class", "levels", "replication" (None
-    without a reference), "report" (the `report:` settings), "reps" (example-level replicates)}.
+    without a reference), "report" (the `report:` settings), "reps" (example-level replicates),
+    "choices" (a tuned study's choice files, emogrid.results.tuning)}.
     The expected grid (pending rows, axis order) comes from `expected`, else `config`.
     """
+    results_dir = Path(runs_dir).parent
     if expected is None and config is not None:
-        expected = expected_cells(config=config)
+        expected = expected_cells(config=config, results=results_dir)
     report = report_settings(config)
+    choices = tuning_choices(results_dir, config)
     from emogrid.results import uncertainty
 
     confusions: dict = {}
@@ -115,7 +122,7 @@ def compute(runs_dir: str | os.PathLike, config: dict | None = None,
     replication = None if reference is None else replication_mod.replication_frame(
         reference, summary, arms, report["equivalence_pp"])
     return {"cells": cells, "summary": summary, "comparisons": comparisons, "per_class": per_class,
-            "levels": levels, "replication": replication, "report": report, "reps": reps}
+            "levels": levels, "replication": replication, "report": report, "reps": reps, "choices": choices}
 
 
 def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -135,6 +142,7 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
     frames = compute(runs_dir, config, expected)
     cells, summary, comparisons, per_class = (frames[k] for k in ("cells", "summary", "comparisons", "per_class"))
     levels, replication, report, reps = (frames[k] for k in ("levels", "replication", "report", "reps"))
+    choices = frames["choices"]  # the tuning choices (results/tune/<group>.json), [] without tune:
     out_dir = Path(out_dir)
     result = {"cells": cells, "summary": summary, "comparisons": comparisons,
               "per_class": per_class, "levels": levels, "replication": replication}
@@ -145,6 +153,9 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
         write_frame(summary, stage / "summary.csv", parquet=True)
         write_frame(comparisons, stage / "comparisons.csv")
         write_frame(per_class, stage / "per_class.csv")
+        from emogrid.results.tuning import tuning_frame
+
+        write_frame(tuning_frame(choices), stage / "tuning.csv")
         write_json(stage / "levels.json", levels)
         from emogrid.results import sources
 
@@ -156,10 +167,25 @@ def aggregate(runs_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
             written = tables_mod.write_tables(stage, cells, summary, per_class,
                                               comparisons, levels, per_class_samples,
-                                              report=report, replication=replication, config=config)
+                                              report=report, replication=replication, config=config,
+                                              tuning=choices)
             result["tables"] = [out_dir / Path(p).relative_to(stage) for p in written]
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+def tuning_choices(results_dir: Path, config: dict | None) -> list[dict]:
+    """The study's tuning choices (results/tune/<group>.json): its groups' with a config that
+    tunes, none with one that does not, every choice file found without a config."""
+    from emogrid.results.tuning import read_choices
+
+    tune_dir = results_dir / "tune"
+    if config is None:
+        return read_choices(tune_dir) if tune_dir.is_dir() else []
+    from emogrid.study.tuning import Tuning
+
+    tuning = Tuning(config, results_dir)
+    return read_choices(tune_dir, tuning.tuned_groups()) if tuning.enabled else []
 
 
 DEFAULT_REPORT = {"metric": ["accuracy", "f1_macro"], "split": "test", "reference": None,

@@ -14,6 +14,8 @@ writes, under the figures directory (fixed names, so Snakemake can declare them)
 - ``per_class_f1``: test F1 per class (rows) for every model / method (columns), one panel
   per label count, at its largest sample size (emogrid.report.figures.per_class);
 - ``replication``: published vs measured numbers (emogrid.report.figures.replication);
+- ``tuning``: a tuned study's validation curve per group, the choice marked
+  (emogrid.report.figures.tuning);
 - ``confusion/<cell>``: row-normalised confusion matrix of one cell (``--confusion``).
 
 Style: Agg backend, Okabe-Ito palette and viridis (colour-blind safe, legible in greyscale),
@@ -34,7 +36,7 @@ import pandas as pd
 
 from emogrid.errors import EmogridError
 from emogrid.report import outputs
-from emogrid.report.figures import heatmap, lines, per_class, replication, tradeoffs
+from emogrid.report.figures import heatmap, lines, per_class, replication, tradeoffs, tuning
 from emogrid.report.figures.style import FORMATS, save
 
 FIGURES = outputs.FIGURE_NAMES
@@ -92,6 +94,7 @@ def make_figures(tables_dir: str | Path, out_dir: str | Path, runs_dir: str | Pa
         written += save(per_class.per_class_f1(data), stage / "per_class_f1", formats)
         written += save(replication.replication_figure(Path(tables_dir) / "replication.csv"), stage / "replication",
                         formats)
+        written += save(tuning.tuning_figure(Path(tables_dir) / "tuning.csv"), stage / "tuning", formats)
         for cell_id in confusion or []:
             safe = cell_id.strip("/").replace("/", "__")
             written += save(per_class.confusion_matrix(runs_dir or "results/runs", cell_id.strip("/")),

@@ -5,7 +5,8 @@ columns labels k x samples n, one symbol per seed. Fits 80 columns (wide grids a
 into column chunks); ``--json`` prints the same facts for scripts.
 
 State of a cell (files under ``{results}/runs/{cell_id}/``, see docs/CONTRACTS.md):
-done = a valid metrics.json; invalid = a metrics.json or failure.json that fails its schema or
+done = a valid metrics.json (shown apart when its training diverged or never trained:
+emogrid.training.health); invalid = a metrics.json or failure.json that fails its schema or
 identity check (`emogrid.training.cell_files`; the next run retrains it); failed = failure.json; running =
 a training process on this machine still holds the cell (`.running.json`), or one on another
 host (a cluster node) keeps its claim fresh (heartbeat); interrupted = a checkpoint or claim that
@@ -26,8 +27,10 @@ from emogrid.errors import EmogridError
 from emogrid.study.cell_id import BASE_AXES, format_variant, parse_cell_id, short_variant
 
 STATES = ("done", "invalid", "failed", "running", "interrupted", "pending")
-SYMBOLS = {"done": "●", "invalid": "!", "failed": "✗", "running": "◐", "interrupted": "◌", "pending": "·"}
-ASCII_SYMBOLS = {"done": "#", "invalid": "!", "failed": "x", "running": "~", "interrupted": "?", "pending": "."}
+SYMBOLS = {"done": "●", "invalid": "!", "failed": "✗", "running": "◐", "interrupted": "◌", "pending": "·",
+           "did_not_train": "⊘"}
+ASCII_SYMBOLS = {"done": "#", "invalid": "!", "failed": "x", "running": "~", "interrupted": "?", "pending": ".",
+                 "did_not_train": "/"}
 
 
 def cell_state(run_dir: Path, cell_id: str | None = None, config_hash: str | None = None
@@ -71,10 +74,18 @@ def grid_status(results_dir: str | os.PathLike, expected: list[dict[str, Any]]) 
                  "axes": {k: v for k, v in cell.items() if k not in ("cell_id", "config_hash")}}
         if error:
             entry["error"] = error
+            from emogrid.training.health import failure_health
+
+            diverged = failure_health(error)  # failed because its loss became non-finite
+            if diverged:
+                entry["health"] = diverged
         if state == "done":
             check = _learning(run_dir, cell["cell_id"])
             if check is not None:
                 entry["learning"] = check
+            health = _health(run_dir)
+            if health is not None:
+                entry["health"] = health
         cells.append(entry)
     counts = {s: sum(1 for c in cells if c["status"] == s) for s in STATES}
     counts["total"] = len(cells)
@@ -85,7 +96,24 @@ def grid_status(results_dir: str | os.PathLike, expected: list[dict[str, Any]]) 
 
         extra = sorted(cid for cid in find_result_files(runs) if cid not in known)
     return {"results": str(results_dir), "counts": counts, "cells": cells, "outside_grid": extra,
-            "did_not_learn": [c["cell_id"] for c in cells if c.get("learning", {}).get("did_not_learn")]}
+            "did_not_learn": [c["cell_id"] for c in cells if c.get("learning", {}).get("did_not_learn")],
+            "did_not_train": [c["cell_id"] for c in cells if _unhealthy(c)]}
+
+
+def _health(run_dir: Path) -> dict | None:
+    """Training health of a finished cell: {"state", "reason"} (emogrid.training.health)."""
+    from emogrid.results.collect import health_columns
+
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cols = health_columns(metrics, run_dir)
+    return {"state": cols["train_health"], "reason": cols["train_health_reason"]} if cols else None
+
+
+def _unhealthy(cell: dict) -> bool:
+    return (cell.get("health") or {}).get("state") in ("diverged", "did_not_train")
 
 
 def _learning(run_dir: Path, cell_id: str) -> dict | None:
@@ -116,7 +144,9 @@ def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
     dot = ", " if ascii_only else " · "
     lines = [f"{c['done']}/{c['total']} done ({100 * c['done'] / total:.0f}%)"
              + "".join(f"{dot}{c[s]} {s}" for s in STATES[1:] if c[s] or s in ("failed", "running", "pending")),
-             "  ".join(f"{sym[s]} {s}" for s in STATES) + "  (one per seed)"]
+             "  ".join(f"{sym[s]} {s}" for s in STATES)
+             + (f"  {sym['did_not_train']} did not train" if any(_unhealthy(x) for x in cells) else "")
+             + "  (one per seed)"]
     lines = [_clip(line, width) for line in lines]
     datasets = list(dict.fromkeys(x["axes"]["dataset"] for x in cells))
     methods = list(dict.fromkeys(x["axes"]["method"] for x in cells))
@@ -128,7 +158,8 @@ def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
     for x in cells:
         a = x["axes"]
         key = (a["dataset"], a["method"], a["model"], _variant_of(x), int(a["labels"]), int(a["samples"]))
-        by_key.setdefault(key, {})[a["seed"]] = x["status"]
+        # a finished cell whose training diverged or never trained gets its own symbol
+        by_key.setdefault(key, {})[a["seed"]] = "did_not_train" if _unhealthy(x) else x["status"]
     col_w = max(len(seeds), max((len(f"n={n}") for n in ns), default=3), 4)
     for ds in datasets:
         for method in methods:
@@ -186,6 +217,16 @@ def render(status: dict[str, Any], width: int = 80, ascii_only: bool = False,
                                f"{100 * chk['majority']:.1f}%", width, ascii_only))
         if len(stuck) > show_errors:
             lines.append(f"  {'...' if ascii_only else '…'} {len(stuck) - show_errors} more (emogrid status --json)")
+    unhealthy = [x for x in cells if _unhealthy(x)]
+    if unhealthy:
+        lines += ["", _clip(f"{sym['did_not_train']} diverged or did not train ({len(unhealthy)}): finished, but "
+                            "the training loss says the model never trained", width, ascii_only)]
+        for x in unhealthy[:show_errors]:
+            lines.append(_clip(f"  {x['cell_id']}: {x['health']['state'].replace('_', ' ')}: "
+                               f"{x['health']['reason']}", width, ascii_only))
+        if len(unhealthy) > show_errors:
+            more = len(unhealthy) - show_errors
+            lines.append(f"  {'...' if ascii_only else '…'} {more} more (emogrid status --json)")
     if status["outside_grid"]:
         lines += ["", f"{len(status['outside_grid'])} result folder(s) outside this grid "
                       "(other config or older sweep), e.g.", _clip("  " + status["outside_grid"][0], width)]
@@ -231,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
                                 "relative to where snakemake ran)")
     from emogrid.cli_config import config_from_args
 
-    expected = expected_cells(config=config_from_args(args))
+    expected = expected_cells(config=config_from_args(args), results=results_dir)
     if not expected:
         raise EmogridError("the config expands to no cells")
     status = grid_status(args.results, expected)

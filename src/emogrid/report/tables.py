@@ -8,8 +8,10 @@ declare them):
   family of paired tests (comparisons.csv): bold (Markdown/LaTeX) or starred (CSV) where the
   column's best beats every other row, ≈ not significantly worse than the best, ∘ no test;
   ``(n=2)`` fewer seeds than the study's usual count; ``–`` = no result.
+  In a tuned study the title adds "tuned on validation: <keys>".
 - ``efficiency.*``: per model x method: trainable parameters and %, train time, peak
-  memory, training throughput (means over the cells of that pair).
+  memory, training throughput (means over the cells of that pair); in a tuned study also the
+  total train time of its cells beside that of its tuning cells.
 - ``per_class_f1.*``: test F1 per class, rows (k, class), columns model / method, at the
   largest sample size of each k (or the one asked for).
 - ``method_comparisons.*``: the family of paired tests per subset, then pooled reference rows.
@@ -29,6 +31,7 @@ from emogrid.atomic import write_text
 from emogrid.report import outputs
 from emogrid.report.paper_tables.comparisons import render_comparisons
 from emogrid.report.paper_tables.efficiency import efficiency_frame, render_efficiency
+from emogrid.report.paper_tables.health import with_health_flags
 from emogrid.report.paper_tables.layout import table_title
 from emogrid.report.paper_tables.per_class import per_class_selection, render_per_class
 from emogrid.report.paper_tables.problems import render_problems
@@ -44,8 +47,12 @@ def write_tables(out_dir: str | Path, cells: pd.DataFrame, summary: pd.DataFrame
                  per_class: pd.DataFrame, comparisons: pd.DataFrame, levels: dict,
                  per_class_samples: int | None = None,
                  report: dict | None = None, replication: pd.DataFrame | None = None,
-                 config: dict | None = None) -> list[Path]:
-    """Write every table (see TABLE_FILES); returns the paths written."""
+                 config: dict | None = None, tuning: list[dict] | None = None) -> list[Path]:
+    """Write every table (see TABLE_FILES); returns the paths written. `tuning`: the study's
+    tuning choices (emogrid.results.tuning), named in the study tables' titles and costed in the
+    efficiency table."""
+    from emogrid.results.tuning import caption_suffix, tuning_compute
+
     out_dir = Path(out_dir)
     written: list[Path] = []
 
@@ -56,11 +63,12 @@ def write_tables(out_dir: str | Path, cells: pd.DataFrame, summary: pd.DataFrame
             written.append(path)
 
     split = (report or {}).get("split", "test")
-    flagged = with_learn_flags(summary)
+    flagged = with_health_flags(with_learn_flags(summary), cells)
     for stem, metric in (("study_accuracy", "accuracy"), ("study_f1_macro", "f1_macro")):
         name = f"{split}_{metric}"
-        put(stem, render_study(study_pivot(flagged, name, levels, comparisons), table_title(split, metric)))
-    put("efficiency", render_efficiency(efficiency_frame(cells, levels)))
+        title = table_title(split, metric) + caption_suffix(tuning or [])
+        put(stem, render_study(study_pivot(flagged, name, levels, comparisons), title))
+    put("efficiency", render_efficiency(efficiency_frame(cells, levels, tuning_compute(tuning or []))))
     put("per_class_f1", render_per_class(per_class_selection(per_class, per_class_samples), levels,
                                          per_class_samples))
     put("method_comparisons", render_comparisons(comparisons, split))

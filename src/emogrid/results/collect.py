@@ -22,6 +22,8 @@ BASE_AXES = list(_BASE_AXES)
 # columns that identify a cell; swept parameters are added after these
 ID_COLUMNS = ["cell_id", "dataset", "model", "method", "variant", "labels", "samples", "seed"]
 META_COLUMNS = ["mode", "status", "error_type", "error", "hint"]
+# training health of a finished cell (emogrid.training.health), apart from did_not_learn (scores)
+HEALTH_COLUMNS = ["train_health", "train_health_reason"]
 PROVENANCE_KEYS = ["device", "precision", "git_commit", "config_hash", "data_checksum", "finished"]
 NON_SCALAR_METRICS = {"labels", "per_class", "confusion_matrix"}
 
@@ -117,6 +119,9 @@ def cell_row(rel_id: str, paths: dict[str, Path], config_hash: str | None = None
                 if isinstance(vals, dict):
                     per_class.append({"cell_id": rel_id, "split": split, "label": str(label),
                                       **{k: vals.get(k) for k in ("precision", "recall", "f1", "support")}})
+    row.update(health_columns(obj, paths[kind].parent))
+    if isinstance(obj.get("tuned"), dict):  # a tuned study cell: the values its group chose
+        row["tuned"] = format_variant(obj["tuned"])
     eff = obj.get("efficiency")
     if isinstance(eff, dict):
         row.update({k: v for k, v in eff.items() if _scalar(v) and k not in row})
@@ -130,21 +135,65 @@ def cell_row(rel_id: str, paths: dict[str, Path], config_hash: str | None = None
     return row, per_class
 
 
-def expected_cells(configfiles: Iterable[str] = (), config: dict | None = None) -> list[dict[str, Any]]:
+def health_columns(obj: dict, run_dir: Path) -> dict[str, Any]:
+    """`train_health` (ok / diverged / did_not_train / unchecked: emogrid.training.health) and its
+    reason, for a finished cell; judged from train_log.jsonl for a file written before emogrid
+    recorded it. A failed cell: diverged when its loss became non-finite, else {}."""
+    if obj.get("status") != "ok":
+        from emogrid.training.health import failure_health
+
+        health = failure_health(obj.get("error"))
+        return {"train_health": health["state"], "train_health_reason": health["reason"]} if health else {}
+    health = obj.get("health")
+    if not isinstance(health, dict):
+        from emogrid.training.health import training_health
+
+        health = training_health(_read_log(run_dir / "train_log.jsonl"))
+    return {"train_health": health.get("state"), "train_health_reason": health.get("reason")}
+
+
+def _read_log(path: Path) -> list[dict]:
+    import json
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def expected_cells(configfiles: Iterable[str] = (), config: dict | None = None,
+                   results: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """The cells a study expects: [{"cell_id", axes..., "config_hash"}] in grid order.
 
     From the study's config files (as `snakemake --configfile`; none: ./config.yaml) or from an
     already loaded config dict (the `aggregate` rule passes Snakemake's config as JSON).
+    With `results` (the results directory), a tuned study's cells carry the values their group
+    chose (results/tune/<group>.json); one whose choice is not made yet has no hash to check.
     """
     from emogrid.study.config import finalize, load_config
     from emogrid.study.grid import expand_cells
 
     config = finalize(config) if config is not None else load_config(list(configfiles))
+    cells = expand_cells(config)
+    if results is not None:
+        from emogrid.study.tuning import tuned_cells
+
+        cells = tuned_cells(config, cells, results)
     out = []
-    for cell in expand_cells(config):
+    for cell in cells:
         row = {"cell_id": str(cell.cell_id)}
         row.update({k: v for k, v in dict(cell.axes).items() if _scalar(v)})
-        row["config_hash"] = cell.spec["config_hash"]
+        pending = isinstance(cell.spec.get("tuned"), dict) and "pending" in cell.spec["tuned"]
+        row["config_hash"] = None if pending else cell.spec["config_hash"]
         out.append(row)
     return out
 
@@ -173,7 +222,7 @@ def _order_columns(cells: pd.DataFrame) -> pd.DataFrame:
         if values.notna().sum() == cells[col].notna().sum() and values.notna().any() \
                 and (values.dropna() % 1 == 0).all() and not pd.api.types.is_bool_dtype(cells[col]):
             cells[col] = values.astype("Int64")
-    first = axis_columns(cells) + META_COLUMNS
+    first = axis_columns(cells) + META_COLUMNS + [c for c in HEALTH_COLUMNS if c in cells.columns]
     metric_cols = sorted(c for c in cells.columns if c.startswith(("val_", "test_")))
     rest = [c for c in cells.columns if c not in first and c not in metric_cols]
     cells = cells[first + metric_cols + rest]

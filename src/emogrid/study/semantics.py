@@ -18,6 +18,7 @@ from emogrid.study.methods import BUILTIN_METHODS
 from emogrid.study.model_registry import BUILTIN_MODELS
 from emogrid.study.schema import SWEEPABLE_SECTIONS, check_overrides
 from emogrid.study.stated import check_stated
+from emogrid.study.tune_config import tune_problems
 
 
 def defined_methods(config: dict) -> dict:
@@ -87,6 +88,7 @@ def semantic_problems(config: dict) -> list[str]:
     problems += _check_datasets(config)
     problems += reference_problems(config)  # report.reference: the file, its columns and values
     problems += check_stated(config)  # study.stated: keys the config has, texts that say where
+    problems += tune_problems(config)  # the tune: section (emogrid.study.tune_config)
     return problems
 
 

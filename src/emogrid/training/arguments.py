@@ -32,7 +32,7 @@ def training_arguments(spec: dict, ckpt_dir: Path, batch: dict, steps_per_epoch:
         warmup_steps=float(train["warmup_ratio"]),  # a float < 1 is a ratio
         weight_decay=float(train["weight_decay"]),
         max_grad_norm=float(train["max_grad_norm"]),
-        num_train_epochs=float(train["epochs"]),
+        num_train_epochs=epochs_to_train(spec),
         # the grid folds a method's optimizer (QLoRA: adamw_8bit) into train.optim
         optim=optimizer_name(train["optim"], cuda),
         bf16=precision == "bf16", fp16=precision == "fp16",
@@ -64,6 +64,11 @@ def optimizer_name(optim: str, cuda: bool) -> str:
     if optim == "adamw_8bit":
         return "adamw_bnb_8bit"
     return "adamw_torch_fused" if cuda else "adamw_torch"
+
+
+def epochs_to_train(spec: dict) -> float:
+    """train.epochs, times a tuning rung's share of it (successive halving: emogrid.study.tuning)."""
+    return float(spec["train"]["epochs"]) * float((spec.get("tuning") or {}).get("budget", 1.0))
 
 
 def precision_of(spec: dict) -> str:

@@ -8,6 +8,7 @@ import logging
 import math
 from dataclasses import dataclass
 
+from emogrid.training.arguments import epochs_to_train
 from emogrid.training.cell_data import encode
 
 log = logging.getLogger("emogrid.training.train")  # run.log (emogrid.training.train sets up its handler)
@@ -37,9 +38,10 @@ def build_cell(spec: dict, data: dict, batch: dict, on_model=None) -> BuiltCell:
 
     multi = data["multi_label"]
     labels = data["labels"]
-    log.info("cell %s: %s / %s, %d labels, train %d val %d test %d, micro-batch %d x accum %d",
+    log.info("cell %s: %s / %s, %d labels, train %d val %d test %s, micro-batch %d x accum %d",
              spec["cell_id"], spec["model"]["name"], spec["method"]["name"], len(labels),
-             len(data["train"]), len(data["val"]), len(data["test"]), batch["batch_size"], batch["grad_accum"])
+             len(data["train"]), len(data["val"]), len(data["test"]) if "test" in data else "not read (tuning)",
+             batch["batch_size"], batch["grad_accum"])
     if spec["method"]["quantize"] == "int8":
         from emogrid.models.devices import quiet_int8_casts
 
@@ -53,7 +55,7 @@ def build_cell(spec: dict, data: dict, batch: dict, on_model=None) -> BuiltCell:
     model, tokenizer, family = load_model(spec, len(labels), multi_label=multi, labels=labels, on_meta=on_meta)
     # The Trainer's own count (AdaLoRA's schedule must end on the last real step).
     steps_per_epoch = math.ceil(math.ceil(len(data["train"]) / batch["batch_size"]) / batch["grad_accum"])
-    total_steps = steps_per_epoch * int(spec["train"]["epochs"])
+    total_steps = math.ceil(steps_per_epoch * epochs_to_train(spec))  # the Trainer's count for float epochs
     model = apply_method(model, spec, family, total_step=total_steps)
     upcast_trainable(model)
     trainable, total = count_parameters(model)

@@ -12,7 +12,14 @@ from emogrid.errors import DataError
 _REBUILD = "the subset is damaged: delete its folder and rerun (the data step rebuilds it)"
 
 
+def evaluated_splits(spec: dict) -> tuple[str, ...]:
+    """The splits a cell is scored on: a tuning cell (spec `tuning`, emogrid.study.tuning) never
+    sees the test split, so nothing it reports can leak test labels into a choice."""
+    return ("val",) if spec.get("tuning") else ("val", "test")
+
+
 def load_data(data_dir: Path, spec: dict) -> dict:
+    """The subset's manifest and the rows of train, val and (unless tuning) test."""
     manifest = read_json(data_dir / "manifest.json")
     if manifest is None:
         raise DataError(f"no readable manifest.json in {data_dir}", hint="run `emogrid prepare` for this subset first")
@@ -21,7 +28,7 @@ def load_data(data_dir: Path, spec: dict) -> dict:
         raise DataError(f"{data_dir / 'manifest.json'}: expected a 'labels' list of at least 2 names",
                         hint=_REBUILD)
     out = {"manifest": manifest, "labels": list(labels)}
-    for split in ("train", "val", "test"):
+    for split in ("train", *evaluated_splits(spec)):  # a tuning cell never opens test.jsonl
         path = data_dir / f"{split}.jsonl"
         if not path.is_file():
             raise DataError(f"missing {path}", hint="run `emogrid prepare` for this subset first")

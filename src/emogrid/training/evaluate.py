@@ -19,11 +19,14 @@ class Evaluated:
 
 
 def evaluate(spec: dict, trainer, cell, data: dict) -> Evaluated:
-    """Score the trained model of `cell` (build.BuiltCell) on the val and test splits of `data`."""
+    """Score the trained model of `cell` (build.BuiltCell) on the val and test splits of `data`
+    (val only for a tuning cell)."""
+    from emogrid.training.cell_data import evaluated_splits
+
     t0 = time.perf_counter()
     scores = {}
     predictions = []
-    for split in ("val", "test"):
+    for split in evaluated_splits(spec):
         scores[split], rows = evaluate_split(trainer, cell.sets[split], data[split], cell.labels, cell.multi,
                                              float(spec["data"]["threshold"]), split)
         predictions.extend(rows)

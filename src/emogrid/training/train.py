@@ -196,6 +196,10 @@ def load_spec(arg: str) -> dict:
     from emogrid.study.grid import check_spec, config_hash
 
     check_spec(spec)  # complete: the trainer reads every key strictly, never with a default of its own
+    pending = (spec.get("tuned") or {}).get("pending") if isinstance(spec.get("tuned"), dict) else None
+    if pending:  # a tuned study cell before its group's choice exists (emogrid.study.tuning.Tuning.final)
+        raise CellError(f"this cell takes its tuned values from {pending}, which does not exist yet",
+                        hint="run the tuning first (snakemake runs it before the study's cells)")
     spec.setdefault("config_hash", config_hash(spec))  # optional: a hand-written spec is hashed here
     return spec
 

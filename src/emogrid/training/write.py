@@ -27,17 +27,22 @@ def write_results(spec: dict, out: Path, data: dict, cell, fitted, evaluated, ba
     files are written."""
     from emogrid.training import distributed
     from emogrid.training.efficiency import efficiency
+    from emogrid.training.health import training_health
     from emogrid.training.provenance import provenance
 
     state = fitted.trainer.state
     scores = evaluated.scores
     eff = efficiency(spec, cell, fitted, evaluated, batch)
-    log.info("done: val %s %.4f, test %s %.4f; %d optimizer steps (%d this run), %.1f s train",
+    health = training_health(state.log_history)
+    log.info("done: val %s %.4f, test %s; %d optimizer steps (%d this run), %.1f s train; training health %s: %s",
              spec["train"]["metric"], scores["val"].get(spec["train"]["metric"], float("nan")),
-             "accuracy", scores["test"]["accuracy"], state.global_step, fitted.steps_this_run, fitted.train_seconds)
+             f"accuracy {scores['test']['accuracy']:.4f}" if "test" in scores else "not evaluated (tuning cell)",
+             state.global_step, fitted.steps_this_run, fitted.train_seconds, health["state"], health["reason"])
     metrics = {"cell": spec["cell"], "cell_id": spec["cell_id"], "status": "ok",
-               "val": scores["val"], "test": scores["test"], "efficiency": eff,
+               **scores, "efficiency": eff, "health": health,
                "provenance": provenance(spec, data, started, fitted.precision)}
+    # a tuning cell records its budget; a tuned study cell the values its group chose (emogrid.study.tuning)
+    metrics.update({key: spec[key] for key in ("tuning", "tuned") if spec.get(key)})
     if not distributed.is_main():  # under torchrun only rank 0 writes the cell's files
         return metrics
     if spec["train"]["save_adapter"]:

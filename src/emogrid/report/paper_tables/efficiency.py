@@ -40,7 +40,34 @@ EFFICIENCY_COLUMNS = [
 ]
 
 
-def efficiency_frame(cells: pd.DataFrame, levels: dict) -> pd.DataFrame:
+# a tuned study (emogrid.results.tuning.tuning_compute): what the study's cells and their tuning cost
+TUNING_COLUMNS = [
+    ("final_seconds", "Study train time, total (s)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
+    ("tuning_seconds", "Tuning train time, total (s)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
+    ("tuning_cells", "Tuning cells", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
+    # successive halving only: every candidate on the whole budget, estimated from the first rung
+    ("full_search_seconds", "Full search, est. (s)", lambda v: DASH if pd.isna(v) else f"{v:.0f}"),
+]
+
+
+def efficiency_frame(cells: pd.DataFrame, levels: dict, tuning: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The efficiency rows; with `tuning` (compute per model x method), the study's total train
+    time beside its tuning's."""
+    frame = _efficiency_frame(cells, levels)
+    if tuning is None or tuning.empty or frame.empty:
+        return frame
+    keys = [k for k in ("dataset", "model", "method", "variant") if k in frame.columns]
+    ok = cells[cells["status"] == "ok"]
+    totals = ok.groupby(keys, dropna=False, sort=False)["train_seconds"].sum().rename("final_seconds").reset_index()
+    frame = frame.merge(totals, on=keys, how="left")
+    extra = tuning[[k for k in keys] + ["tuning_seconds", "tuning_cells", "full_search_seconds"]]
+    frame = frame.merge(extra.groupby(keys, dropna=False, sort=False).sum().reset_index(), on=keys, how="left")
+    if ((frame["full_search_seconds"] - frame["tuning_seconds"]).abs() < 0.5).all():
+        frame = frame.drop(columns="full_search_seconds")  # no halving: the search was the full one
+    return frame
+
+
+def _efficiency_frame(cells: pd.DataFrame, levels: dict) -> pd.DataFrame:
     ok = cells[cells["status"] == "ok"]
     cols = [c for c, _, _ in EFFICIENCY_COLUMNS if c in ok.columns]
     keys = row_keys_of(cells, levels) if len(ok) else ["model", "method", "variant"]
@@ -62,7 +89,7 @@ def efficiency_frame(cells: pd.DataFrame, levels: dict) -> pd.DataFrame:
 
 def render_efficiency(frame: pd.DataFrame) -> dict[str, str]:
     keys = [k for k in ("dataset", "model", "method", "variant") if k in frame.columns]
-    present = [(c, h, f) for c, h, f in EFFICIENCY_COLUMNS if c in frame.columns]
+    present = [(c, h, f) for c, h, f in EFFICIENCY_COLUMNS + TUNING_COLUMNS if c in frame.columns]
     shared = "shared_gpu_cells" in frame.columns
     heads = header_names(keys) + [h for _, h, _ in present] + ["Cells"] + (["Shared GPU"] if shared else [])
     body = []
@@ -81,7 +108,11 @@ def render_efficiency(frame: pd.DataFrame) -> dict[str, str]:
                if "gpu_plan_ratio" in frame.columns else "")
             + ("; † shared GPU = cells that ran beside other cells on one GPU (resources.train.cells_per_gpu): "
                "their times include their neighbours' load (metrics.json efficiency.co_tenants names them)"
-               if shared else ""))
+               if shared else "")
+            + ("; study / tuning train time: totals over the study's cells and over every tuning cell "
+               "(all rungs) of that model × method" if "tuning_seconds" in frame.columns else "")
+            + ("; full search: every candidate on the whole budget, estimated from the first rung of "
+               "successive halving" if "full_search_seconds" in frame.columns else ""))
     csv = frame.to_csv(index=False)
     md = "\n".join([f"**Efficiency** — {note}", "", "| " + " | ".join(heads) + " |",
                     "|" + "|".join([":--"] * (len(heads) - len(present) - 1 - shared)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from emogrid.report.paper_tables.health import HEALTH_MARK, HEALTH_NOTE
 from emogrid.report.paper_tables.layout import (
     DASH,
     SPLIT_NAMES,
@@ -175,6 +176,8 @@ def render_study(piv: dict, title: str) -> dict[str, str]:
     heads = header_names(row_keys)
     col_names = [f"k={k} n={n}" for k, n in cols]
     note = study_note(piv)
+    if any(rec.get("unhealthy_flag") for rec in piv["cells"].values()):
+        note += " " + HEALTH_NOTE
     body_plain, body_md, body_tex = [], [], []
     for r in rows:
         labels = row_label_cells(r, row_keys)
@@ -186,6 +189,8 @@ def render_study(piv: dict, title: str) -> dict[str, str]:
                 rec = {**rec, "_few": piv.get("metric") == "f1_macro" and small is not None and not pd.isna(small)
                        and small < FEW_PER_CLASS}
             text = format_mean_ci(rec, piv["n_mode"])
+            if rec is not None and rec.get("unhealthy_flag"):
+                text += f" {HEALTH_MARK}"  # training health (emogrid.report.paper_tables.health)
             is_best = (r, c) in piv["best"]
             if (r, c) in piv.get("ties", set()):
                 text += f" {TIE}"
@@ -194,7 +199,8 @@ def render_study(piv: dict, title: str) -> dict[str, str]:
             plain.append(text + (" *" if is_best else ""))
             md.append(f"**{text}**" if is_best else text)
             t = latex_escape(text).replace("±", r"$\pm$").replace(DASH, "--").replace(TIE, r"$\approx$") \
-                .replace(NO_LEARN, r"$^\dagger$").replace(NO_TEST, r"$^\circ$").replace(FEW, r"$^\ddagger$")
+                .replace(NO_LEARN, r"$^\dagger$").replace(NO_TEST, r"$^\circ$").replace(FEW, r"$^\ddagger$") \
+                .replace(HEALTH_MARK, r"$^\oslash$")
             tex.append(rf"\textbf{{{t}}}" if is_best else t)
         body_plain.append(plain)
         body_md.append(md)
