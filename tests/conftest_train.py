@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -50,6 +54,60 @@ def one_torch_thread(monkeypatch):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class BackgroundTrainings:
+    """`emogrid train` processes that background threads run while the session goes on, `workers`
+    at a time, each on one torch thread (OMP_NUM_THREADS=1, as one_torch_thread). `jobs`: key ->
+    a callable that prepares the run and returns (the train command's arguments, its run dir)."""
+
+    def __init__(self, jobs: dict, workers: int = 1):
+        self._running: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="training")
+        self._futures = {key: self._pool.submit(self._run, job) for key, job in jobs.items()}
+
+    def _run(self, job) -> tuple[int, Path]:
+        args, out = job()
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+        with self._lock, open(f"{out}.stderr", "w") as err:
+            if self._stopping:
+                return -1, out
+            proc = subprocess.Popen([sys.executable, "-m", "emogrid", "train", *args, "--out", str(out)], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=err)
+            self._running.add(proc)
+        code = proc.wait()
+        with self._lock:
+            self._running.discard(proc)
+        return code, out
+
+    def result(self, key) -> tuple[int, Path]:
+        """(exit code, run directory) of `key`'s training, once it has ended."""
+        return self._futures[key].result()
+
+    def stop(self) -> None:
+        """Drop the runs not started, kill the ones running (these processes only), join the threads."""
+        with self._lock:
+            self._stopping = True
+            for proc in self._running:
+                proc.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background_trainings(request, tmp_path_factory) -> dict:
+    """Long trainings a test module declares (its `start_background(items, tmp_path_factory)`),
+    started at the session's first test so that they run beside the rest of the suite, on the core
+    it leaves idle; the module's tests then wait for their results. module name -> its
+    BackgroundTrainings, or None where the module could not start them (its tests skip)."""
+    items = request.session.items
+    modules = {item.module for item in items if hasattr(getattr(item, "module", None), "start_background")}
+    started = {module.__name__: module.start_background(items, tmp_path_factory) for module in modules}
+    yield started
+    for trainings in started.values():
+        if trainings is not None:
+            trainings.stop()
 
 
 @pytest.fixture(scope="session")

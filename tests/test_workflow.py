@@ -87,15 +87,12 @@ def test_plan_feeds_the_scheduler(tmp_path, monkeypatch):
     assert "1" in gpus and any(int(g) > 1 for g in gpus), gpus
 
 
-def test_plan_rule_plans_the_study_not_the_default_grid(tmp_path):
-    """`--configfile config.yaml studies/quickstart.yaml`: the plan rule must see the merged
-    study (MiniLM, CPU), not whichever file came last on its own command line."""
-    from tests.helpers import REPO
-
-    proc = snakemake(tmp_path, "--cores", "1", "results/tables/plan.md",
-                     configfiles=[REPO / "studies" / "quickstart.yaml"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    plan = (tmp_path / "results" / "tables" / "plan.md").read_text()
-    assert "| minilm | lora |" in plan and "| minilm | full |" in plan
-    assert "qwen" not in plan and "llama" not in plan
+def test_plan_rule_plans_the_study_not_the_default_grid(finished_grid):
+    """`--configfile config.yaml study.yaml`: the plan rule must see the merged study (the
+    session's grid, tests/conftest_grid.py: tiny models, CPU), not whichever file came last on
+    its own command line (config.yaml's grid: qwen2.5-1.5b, llama-3.2-1b, gpt2-xl, ...)."""
+    assert finished_grid.proc.returncode == 0, finished_grid.proc.stderr[-3000:]
+    plan = (finished_grid.work / "results" / "tables" / "plan.md").read_text()
+    assert "| tiny-llama | lora |" in plan and "| tiny-bert | full |" in plan
+    assert "qwen" not in plan and "llama-3.2" not in plan and "gpt2-xl" not in plan
     assert "| cpu |" in plan and "| cuda |" not in plan

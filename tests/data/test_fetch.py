@@ -183,27 +183,31 @@ def test_missing_model_stops_its_cells_before_any_training_job(tmp_path):
     assert "rule train:" not in out and not (tmp_path / "results" / "runs").exists()
 
 
-def test_grid_trains_offline_from_the_fetched_snapshot(tmp_path, tiny_models):
-    data = require_data()
-    lay_out_model(tmp_path / "results" / "hub", REPO_ID, tiny_models["bert"])
-    study = _study(tmp_path, data, f"{{id: {REPO_ID}}}")
-    proc = snakemake(tmp_path, "--cores", "1", configfiles=[study],
-                     env={"HF_HUB_OFFLINE": "1", "EMOGRID_DATA_DIR": str(data)})
+def test_grid_trains_offline_from_the_fetched_snapshot(finished_grid):
+    """The session's grid (tests/conftest_grid.py) takes tiny-bert from the hub cache through the
+    fetch job, offline, and tiny-llama from a local folder."""
+    from conftest_grid import HUB_MODEL
+
+    work, proc = finished_grid.work, finished_grid.proc
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    metrics = json.loads((tmp_path / "results/runs/goemotions/tiny/lora/k2_n40/s0/metrics.json").read_text())
+    assert HUB_MODEL == REPO_ID
+    metrics = json.loads((work / "results/runs/goemotions/tiny-bert/lora/k2_n60/s0/metrics.json").read_text())
     assert metrics["status"] == "ok"
     assert metrics["provenance"]["model_source"]["commit"] == COMMIT
     # the receipt's commit reaches the tables and the report's sources table too
     import pandas as pd
 
-    cells = pd.read_csv(tmp_path / "results" / "tables" / "cells.csv")
-    assert list(cells["model_commit"]) == [COMMIT] and list(cells["model_source"]) == [REPO_ID]
-    sources = pd.read_csv(tmp_path / "results" / "tables" / "sources.csv", keep_default_na=False)
-    model_row = sources[sources["kind"] == "model"].iloc[0]
-    assert (model_row["name"], model_row["id"], model_row["commit"], model_row["cells"]) == ("tiny", REPO_ID, COMMIT, 1)
-    assert sources[sources["kind"] == "dataset"].iloc[0]["id"].startswith(str(data.resolve()))  # local: its path
-    assert f"| model | tiny | {REPO_ID} | main | {COMMIT} | 1 |" in \
-        (tmp_path / "results" / "tables" / "sources.md").read_text()
+    cells = pd.read_csv(work / "results" / "tables" / "cells.csv", keep_default_na=False)
+    hubbed = cells[cells["model"] == "tiny-bert"]
+    assert len(hubbed) == 4 and list(hubbed["model_commit"]) == [COMMIT] * 4
+    assert list(hubbed["model_source"]) == [REPO_ID] * 4
+    sources = pd.read_csv(work / "results" / "tables" / "sources.csv", keep_default_na=False)
+    model_row = sources[(sources["kind"] == "model") & (sources["name"] == "tiny-bert")].iloc[0]
+    assert (model_row["id"], model_row["commit"], model_row["cells"]) == (REPO_ID, COMMIT, 4)
+    data = finished_grid.env["EMOGRID_DATA_DIR"]
+    assert sources[sources["kind"] == "dataset"].iloc[0]["id"].startswith(str(Path(data).resolve()))  # local: its path
+    assert f"| model | tiny-bert | {REPO_ID} | main | {COMMIT} | 4 |" in \
+        (work / "results" / "tables" / "sources.md").read_text()
 
 
 def _imdb_like(n: int):
