@@ -152,6 +152,7 @@ tune:
 """
 
 
+@pytest.mark.long
 def test_tuned_methods_on_minilm(minilm, tmp_path):
     """studies/methods_tuned.yaml cut to a CPU: every method gets its own learning rate, chosen on
     validation by healthy tuning cells, and LoRA+ (flat at ln 4 untuned) learns."""
