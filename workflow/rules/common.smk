@@ -56,6 +56,7 @@ envvars:
     "PYTHONPATH",
     "EMOGRID_REPORT_TO",
     "EMOGRID_STUDY",
+    "EMOGRID_REMOTE_JOBS",
 
 
 # tune: (tune.smk, emogrid.study.tuning): the study's cells carry their group's chosen values, read

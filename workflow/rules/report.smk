@@ -60,8 +60,11 @@ rule figures:
         code=[str(EMOGRID_SRC / n) for n in outputs.FIGURES_CODE],
     output:
         [
-            report(update(f"{FIGURES}/{n}.png"), caption=f"../report/{n}.rst",
-                   category=outputs.REPORT_CATEGORY.get(n, "Figures"))
+            report(
+                update(f"{FIGURES}/{n}.png"),
+                caption=f"../report/{n}.rst",
+                category=outputs.REPORT_CATEGORY.get(n, "Figures"),
+            )
             for n in outputs.FIGURE_NAMES
         ],
         [update(f"{FIGURES}/{n}.pdf") for n in outputs.FIGURE_NAMES],

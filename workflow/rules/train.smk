@@ -27,8 +27,12 @@ rule train:
         "../../envs/train.yaml"
     threads: lambda wc: int(config["resources"].get("train", {}).get("cpus_per_task", 1))
     resources:
-        **rule_resources(config, "train", cell_of,
-                         planner=(lambda cell: planned_host_mem_mb(cell, config)) if needs_planner(config) else None),
+        **rule_resources(
+            config,
+            "train",
+            cell_of,
+            planner=(lambda cell: planned_host_mem_mb(cell, config)) if needs_planner(config) else None,
+        ),
         attempt=lambda wc, attempt: attempt,
         # no mem_mb in config -> planned host memory x resources.safety_margin (emogrid.planning.memory)
     params:
