@@ -289,7 +289,7 @@ def build_subset(loaded: Loaded, cfg: dict, k: int, n: int, seed: int) -> tuple[
     """Select labels and draw train/val/test rows. Pure: no files written."""
     import numpy as np
 
-    mode, train, test = cfg["mode"], loaded.train, loaded.test
+    mode, train = cfg["mode"], loaded.train
     names = loaded.names or taxonomy_labels(cfg["taxonomy"])
     chosen = select_labels(train, loaded.names or cfg["taxonomy"], mode, k, cfg["labels"],
                            cfg["exclude_labels"], dataset=cfg["name"])

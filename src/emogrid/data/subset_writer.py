@@ -96,7 +96,8 @@ def subset_checksum(files: dict[str, str], cfg: dict) -> str:
     from emogrid.study.schema import schema_default
 
     text = "".join(files.values())
-    settings = {key: cfg[key] for key in ("val_from", "transforms", "draw") if cfg[key] != schema_default(f"data.{key}")}
+    settings = {key: cfg[key] for key in ("val_from", "transforms", "draw")
+                if cfg[key] != schema_default(f"data.{key}")}
     if settings:
         text += json.dumps(settings, sort_keys=True)
     return _sha256(text.encode("utf-8"))
