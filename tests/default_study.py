@@ -27,7 +27,11 @@ OTHER_VALUES = {
     "grid.models": ["bert-base", "gpt2-xl"],
     "grid.methods": ["lora", "full", "qlora"],
     "methods.qlora.optim": "adamw",
+    "train.batch_size": 6,  # +1 would not split over the 2 GPUs of the perturbed resources.train.gpu
     "train.scheduler": "linear",
+    "data.val_from": "source",
+    "data.draw": "natural",
+    "lora.head": "lora",
     "train.eval_every": "2 epochs",
     "train.metric": "f1_macro",
     "train.precision": "fp32",
@@ -51,7 +55,7 @@ def leaves(tree: dict, prefix: str = ""):
 
 
 def _other(dotted: str, value):
-    if dotted.startswith("study.stated."):
+    if dotted.startswith(("study.stated.", "study.impossible.")):
         return f"perturbed: {value}"
     if dotted in OTHER_VALUES:
         return OTHER_VALUES[dotted]
