@@ -31,6 +31,7 @@ OTHER_VALUES = {
     "train.scheduler": "linear",
     "data.val_from": "source",
     "data.draw": "natural",
+    "data.transforms": ["lowercase"],
     "lora.head": "lora",
     "train.eval_every": "2 epochs",
     "train.metric": "f1_macro",
