@@ -27,7 +27,12 @@ OTHER_VALUES = {
     "grid.models": ["bert-base", "gpt2-xl"],
     "grid.methods": ["lora", "full", "qlora"],
     "methods.qlora.optim": "adamw",
+    "train.batch_size": 6,  # +1 would not split over the 2 GPUs of the perturbed resources.train.gpu
     "train.scheduler": "linear",
+    "data.val_from": "source",
+    "data.draw": "natural",
+    "data.transforms": ["lowercase"],
+    "lora.head": "lora",
     "train.eval_every": "2 epochs",
     "train.batch_size": 8,  # even: the perturbed study asks for 2 GPUs, each trains batch_size / 2
     "train.metric": "f1_macro",
@@ -52,7 +57,7 @@ def leaves(tree: dict, prefix: str = ""):
 
 
 def _other(dotted: str, value):
-    if dotted.startswith("study.stated."):
+    if dotted.startswith(("study.stated.", "study.impossible.")):
         return f"perturbed: {value}"
     if dotted in OTHER_VALUES:
         return OTHER_VALUES[dotted]

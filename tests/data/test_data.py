@@ -208,8 +208,8 @@ def test_single_subset_balance_split_and_test(tmp_path, rows):
                            "files": {f"{s}.tsv": README_SHA256[f"original/{s}.tsv"]
                                      for s in ("train", "dev", "test")}}
     assert list(m) == ["dataset", "taxonomy", "mode", "labels", "source_label_ids", "k", "n",
-                       "seed", "val_fraction", "val_from", "transforms", "test_mode", "source", "counts", "files",
-                       "checksum"]
+                       "seed", "val_fraction", "val_from", "transforms", "draw", "test_mode", "source", "counts",
+                       "files", "checksum"]
     assert (m["val_from"], m["transforms"]) == ("subset", [])
 
 

@@ -33,6 +33,31 @@ def test_every_paper_states_its_recipe_with_evidence_for_keys_that_exist(paper, 
         assert text.split(":")[0].strip(), key  # where in the paper, before the colon
     rows = recipe_rows(config)
     assert {r.config_key for r in rows if r.stated} == set(stated)
+    cannot = raw["study"].get("impossible", {})
+    for key, text in cannot.items():
+        lookup(config, key)
+        assert isinstance(text, str) and len(text.strip()) > 10, key
+    assert {r.config_key for r in rows if r.impossible} == set(cannot)
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_explain_counts_each_recipe_value_once(paper, capsys, monkeypatch):
+    """`emogrid grid --explain` sorts every recipe value into stated / ours / impossible and its
+    first line counts them (the counts of the paper-review note)."""
+    monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
+    study = REPO / "studies" / f"{paper}.yaml"
+    raw = yaml.safe_load(study.read_text())
+    assert main(["grid", "--explain", "--configfile", str(study)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    table = out[2:out.index("")] if "" in out else out[2:]
+    categories = [line.split()[-1] for line in table]
+    assert set(categories) <= {"stated", "ours", "impossible"}
+    counts = {c: categories.count(c) for c in ("stated", "ours", "impossible")}
+    assert out[0].endswith(f"{len(table)} values, {counts['stated']} stated by the paper (study.stated), "
+                           f"{counts['ours']} ours, {counts['impossible']} impossible (study.impossible)")
+    cannot = set(raw["study"].get("impossible", {}))
+    assert counts["impossible"] >= len(cannot)  # a key with a per-cell override has a row per scope
+    assert counts["stated"] + counts["impossible"] >= len(set(raw["study"]["stated"]) | cannot)
 
 
 @pytest.mark.parametrize("stated, expected", [
@@ -44,6 +69,34 @@ def test_every_paper_states_its_recipe_with_evidence_for_keys_that_exist(paper, 
 def test_a_stated_key_must_exist_and_say_where(stated, expected):
     with pytest.raises(ConfigError, match=expected.replace(".", r"\.")):
         finalize({**STUDY, "study": {"stated": stated}})
+
+
+@pytest.mark.parametrize("cannot, expected", [
+    ({"train.learning_rate": "Sec. 4: not public"}, "study.impossible.train.learning_rate: the config has no key"),
+    ({"train.lr": " "}, "study.impossible.train.lr: expected why the paper's value cannot run here"),
+])
+def test_an_impossible_key_must_exist_and_say_why(cannot, expected):
+    with pytest.raises(ConfigError, match=expected.replace(".", r"\.")):
+        finalize({**STUDY, "study": {"impossible": cannot}})
+
+
+def test_impossible_wins_over_stated_and_is_counted_apart():
+    config = finalize({**STUDY, "study": {"stated": {"train.lr": "Sec. 2: 2e-4", "grid.models": "Sec. 1: bert"},
+                                          "impossible": {"grid.models": "Sec. 1: their own BERT, not public"}}})
+    rows = {r.config_key: r for r in recipe_rows(config)}
+    assert rows["train.lr"].category == "stated" and rows["grid.models"].category == "impossible"
+    assert rows["train.epochs"].category == "ours"
+    frame = recipe_frame(config)
+    models = frame[frame["config_key"] == "grid.models"].iloc[0]
+    assert models["source"] == "impossible" and models["evidence"] == "Sec. 1: bert; Sec. 1: their own BERT, not public"
+    assert render(frame)["md"].splitlines()[0].endswith(
+        f"{len(frame) - 2} ours, 1 impossible here (study.impossible: why)")
+
+
+def test_recipe_lists_how_the_data_is_drawn():
+    rows = {r.config_key: r for r in recipe_rows(finalize({**STUDY, "data": {"draw": "natural"}}))}
+    assert rows["data.draw"].value == "natural" and rows["data.val_from"].value == "subset"
+    assert rows["data.transforms"].text == "[]"
 
 
 def test_stated_keys_reach_names_with_dots():

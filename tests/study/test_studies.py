@@ -12,7 +12,8 @@ from tests.helpers import REPO, job_counts, plan_config, snakemake
 
 PAPERS = {
     "motaharfar_goemotions_grid.yaml": ({"goemotions"}, 180),
-    "xu_distilbert_imdb_agnews.yaml": ({"imdb", "ag_news"}, 54),
+    # arms: IMDB (full, LoRA+ at r 8, LoRA x 4 ranks), AG News (full, LoRA at r 8), x 3 seeds
+    "xu_distilbert_imdb_agnews.yaml": ({"imdb", "ag_news"}, (2 + 4) * 3 + 2 * 3),
     "vinayaka_emotion_multilabel.yaml": ({"sem_eval_2018_ec"}, 9),  # arms: Gemma x LoRA, IA3; gte-Qwen x QLoRA
     # (lora, qlora) x r x alpha x arms x seeds + untrained x seeds
     "patil_llama3_sentiment5.yaml": ({"yelp_review_full"}, 2 * 7 * 3 * 2 * 3 + 3),
@@ -30,7 +31,8 @@ def test_paper_study_expands_and_dry_runs(study, tmp_path):
     cells = expand_cells(config)
     assert {c.axes["dataset"] for c in cells} == datasets and len(cells) == n_cells
     if study.startswith("xu_"):  # labels: all -> 2 for IMDB, 4 for AG News
-        assert {(c.axes["dataset"], c.axes["labels"]) for c in cells} == {("imdb", 2), ("ag_news", 4)}
+        assert {(c.axes["dataset"], c.axes["labels"], c.axes["samples"]) for c in cells} == \
+            {("imdb", 2, 25000), ("ag_news", 4, 120000)}  # each whole train split (data.draw: all)
     proc = snakemake(tmp_path, "-n", "-p", "--cores", "1", configfiles=[path], timeout=120, base=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # Snakemake runs the study file alone: the config its rules get is the one emogrid loads
@@ -98,7 +100,7 @@ def test_grid_cli_counts_cells_per_dataset(capsys, monkeypatch):
 
     monkeypatch.chdir(REPO)
     assert main(["grid", "--configfile", "studies/xu_distilbert_imdb_agnews.yaml"]) == 0
-    assert "per dataset: imdb 27, ag_news 27" in capsys.readouterr().err
+    assert "per dataset: imdb 18, ag_news 6" in capsys.readouterr().err  # the rank sweep and LoRA+ on IMDB only
 
 
 def test_the_goemotions_grid_study_is_the_default_study_in_the_papers_view(monkeypatch):

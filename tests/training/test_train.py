@@ -426,3 +426,56 @@ def test_patience_zero_trains_every_step(tiny_models, tiny_subset, tmp_path):
     accs = [r["eval"]["accuracy"] for r in evals]
     assert len(evals) >= 8  # evaluated all along, never stopped
     assert metrics["val"]["accuracy"] == pytest.approx(max(accs))  # the best evaluation restored
+
+
+def test_max_steps_replaces_the_epochs(tiny_models, tiny_subset, tmp_path):
+    """train.max_steps: exactly that many optimizer steps, past the end of train.epochs (the data
+    cycles), the Trainer's max_steps."""
+    # 54 training examples / batch 8 = 7 optimizer steps per epoch; 1 epoch would be 7
+    spec = cell_spec(tiny_models["bert"], "lora", epochs=1, max_steps=10, lr=5e-3, patience=0)
+    assert run_cli(spec, tiny_subset, tmp_path) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["efficiency"]["optimizer_steps"] == 10
+    assert metrics["efficiency"]["epochs_run"] == 2
+
+
+def test_restore_best_false_tests_the_last_step(tiny_models, tiny_subset, tmp_path):
+    """train.restore_best: false evaluates the model the last step left (a paper that trains N
+    epochs and reports the end), not the best evaluation's weights."""
+    import math
+
+    spec = cell_spec(tiny_models["bert"], "lora", epochs=3, lr=5e-3, eval_every="2 steps", patience=0,
+                     restore_best=False)
+    assert run_cli(spec, tiny_subset, tmp_path) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    evals = [r["eval"] for r in map(json.loads, (tmp_path / "train_log.jsonl").read_text().splitlines())
+             if "eval" in r]
+    # the tested model's validation loss, from its predicted probabilities (single-label: -log p(gold))
+    val = [r for r in map(json.loads, (tmp_path / "predictions.jsonl").read_text().splitlines())
+           if r["split"] == "val"]
+    loss = sum(-math.log(r["probs"][r["gold"][0]]) for r in val) / len(val)
+    best = max(range(len(evals)), key=lambda i: (evals[i]["accuracy"], -i))  # the Trainer's best: the first
+    assert best != len(evals) - 1 and abs(evals[best]["loss"] - evals[-1]["loss"]) > 1e-3  # the two differ
+    assert loss == pytest.approx(evals[-1]["loss"], abs=1e-4)  # the last step's weights were tested
+    assert metrics["efficiency"]["best_step"] == metrics["efficiency"]["optimizer_steps"] == 21
+
+
+def test_later_train_keys_at_their_defaults_keep_the_config_hash():
+    """train.max_steps and train.restore_best at their defaults leave a cell's config hash as it
+    was before they existed (no finished cell reruns); set, they change it."""
+    import copy
+
+    import yaml
+
+    from emogrid.study.config import finalize
+    from emogrid.study.grid import expand_cells
+    from tests.helpers import REPO
+
+    spec = expand_cells(finalize(yaml.safe_load((REPO / "config.yaml").read_text())))[0].spec
+    assert spec["train"]["max_steps"] is None and spec["train"]["restore_best"] is True
+    before = copy.deepcopy(spec)
+    for key in ("max_steps", "restore_best"):
+        del before["train"][key]
+    assert config_hash(spec) == config_hash(before)
+    assert config_hash({**spec, "train": {**spec["train"], "max_steps": 40}}) != config_hash(spec)
+    assert config_hash({**spec, "train": {**spec["train"], "restore_best": False}}) != config_hash(spec)

@@ -16,6 +16,12 @@ Selection rules, all driven by one `numpy.random.Generator(seed)` in a fixed ord
 * multi mode: comments with at least one of the k labels, labels restricted to those k.
   Each label gets the same quota as above; comments are drawn round-robin (rarest label
   first in each round), each comment at most once, so label counts are approximately equal.
+* `draw: natural` (instead of the balanced quotas above): n rows drawn at random from the
+  pool (single: the single-label rows of the k labels; multi: rows with at least one), so
+  the labels keep the split's own distribution; `draw: all`: every row of the pool, the
+  whole split restricted to the k labels (n must be the pool's size: the cell says what it
+  trained on). Validation is then stratified by each row's label (multi: its first chosen
+  label), and `val_from: source` draws its rows the same way (all: the whole split).
 * val: round(n * val_fraction) rows (at least 1 when val_fraction > 0), allocated across
   the labels (the label a row was drawn for) by largest remainder, ties by label order.
   `val_from: subset` carves them out of the n drawn rows (n - v train); `val_from: source`
@@ -59,6 +65,7 @@ def subset_settings(data_cfg: dict) -> dict:
         "exclude_labels": list(data_cfg.get("exclude_labels", [NEUTRAL] if kind == "goemotions" else [])),
         "val_from": _setting(data_cfg, "val_from"),
         "transforms": list(_setting(data_cfg, "transforms")),
+        "draw": _setting(data_cfg, "draw"),
     }
     if kind not in ("goemotions", "table"):
         raise ConfigError(f"datasets.{cfg['name']}.kind: expected 'goemotions' or 'table', got {kind!r}")
@@ -68,6 +75,8 @@ def subset_settings(data_cfg: dict) -> dict:
         raise ConfigError(f"data.test: expected 'natural' or 'balanced', got {cfg['test']!r}")
     if cfg["val_from"] not in ("subset", "source"):
         raise ConfigError(f"data.val_from: expected 'subset' or 'source', got {cfg['val_from']!r}")
+    if cfg["draw"] not in DRAWS:
+        raise ConfigError(f"data.draw: expected one of {', '.join(DRAWS)}, got {cfg['draw']!r}")
     unknown = [t for t in cfg["transforms"] if t not in TRANSFORMS]
     if unknown:
         raise ConfigError(f"data.transforms: unknown transform(s) {unknown}; expected some of {', '.join(TRANSFORMS)}")
@@ -76,6 +85,9 @@ def subset_settings(data_cfg: dict) -> dict:
     if kind == "goemotions":
         taxonomy_labels(cfg["taxonomy"])
     return cfg
+
+
+DRAWS = ("balanced", "natural", "all")
 
 
 def label_frequencies(split: Split, mode: str) -> dict[int, int]:
@@ -164,6 +176,28 @@ def _draw_single(rng, split: Split, chosen: list[int], quotas: list[int] | None)
         picks = rng.choice(len(pool), size=size, replace=False) if size else []
         out.append([pool[int(p)] for p in picks])
     return out
+
+
+def _pool(split: Split, chosen: list[int], mode: str) -> list[int]:
+    """Row indices a natural draw picks from: single-label rows of the chosen labels (single
+    mode), rows carrying at least one of them (multi)."""
+    wanted = set(chosen)
+    if mode == "single":
+        return [i for i, labs in enumerate(split.labels) if len(labs) == 1 and labs[0] in wanted]
+    return [i for i, labs in enumerate(split.labels) if wanted.intersection(labs)]
+
+
+def _natural(rng, split: Split, chosen: list[int], mode: str, size: int | None) -> list[list[int]]:
+    """`size` rows of the pool at random (None: every row, in random order), grouped by label
+    (a multi-label row by its first chosen label) so validation can be stratified."""
+    pool = _pool(split, chosen, mode)
+    picks = rng.permutation(len(pool)) if size is None else rng.choice(len(pool), size=size, replace=False)
+    pos = {lab: j for j, lab in enumerate(chosen)}
+    groups: list[list[int]] = [[] for _ in chosen]
+    for p in picks:
+        i = pool[int(p)]
+        groups[min(pos[lab] for lab in split.labels[i] if lab in pos)].append(i)
+    return groups
 
 
 def _multi_candidates(rng, split: Split, chosen: list[int]) -> list[list[int]]:
@@ -255,7 +289,7 @@ def build_subset(loaded: Loaded, cfg: dict, k: int, n: int, seed: int) -> tuple[
     """Select labels and draw train/val/test rows. Pure: no files written."""
     import numpy as np
 
-    mode, train, test = cfg["mode"], loaded.train, loaded.test
+    mode, train = cfg["mode"], loaded.train
     names = loaded.names or taxonomy_labels(cfg["taxonomy"])
     chosen = select_labels(train, loaded.names or cfg["taxonomy"], mode, k, cfg["labels"],
                            cfg["exclude_labels"], dataset=cfg["name"])
@@ -267,6 +301,10 @@ def build_subset(loaded: Loaded, cfg: dict, k: int, n: int, seed: int) -> tuple[
     counts = label_frequencies(train, mode)
     unit = "comments" if cfg.get("kind", "goemotions") == "goemotions" else "examples"
     what = f"single-label {unit}" if mode == "single" else unit
+    draw = cfg.get("draw", "balanced")
+    if draw != "balanced":
+        drawn = _natural_train(rng, train, chosen, mode, n, draw, what)
+        return chosen, _finish(loaded, cfg, rng, chosen, drawn, [len(d) for d in drawn], n, names, unit, what)
     short = [
         f"label '{names[lab]}' has {counts.get(lab, 0)} {what} in the train split, {q} needed"
         for lab, q in zip(chosen, quotas)
@@ -289,8 +327,39 @@ def build_subset(loaded: Loaded, cfg: dict, k: int, n: int, seed: int) -> tuple[
                 train.name, k, n, what,
             )
 
-    val_sizes = _allocate(_val_size(n, cfg["val_fraction"]), quotas)
-    if cfg["val_from"] == "source":
+    return chosen, _finish(loaded, cfg, rng, chosen, drawn, quotas, n, names, unit, what)
+
+
+def _natural_train(rng, train: Split, chosen: list[int], mode: str, n: int, draw: str, what: str) -> list[list[int]]:
+    """The train rows of a natural draw (n at random) or of `all` (every row; n must say how many)."""
+    available = len(_pool(train, chosen, mode))
+    if draw == "all" and available != n:
+        raise DataError(f"{train.name}: data.draw all takes every {what} of the k={len(chosen)} labels, {available}, "
+                        f"but the samples axis says n={n}",
+                        hint=f"set this dataset's samples to [{available}] (grid.arms can give each dataset its own)")
+    if available < n:
+        raise DataError(f"{train.name}: too few {what} for k={len(chosen)}, n={n}: the labels have {available}",
+                        hint="lower the samples axis, or use data.draw: all")
+    return _natural(rng, train, chosen, mode, None if draw == "all" else n)
+
+
+def _finish(loaded: Loaded, cfg: dict, rng, chosen: list[int], drawn: list[list[int]], weights: list[int], n: int,
+            names: list[str], unit: str, what: str) -> dict[str, list[dict]]:
+    """Validation (carved from the drawn rows or drawn from the source's own split), the test rows,
+    and every split's rows, shuffled."""
+    mode, train, test, k = cfg["mode"], loaded.train, loaded.test, len(chosen)
+    draw = cfg.get("draw", "balanced")
+    val_sizes = _allocate(_val_size(n, cfg["val_fraction"]), weights)
+    if cfg["val_from"] == "source" and draw != "balanced":
+        val_split = _source_val(loaded, cfg["name"])
+        size = None if draw == "all" else sum(val_sizes)
+        pool = len(_pool(val_split, chosen, mode))
+        if size is not None and pool < size:
+            raise DataError(f"{val_split.name}: too few {what} for k={k}, {size} validation rows: the labels have "
+                            f"{pool}", hint="lower the samples axis or val_fraction, or use data.draw: all")
+        val_idx = [i for d in _natural(rng, val_split, chosen, mode, size) for i in d]
+        train_idx = [i for d in drawn for i in d]
+    elif cfg["val_from"] == "source":
         val_split = _source_val(loaded, cfg["name"])
         val_idx = [i for d in _draw_val(rng, val_split, chosen, val_sizes, mode, names, unit, what) for i in d]
         train_idx = [i for d in drawn for i in d]
@@ -318,9 +387,8 @@ def build_subset(loaded: Loaded, cfg: dict, k: int, n: int, seed: int) -> tuple[
     if empty:
         raise DataError(f"{test.name}: no {what} for label(s) {empty} in the test split; expected at least one each")
 
-    rows = {
+    return {
         "train": _rows(train, train_idx, chosen, rng),
         "val": _rows(val_split, val_idx, chosen, rng),
         "test": _rows(test, test_idx, chosen, rng),
     }
-    return chosen, rows

@@ -77,6 +77,7 @@ def prepare_subset(data_cfg: dict, k: int, n: int, seed: int, out_dir: str | os.
         "val_fraction": cfg["val_fraction"],
         "val_from": cfg["val_from"],
         "transforms": cfg["transforms"],
+        "draw": cfg["draw"],
         "test_mode": cfg["test"],
         "source": loaded.source_manifest,
         "counts": {split: _count(r, label_names) for split, r in rows.items()},
@@ -89,13 +90,14 @@ def prepare_subset(data_cfg: dict, k: int, n: int, seed: int, out_dir: str | os.
 
 def subset_checksum(files: dict[str, str], cfg: dict) -> str:
     """sha256 of the three file checksums (hex) concatenated in the order train, val, test,
-    followed -- when val_from or transforms differ from their defaults -- by those settings as
+    followed -- when val_from, transforms or draw differ from their defaults -- by those settings as
     sorted JSON: how the text was made is part of what a cell trained on, even where a transform
     happened to change no row (a subset drawn before these settings keeps its checksum)."""
     from emogrid.study.schema import schema_default
 
     text = "".join(files.values())
-    settings = {key: cfg[key] for key in ("val_from", "transforms") if cfg[key] != schema_default(f"data.{key}")}
+    settings = {key: cfg[key] for key in ("val_from", "transforms", "draw")
+                if cfg[key] != schema_default(f"data.{key}")}
     if settings:
         text += json.dumps(settings, sort_keys=True)
     return _sha256(text.encode("utf-8"))

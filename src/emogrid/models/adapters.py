@@ -143,6 +143,8 @@ def default_total_step(spec: dict) -> int:
     train = spec["train"]
     n_train = int(spec["cell"]["samples"])
     per_step = max(1, int(train["batch_size"]) * int(train["grad_accum"]))
+    if train.get("max_steps") is not None:  # train.max_steps replaces the epochs
+        return int(train["max_steps"])
     return max(1, math.ceil(n_train / per_step) * int(train["epochs"]))
 
 

@@ -54,20 +54,33 @@ def run(args) -> int:
 
 
 def explain(config: dict, layers: list[tuple[str, dict]]) -> str:
-    """The recipe as a table (key, value, cells, from, paper), then the paper's evidence per stated key."""
-    from emogrid.study.recipe import recipe_rows
+    """The recipe as a table (key, value, cells, from, paper: stated / ours / impossible), then the
+    paper's evidence per stated key and the reason per impossible one."""
+    from emogrid.study.recipe import category_counts, recipe_rows
 
     rows = recipe_rows(config, layers)
     table = [("key", "value", "cells", "from", "paper")]
-    table += [(r.key, r.text, r.scope or "all", r.source, "stated" if r.stated else "ours") for r in rows]
+    table += [(r.key, r.text, r.scope or "all", r.source, r.category) for r in rows]
     widths = [min(max(len(row[i]) for row in table), 48) for i in range(4)]
-    lines = [f"recipe of study {config['study']['name']}: {len(rows)} values, "
-             f"{sum(bool(r.stated) for r in rows)} stated by the paper (study.stated), the rest ours"]
+    lines = [f"recipe of study {config['study']['name']}: {len(rows)} values, " + recipe_counts(rows)]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in table]
     evidence = [(r.config_key, r.stated) for r in rows if r.stated]
     if evidence:
         lines += ["", "stated by the paper:"] + [f"  {key}: {text}" for key, text in evidence]
+    reasons = [(r.config_key, r.impossible) for r in rows if r.impossible]
+    if reasons:
+        lines += ["", "the paper's value cannot run here:"] + [f"  {key}: {text}" for key, text in reasons]
+    assert sum(category_counts(rows).values()) == len(rows)
     return "\n".join(lines)
+
+
+def recipe_counts(rows) -> str:
+    """'31 stated by the paper (study.stated), 12 ours, 2 impossible (study.impossible)'."""
+    from emogrid.study.recipe import category_counts
+
+    counts = category_counts(rows)
+    return (f"{counts['stated']} stated by the paper (study.stated), {counts['ours']} ours, "
+            f"{counts['impossible']} impossible (study.impossible)")
 
 
 def target_lines(cells) -> list[str]:

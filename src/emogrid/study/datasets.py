@@ -11,8 +11,8 @@ data rule's parameters, so editing one dataset reruns only that dataset's subset
   jsonl/json, parquet; ``header: false`` + ``columns: [...]`` for headerless files), with
   ``text``, ``label`` or ``label_columns``, ``label_names``, ``id`` and ``splits``.
 
-Every kind shares the subset settings ``mode labels val_fraction val_from transforms test
-threshold exclude_labels test_fraction carve_seed``; those a definition leaves out come from
+Every kind shares the subset settings ``mode labels val_fraction val_from transforms draw
+test threshold exclude_labels test_fraction carve_seed``; those a definition leaves out come from
 the config's ``data:`` section, so the settings written there apply to every dataset.
 """
 
@@ -29,7 +29,7 @@ CARVE_DEFAULTS = {"test_fraction": 0.2, "carve_seed": 0}
 # Subset settings added after subsets existed: a definition holds one only when it differs from
 # its schema default (the value that reproduces those subsets), since the data rule reruns on a
 # changed definition.
-LATER_SETTINGS = ("val_from", "transforms")
+LATER_SETTINGS = ("val_from", "transforms", "draw")
 DEFAULT_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 
 # GoEmotions on the hub: the `simplified` config (27 emotions + neutral, official splits)

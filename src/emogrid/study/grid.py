@@ -79,8 +79,17 @@ def merge_overrides(model_overrides: dict, method_overrides: dict) -> dict:
     return out
 
 
+# Train keys added after cells had results: hashed only when they differ from these defaults
+# (the values that reproduce those cells), so adding them reruns no finished cell.
+LATER_TRAIN_DEFAULTS = {"max_steps": None, "restore_best": True}
+
+
 def config_hash(spec: dict) -> str:
-    blob = json.dumps({k: v for k, v in spec.items() if k != "config_hash"}, sort_keys=True)
+    hashed = {k: v for k, v in spec.items() if k != "config_hash"}
+    if isinstance(hashed.get("train"), dict):
+        hashed["train"] = {k: v for k, v in hashed["train"].items()
+                           if k not in LATER_TRAIN_DEFAULTS or v != LATER_TRAIN_DEFAULTS[k]}
+    blob = json.dumps(hashed, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

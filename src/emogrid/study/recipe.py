@@ -9,7 +9,9 @@ names. A value that only some cells use has a row of its own, scoped to them: a
 
 `source` (for `emogrid grid --explain`) is the layer that set the value: a study file, `--config`,
 `--config-json`, the schema default, the model registry, a built-in method or dataset; `stated`
-is the paper's evidence from `study.stated` (emogrid.study.stated), empty where the value is ours.
+is the paper's evidence from `study.stated` (emogrid.study.stated), empty where the value is ours;
+`impossible` is why the paper's value cannot run (`study.impossible`). `category` sorts each value
+into exactly one of impossible, stated, ours (in that order of precedence).
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from emogrid.study.cell_id import format_value
-from emogrid.study.datasets import grid_datasets, resolve_dataset
+from emogrid.study.datasets import LATER_SETTINGS, grid_datasets, resolve_dataset
 from emogrid.study.grid import resolve_method
 from emogrid.study.model_registry import BUILTIN_MODELS
-from emogrid.study.schema import SWEEPABLE_SECTIONS, section_defaults
-from emogrid.study.stated import lookup, stated
+from emogrid.study.schema import SWEEPABLE_SECTIONS, schema_default, section_defaults
+from emogrid.study.stated import impossible, lookup, stated
 
 GRID_KEYS = ("datasets", "labels", "samples", "models", "methods", "seeds")
-DATA_KEYS = ("mode", "val_fraction", "test", "threshold")
+DATA_KEYS = ("mode", "val_fraction", "val_from", "draw", "transforms", "test", "threshold")  # threshold: last
+CATEGORIES = ("stated", "ours", "impossible")
 NOT_RECIPE = {"train.report_to", "train.save_adapter"}  # global settings and outputs, not how a cell trains
 SCHEMA_DEFAULT = "schema default"
 
@@ -38,10 +41,20 @@ class RecipeRow:
     config_key: str  # where it lives in the config (methods.full.train.lr); study.stated names these
     source: str      # the layer that set it (empty without layers)
     stated: str      # the paper's evidence, "" = ours
+    impossible: str = ""  # why the paper's value cannot run here (study.impossible), "" = it can
 
     @property
     def text(self) -> str:
         return show(self.value)
+
+    @property
+    def category(self) -> str:
+        return "impossible" if self.impossible else "stated" if self.stated else "ours"
+
+
+def category_counts(rows: list[RecipeRow]) -> dict[str, int]:
+    """{stated, ours, impossible} -> how many recipe values fall in each."""
+    return {c: sum(r.category == c for r in rows) for c in CATEGORIES}
 
 
 def show(value: Any) -> str:
@@ -75,11 +88,12 @@ def _sections(config: dict) -> list[str]:
 
 def recipe_rows(config: dict, layers: list[tuple[str, dict]] | None = None) -> list[RecipeRow]:
     """The recipe of a finalized config; `layers` ([(where, raw)] in merge order) give each row's source."""
-    evidence = stated(config)
+    evidence, cannot = stated(config), impossible(config)
     rows: list[RecipeRow] = []
 
     def add(key, value, config_key, source, scope=""):
-        rows.append(RecipeRow(key, value, scope, config_key, source, evidence.get(config_key, "")))
+        rows.append(RecipeRow(key, value, scope, config_key, source, evidence.get(config_key, ""),
+                              cannot.get(config_key, "")))
 
     grid = config["grid"]
     datasets = grid_datasets(config)
@@ -101,7 +115,9 @@ def recipe_rows(config: dict, layers: list[tuple[str, dict]] | None = None) -> l
     for key in DATA_KEYS if multi else DATA_KEYS[:-1]:  # threshold: multi-label only
         add(f"data.{key}", config["data"].get(key), f"data.{key}", _source(layers, f"data.{key}"))
         for dataset in datasets:
-            own = resolve_dataset(dataset, config).get(key)
+            defn = resolve_dataset(dataset, config)
+            # a later setting at its default is absent from a definition (emogrid.study.datasets)
+            own = defn.get(key, schema_default(f"data.{key}")) if key in LATER_SETTINGS else defn.get(key)
             if own != config["data"].get(key):
                 where = f"datasets.{dataset}.{key}"
                 add(f"data.{key}", own, where, _source(layers, where, f"dataset {dataset} (built-in)"),
@@ -126,7 +142,8 @@ def recipe_rows(config: dict, layers: list[tuple[str, dict]] | None = None) -> l
                     where = f"{kind}.{name}.{section}.{leaf}"
                     add(f"{section}.{leaf}", value, where, _source(layers, where), scope=f"{kind}.{name}")
     listed = {r.config_key for r in rows}
-    for key in evidence:
+    for key in [*evidence, *cannot]:
         if key not in listed:
+            listed.add(key)
             add(key, lookup(config, key), key, _source(layers, key))
     return rows

@@ -4,6 +4,7 @@ batches: precision, optimizer, and the evaluation/checkpoint schedule (`train.ev
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from emogrid.errors import CellError
@@ -33,15 +34,17 @@ def training_arguments(spec: dict, ckpt_dir: Path, batch: dict, steps_per_epoch:
         weight_decay=float(train["weight_decay"]),
         max_grad_norm=float(train["max_grad_norm"]),
         num_train_epochs=epochs_to_train(spec),
+        max_steps=steps_to_train(spec),  # -1 = by epochs; else it replaces them (train.max_steps)
         # the grid folds a method's optimizer (QLoRA: adamw_8bit) into train.optim
         optim=optimizer_name(train["optim"], cuda),
         bf16=precision == "bf16", fp16=precision == "fp16",
         # Evaluate + save every `train.eval_every`: early stopping counts evaluations, the best
-        # one's weights are restored at the end, and the saves are the resume points.
+        # one's weights are restored at the end (unless train.restore_best is false), and the
+        # saves are the resume points.
         **eval_schedule(train["eval_every"], steps_per_epoch),
         # no save_total_limit: emogrid.training.checkpoint_policy keeps the latest checkpoint
         # and the best one's weights (HF's rotation keeps two full checkpoints)
-        save_total_limit=None, load_best_model_at_end=True, metric_for_best_model=metric,
+        save_total_limit=None, load_best_model_at_end=bool(train["restore_best"]), metric_for_best_model=metric,
         greater_is_better=metric not in ("loss",),
         restore_callback_states_from_checkpoint=True,  # early-stopping patience survives a resume
         logging_strategy="steps", logging_steps=max(1, steps_per_epoch // 4), logging_first_step=True,
@@ -69,6 +72,21 @@ def optimizer_name(optim: str, cuda: bool) -> str:
 def epochs_to_train(spec: dict) -> float:
     """train.epochs, times a tuning rung's share of it (successive halving: emogrid.study.tuning)."""
     return float(spec["train"]["epochs"]) * float((spec.get("tuning") or {}).get("budget", 1.0))
+
+
+def steps_to_train(spec: dict) -> int:
+    """train.max_steps (times a tuning rung's share of it, rounded up), or -1: train by epochs."""
+    max_steps = spec["train"].get("max_steps")
+    if max_steps is None:
+        return -1
+    return max(1, math.ceil(int(max_steps) * float((spec.get("tuning") or {}).get("budget", 1.0))))
+
+
+def optimizer_steps(spec: dict, steps_per_epoch: int) -> int:
+    """The optimizer steps a cell trains, counted as the Trainer counts them (AdaLoRA's schedule
+    must end on the last real step)."""
+    steps = steps_to_train(spec)
+    return steps if steps > 0 else math.ceil(steps_per_epoch * epochs_to_train(spec))
 
 
 def precision_of(spec: dict) -> str:

@@ -8,7 +8,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from emogrid.training.arguments import epochs_to_train
+from emogrid.training.arguments import optimizer_steps
 from emogrid.training.cell_data import encode
 
 log = logging.getLogger("emogrid.training.train")  # run.log (emogrid.training.train sets up its handler)
@@ -55,7 +55,7 @@ def build_cell(spec: dict, data: dict, batch: dict, on_model=None) -> BuiltCell:
     model, tokenizer, family = load_model(spec, len(labels), multi_label=multi, labels=labels, on_meta=on_meta)
     # The Trainer's own count (AdaLoRA's schedule must end on the last real step).
     steps_per_epoch = math.ceil(math.ceil(len(data["train"]) / batch["batch_size"]) / batch["grad_accum"])
-    total_steps = math.ceil(steps_per_epoch * epochs_to_train(spec))  # the Trainer's count for float epochs
+    total_steps = optimizer_steps(spec, steps_per_epoch)  # train.max_steps, else the epochs' steps
     model = apply_method(model, spec, family, total_step=total_steps)
     upcast_trainable(model)
     trainable, total = count_parameters(model)

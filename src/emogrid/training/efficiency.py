@@ -44,7 +44,8 @@ def efficiency(spec: dict, cell, fitted, evaluated, batch: dict) -> dict:
         "train_samples_per_second": round(n_train * epochs_done / train_seconds, 3) if train_seconds else 0.0,
         "train_tokens_per_second": round(tokens_per_epoch * epochs_done / train_seconds, 3) if train_seconds else 0.0,
         "epochs_run": int(math.ceil(round(state.epoch or 0, 6))),
-        "best_step": int(state.best_global_step or state.global_step),
+        # the step whose weights were tested: the best evaluation's, or the last (restore_best false)
+        "best_step": int((state.best_global_step if spec["train"]["restore_best"] else None) or state.global_step),
         "optimizer_steps": int(state.global_step),
         "optimizer_steps_this_run": int(fitted.steps_this_run),
         "resumed_from_step": fitted.resumed_from_step,

@@ -18,8 +18,10 @@ def recipe_frame(config: dict | None) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     from emogrid.study.recipe import recipe_rows
 
+    source = {"stated": "paper", "ours": "ours", "impossible": "impossible"}
     rows = [{"key": r.key, "value": r.text, "cells": r.scope or "all", "config_key": r.config_key,
-             "source": "paper" if r.stated else "ours", "evidence": r.stated} for r in recipe_rows(config)]
+             "source": source[r.category], "evidence": "; ".join(t for t in (r.stated, r.impossible) if t)}
+            for r in recipe_rows(config)]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -29,8 +31,9 @@ def render(frame: pd.DataFrame) -> dict[str, str]:
     body = [[str(r["key"]), str(r["value"]), str(r["cells"]), str(r["source"]), str(r["evidence"] or "")]
             for r in frame.to_dict("records")]
     stated = sum(r[3] == "paper" for r in body)
+    cannot = sum(r[3] == "impossible" for r in body)
     note = (f"{len(body)} values, {stated} stated by the paper (study.stated: where, in our words), "
-            f"{len(body) - stated} ours")
+            f"{len(body) - stated - cannot} ours, {cannot} impossible here (study.impossible: why)")
     md = "\n".join([f"**Recipe** — {note}", "", "| " + " | ".join(heads) + " |", "|" + "|".join([":--"] * 5) + "|"]
                    + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in body]
                    + ([] if body else ["| (no study config given to aggregate) |" + " |" * (len(heads) - 1)])) + "\n"
