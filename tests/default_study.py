@@ -34,7 +34,6 @@ OTHER_VALUES = {
     "data.transforms": ["lowercase"],
     "lora.head": "lora",
     "train.eval_every": "2 epochs",
-    "train.batch_size": 8,  # even: the perturbed study asks for 2 GPUs, each trains batch_size / 2
     "train.metric": "f1_macro",
     "train.precision": "fp32",
     "train.optim": "adamw_8bit",
