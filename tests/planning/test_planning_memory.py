@@ -323,7 +323,7 @@ def test_host_memory_plan_holds_a_full_finetuning_load(small_llama):
     from emogrid.planning.memory import HOST_RUNTIME_MB
 
     env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
-    tests = Path(__file__).parent
+    tests = Path(__file__).parents[1]  # tests/: plan_specs.py
     proc = subprocess.run([sys.executable, "-c", _HOST_LOAD_RSS, str(small_llama), str(tests)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
