@@ -434,7 +434,8 @@ def report(results: dict) -> str:
     """The printed report of a results dict: header, one table per case, orchestration, targets."""
     text = (
         f"command: `{results['command']}`\n"
-        f"started {results['started']}, finished {results['finished']}; load average at start "
+        f"started {results['started']}, finished {results.get('finished', '- (stopped before the end)')}; "
+        f"load average at start "
         f"{results['loadavg_start'][0]:.2f}, at end {results['loadavg_end'][0]:.2f} "
         f"({results['cpus']} CPUs, torch threads {results['threads']}); "
         f"emogrid source: {results.get('emogrid_source')}\n"
