@@ -1,14 +1,16 @@
 """Count the stops a value makes through src/emogrid: the functions that receive it, their modules, the names it takes.
 
-    python bench/definition_stops.py emogrid.data.prepare:run:data_cfg
+    python bench/definition_stops.py emogrid.data.prepare:run:data_cfg [--whole]
 
 Starting from one parameter (or local name) of one function, every call that passes the value, or a
 piece of it (`defn`, `defn["hub"]`, `defn.hub`, `{**defn, ...}`), passes it on to the matching
 parameter of the callee (a function of src/emogrid, found through the caller's imports or its own
 module; `Class.method` too). Inside a function the value spreads through assignments of such
 pieces and of what a stop returns as a dict or a definition type (`cfg = subset_settings(defn)`);
-values computed from it (`len(defn["labels"])`) are not the value. Reads the code as text (ast);
-runs nothing. Issue 24 asks this of the dataset definition, from `emogrid prepare` to the subset files.
+values computed from it (`len(defn["labels"])`) are not the value. `--whole` follows the value
+itself only (`defn`, `{**defn, ...}`, what a stop returns as a dict or definition), not its pieces.
+Reads the code as text (ast); runs nothing. Issue 24 asks this of the dataset definition, from
+`emogrid prepare` to the subset files.
 """
 
 from __future__ import annotations
@@ -81,10 +83,17 @@ def _resolve(module: str, func: ast.AST, call: ast.Call):
 CARRIERS = {"dict", "DatasetDefinition", "GoEmotionsSource", "HubRef", "TableSource"}
 
 
+WHOLE = False  # --whole: follow the value itself only, not its pieces
+
+
 def _carries(expr: ast.AST, names: set[str], module: str, func: ast.AST) -> bool:
     """Does `expr` hold the value or a piece of it (not something computed from it)?"""
     if isinstance(expr, ast.Name):
         return expr.id in names
+    if WHOLE and isinstance(expr, ast.Dict):  # {**defn, "name": ...}: the value reshaped
+        return any(k is None and _carries(v, names, module, func) for k, v in zip(expr.keys, expr.values))
+    if WHOLE and not isinstance(expr, ast.Call):
+        return False
     if isinstance(expr, (ast.Subscript, ast.Attribute, ast.Starred)):
         return _carries(expr.value, names, module, func)
     if isinstance(expr, ast.Dict):
@@ -95,7 +104,7 @@ def _carries(expr: ast.AST, names: set[str], module: str, func: ast.AST) -> bool
         return _carries(expr.body, names, module, func) or _carries(expr.orelse, names, module, func)
     if isinstance(expr, ast.Call):
         target = expr.func
-        if isinstance(target, ast.Attribute) and target.attr in ("get", "copy") \
+        if not WHOLE and isinstance(target, ast.Attribute) and target.attr in ("get", "copy") \
                 and _carries(target.value, names, module, func):
             return True
         if isinstance(target, ast.Name) and target.id in ("dict", "list", "replace", "deepcopy") and expr.args:
@@ -163,7 +172,9 @@ def walk(module: str, function: str, param: str):
 
 
 def main(argv: list[str]) -> int:
-    module, function, param = argv[1].split(":")
+    global WHOLE
+    WHOLE = "--whole" in argv
+    module, function, param = [a for a in argv[1:] if a != "--whole"][0].split(":")
     stops, _ = walk(module, function, param)
     for (mod, name), names in sorted(stops.items()):
         print(f"{mod}.{name}: {', '.join(sorted(names))}")
