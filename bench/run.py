@@ -84,12 +84,13 @@ def log(msg: str) -> None:
 
 def prepare_subset(out: Path, k: int, n: int, seed: int) -> Path:
     from emogrid.data.subset_writer import prepare_subset as prep
+    from emogrid.study.dataset_definition import DatasetDefinition
 
     target = out / "data" / f"k{k}_n{n}_s{seed}"
     if not (target / "manifest.json").is_file():
         data_cfg = {"name": "goemotions", "path": DATA_SOURCE, "taxonomy": "original", "mode": "single",
                     "labels": None, "val_fraction": 0.1, "test": "natural"}
-        prep(data_cfg, k, n, seed, target)
+        prep(DatasetDefinition.from_json(data_cfg), k, n, seed, target)
     return target
 
 

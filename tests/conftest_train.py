@@ -30,8 +30,10 @@ def make_subset(out_dir: Path, k: int, n: int, seed: int = 0, mode: str = "singl
     root = real_data_root()
     if root is not None:
         from emogrid.data.subset_writer import prepare_subset
+        from emogrid.study.dataset_definition import DatasetDefinition
 
-        prepare_subset({"path": str(root), "taxonomy": "original", "mode": mode}, k, n, seed, out_dir)
+        prepare_subset(DatasetDefinition.from_json({"path": str(root), "taxonomy": "original", "mode": mode}),
+                       k, n, seed, out_dir)
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [{"id": f"x{i}", "text": f"{_SYNTH[i % k % 3]} number {i}", "labels": [i % k]} for i in range(n + 40)]

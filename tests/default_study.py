@@ -120,4 +120,4 @@ def resolved(config: dict) -> dict:
     return {"config": config, "cells": {c.cell_id: c.spec for c in cells},
             "train_resources": {c.cell_id: train_resources(config, c) for c in cells},
             "step_resources": {step: step_resources(config, step) for step in ("data", "report")},
-            "datasets": dataset_definitions(config)}
+            "datasets": {name: defn.as_json() for name, defn in dataset_definitions(config).items()}}

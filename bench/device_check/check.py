@@ -86,9 +86,11 @@ def subset(ctx: dict, k: int, n: int, seed: int) -> Path:
         return target
     if ctx["data"] is not None:
         from emogrid.data.subset_writer import prepare_subset
+        from emogrid.study.dataset_definition import DatasetDefinition
 
-        prepare_subset({"name": "goemotions", "path": str(ctx["data"]), "taxonomy": "original", "mode": "single",
-                        "labels": None, "val_fraction": 0.1, "test": "natural"}, k, n, seed, target)
+        defn = DatasetDefinition.from_json({"name": "goemotions", "path": str(ctx["data"]), "taxonomy": "original",
+                                            "mode": "single", "labels": None, "val_fraction": 0.1, "test": "natural"})
+        prepare_subset(defn, k, n, seed, target)
         if ctx["cpu"]:
             test = target / "test.jsonl"
             test.write_text("".join(test.read_text().splitlines(keepends=True)[:40]))

@@ -25,6 +25,7 @@ from emogrid.data.splits import Split
 from emogrid.data.subset_selection import select_labels
 from emogrid.data.subset_writer import prepare_subset
 from emogrid.errors import ConfigError, DataError
+from emogrid.study.dataset_definition import DatasetDefinition
 from emogrid.study.taxonomies import EKMAN_MAPPING, ekman_id_map, taxonomy_labels
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,7 +68,7 @@ def _no_env(monkeypatch):
     monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
 
 
-def cfg(**over) -> dict:
+def cfg(**over) -> DatasetDefinition:
     base = {
         "name": "goemotions",
         "path": str(ROOT) if ROOT else None,
@@ -79,7 +80,7 @@ def cfg(**over) -> dict:
         "test": "natural",
     }
     base.update(over)
-    return base
+    return DatasetDefinition.from_json(base)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -364,7 +365,7 @@ def test_source_errors(tmp_path):
         resolve_source(cfg(path=str(d), taxonomy="ekman"))
     # hub source: resolved without touching the network
     src = resolve_source(cfg(path=None))
-    assert (src.kind, src.hub_id, src.hub_config) == ("hub", "google-research-datasets/go_emotions", "simplified")
+    assert (src.kind, src.hub.id, src.hub.config) == ("hub", "google-research-datasets/go_emotions", "simplified")
 
 
 def test_subfolder_and_direct_layouts(tmp_path):
@@ -497,7 +498,7 @@ def test_failure_keeps_previous_subset(tmp_path, monkeypatch):
 @needs_data
 def test_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "goemotions" / "k2_n800_s0"
-    args = ["prepare", "--data", json.dumps(cfg()), "--labels", "2", "--samples", "800", "--seed", "0"]
+    args = ["prepare", "--data", json.dumps(cfg().as_json()), "--labels", "2", "--samples", "800", "--seed", "0"]
     assert main(args + ["--out", str(out)]) == 0
     assert "admiration, approval" in capsys.readouterr().out
     m = json.loads((out / "manifest.json").read_text())
@@ -507,7 +508,7 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
     assert (out / "train.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask
 
-    bad = args[:2] + [json.dumps(cfg(labels=["grief", "pride"]))] + args[3:] + ["--out", str(tmp_path / "x")]
+    bad = args[:2] + [json.dumps(cfg(labels=["grief", "pride"]).as_json())] + args[3:] + ["--out", str(tmp_path / "x")]
     assert main(bad) == 2
     err = capsys.readouterr().err
     assert err.startswith("emogrid prepare: error: ") and "label 'grief' has 39" in err

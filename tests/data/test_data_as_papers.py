@@ -17,6 +17,7 @@ from emogrid.data.subset_writer import prepare_subset
 from emogrid.data.text_transforms import transform_text
 from emogrid.errors import ConfigError, DataError
 from emogrid.study.config import finalize
+from emogrid.study.dataset_definition import DatasetDefinition
 from emogrid.study.datasets import resolve_dataset
 from tests.data.test_datasets import EC, read_jsonl, semeval_dir
 
@@ -29,7 +30,7 @@ def _no_env(monkeypatch):
     monkeypatch.delenv("EMOGRID_DATA_DIR", raising=False)
 
 
-def definition(name: str, entry: dict, data: dict | None = None, labels=(2,), samples=(40,)) -> dict:
+def definition(name: str, entry: dict, data: dict | None = None, labels=(2,), samples=(40,)) -> DatasetDefinition:
     config = finalize({"grid": {"datasets": [name], "models": ["m"], "methods": ["lora"], "labels": list(labels),
                                 "samples": list(samples)},
                        "models": {"m": {"id": "a/b"}}, "datasets": {name: entry}, "data": data or {}})
@@ -108,13 +109,13 @@ def test_the_settings_are_in_the_checksum_and_the_definition(tmp_path):
     d = emotion_dir(tmp_path / "emotion")
     base = {"path": str(d), "text": "text", "label": "label", "label_names": EMOTIONS}
     default = definition("emotion6", base)
-    assert "val_from" not in default and "transforms" not in default
+    assert "val_from" not in default.as_json() and "transforms" not in default.as_json()
     plain = prepare_subset(default, 2, 40, 0, tmp_path / "a")
     files = plain["files"]  # the checksum at the defaults: as before these settings existed
     old = hashlib.sha256("".join(files[f"{s}.jsonl"] for s in ("train", "val", "test")).encode()).hexdigest()
     assert plain["checksum"] == old
     upper = definition("emotion6", {**base, "transforms": ["strip_urls"]}, data=None)
-    assert upper["transforms"] == ["strip_urls"]
+    assert upper.as_json()["transforms"] == ["strip_urls"] and upper.transforms == ("strip_urls",)
     (d / "train.jsonl").write_text((d / "train.jsonl").read_text().replace(" https://t.co/x1", ""))
     (d / "test.jsonl").write_text((d / "test.jsonl").read_text().replace(" https://t.co/x1", ""))
     a = prepare_subset(default, 2, 40, 0, tmp_path / "b")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import copy
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import yaml
 from emogrid.data.subset_writer import prepare_subset
 from emogrid.errors import ConfigError, DataError
 from emogrid.study.config import finalize
+from emogrid.study.dataset_definition import DatasetDefinition
 from emogrid.study.datasets import BUILTINS, resolve_dataset
 from emogrid.study.grid import expand_cells, subsets
 from emogrid.study.merge import deep_merge
@@ -45,7 +47,7 @@ def config_with(datasets: dict, grid: dict | None = None, **extra) -> dict:
     return raw
 
 
-def defn_of(tmp_path, name: str, entry: dict, **grid) -> dict:
+def defn_of(tmp_path, name: str, entry: dict, **grid) -> DatasetDefinition:
     return resolve_dataset(name, finalize(config_with({name: entry}, grid or None)))
 
 
@@ -140,7 +142,7 @@ def test_semeval_ec_multilabel_columns(tmp_path):
     entry = {"path": str(d), "mode": "multi",
              "splits": {"train": "2018-E-c-En-train", "val": "2018-E-c-En-dev", "test": "2018-E-c-En-test"}}
     defn = defn_of(tmp_path, "sem_eval_2018_ec", entry, labels=[4])
-    assert defn["label_columns"] == EC and defn["text"] == "Tweet" and defn["mode"] == "multi"
+    assert defn.label_columns == tuple(EC) and defn.text == "Tweet" and defn.mode == "multi"
     m = prepare_subset(defn, 4, 40, 0, tmp_path / "s")
     assert m["mode"] == "multi" and len(m["labels"]) == 4 and set(m["labels"]) <= set(EC)
     tr = read_jsonl(tmp_path / "s" / "train.jsonl")
@@ -219,8 +221,8 @@ def test_hub_builtin_through_load_dataset(tmp_path, monkeypatch):
 def test_builtins_resolve_and_grid_has_a_dataset_axis(tmp_path):
     for name in BUILTINS:
         defn = resolve_dataset(name, finalize(copy.deepcopy(BASE)))
-        assert defn["name"] == name and defn["kind"] in ("goemotions", "table")
-    assert resolve_dataset("goemotions-ekman", finalize(copy.deepcopy(BASE)))["taxonomy"] == "ekman"
+        assert defn.name == name and defn.kind in ("goemotions", "table")
+    assert resolve_dataset("goemotions-ekman", finalize(copy.deepcopy(BASE))).taxonomy == "ekman"
     d = imdb_dir(tmp_path / "imdb")
     raw = config_with({"imdb_local": {"path": str(d), "text": "text", "label": "label"}},
                       {"datasets": ["goemotions", "imdb_local"], "labels": [2], "samples": [40]})
@@ -237,10 +239,10 @@ def test_builtins_resolve_and_grid_has_a_dataset_axis(tmp_path):
     legacy = finalize(deep_merge(copy.deepcopy(BASE), {"data": {"name": "goemo2", "taxonomy": "ekman"},
                                                        "grid": {"labels": [6]}}))
     assert {c.axes["dataset"] for c in expand_cells(legacy)} == {"goemo2"}
-    assert resolve_dataset("goemo2", legacy)["taxonomy"] == "ekman"
+    assert resolve_dataset("goemo2", legacy).taxonomy == "ekman"
     # the built-in Ekman dataset stays Ekman when the data: section names it (studies/ekman.yaml)
     ek = finalize(deep_merge(copy.deepcopy(BASE), {"data": {"name": "goemotions-ekman"}, "grid": {"labels": [6]}}))
-    assert resolve_dataset("goemotions-ekman", ek)["taxonomy"] == "ekman"
+    assert resolve_dataset("goemotions-ekman", ek).taxonomy == "ekman"
 
 
 # --------------------------------------------------------------------------- bad datasets
@@ -341,8 +343,8 @@ def test_goemotions_dev_tsv_is_validated(tmp_path):
         (d / name).write_text(good)
     (d / "dev.tsv").write_text(good + "broken line without tabs\n")
     (d / "labels.txt").write_text("\n".join(taxonomy_labels("original")) + "\n")
-    cfg = {"name": "goemotions", "path": str(d), "taxonomy": "original", "mode": "single", "labels": None,
-           "val_fraction": 0.1, "test": "natural"}
+    cfg = DatasetDefinition.from_json({"name": "goemotions", "path": str(d), "taxonomy": "original", "mode": "single",
+                                       "labels": None, "val_fraction": 0.1, "test": "natural"})
     with pytest.raises(
         DataError, match=r"dev\.tsv:41: expected 3 tab-separated columns \(text, label ids, id\), found 1"
     ):
@@ -401,7 +403,8 @@ def test_fetched_hub_snapshot_is_built_in_the_given_cache(tmp_path, monkeypatch)
     home_cache = tmp_path / "home-cache"
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home_cache))
     defn = resolve_dataset("imdb", finalize(config_with({"imdb": {}})))
-    defn["hub"] = {**defn["hub"], "config": None, "snapshot": str(snap), "commit": "c0ffee"}
+    defn = dataclasses.replace(defn, hub=dataclasses.replace(defn.hub, config=None)).with_hub_snapshot(str(snap),
+                                                                                                       "c0ffee")
     m = prepare_subset(defn, 2, 20, 0, tmp_path / "s", cache_dir=tmp_path / "cache")
     assert m["source"]["commit"] == "c0ffee" and m["counts"]["test"] == {"0": 10, "1": 10}
     assert any((tmp_path / "cache").iterdir())

@@ -100,8 +100,8 @@ def test_natural_multi_label_draws_rows_with_any_chosen_label(tmp_path):
 
 def test_draw_is_in_the_checksum_and_absent_from_a_default_definition(tmp_path):
     d = imbalanced_dir(tmp_path / "emotion")
-    assert "draw" not in definition("emotion6", entry(d))  # subsets prepared before draw existed stay as they are
-    assert definition("emotion6", entry(d), data={"draw": "natural"})["draw"] == "natural"
+    assert "draw" not in definition("emotion6", entry(d)).as_json()  # older subsets stay as they are
+    assert definition("emotion6", entry(d), data={"draw": "natural"}).draw == "natural"
     m = prepare_subset(definition("emotion6", entry(d, draw="natural"), labels=[6], samples=[120]), 6, 120, 0,
                        tmp_path / "s")
     plain = hashlib.sha256("".join(m["files"][f"{s}.jsonl"] for s in ("train", "val", "test")).encode()).hexdigest()

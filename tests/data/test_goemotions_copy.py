@@ -7,6 +7,7 @@ import os
 
 from emogrid.data import goemotions_copy
 from emogrid.data.goemotions import resolve_source
+from emogrid.study.dataset_definition import DatasetDefinition
 from emogrid.study.taxonomies import ORIGINAL_LABELS
 from tests.helpers import require_data
 from tests.hub_cache import lay_out_dataset
@@ -46,7 +47,7 @@ def test_copy_from_a_hub_snapshot_matches_the_published_files(tmp_path, monkeypa
         assert written == published
     # and emogrid reads it as a local copy of either taxonomy
     monkeypatch.setenv("EMOGRID_DATA_DIR", str(out))
-    assert resolve_source({"taxonomy": "ekman"}).path == (out / "ekman").resolve()
+    assert resolve_source(DatasetDefinition.from_json({"taxonomy": "ekman"})).path == (out / "ekman").resolve()
     assert not [p for p in os.listdir(out) if p not in ("original", "ekman")]
 
 

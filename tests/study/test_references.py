@@ -52,7 +52,7 @@ def load_study(study: str | None, monkeypatch) -> dict:
 def unmapped_rows(reference: pd.DataFrame, config: dict) -> list[str]:
     """Reference rows that are no cell of the study, or whose metric the cell's mode does not write."""
     cells = {tuple(c.axes[k] for k in CELL_KEYS) for c in expand_cells(config)}
-    modes = {name: defn["mode"] for name, defn in dataset_definitions(config).items()}
+    modes = {name: defn.mode for name, defn in dataset_definitions(config).items()}
     every, always = split_metrics()
     out = []
     for i, row in enumerate(reference.to_dict("records")):

@@ -23,7 +23,7 @@ rule prepare_data:
         **rule_resources(config, "data"),
     params:
         # this dataset's definition only: editing another dataset reruns none of these subsets
-        data=lambda wc: json.dumps(DATASETS[wc.dataset], sort_keys=True),
+        data=lambda wc: json.dumps(DATASETS[wc.dataset].as_json(), sort_keys=True),
         cache=f"{RESULTS}/.cache/datasets",
         fetched=lambda wc: dataset_receipt(wc.dataset),
         out=lambda wc: f"{RESULTS}/{subset_dir(wc.dataset, wc.k, wc.n, wc.seed)}",

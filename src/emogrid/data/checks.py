@@ -8,6 +8,7 @@ asks for, with the data step's own code and messages.
 from __future__ import annotations
 
 from emogrid.errors import ConfigError, DataError
+from emogrid.study.dataset_definition import DatasetDefinition
 from emogrid.study.datasets import grid_datasets, resolve_dataset
 
 
@@ -36,7 +37,7 @@ def subset_problems(config: dict, subsets, skip: tuple[str, ...] = ()) -> list[s
     checked in emogrid.study.semantics) are left to the data step; datasets in `skip` (their
     source already failed) too. Single-label draws fail or pass alike for every seed, so one
     seed per (k, n) is drawn; multi-label draws depend on the seed and are drawn for each."""
-    from emogrid.data.subset_selection import build_subset, subset_settings
+    from emogrid.data.subset_selection import build_subset
     from emogrid.data.subset_writer import load_dataset_definition
 
     wanted: dict[str, list[tuple[int, int, int]]] = {}
@@ -45,21 +46,20 @@ def subset_problems(config: dict, subsets, skip: tuple[str, ...] = ()) -> list[s
     problems: list[str] = []
     for name, draws in wanted.items():
         defn = resolve_dataset(name, config)
-        if name in skip or defn.get("kind") != "table" or not defn.get("path"):
+        if name in skip or defn.kind != "table" or not defn.path:
             continue
         try:
             loaded = load_dataset_definition(defn)
-            cfg = subset_settings(defn)
         except (DataError, ConfigError) as err:
             problems.append(_message(err))
             continue
         drawn: set[tuple[int, int]] = set()
         for k, n, seed in draws:
-            if cfg["mode"] == "single" and (k, n) in drawn:
+            if defn.mode == "single" and (k, n) in drawn:
                 continue
             drawn.add((k, n))
             try:
-                build_subset(loaded, cfg, k, n, seed)
+                build_subset(loaded, defn, k, n, seed)
             except (DataError, ConfigError) as err:
                 problems.append(f"dataset '{name}', subset k={k} n={n} seed={seed}: {_message(err)}")
     return list(dict.fromkeys(problems))
@@ -71,9 +71,9 @@ def _message(err) -> str:
     return str(err.args[0]) + (f" (hint: {hint})" if hint else "")
 
 
-def source_problems(name: str, defn: dict) -> list[str]:
+def source_problems(name: str, defn: DatasetDefinition) -> list[str]:
     """The source exists and (local files) has the configured columns: no data is loaded."""
-    if defn.get("kind") == "goemotions":
+    if defn.kind == "goemotions":
         from emogrid.data.goemotions import resolve_source
 
         try:
@@ -83,17 +83,15 @@ def source_problems(name: str, defn: dict) -> list[str]:
         return []
     from emogrid.data.local_files import read_header
 
-    if not defn.get("path") and not (defn.get("hub") or {}).get("id"):
+    if not defn.path and not (defn.hub and defn.hub.id):
         return [f"datasets.{name}: needs path: (local files) or hub: {{id: ...}}"]
     problems = []
-    if not defn.get("text"):
-        problems.append(f"datasets.{name}.text: missing; expected the name of the text column")
-    if not defn.get("label") and not defn.get("label_columns"):
+    if not defn.label and not defn.label_columns:
         problems.append(f"datasets.{name}: needs label: (a column of class ids, names or id lists) "
                         "or label_columns: (one 0/1 column per label)")
-    if defn.get("label") and defn.get("label_columns"):
+    if defn.label and defn.label_columns:
         problems.append(f"datasets.{name}: give label: or label_columns:, not both")
-    if defn.get("path") and defn.get("header") is False and not defn.get("columns"):
+    if defn.path and not defn.header and not defn.columns:
         problems.append(f"datasets.{name}.columns: a file without a header (header: false) needs its "
                         "column names in order, e.g. columns: [text, label]")
     if problems:
@@ -103,10 +101,10 @@ def source_problems(name: str, defn: dict) -> list[str]:
     except DataError as err:
         return [str(err)]
     wanted = (
-        [("text", defn["text"])]
-        + ([("label", defn["label"])] if defn.get("label") else [])
-        + [("label_columns", c) for c in defn.get("label_columns") or []]
-        + ([("id", defn["id"])] if defn.get("id") else [])
+        [("text", defn.text)]
+        + ([("label", defn.label)] if defn.label else [])
+        + [("label_columns", c) for c in defn.label_columns or []]
+        + ([("id", defn.id)] if defn.id else [])
     )
     for file, columns in headers.items():
         for key, column in wanted:

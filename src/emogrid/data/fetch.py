@@ -231,14 +231,14 @@ def hub_datasets(config: dict) -> dict[str, dict]:
 
     out = {}
     for name, defn in dataset_definitions(config).items():
-        hub = defn.get("hub") or {}
-        if defn.get("kind") == "goemotions":
+        hub = defn.hub
+        if defn.kind == "goemotions":
             source = resolve_source(defn)
             if source.kind != "hub":
                 continue
-            out[name] = {"id": source.hub_id, "config": source.hub_config, "revision": source.hub_revision}
-        elif not defn.get("path") and hub.get("id"):
-            out[name] = {"id": hub["id"], "config": hub.get("config"), "revision": hub.get("revision")}
+        elif defn.path or not (hub and hub.id):
+            continue
+        out[name] = {"id": hub.id, "config": hub.config, "revision": hub.revision}
     return out
 
 

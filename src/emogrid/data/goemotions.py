@@ -20,7 +20,7 @@ from emogrid.data.goemotions_tsv import load_goemotions_tsv, render_tsv
 from emogrid.data.reader import hub_dataset
 from emogrid.data.splits import Loaded, Split
 from emogrid.errors import DataError
-from emogrid.study.datasets import DEFAULT_HUB
+from emogrid.study.dataset_definition import DatasetDefinition, HubRef
 from emogrid.study.taxonomies import ORIGINAL_LABELS, ekman_id_map, taxonomy_labels
 
 ENV_VAR = "EMOGRID_DATA_DIR"
@@ -37,19 +37,15 @@ class GoEmotionsSource:
     taxonomy: str
     origin: str  # "EMOGRID_DATA_DIR" | "data.path" | "data.hub"
     path: Path | None = None  # the directory holding train.tsv ... (local)
-    hub_id: str | None = None
-    hub_config: str | None = None
-    hub_revision: str | None = None
-    hub_snapshot: str | None = None  # a fetched snapshot of the hub repo (emogrid.data.fetch)
-    hub_commit: str | None = None
+    hub: HubRef | None = None  # with its fetched snapshot, if any (emogrid.data.fetch)
 
     def describe(self) -> str:
         if self.kind == "local":
             return f"{self.path} (from {self.origin})"
-        return f"dataset hub {self.hub_id!r} config {self.hub_config!r}"
+        return f"dataset hub {self.hub.id!r} config {self.hub.config!r}"
 
 
-def resolve_source(data_cfg: dict) -> GoEmotionsSource:
+def resolve_source(defn: DatasetDefinition) -> GoEmotionsSource:
     """Pick the data source without reading the data: `EMOGRID_DATA_DIR`, else `data.path`, else the hub.
 
     A local directory may hold the four files directly or in a subfolder named after the
@@ -57,22 +53,15 @@ def resolve_source(data_cfg: dict) -> GoEmotionsSource:
     where it came from when it is missing, unreadable, incomplete, or its labels.txt does
     not match `data.taxonomy`.
     """
-    from emogrid.study.schema import schema_default
-
-    taxonomy = data_cfg.get("taxonomy")
-    if taxonomy is None:  # a hand-made definition (tests, `emogrid prepare`) may leave it out
-        taxonomy = schema_default("data.taxonomy")
+    taxonomy = defn.taxonomy
     expected = taxonomy_labels(taxonomy)
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
         raw, origin = env, f"environment variable {ENV_VAR}"
-    elif data_cfg.get("path"):
-        raw, origin = str(data_cfg["path"]), "data.path"
+    elif defn.path:
+        raw, origin = defn.path, "data.path"
     else:
-        hub = {**DEFAULT_HUB, **(data_cfg.get("hub") or {})}
-        return GoEmotionsSource("hub", taxonomy, "data.hub", hub_id=hub["id"], hub_config=hub["config"],
-                                hub_revision=hub.get("revision"), hub_snapshot=hub.get("snapshot"),
-                                hub_commit=hub.get("commit"))
+        return GoEmotionsSource("hub", taxonomy, "data.hub", hub=defn.hub)
 
     base = Path(raw).expanduser()
     try:
@@ -131,7 +120,7 @@ def _read_labels(path: Path) -> list[str]:
 
 def load_source(source: GoEmotionsSource, cache_dir=None) -> Loaded:
     """Read and validate all three splits (dev.tsv too); checksum the three split files."""
-    n_labels = len(taxonomy_labels(source.taxonomy))
+    names = taxonomy_labels(source.taxonomy)
     if source.kind == "local":
         assert source.path is not None
         files: dict[str, str] = {}
@@ -144,17 +133,15 @@ def load_source(source: GoEmotionsSource, cache_dir=None) -> Loaded:
                 raise DataError(f"{path} (from {source.origin}): cannot read ({err.strerror or err})") from None
             files[name] = hashlib.sha256(data).hexdigest()
             contents[str(path)] = data
-        splits = load_goemotions_tsv({name: source.path / name for name in SPLIT_FILES}, n_labels,
+        splits = load_goemotions_tsv({name: source.path / name for name in SPLIT_FILES}, len(names),
                                      contents, cache_dir)
         manifest = {"kind": "local", "path": str(source.path), "files": files}
-        return Loaded(splits["train.tsv"], splits["test.tsv"], manifest, val=splits["dev.tsv"])
+        return Loaded(splits["train.tsv"], splits["test.tsv"], manifest, names, val=splits["dev.tsv"])
     return _load_hub(source, cache_dir)
 
 
 def _load_hub(source: GoEmotionsSource, cache_dir=None) -> Loaded:
-    dsd = hub_dataset({"id": source.hub_id, "config": source.hub_config, "revision": source.hub_revision,
-                       "snapshot": source.hub_snapshot},
-                      where=source.describe(),
+    dsd = hub_dataset(source.hub, where=source.describe(),
                       hint=f"without internet, set {ENV_VAR} or data.path to a local copy", cache_dir=cache_dir)
     where = source.describe()
     convert = ekman_id_map() if source.taxonomy == "ekman" else None
@@ -194,14 +181,15 @@ def _load_hub(source: GoEmotionsSource, cache_dir=None) -> Loaded:
         files[name] = hashlib.sha256(render_tsv(split)).hexdigest()
     manifest = {
         "kind": "hub",
-        "id": source.hub_id,
-        "config": source.hub_config,
-        "revision": source.hub_revision,
-        "commit": source.hub_commit,
+        "id": source.hub.id,
+        "config": source.hub.config,
+        "revision": source.hub.revision,
+        "commit": source.hub.commit,
         "fingerprint": fingerprints or None,
         "files": files,
     }
-    return Loaded(splits["train.tsv"], splits["test.tsv"], manifest, val=splits["dev.tsv"])
+    return Loaded(splits["train.tsv"], splits["test.tsv"], manifest, taxonomy_labels(source.taxonomy),
+                  val=splits["dev.tsv"])
 
 
 def _hub_label_names(ds: Any) -> list[str] | None:

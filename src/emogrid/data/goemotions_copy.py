@@ -21,15 +21,15 @@ from emogrid.data.goemotions import SPLIT_FILES, GoEmotionsSource, load_source
 from emogrid.data.goemotions_tsv import render_tsv
 from emogrid.data.splits import Split
 from emogrid.errors import DataError, EmogridError
-from emogrid.study.datasets import DEFAULT_HUB
+from emogrid.study.dataset_definition import DEFAULT_HUB, HubRef
 from emogrid.study.taxonomies import ekman_id_map, taxonomy_labels
 
 
 def write_copy(out: str | Path, *, snapshot: str | None = None, revision: str | None = None) -> dict:
     """Write DIR/original and DIR/ekman; returns {taxonomy: {split file: rows}}."""
     out = Path(out)
-    source = GoEmotionsSource("hub", "original", "emogrid.data.goemotions_copy", hub_id=DEFAULT_HUB["id"],
-                              hub_config=DEFAULT_HUB["config"], hub_revision=revision, hub_snapshot=snapshot)
+    source = GoEmotionsSource("hub", "original", "emogrid.data.goemotions_copy",
+                              hub=HubRef(DEFAULT_HUB["id"], DEFAULT_HUB["config"], revision, snapshot))
     loaded = load_source(source)
     splits = {"train.tsv": loaded.train, "dev.tsv": loaded.val, "test.tsv": loaded.test}
     to_ekman = ekman_id_map()

@@ -11,18 +11,19 @@ import hashlib
 from pathlib import Path
 
 from emogrid.errors import DataError
+from emogrid.study.dataset_definition import DatasetDefinition
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "json", ".json": "json",
            ".parquet": "parquet"}
 
 
-def find_local_files(defn: dict) -> tuple[str, dict[str, list[Path]]]:
+def find_local_files(defn: DatasetDefinition) -> tuple[str, dict[str, list[Path]]]:
     """(format, {source split name: [files]}) of a local `path:`; DataError if unusable."""
-    name = defn["name"]
-    raw = Path(str(defn["path"])).expanduser()
+    name = defn.name
+    raw = Path(defn.path).expanduser()
     if not raw.exists():
         raise DataError(f"datasets.{name}.path: {raw} does not exist")
-    fmt = defn.get("format")
+    fmt = defn.format
     if raw.is_file():
         files = {"train": [raw]}
     else:
@@ -44,17 +45,17 @@ def find_local_files(defn: dict) -> tuple[str, dict[str, list[Path]]]:
     return fmt, files
 
 
-def read_header(defn: dict) -> dict[str, list[str]]:
+def read_header(defn: DatasetDefinition) -> dict[str, list[str]]:
     """Column names per local file without loading it (config-time check); {} when not cheap."""
-    if not defn.get("path") or defn.get("kind") != "table":
+    if not defn.path or defn.kind != "table":
         return {}
     fmt, files = find_local_files(defn)
     out = {}
     for fs in files.values():
         for p in fs:
             if fmt in ("csv", "tsv"):
-                if defn.get("header", True) is False:
-                    out[str(p)] = list(defn.get("columns") or [])
+                if not defn.header:
+                    out[str(p)] = list(defn.columns or [])
                     continue
                 with open(p, encoding="utf-8", errors="replace", newline="") as fh:
                     line = fh.readline().rstrip("\r\n")

@@ -13,6 +13,7 @@ import json
 
 from emogrid.data.subset_writer import prepare_subset
 from emogrid.errors import ConfigError
+from emogrid.study.dataset_definition import DatasetDefinition
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -35,14 +36,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data: not valid JSON ({err}); expected the config's data section") from None
     if not isinstance(data_cfg, dict):
         raise ConfigError(f"--data: expected a JSON object (the config's data section), got {type(data_cfg).__name__}")
+    defn = DatasetDefinition.from_json(data_cfg)
     if getattr(args, "fetched", None):
         from emogrid.data.fetch import read_receipt
 
         # a fetched hub snapshot (emogrid fetch): read offline; the manifest records its commit
         receipt = read_receipt(args.fetched)
-        data_cfg["hub"] = {**(data_cfg.get("hub") or {}), "snapshot": receipt["snapshot"],
-                           "commit": receipt["commit"]}
-    manifest = prepare_subset(data_cfg, args.labels, args.samples, args.seed, args.out, cache_dir=args.cache)
+        defn = defn.with_hub_snapshot(receipt["snapshot"], receipt["commit"])
+    manifest = prepare_subset(defn, args.labels, args.samples, args.seed, args.out, cache_dir=args.cache)
     sizes = {split: sum(c.values()) for split, c in manifest["counts"].items()}
     print(
         f"prepared {args.out}: labels {', '.join(manifest['labels'])}; "

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from emogrid.errors import DataError
+from emogrid.study.dataset_definition import HubRef
 
 BUILDER = {"csv": "csv", "tsv": "csv", "json": "json", "parquet": "parquet"}  # format -> builder
 
@@ -32,28 +33,28 @@ def _import_datasets():
     return datasets
 
 
-def hub_dataset(hub: dict, *, where: str, hint: str | None = None, cache_dir=None):
+def hub_dataset(hub: HubRef, *, where: str, hint: str | None = None, cache_dir=None):
     """`datasets.load_dataset(id, config, revision=...)`: the only hub access of emogrid.
 
     With `snapshot` (a repo fetched by emogrid.data.fetch) the same call reads that folder instead:
     `datasets` takes the configs and splits from its card, offline."""
     datasets = _import_datasets()
-    if hub.get("snapshot"):
+    if hub.snapshot:
         try:
             # the snapshot's arrow build goes to cache_dir (results/.cache/datasets), like
             # local files: never the home directory of a compute node
             with _cache(cache_dir) as cache:
-                return datasets.load_dataset(hub["snapshot"], hub.get("config"), cache_dir=cache,
+                return datasets.load_dataset(hub.snapshot, hub.config, cache_dir=cache,
                                              keep_in_memory=True)
         except Exception as err:  # noqa: BLE001 - a broken or partial snapshot
-            raise DataError(f"cannot load {where} from its fetched snapshot {hub['snapshot']}: "
+            raise DataError(f"cannot load {where} from its fetched snapshot {hub.snapshot}: "
                             f"{type(err).__name__}: {err}",
                             hint="delete results/fetch/datasets/<name>.json and rerun to fetch it again") from None
     kwargs: dict[str, Any] = {}
-    if hub.get("revision"):
-        kwargs["revision"] = hub["revision"]
+    if hub.revision:
+        kwargs["revision"] = hub.revision
     try:
-        return datasets.load_dataset(hub["id"], hub.get("config"), **kwargs)
+        return datasets.load_dataset(hub.id, hub.config, **kwargs)
     except Exception as err:  # network, auth, unknown id or config: all fixable by the user
         raise DataError(
             f"cannot load {where}: {type(err).__name__}: {err}",

@@ -29,6 +29,6 @@ class Loaded:
     train: Split
     test: Split
     source_manifest: dict
-    names: list[str] | None = None  # label names in id order (None: the GoEmotions taxonomy)
+    names: list[str]  # label names in id order
     val: Split | None = None  # the source's own validation split, read and checked (subsets
     #                           draw their validation rows from the n examples instead)

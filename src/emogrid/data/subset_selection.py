@@ -34,60 +34,10 @@ Selection rules, all driven by one `numpy.random.Generator(seed)` in a fixed ord
 
 from __future__ import annotations
 
-from typing import Any
-
 from emogrid.data.splits import Loaded, Split
-from emogrid.data.text_transforms import TRANSFORMS
-from emogrid.errors import ConfigError, DataError
+from emogrid.errors import DataError
+from emogrid.study.dataset_definition import DatasetDefinition
 from emogrid.study.taxonomies import NEUTRAL, taxonomy_labels
-
-
-def _setting(data_cfg: dict, key: str) -> Any:
-    """`data_cfg[key]`, else the schema's `data.<key>` default: a dataset definition from
-    `emogrid.study.datasets` is complete, a hand-made one (tests, `emogrid prepare`) may not be."""
-    from emogrid.study.schema import schema_default
-
-    value = data_cfg.get(key)
-    return schema_default(f"data.{key}") if value is None else value
-
-
-def subset_settings(data_cfg: dict) -> dict:
-    """The subset settings of a dataset definition, checked; ConfigError naming the key."""
-    kind = data_cfg.get("kind") or "goemotions"  # a definition's kind; the `data:` section is GoEmotions
-    cfg = {
-        "name": _setting(data_cfg, "name"),
-        "kind": kind,
-        "taxonomy": _setting(data_cfg, "taxonomy") if kind == "goemotions" else None,
-        "mode": _setting(data_cfg, "mode"),
-        "labels": data_cfg.get("labels"),
-        "val_fraction": float(_setting(data_cfg, "val_fraction")),
-        "test": _setting(data_cfg, "test"),
-        "exclude_labels": list(data_cfg.get("exclude_labels", [NEUTRAL] if kind == "goemotions" else [])),
-        "val_from": _setting(data_cfg, "val_from"),
-        "transforms": list(_setting(data_cfg, "transforms")),
-        "draw": _setting(data_cfg, "draw"),
-    }
-    if kind not in ("goemotions", "table"):
-        raise ConfigError(f"datasets.{cfg['name']}.kind: expected 'goemotions' or 'table', got {kind!r}")
-    if cfg["mode"] not in ("single", "multi"):
-        raise ConfigError(f"data.mode: expected 'single' or 'multi', got {cfg['mode']!r}")
-    if cfg["test"] not in ("natural", "balanced"):
-        raise ConfigError(f"data.test: expected 'natural' or 'balanced', got {cfg['test']!r}")
-    if cfg["val_from"] not in ("subset", "source"):
-        raise ConfigError(f"data.val_from: expected 'subset' or 'source', got {cfg['val_from']!r}")
-    if cfg["draw"] not in DRAWS:
-        raise ConfigError(f"data.draw: expected one of {', '.join(DRAWS)}, got {cfg['draw']!r}")
-    unknown = [t for t in cfg["transforms"] if t not in TRANSFORMS]
-    if unknown:
-        raise ConfigError(f"data.transforms: unknown transform(s) {unknown}; expected some of {', '.join(TRANSFORMS)}")
-    if not 0.0 <= cfg["val_fraction"] < 1.0:
-        raise ConfigError(f"data.val_fraction: expected a number in [0, 1), got {cfg['val_fraction']}")
-    if kind == "goemotions":
-        taxonomy_labels(cfg["taxonomy"])
-    return cfg
-
-
-DRAWS = ("balanced", "natural", "all")
 
 
 def label_frequencies(split: Split, mode: str) -> dict[int, int]:
@@ -101,7 +51,8 @@ def label_frequencies(split: Split, mode: str) -> dict[int, int]:
     return counts
 
 
-def select_labels(train: Split, taxonomy: str | list[str], mode: str, k: int, explicit: list[str] | None,
+def select_labels(train: Split, taxonomy: str | list[str], mode: str, k: int,
+                  explicit: list[str] | tuple[str, ...] | None,
                   exclude: list[str] | tuple[str, ...] = (NEUTRAL,), dataset: str | None = None) -> list[int]:
     """The k label ids of the subset (see module docstring).
 
@@ -285,26 +236,25 @@ def _draw_val(rng, val: Split, chosen: list[int], sizes: list[int], mode: str, n
     return drawn
 
 
-def build_subset(loaded: Loaded, cfg: dict, k: int, n: int, seed: int) -> tuple[list[int], dict[str, list[dict]]]:
+def build_subset(loaded: Loaded, defn: DatasetDefinition, k: int, n: int,
+                 seed: int) -> tuple[list[int], dict[str, list[dict]]]:
     """Select labels and draw train/val/test rows. Pure: no files written."""
     import numpy as np
 
-    mode, train = cfg["mode"], loaded.train
-    names = loaded.names or taxonomy_labels(cfg["taxonomy"])
-    chosen = select_labels(train, loaded.names or cfg["taxonomy"], mode, k, cfg["labels"],
-                           cfg["exclude_labels"], dataset=cfg["name"])
+    mode, train, names = defn.mode, loaded.train, loaded.names
+    chosen = select_labels(train, defn.taxonomy if defn.kind == "goemotions" else names, mode, k, defn.labels,
+                           defn.exclude_labels, dataset=defn.name)
     k = len(chosen)
     if n < k:
         raise DataError(f"samples n = {n} is smaller than labels k = {k}; expected at least one example per label")
     quotas = _quotas(n, k)
     rng = np.random.default_rng(seed)
     counts = label_frequencies(train, mode)
-    unit = "comments" if cfg.get("kind", "goemotions") == "goemotions" else "examples"
+    unit = "comments" if defn.kind == "goemotions" else "examples"
     what = f"single-label {unit}" if mode == "single" else unit
-    draw = cfg.get("draw", "balanced")
-    if draw != "balanced":
-        drawn = _natural_train(rng, train, chosen, mode, n, draw, what)
-        return chosen, _finish(loaded, cfg, rng, chosen, drawn, [len(d) for d in drawn], n, names, unit, what)
+    if defn.draw != "balanced":
+        drawn = _natural_train(rng, train, chosen, mode, n, defn.draw, what)
+        return chosen, _finish(loaded, defn, rng, chosen, drawn, [len(d) for d in drawn], n, names, unit, what)
     short = [
         f"label '{names[lab]}' has {counts.get(lab, 0)} {what} in the train split, {q} needed"
         for lab, q in zip(chosen, quotas)
@@ -327,7 +277,7 @@ def build_subset(loaded: Loaded, cfg: dict, k: int, n: int, seed: int) -> tuple[
                 train.name, k, n, what,
             )
 
-    return chosen, _finish(loaded, cfg, rng, chosen, drawn, quotas, n, names, unit, what)
+    return chosen, _finish(loaded, defn, rng, chosen, drawn, quotas, n, names, unit, what)
 
 
 def _natural_train(rng, train: Split, chosen: list[int], mode: str, n: int, draw: str, what: str) -> list[list[int]]:
@@ -343,15 +293,14 @@ def _natural_train(rng, train: Split, chosen: list[int], mode: str, n: int, draw
     return _natural(rng, train, chosen, mode, None if draw == "all" else n)
 
 
-def _finish(loaded: Loaded, cfg: dict, rng, chosen: list[int], drawn: list[list[int]], weights: list[int], n: int,
-            names: list[str], unit: str, what: str) -> dict[str, list[dict]]:
+def _finish(loaded: Loaded, defn: DatasetDefinition, rng, chosen: list[int], drawn: list[list[int]],
+            weights: list[int], n: int, names: list[str], unit: str, what: str) -> dict[str, list[dict]]:
     """Validation (carved from the drawn rows or drawn from the source's own split), the test rows,
     and every split's rows, shuffled."""
-    mode, train, test, k = cfg["mode"], loaded.train, loaded.test, len(chosen)
-    draw = cfg.get("draw", "balanced")
-    val_sizes = _allocate(_val_size(n, cfg["val_fraction"]), weights)
-    if cfg["val_from"] == "source" and draw != "balanced":
-        val_split = _source_val(loaded, cfg["name"])
+    mode, train, test, k, draw = defn.mode, loaded.train, loaded.test, len(chosen), defn.draw
+    val_sizes = _allocate(_val_size(n, defn.val_fraction), weights)
+    if defn.val_from == "source" and draw != "balanced":
+        val_split = _source_val(loaded, defn.name)
         size = None if draw == "all" else sum(val_sizes)
         pool = len(_pool(val_split, chosen, mode))
         if size is not None and pool < size:
@@ -359,8 +308,8 @@ def _finish(loaded: Loaded, cfg: dict, rng, chosen: list[int], drawn: list[list[
                             f"{pool}", hint="lower the samples axis or val_fraction, or use data.draw: all")
         val_idx = [i for d in _natural(rng, val_split, chosen, mode, size) for i in d]
         train_idx = [i for d in drawn for i in d]
-    elif cfg["val_from"] == "source":
-        val_split = _source_val(loaded, cfg["name"])
+    elif defn.val_from == "source":
+        val_split = _source_val(loaded, defn.name)
         val_idx = [i for d in _draw_val(rng, val_split, chosen, val_sizes, mode, names, unit, what) for i in d]
         train_idx = [i for d in drawn for i in d]
     else:
@@ -370,12 +319,12 @@ def _finish(loaded: Loaded, cfg: dict, rng, chosen: list[int], drawn: list[list[
 
     if mode == "single":
         per_label = _draw_single(rng, test, chosen, None)
-        if cfg["test"] == "balanced":
+        if defn.test == "balanced":
             cap = min(len(p) for p in per_label)
             per_label = [p[:cap] for p in per_label]
     else:
         cands = _multi_candidates(rng, test, chosen)
-        if cfg["test"] == "balanced":
+        if defn.test == "balanced":
             cap = min(len(c) for c in cands)
             per_label, _ = _round_robin(cands, [cap] * k, strict=False)
         else:

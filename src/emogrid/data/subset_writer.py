@@ -17,11 +17,12 @@ from pathlib import Path
 from emogrid import atomic
 from emogrid.data.goemotions import load_source, resolve_source
 from emogrid.data.splits import Loaded
-from emogrid.data.subset_selection import build_subset, subset_settings
+from emogrid.data.subset_selection import build_subset
 from emogrid.data.table import load_table
 from emogrid.data.text_transforms import transform_rows
 from emogrid.errors import DataError
-from emogrid.study.taxonomies import taxonomy_labels
+from emogrid.study.dataset_definition import DatasetDefinition
+from emogrid.study.schema import schema_default
 
 
 def _sha256(data: bytes) -> str:
@@ -40,64 +41,60 @@ def _jsonl_bytes(rows: list[dict]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
 
 
-def load_dataset_definition(data_cfg: dict, cache_dir=None) -> Loaded:
+def load_dataset_definition(defn: DatasetDefinition, cache_dir=None) -> Loaded:
     """Any dataset definition (emogrid.study.datasets) -> its checked splits."""
-    cfg = subset_settings(data_cfg)
-    if cfg["kind"] == "goemotions":
-        return load_source(resolve_source(data_cfg), cache_dir=cache_dir)
-    return load_table({**data_cfg, "name": cfg["name"]}, cache_dir=cache_dir)
+    if defn.kind == "goemotions":
+        return load_source(resolve_source(defn), cache_dir=cache_dir)
+    return load_table(defn, cache_dir=cache_dir)
 
 
-def prepare_subset(data_cfg: dict, k: int, n: int, seed: int, out_dir: str | os.PathLike,
+def prepare_subset(defn: DatasetDefinition, k: int, n: int, seed: int, out_dir: str | os.PathLike,
                    cache_dir: str | os.PathLike | None = None) -> dict:
     """Build the (k, n, seed) subset in `out_dir` (replaced as a whole); return the manifest.
 
-    `data_cfg` is a dataset definition (`emogrid.study.datasets.resolve_dataset`) or, as
-    before datasets became an axis, the config's `data:` section (GoEmotions). `cache_dir`
-    holds `datasets`' build of local files (None: a temporary directory).
+    `defn`: a dataset definition (`emogrid.study.datasets.resolve_dataset`, or
+    `DatasetDefinition.from_json` of the config's `data:` section for GoEmotions as before
+    datasets became an axis). `cache_dir` holds `datasets`' build of local files (None: a
+    temporary directory).
     """
-    cfg = subset_settings(data_cfg)
-    loaded = load_dataset_definition(data_cfg, cache_dir)
-    chosen, rows = build_subset(loaded, cfg, int(k), int(n), int(seed))
-    rows = {split: transform_rows(r, cfg["transforms"]) for split, r in rows.items()}
-    names = loaded.names or taxonomy_labels(cfg["taxonomy"])
-    label_names = [names[i] for i in chosen]
+    loaded = load_dataset_definition(defn, cache_dir)
+    chosen, rows = build_subset(loaded, defn, int(k), int(n), int(seed))
+    rows = {split: transform_rows(r, defn.transforms) for split, r in rows.items()}
+    label_names = [loaded.names[i] for i in chosen]
 
     payload = {split: _jsonl_bytes(r) for split, r in rows.items()}
     files = {f"{split}.jsonl": _sha256(b) for split, b in payload.items()}
     manifest = {
-        "dataset": cfg["name"],
-        "taxonomy": cfg["taxonomy"],
-        "mode": cfg["mode"],
+        "dataset": defn.name,
+        "taxonomy": defn.taxonomy,
+        "mode": defn.mode,
         "labels": label_names,
         "source_label_ids": chosen,
         "k": len(chosen),
         "n": int(n),
         "seed": int(seed),
-        "val_fraction": cfg["val_fraction"],
-        "val_from": cfg["val_from"],
-        "transforms": cfg["transforms"],
-        "draw": cfg["draw"],
-        "test_mode": cfg["test"],
+        "val_fraction": defn.val_fraction,
+        "val_from": defn.val_from,
+        "transforms": list(defn.transforms),
+        "draw": defn.draw,
+        "test_mode": defn.test,
         "source": loaded.source_manifest,
         "counts": {split: _count(r, label_names) for split, r in rows.items()},
         "files": files,
-        "checksum": subset_checksum(files, cfg),
+        "checksum": subset_checksum(files, defn),
     }
     _write_dir(Path(out_dir), payload, manifest)
     return manifest
 
 
-def subset_checksum(files: dict[str, str], cfg: dict) -> str:
+def subset_checksum(files: dict[str, str], defn: DatasetDefinition) -> str:
     """sha256 of the three file checksums (hex) concatenated in the order train, val, test,
     followed -- when val_from, transforms or draw differ from their defaults -- by those settings as
     sorted JSON: how the text was made is part of what a cell trained on, even where a transform
     happened to change no row (a subset drawn before these settings keeps its checksum)."""
-    from emogrid.study.schema import schema_default
-
     text = "".join(files.values())
-    settings = {key: cfg[key] for key in ("val_from", "transforms", "draw")
-                if cfg[key] != schema_default(f"data.{key}")}
+    recipe = {"val_from": defn.val_from, "transforms": list(defn.transforms), "draw": defn.draw}
+    settings = {key: value for key, value in recipe.items() if value != schema_default(f"data.{key}")}
     if settings:
         text += json.dumps(settings, sort_keys=True)
     return _sha256(text.encode("utf-8"))

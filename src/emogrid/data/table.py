@@ -16,14 +16,15 @@ from emogrid.data.reader import hub_dataset, local_dataset
 from emogrid.data.splits import Loaded, Split
 from emogrid.data.table_columns import label_mapping, to_split
 from emogrid.errors import DataError
+from emogrid.study.dataset_definition import DEFAULT_SPLITS, DatasetDefinition
 
 
-def load_table(defn: dict, cache_dir=None) -> Loaded:
+def load_table(defn: DatasetDefinition, cache_dir=None) -> Loaded:
     """A `kind: table` definition -> Loaded (train, test, label names, source manifest)."""
-    name = defn["name"]
-    if defn.get("path"):
+    name = defn.name
+    if defn.path:
         fmt, files = find_local_files(defn)
-        if not defn.get("header", True) and not defn.get("columns"):
+        if not defn.header and not defn.columns:
             raise DataError(f"datasets.{name}.columns: a file without a header (header: false) needs "
                             "its column names in order, e.g. columns: [text, label]")
         checks = {}
@@ -34,31 +35,25 @@ def load_table(defn: dict, cache_dir=None) -> Loaded:
         # safe names, then give the splits their file names back
         stems = dict(zip((f"split{i}" for i in range(len(files))), files))
         loaded = local_dataset({safe: [str(p) for p in files[stem]] for safe, stem in stems.items()}, fmt,
-                               where=f"dataset '{name}' ({defn['path']})", cache_dir=cache_dir,
-                               header=defn.get("header", True), columns=defn.get("columns"))
+                               where=f"dataset '{name}' ({defn.path})", cache_dir=cache_dir,
+                               header=defn.header, columns=list(defn.columns) if defn.columns else None)
         dsd = {stem: loaded[safe] for safe, stem in stems.items()}
-        source = {"kind": "local", "path": str(Path(str(defn["path"])).expanduser().resolve()),
+        source = {"kind": "local", "path": str(Path(defn.path).expanduser().resolve()),
                   "format": fmt, "files": checks}
-        where = f"dataset '{name}' ({defn['path']})"
-    elif defn.get("hub") and defn["hub"].get("id"):
-        hub = defn["hub"]
-        where = (
-            f"dataset '{name}' (hub {hub['id']!r}"
-            + (f" config {hub.get('config')!r}" if hub.get("config") else "")
-            + ")"
-        )
+        where = f"dataset '{name}' ({defn.path})"
+    elif defn.hub and defn.hub.id:
+        hub = defn.hub
+        where = f"dataset '{name}' (hub {hub.id!r}" + (f" config {hub.config!r}" if hub.config else "") + ")"
         dsd = hub_dataset(hub, where=where, cache_dir=cache_dir)
-        source = {"kind": "hub", "id": hub["id"], "config": hub.get("config"), "revision": hub.get("revision"),
-                  "commit": hub.get("commit")}
+        source = {"kind": "hub", "id": hub.id, "config": hub.config, "revision": hub.revision, "commit": hub.commit}
     else:
         raise DataError(f"datasets.{name}: needs path: (local files) or hub: {{id: ...}}")
 
-    splits_cfg = defn.get("splits") or {}
     available = sorted(dsd)
     chosen: dict[str, str | None] = {}
     for role in ("train", "val", "test"):
-        want = splits_cfg.get(role, {"train": "train", "val": "validation", "test": "test"}[role])
-        explicit = want != {"train": "train", "val": "validation", "test": "test"}[role]
+        want = defn.splits[role]
+        explicit = want != DEFAULT_SPLITS[role]
         if want is not None and want in dsd:
             chosen[role] = want
         elif role == "train" or (want is not None and explicit):
@@ -74,8 +69,7 @@ def load_table(defn: dict, cache_dir=None) -> Loaded:
     source["splits"] = dict(chosen)
     train, test = out["train"], out.get("test")
     if test is None:
-        # resolve_dataset fills test_fraction / carve_seed (registry.CARVE_DEFAULTS) for every table dataset
-        train, test, record = carve_test(train, float(defn["test_fraction"]), int(defn["carve_seed"]))
+        train, test, record = carve_test(train, defn.test_fraction, defn.carve_seed)
         source["splits"]["test"] = f"carved from {chosen['train']}"
         source["carved"] = {"test": record}
     return Loaded(train, test, source, names=names, val=out.get("val"))

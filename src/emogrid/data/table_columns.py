@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from emogrid.data.splits import Split
 from emogrid.errors import DataError
+from emogrid.study.dataset_definition import DatasetDefinition
 
 
 def _feature(ds, column: str):
@@ -30,21 +31,21 @@ def _require(ds, column: str, key: str, where: str, split: str) -> None:
                         f"its columns are {ds.column_names}")
 
 
-def label_mapping(defn: dict, dsd, chosen: dict, where: str):
+def label_mapping(defn: DatasetDefinition, dsd, chosen: dict, where: str):
     """(label names, converter row value -> tuple of ids) for the definition's label columns."""
-    name = defn["name"]
-    given = list(defn["label_names"]) if defn.get("label_names") else None
+    name = defn.name
+    given = list(defn.label_names) if defn.label_names else None
     train_src = chosen["train"]
     ds = dsd[train_src]
-    if defn.get("label_columns"):
-        cols = list(defn["label_columns"])
+    if defn.label_columns:
+        cols = list(defn.label_columns)
         for split in (s for s in chosen.values() if s):
             for c in cols:
                 _require(dsd[split], c, f"{name}.label_columns", where, split)
         if given and len(given) != len(cols):
             raise DataError(f"datasets.{name}.label_names: {len(given)} names for {len(cols)} label_columns")
         return given or cols, None
-    column = defn.get("label")
+    column = defn.label
     if not column:
         raise DataError(f"datasets.{name}: needs label: (a column of class ids, class names or id lists) "
                         "or label_columns: (one 0/1 column per label)")
@@ -102,9 +103,9 @@ _TRUE = {"1", "true", "True", "TRUE"}
 _FALSE = {"0", "false", "False", "FALSE", ""}
 
 
-def to_split(defn: dict, ds, split: str, where: str, names: list[str], convert):
-    name = defn["name"]
-    text_col, id_col = defn.get("text") or "text", defn.get("id")
+def to_split(defn: DatasetDefinition, ds, split: str, where: str, names: list[str], convert):
+    name = defn.name
+    text_col, id_col = defn.text, defn.id
     _require(ds, text_col, f"{name}.text", where, split)
     if id_col:
         _require(ds, id_col, f"{name}.id", where, split)
@@ -115,8 +116,8 @@ def to_split(defn: dict, ds, split: str, where: str, names: list[str], convert):
     out = Split(f"{where} split {split!r}")
     index = {label: i for i, label in enumerate(names)}
     seen: dict[str, int] = {}
-    label_cols = [cols[c] for c in defn.get("label_columns") or []]
-    label_vals = cols[defn["label"]] if not label_cols else None
+    label_cols = [cols[c] for c in defn.label_columns or []]
+    label_vals = cols[defn.label] if not label_cols else None
     for i in range(n):
         row = f"{where} split {split!r} row {i}"
         text = texts[i]
@@ -137,7 +138,7 @@ def to_split(defn: dict, ds, split: str, where: str, names: list[str], convert):
                 if sv in _TRUE:
                     labs.append(j)
                 elif sv not in _FALSE:
-                    raise DataError(f"{row}: label column {defn['label_columns'][j]!r} holds {v!r}; "
+                    raise DataError(f"{row}: label column {defn.label_columns[j]!r} holds {v!r}; "
                                     f"expected 0/1 or true/false (datasets.{name}.label_columns)")
         else:
             v = label_vals[i]
@@ -146,17 +147,17 @@ def to_split(defn: dict, ds, split: str, where: str, names: list[str], convert):
             for item in items:
                 if convert is None or convert[0] == "ids":
                     if isinstance(item, str) and not item.strip().isdigit():
-                        raise DataError(f"{row}: label {item!r} in column {defn['label']!r} is not a class id")
+                        raise DataError(f"{row}: label {item!r} in column {defn.label!r} is not a class id")
                     if item is None or int(item) >= len(names) or int(item) < 0:
-                        raise DataError(f"{row}: class id {item!r} in column {defn['label']!r} out of "
+                        raise DataError(f"{row}: class id {item!r} in column {defn.label!r} out of "
                                         f"range 0-{len(names) - 1}")
                     labs.append(int(item))
                 else:
                     if str(item) not in index:
-                        raise DataError(f"{row}: label {item!r} in column {defn['label']!r} is not one of {names}")
+                        raise DataError(f"{row}: label {item!r} in column {defn.label!r} is not one of {names}")
                     labs.append(index[str(item)])
             if not labs and not isinstance(v, (list, tuple)):
-                raise DataError(f"{row}: no label in column {defn['label']!r}")
+                raise DataError(f"{row}: no label in column {defn.label!r}")
         out.texts.append(text)
         out.labels.append(tuple(sorted(set(labs))))
         out.ids.append(ids[i])

@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 import string
 
-TRANSFORMS = ("lowercase", "strip_urls", "remove_stopwords")
+from emogrid.study.dataset_definition import TRANSFORMS  # the names a definition may give
+
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 
 

@@ -10,6 +10,7 @@ import math
 
 from emogrid.errors import CellError
 from emogrid.models.loading import GENERIC, head_modules
+from emogrid.study.spec_sections import TrainRecipe
 
 _LLAMA_ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
 _LLAMA_MLP = ["gate_proj", "up_proj", "down_proj"]
@@ -135,17 +136,17 @@ def _lora_targets_and_head(spec: dict, model, family: str, section: dict) -> dic
 def trains_head(spec: dict) -> bool:
     """Whether the classification head trains in full. `train.train_head` is not a config key:
     absent from grid specs (the head always trains); the planner's sizing specs set it False."""
-    return bool(spec["train"].get("train_head", True))
+    return TrainRecipe.from_spec(spec).train_head
 
 
 def default_total_step(spec: dict) -> int:
     """Optimizer steps of a cell, estimated from the spec (AdaLoRA needs it up front)."""
-    train = spec["train"]
+    train = TrainRecipe.from_spec(spec)
     n_train = int(spec["cell"]["samples"])
-    per_step = max(1, int(train["batch_size"]) * int(train["grad_accum"]))
-    if train.get("max_steps") is not None:  # train.max_steps replaces the epochs
-        return int(train["max_steps"])
-    return max(1, math.ceil(n_train / per_step) * int(train["epochs"]))
+    per_step = max(1, train.batch_size * train.grad_accum)
+    if train.max_steps is not None:  # train.max_steps replaces the epochs
+        return train.max_steps
+    return max(1, math.ceil(n_train / per_step) * train.epochs)
 
 
 # method kinds that wrap no peft adapter: every weight, the head only, or nothing trains

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from emogrid.errors import CellError
+from emogrid.study.spec_sections import TrainRecipe
 
 DECODER_FAMILIES = ("llama", "qwen2", "gpt2", "gemma3", "gemma", "gemma2")
 ENCODER_FAMILIES = ("bert", "distilbert", "roberta", "deberta-v2", "modernbert")
@@ -141,7 +142,7 @@ def base_weights_dtype(spec: dict, *, cuda: bool | None = None) -> str:
     Transformers 5 would otherwise load the checkpoint's dtype (bf16 for Llama/Qwen/Gemma),
     even on a CPU.
     """
-    want = spec["train"]["precision"]
+    want = TrainRecipe.from_spec(spec).precision
     bf16 = want == "bf16" or (want == "auto" and (bf16_supported() if cuda is None else cuda))
     frozen_base = spec["method"]["peft"] != "full"
     return "bf16" if bf16 and frozen_base else "fp32"

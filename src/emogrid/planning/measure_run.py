@@ -13,6 +13,8 @@ import sys
 
 import psutil
 
+from emogrid.study.spec_sections import TrainRecipe
+
 MIB = 2 ** 20
 
 
@@ -36,12 +38,13 @@ def measure(spec: dict, seq: int, steps: int) -> dict:
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, foreach=False)
-    b = int(spec["train"]["batch_size"])
+    train = TrainRecipe.from_spec(spec)
+    b = train.batch_size
     vocab = model.get_input_embeddings().num_embeddings  # a tiny test model has a few hundred tokens
     ids = torch.randint(5, min(1000, vocab), (b, seq))
     labels = torch.randint(0, k, (b,))
     peak = proc.memory_info().rss
-    bf16 = spec["train"]["precision"] == "bf16"
+    bf16 = train.precision == "bf16"
     held = 0
     for _ in range(steps):
         before = proc.memory_info().rss

@@ -42,6 +42,7 @@ from emogrid.models.loading import base_weights_dtype
 from emogrid.planning.structure import checkpoint_dtype, meta_structure, model_config_dict, structure, structure_key
 from emogrid.planning.tokens import DEFAULT_TOKEN_STATS
 from emogrid.scheduling.resources import DEFAULT_SAFETY_MARGIN
+from emogrid.study.spec_sections import TrainRecipe
 
 MIB = 2 ** 20
 # GPU memory besides the tensors (device="cuda"), per process:
@@ -70,8 +71,8 @@ GPU_COUNTS = (1, 2, 4, 8)  # GPUs of one node a cell may be spread over
 _act_cache: dict[tuple, dict] = {}
 
 
-def resolve_precision(train: dict, device: str) -> str:
-    p = train["precision"]
+def resolve_precision(train: TrainRecipe, device: str) -> str:
+    p = train.precision
     if p == "auto":
         return "bf16" if device == "cuda" else "fp32"
     return p
@@ -286,7 +287,7 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     plus the CUDA context would show: tensor_peak_mb + allocator_mb + context_mb;
     `reserved_peak_mb` leaves the context out), the model's share of RSS for device="cpu".
     """
-    train = spec["train"]
+    train = TrainRecipe.from_spec(spec)
     method = spec["method"]
     k = int(spec["cell"]["labels"])
     # `token_stats`: a dict, or a function of the spec (per dataset: tokens.dataset_token_stats)
@@ -302,9 +303,9 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
             # (embeddings, norms): they, and the residual stream, are fp32 in a QLoRA cell.
             weights_dtype = "fp32"
     st = structure(cfg_dict, src, spec, k, weights_dtype)
-    optim = train["optim"]  # the grid folds a method's optimizer (QLoRA: adamw_8bit) into train.optim
-    batch = int(train["batch_size"])
-    seq = int(min(int(train["max_length"]), int(stats["max"])))
+    optim = train.optim  # the grid folds a method's optimizer (QLoRA: adamw_8bit) into train.optim
+    batch = train.batch_size
+    seq = int(min(train.max_length, int(stats["max"])))
 
     # weights
     tensors = st["trainable_tensors"]
@@ -346,7 +347,7 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
 
     # inference: weights at eval precision + one layer's live set at eval_batch_size
     arch = _arch(cfg_dict)
-    eb = int(train["eval_batch_size"])
+    eb = train.eval_batch_size
     ab = DTYPE_BYTES[act_dtype]
     tokens = eb * seq
     live = tokens * (4 * arch["hidden"] + (3 if arch["gated"] else 2) * arch["ffn"]) * ab
@@ -494,7 +495,7 @@ def gpus_for(spec: dict, gpu_mem_mb: float, *, margin: float = DEFAULT_SAFETY_MA
     if spec["method"]["peft"] != "full":
         return None
     layers = _arch(model_config_dict(spec["model"])[0])["layers"]
-    batch = int(spec["train"]["batch_size"])
+    batch = TrainRecipe.from_spec(spec).batch_size
     for n in GPU_COUNTS[1:]:
         if n > max_gpus:
             break

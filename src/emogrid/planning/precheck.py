@@ -11,6 +11,8 @@ are valid by construction, so the common case imports no torch.
 
 from __future__ import annotations
 
+from emogrid.study.spec_sections import TrainRecipe
+
 TARGET_SECTIONS = ("lora", "ia3")
 LINEAR_TYPES = ("Linear", "Conv1D", "Linear4bit", "Linear8bitLt")  # module classes an adapter can target
 
@@ -106,7 +108,7 @@ def gpu_batch_problems(config, cells) -> list[str]:
     for cell in cells:
         res = train_resources(config, cell)
         n = gpus_of(res)
-        batch = int(cell.spec["train"]["batch_size"])
+        batch = TrainRecipe.from_spec(cell.spec).batch_size
         model = cell.axes["model"]
         if n <= 1 or batch % n == 0 or (model, batch, n) in seen:
             continue

@@ -55,7 +55,7 @@ def dataset_token_stats(config: dict, results: str | os.PathLike = "results"):
     def stats(spec: dict) -> dict:
         name = spec["cell"]["dataset"]
         if name not in cache:
-            if resolve_dataset(name, config).get("kind") == "goemotions":
+            if resolve_dataset(name, config).kind == "goemotions":
                 cache[name] = dict(DEFAULT_TOKEN_STATS)
             else:
                 files = sorted(Path(results, "data", name).glob("*/train.jsonl"))[:_SAMPLED_SUBSETS]

@@ -146,28 +146,10 @@ def health_columns(obj: dict, run_dir: Path) -> dict[str, Any]:
         return {"train_health": health["state"], "train_health_reason": health["reason"]} if health else {}
     health = obj.get("health")
     if not isinstance(health, dict):
-        from emogrid.training.health import training_health
+        from emogrid.training.health import logged_health
 
-        health = training_health(_read_log(run_dir / "train_log.jsonl"))
+        health = logged_health(run_dir)
     return {"train_health": health.get("state"), "train_health_reason": health.get("reason")}
-
-
-def _read_log(path: Path) -> list[dict]:
-    import json
-
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
 
 
 def expected_cells(configfiles: Iterable[str] = (), config: dict | None = None,

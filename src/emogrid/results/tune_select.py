@@ -32,7 +32,7 @@ def cell_record(run_dir: str | Path, metric: str) -> dict:
     """One tuning cell: status (ok / failed / missing / invalid), its validation score, training
     health and compute."""
     from emogrid.training import cell_files
-    from emogrid.training.health import training_health
+    from emogrid.training.health import logged_health
 
     run_dir = Path(run_dir)
     out: dict = {"cell": str(run_dir)}
@@ -55,8 +55,7 @@ def cell_record(run_dir: str | Path, metric: str) -> dict:
     data = res.data
     health = data.get("health")
     if not isinstance(health, dict):  # written before emogrid recorded health: judge its log
-        rows = _read_jsonl(run_dir / "train_log.jsonl")
-        health = training_health(rows)
+        health = logged_health(run_dir)
     eff = data.get("efficiency", {})
     score = data["val"].get(metric)
     return {**out, "status": "ok", "score": score if isinstance(score, (int, float)) else None,
@@ -131,22 +130,6 @@ def _total(rungs: list[dict]) -> dict:
     out["saved_share"] = round(1 - spent["optimizer_steps"] / full["full_budget_steps"], 4) \
         if full["full_budget_steps"] else 0.0
     return out
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """Built-in dataset definitions and the resolution of `grid.datasets` names.
 
-A definition is a plain dict (it travels as JSON to `emogrid prepare` and is part of the
-data rule's parameters, so editing one dataset reruns only that dataset's subsets):
+`resolve_dataset` gives a `DatasetDefinition` (emogrid.study.dataset_definition: typed, with
+every default filled); its JSON (`as_json()`) travels to `emogrid prepare` and is part of the
+data rule's parameters, so editing one dataset reruns only that dataset's subsets:
 
 * kind ``goemotions``: the GoEmotions directory layout (``train.tsv dev.tsv test.tsv
   labels.txt``, headerless) or its hub copy; keys ``path``, ``hub``, ``taxonomy``.
@@ -21,19 +22,14 @@ from __future__ import annotations
 import copy
 
 from emogrid.errors import ConfigError
+from emogrid.study.dataset_definition import CARVE_DEFAULTS, DEFAULT_HUB, DEFAULT_SPLITS, DatasetDefinition
 from emogrid.study.merge import deep_merge
 from emogrid.study.schema import schema_default
-from emogrid.study.taxonomies import taxonomy_labels
 
-CARVE_DEFAULTS = {"test_fraction": 0.2, "carve_seed": 0}
 # Subset settings added after subsets existed: a definition holds one only when it differs from
 # its schema default (the value that reproduces those subsets), since the data rule reruns on a
 # changed definition.
 LATER_SETTINGS = ("val_from", "transforms", "draw")
-DEFAULT_SPLITS = {"train": "train", "val": "validation", "test": "test"}
-
-# GoEmotions on the hub: the `simplified` config (27 emotions + neutral, official splits)
-DEFAULT_HUB = {"id": "google-research-datasets/go_emotions", "config": "simplified"}
 _GOEMOTIONS_HUB = {**DEFAULT_HUB, "revision": None}
 
 # Facts below are from each dataset's card on the Hugging Face hub (dataset_info: config
@@ -86,8 +82,14 @@ def grid_datasets(config: dict) -> list[str]:
     return list(names) if names else [config.get("data", {}).get("name") or schema_default("data.name")]
 
 
-def resolve_dataset(name: str, config: dict) -> dict:
+def resolve_dataset(name: str, config: dict) -> DatasetDefinition:
     """The complete definition of dataset `name` (see the module docstring); ConfigError if unknown."""
+    return DatasetDefinition.from_json(_definition_json(name, config))
+
+
+def _definition_json(name: str, config: dict) -> dict:
+    """The definition as the data rule's JSON: built-in, `data:` and `datasets:` merged; the settings
+    added after subsets existed (LATER_SETTINGS) only where they differ from their defaults."""
     data = config.get("data", {})
     user = (config.get("datasets") or {}).get(name)
     legacy = name == (data.get("name") or schema_default("data.name"))
@@ -138,17 +140,6 @@ def resolve_dataset(name: str, config: dict) -> dict:
     return defn
 
 
-def known_label_names(defn: dict) -> list[str] | None:
-    """Label names known without reading the data (taxonomy, label_names, label_columns), else None."""
-    if defn.get("kind") == "goemotions":
-        return taxonomy_labels(defn["taxonomy"] if defn.get("taxonomy") else schema_default("data.taxonomy"))
-    if defn.get("label_names"):
-        return list(defn["label_names"])
-    if defn.get("label_columns"):
-        return list(defn["label_columns"])
-    return None
-
-
 # Label counts of the hub built-ins (from the same cards), so `grid.labels` and `all` are
 # checked before any job starts.
 BUILTIN_LABEL_NAMES = {
@@ -159,10 +150,10 @@ BUILTIN_LABEL_NAMES = {
 }
 
 
-def label_names_for(name: str, defn: dict) -> list[str] | None:
-    names = known_label_names(defn)
-    if names is None and defn.get("kind") == "table" and defn.get("hub") and not defn.get("path"):
-        base = name if name in BUILTIN_LABEL_NAMES else None
-        if base and defn["hub"].get("id") == BUILTINS[base]["hub"]["id"]:
-            return list(BUILTIN_LABEL_NAMES[base])
+def label_names_for(defn: DatasetDefinition) -> list[str] | None:
+    """Label names known before the data is read: the definition's own, else a hub built-in's card."""
+    names = defn.known_label_names()
+    if names is None and defn.kind == "table" and defn.hub and not defn.path and defn.name in BUILTIN_LABEL_NAMES:
+        if defn.hub.id == BUILTINS[defn.name]["hub"]["id"]:
+            return list(BUILTIN_LABEL_NAMES[defn.name])
     return names

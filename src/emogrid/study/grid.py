@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from emogrid.study.arms import arm_configs
 from emogrid.study.cell_id import BASE_AXES, CellId, format_value, format_variant, short_variant, subset_dir  # noqa: F401 (re-exported)
+from emogrid.study.dataset_definition import DatasetDefinition
 from emogrid.study.methods import (
     BUILTIN_METHODS,
     EVAL_TRAIN_KEYS,
@@ -93,7 +94,7 @@ def config_hash(spec: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def dataset_definitions(config: dict) -> dict[str, dict]:
+def dataset_definitions(config: dict) -> dict[str, DatasetDefinition]:
     """grid.datasets -> complete definitions (emogrid.study.datasets), in grid order."""
     from emogrid.study.datasets import grid_datasets, resolve_dataset
 
@@ -122,7 +123,8 @@ def _expand_grid(config: dict) -> list[Cell]:
     return cells
 
 
-def _expand_dataset(config: dict, grid: dict, sweeps: dict, data: dict, labels: list[int]) -> list[Cell]:
+def _expand_dataset(config: dict, grid: dict, sweeps: dict, data: DatasetDefinition,
+                    labels: list[int]) -> list[Cell]:
     cells: list[Cell] = []
     for model_name in grid["models"]:
         model = config["models"][model_name]
@@ -176,14 +178,14 @@ def _sections_for(config: dict, method: Method, overrides: dict, chosen: dict) -
 
 
 def _make_cell(data, model_spec, method_name, method, sections, variant, chosen, k, n, seed) -> Cell:
-    dataset = data["name"]
+    dataset = data.name
     cell_id = str(CellId(dataset, model_spec["name"], method_name, k, n, seed, variant))
     axes = {"dataset": dataset, "model": model_spec["name"], "method": method_name,
             "labels": k, "samples": n, "seed": seed, **chosen}
     spec = {"cell": axes, "cell_id": cell_id, "model": model_spec,
             "method": method_spec(method_name, method, sections),
             **{s: v for s, v in sections.items() if s != "loraplus"},
-            "data": {"mode": data["mode"], "threshold": data["threshold"]}}
+            "data": {"mode": data.mode, "threshold": data.threshold}}
     spec["config_hash"] = config_hash(spec)
     return Cell(cell_id=cell_id, axes=axes, spec=spec)
 

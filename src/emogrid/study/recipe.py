@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from emogrid.study.cell_id import format_value
-from emogrid.study.datasets import LATER_SETTINGS, grid_datasets, resolve_dataset
+from emogrid.study.datasets import grid_datasets, resolve_dataset
 from emogrid.study.grid import resolve_method
 from emogrid.study.model_registry import BUILTIN_MODELS
-from emogrid.study.schema import SWEEPABLE_SECTIONS, schema_default, section_defaults
+from emogrid.study.schema import SWEEPABLE_SECTIONS, section_defaults
 from emogrid.study.stated import impossible, lookup, stated
 
 GRID_KEYS = ("datasets", "labels", "samples", "models", "methods", "seeds")
@@ -111,13 +111,12 @@ def recipe_rows(config: dict, layers: list[tuple[str, dict]] | None = None) -> l
         builtin = "model registry" if name in BUILTIN_MODELS else SCHEMA_DEFAULT
         key = f"models.{name}.{field}"
         add(key, model.get(field), key, _source(layers, key, builtin))
-    multi = any(resolve_dataset(d, config)["mode"] == "multi" for d in datasets)
+    multi = any(resolve_dataset(d, config).mode == "multi" for d in datasets)
     for key in DATA_KEYS if multi else DATA_KEYS[:-1]:  # threshold: multi-label only
         add(f"data.{key}", config["data"].get(key), f"data.{key}", _source(layers, f"data.{key}"))
         for dataset in datasets:
-            defn = resolve_dataset(dataset, config)
-            # a later setting at its default is absent from a definition (emogrid.study.datasets)
-            own = defn.get(key, schema_default(f"data.{key}")) if key in LATER_SETTINGS else defn.get(key)
+            own = getattr(resolve_dataset(dataset, config), key)
+            own = list(own) if isinstance(own, tuple) else own  # transforms: as the config lists them
             if own != config["data"].get(key):
                 where = f"datasets.{dataset}.{key}"
                 add(f"data.{key}", own, where, _source(layers, where, f"dataset {dataset} (built-in)"),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from emogrid.errors import ConfigError
 from emogrid.study.arms import arm_configs, has_arms, resolve_arms
+from emogrid.study.dataset_definition import DatasetDefinition
 from emogrid.study.methods import BUILTIN_METHODS
 from emogrid.study.model_registry import BUILTIN_MODELS
 from emogrid.study.schema import SWEEPABLE_SECTIONS, check_overrides
@@ -135,38 +136,38 @@ def _check_grid_datasets(config: dict) -> list[str]:
             continue
         # whether its source is readable is the data stage's check (emogrid.data.checks)
         problems += _check_labels(config, name, defn)
-        if defn.get("val_from") == "source" and defn.get("kind") == "table" and not defn["splits"].get("val"):
+        if defn.val_from == "source" and defn.kind == "table" and not defn.splits["val"]:
             key = f"datasets.{name}.val_from" if "val_from" in config["datasets"].get(name, {}) else "data.val_from"
             problems.append(f"{key}: source, but dataset '{name}' has no validation split (splits.val is "
                             "null): use val_from: subset, or name its validation split in splits.val")
     return problems
 
 
-def _check_labels(config: dict, name: str, defn: dict) -> list[str]:
+def _check_labels(config: dict, name: str, defn: DatasetDefinition) -> list[str]:
     from emogrid.study.datasets import label_names_for
 
     grid, data = config["grid"], config["data"]
-    legacy = name == data.get("name") and defn.get("kind") == "goemotions"
+    legacy = name == data.get("name") and defn.kind == "goemotions"
     problems = []
-    names = label_names_for(name, defn)
-    exclude = list(defn.get("exclude_labels") or [])
-    if defn.get("kind") == "goemotions":
-        what = f"taxonomy '{defn['taxonomy']}'"
+    names = label_names_for(defn)
+    exclude = list(defn.exclude_labels)
+    if defn.kind == "goemotions":
+        what = f"taxonomy '{defn.taxonomy}'"
         selectable_word = f"non-{'/'.join(exclude)} labels" if exclude else "labels"
     else:
         what = f"dataset '{name}'"
         selectable_word = "labels" + (f" besides {', '.join(exclude)}" if exclude else "")
     labels_key = "data.labels" if legacy else f"datasets.{name}.labels"
-    if defn.get("labels") is not None:
+    if defn.labels is not None:
         if names is not None:
-            unknown = [n for n in defn["labels"] if n not in names]
+            unknown = [n for n in defn.labels if n not in names]
             if unknown:
                 problems.append(f"{labels_key}: unknown label(s) {unknown} for {what} "
                                 f"(labels: {', '.join(names)})")
-        if grid["labels"] != [len(defn["labels"])]:
+        if grid["labels"] != [len(defn.labels)]:
             problems.append(f"grid.labels: with an explicit {labels_key} list of "
-                            f"{len(defn['labels'])} names, grid.labels must be "
-                            f"[{len(defn['labels'])}], got {grid['labels']}")
+                            f"{len(defn.labels)} names, grid.labels must be "
+                            f"[{len(defn.labels)}], got {grid['labels']}")
     else:
         selectable = None if names is None else [n for n in names if n not in exclude]
         for i, k in enumerate(grid["labels"]):
@@ -179,20 +180,20 @@ def _check_labels(config: dict, name: str, defn: dict) -> list[str]:
                                 f"{len(selectable)} {selectable_word}")
     for i, n in enumerate(grid["samples"]):
         for k in dataset_labels(config, name, defn):
-            if n * defn["val_fraction"] < k and defn["mode"] == "single":
+            if n * defn.val_fraction < k and defn.mode == "single":
                 key = (
                     "data.val_fraction"
                     if legacy or "val_fraction" not in config["datasets"].get(name, {})
                     else f"datasets.{name}.val_fraction"
                 )
                 problems.append(f"grid.samples[{i}]: {n} samples x {key} "
-                                f"{defn['val_fraction']} leaves fewer than one validation example "
+                                f"{defn.val_fraction} leaves fewer than one validation example "
                                 f"per label for {k} labels")
                 break
     return problems
 
 
-def dataset_labels(config: dict, name: str, defn: dict | None = None) -> list[int]:
+def dataset_labels(config: dict, name: str, defn: DatasetDefinition | None = None) -> list[int]:
     """grid.labels for one dataset, `all` replaced by its number of selectable labels."""
     from emogrid.study.datasets import label_names_for, resolve_dataset
 
@@ -200,8 +201,8 @@ def dataset_labels(config: dict, name: str, defn: dict | None = None) -> list[in
     for k in config["grid"]["labels"]:
         if k == "all":
             defn = defn or resolve_dataset(name, config)
-            names = label_names_for(name, defn) or []
-            k = len([n for n in names if n not in (defn.get("exclude_labels") or [])])
+            names = label_names_for(defn) or []
+            k = len([n for n in names if n not in defn.exclude_labels])
             if not k:
                 continue
         if k not in out:

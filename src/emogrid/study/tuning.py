@@ -42,6 +42,7 @@ from pathlib import Path
 from emogrid.study.arms import arm_configs
 from emogrid.study.cell_id import format_variant
 from emogrid.study.grid import Cell, config_hash, expand_cells, find_sweeps
+from emogrid.study.spec_sections import TrainRecipe
 from emogrid.study.tune_config import DEFAULT_PER, method_params, tune_section
 
 AXIS_ORDER = ("dataset", "model", "method", "labels", "samples")
@@ -135,8 +136,9 @@ class Tuning:
                 if not keys:
                     continue  # the method reads (or keeps) none of the tuned keys: nothing to choose
                 name, axes = self._group_of(cell.axes)
+                metric = self.tune.get("metric") or TrainRecipe.from_spec(cell.spec).metric
                 entry = found.setdefault(name, {"axes": axes, "values": {}, "methods": [], "cells": [],
-                                                "metric": self.tune.get("metric") or cell.spec["train"]["metric"]})
+                                                "metric": metric})
                 if method not in entry["methods"]:
                     entry["methods"].append(method)
                 for key in keys:  # each key's values in the order the config lists them

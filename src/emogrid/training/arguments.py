@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from emogrid.errors import CellError
+from emogrid.study.spec_sections import TrainRecipe
 
 
 def training_arguments(spec: dict, ckpt_dir: Path, batch: dict, steps_per_epoch: int, *, precision: str,
@@ -18,8 +19,8 @@ def training_arguments(spec: dict, ckpt_dir: Path, batch: dict, steps_per_epoch:
 
     from emogrid.training import distributed
 
-    train = spec["train"]
-    metric = train["metric"]
+    train = TrainRecipe.from_spec(spec)
+    metric = train.metric
     seed = int(spec["cell"]["seed"])
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
@@ -27,24 +28,24 @@ def training_arguments(spec: dict, ckpt_dir: Path, batch: dict, steps_per_epoch:
         per_device_train_batch_size=distributed.per_device_batch(batch["batch_size"], processes),
         gradient_accumulation_steps=batch["grad_accum"],
         # a retry's halved evaluation batch, else the spec's
-        per_device_eval_batch_size=int(batch.get("eval_batch_size", train["eval_batch_size"])),
-        learning_rate=float(train["lr"]),
-        lr_scheduler_type=train["scheduler"],
-        warmup_steps=float(train["warmup_ratio"]),  # a float < 1 is a ratio
-        weight_decay=float(train["weight_decay"]),
-        max_grad_norm=float(train["max_grad_norm"]),
+        per_device_eval_batch_size=int(batch.get("eval_batch_size", train.eval_batch_size)),
+        learning_rate=train.lr,
+        lr_scheduler_type=train.scheduler,
+        warmup_steps=train.warmup_ratio,  # a float < 1 is a ratio
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
         num_train_epochs=epochs_to_train(spec),
         max_steps=steps_to_train(spec),  # -1 = by epochs; else it replaces them (train.max_steps)
         # the grid folds a method's optimizer (QLoRA: adamw_8bit) into train.optim
-        optim=optimizer_name(train["optim"], cuda),
+        optim=optimizer_name(train.optim, cuda),
         bf16=precision == "bf16", fp16=precision == "fp16",
         # Evaluate + save every `train.eval_every`: early stopping counts evaluations, the best
         # one's weights are restored at the end (unless train.restore_best is false), and the
         # saves are the resume points.
-        **eval_schedule(train["eval_every"], steps_per_epoch),
+        **eval_schedule(train.eval_every, steps_per_epoch),
         # no save_total_limit: emogrid.training.checkpoint_policy keeps the latest checkpoint
         # and the best one's weights (HF's rotation keeps two full checkpoints)
-        save_total_limit=None, load_best_model_at_end=bool(train["restore_best"]), metric_for_best_model=metric,
+        save_total_limit=None, load_best_model_at_end=train.restore_best, metric_for_best_model=metric,
         greater_is_better=metric not in ("loss",),
         restore_callback_states_from_checkpoint=True,  # early-stopping patience survives a resume
         logging_strategy="steps", logging_steps=max(1, steps_per_epoch // 4), logging_first_step=True,
@@ -71,12 +72,12 @@ def optimizer_name(optim: str, cuda: bool) -> str:
 
 def epochs_to_train(spec: dict) -> float:
     """train.epochs, times a tuning rung's share of it (successive halving: emogrid.study.tuning)."""
-    return float(spec["train"]["epochs"]) * float((spec.get("tuning") or {}).get("budget", 1.0))
+    return float(TrainRecipe.from_spec(spec).epochs) * float((spec.get("tuning") or {}).get("budget", 1.0))
 
 
 def steps_to_train(spec: dict) -> int:
     """train.max_steps (times a tuning rung's share of it, rounded up), or -1: train by epochs."""
-    max_steps = spec["train"].get("max_steps")
+    max_steps = TrainRecipe.from_spec(spec).max_steps
     if max_steps is None:
         return -1
     return max(1, math.ceil(int(max_steps) * float((spec.get("tuning") or {}).get("budget", 1.0))))
@@ -94,7 +95,7 @@ def precision_of(spec: dict) -> str:
 
     from emogrid.models.loading import bf16_supported
 
-    want = spec["train"]["precision"]
+    want = TrainRecipe.from_spec(spec).precision
     if want == "auto":
         return "bf16" if bf16_supported() else "fp32"
     if want == "fp16" and not torch.cuda.is_available():

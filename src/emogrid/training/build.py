@@ -8,6 +8,7 @@ import logging
 import math
 from dataclasses import dataclass
 
+from emogrid.study.spec_sections import TrainRecipe
 from emogrid.training.arguments import optimizer_steps
 from emogrid.training.cell_data import encode
 
@@ -63,7 +64,7 @@ def build_cell(spec: dict, data: dict, batch: dict, on_model=None) -> BuiltCell:
         on_model(model)
     log.info("family %s, parameters: %d trainable of %d (%.3f%%)", family, trainable, total, 100 * trainable / total)
 
-    max_len = int(spec["train"]["max_length"])
+    max_len = TrainRecipe.from_spec(spec).max_length
     sets = {name: encode(tokenizer, rows, max_len, len(labels), multi) for name, rows in data.items()
             if name in ("train", "val", "test")}
     return BuiltCell(model=model, tokenizer=tokenizer, family=family, labels=labels, multi=multi, sets=sets,

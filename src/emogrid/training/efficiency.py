@@ -16,6 +16,8 @@ import math
 import os
 from pathlib import Path
 
+from emogrid.study.spec_sections import TrainRecipe
+
 log = logging.getLogger("emogrid.training.train")  # run.log (emogrid.training.train sets up its handler)
 
 
@@ -30,6 +32,7 @@ def efficiency(spec: dict, cell, fitted, evaluated, batch: dict) -> dict:
     n_train = len(cell.sets["train"])
     epochs_done = fitted.steps_this_run / max(cell.steps_per_epoch, 1)
     tokens_per_epoch = sum(len(x["input_ids"]) for x in cell.sets["train"])
+    restored = TrainRecipe.from_spec(spec).restore_best  # else the last step's weights were tested
     return {
         "trainable_params": cell.trainable, "total_params": cell.total,
         "trainable_percent": round(100.0 * cell.trainable / cell.total, 4),
@@ -45,7 +48,7 @@ def efficiency(spec: dict, cell, fitted, evaluated, batch: dict) -> dict:
         "train_tokens_per_second": round(tokens_per_epoch * epochs_done / train_seconds, 3) if train_seconds else 0.0,
         "epochs_run": int(math.ceil(round(state.epoch or 0, 6))),
         # the step whose weights were tested: the best evaluation's, or the last (restore_best false)
-        "best_step": int((state.best_global_step if spec["train"]["restore_best"] else None) or state.global_step),
+        "best_step": int((state.best_global_step if restored else None) or state.global_step),
         "optimizer_steps": int(state.global_step),
         "optimizer_steps_this_run": int(fitted.steps_this_run),
         "resumed_from_step": fitted.resumed_from_step,

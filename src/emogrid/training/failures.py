@@ -16,6 +16,7 @@ from pathlib import Path
 
 from emogrid import atomic
 from emogrid.errors import EmogridError, NaNLossError
+from emogrid.study.spec_sections import TrainRecipe
 from emogrid.training.cell_data import read_json
 from emogrid.training.provenance import provenance
 
@@ -30,9 +31,7 @@ def plan_attempt(spec: dict, out: Path, attempt: int, processes: int = 1) -> dic
 
     `batch_size` is the cell's global micro-batch, split over `processes` (distributed.per_device_batch);
     an OOM retry halves what each process holds."""
-    train = spec["train"]
-    batch = {"batch_size": int(train["batch_size"]), "grad_accum": int(train["grad_accum"]),
-             "eval_batch_size": int(train["eval_batch_size"])}
+    batch = TrainRecipe.from_spec(spec).batch
     prev = read_json(out / "failure.json") if attempt > 1 else None
     if not prev or prev.get("provenance", {}).get("config_hash") != spec["config_hash"]:
         return batch

@@ -20,7 +20,10 @@ untrained cell loses any tuning comparison (emogrid.results.tune_select).
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 
 MEASURABLE_DROP = 0.02  # the lowest later loss must be this share below the first
 STATES = ("ok", "diverged", "did_not_train", "unchecked")
@@ -50,6 +53,24 @@ def training_health(log_rows: list[dict]) -> dict:
                 "reason": f"training loss never fell {100 * MEASURABLE_DROP:.0f}% below its starting "
                           f"{first:.4g} (lowest {lowest:.4g}, last {last:.4g})"}
     return {**out, "state": "ok", "reason": f"training loss fell from {first:.4g} to {last:.4g}"}
+
+
+def logged_health(run_dir: str | os.PathLike) -> dict:
+    """`training_health` of a run's train_log.jsonl, for a metrics.json written before emogrid
+    recorded health; lines that are not JSON objects are skipped, a missing log reads as empty."""
+    try:
+        lines = (Path(run_dir) / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        lines = []
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return training_health(rows)
 
 
 def failure_health(error: dict | None) -> dict | None:

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from emogrid.errors import CellError
+from emogrid.study.spec_sections import TrainRecipe
 
 TOOLS = ("none", "tensorboard", "wandb", "mlflow")
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
@@ -31,7 +32,7 @@ def export(config: dict, environ=None) -> None:
 
 
 def choice(spec: dict) -> str:
-    tool = os.environ.get("EMOGRID_REPORT_TO") or spec.get("train", {}).get("report_to") or "none"
+    tool = os.environ.get("EMOGRID_REPORT_TO") or TrainRecipe.from_spec(spec).report_to
     if tool not in TOOLS:
         raise CellError(f"train.report_to: expected one of {', '.join(TOOLS)}, got {tool!r}")
     return tool

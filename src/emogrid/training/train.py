@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 from emogrid.errors import CellError, EmogridError
+from emogrid.study.spec_sections import TrainRecipe
 from emogrid.training.build import build_cell
 from emogrid.training.cell_data import load_data
 from emogrid.training.evaluate import evaluate
@@ -155,7 +156,7 @@ def settle_launch(args, rc: int, signalled: bool, started: str) -> int:
         info = {"type": "WorkerExit", "retryable": True,
                 "message": f"torchrun exited with code {rc} and no process left a record",
                 "hint": "a process was killed from outside (host out of memory, a node fault); see run.log"}
-        batch = {k: spec["train"][k] for k in ("batch_size", "grad_accum", "eval_batch_size")} if spec else {}
+        batch = TrainRecipe.from_spec(spec).batch if spec else {}
         write_failure(out, spec, info, batch, int(args.attempt), started)
         return 1
     import emogrid.atomic as atomic

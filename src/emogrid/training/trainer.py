@@ -11,6 +11,8 @@ from pathlib import Path
 
 from transformers import Trainer
 
+from emogrid.study.spec_sections import TrainRecipe
+
 
 def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, multi, steps_per_epoch, stop):
     """(CellTrainer, precision) of a cell; `stop` is the `signals.SigtermCheckpoint` its
@@ -26,7 +28,7 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
     from emogrid.training.evaluate import trainer_metrics
 
     tracked = tracking.setup(spec, Path(ckpt_dir).parent)  # live curves: train.report_to
-    train = spec["train"]
+    train = TrainRecipe.from_spec(spec)
     precision = precision_of(spec)
     cuda = torch.cuda.is_available()
     args = training_arguments(spec, ckpt_dir, batch, steps_per_epoch, precision=precision, cuda=cuda,
@@ -36,7 +38,7 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
     # patience 0 = off: no callback at all (transformers stops when counter >= patience, so a
     # callback with patience 0 would stop at the first evaluation). The best evaluation is still
     # restored at the end (load_best_model_at_end), with or without early stopping.
-    patience = int(train["patience"])
+    patience = train.patience
     early_stop = [EarlyStoppingCallback(early_stopping_patience=patience)] if patience > 0 else []
     adalora = [AdaLoraStep()] if spec["method"]["peft"] == "adalora" else []
     callbacks = [*early_stop, ProgressLog(), SigtermSave(stop), *adalora, *tracked["callbacks"]]
@@ -45,7 +47,7 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
     trainer = CellTrainer(model=model, args=args, train_dataset=sets["train"], eval_dataset=val_sorted,
                           data_collator=collator, compute_metrics=trainer_metrics(labels, multi, spec),
                           callbacks=callbacks, loraplus_ratio=spec["method"]["loraplus_ratio"],
-                          length_grouping=bool(train["length_grouping"]), length_chunks=1 if cuda else 4)
+                          length_grouping=train.length_grouping, length_chunks=1 if cuda else 4)
     trainer.remove_callback(PrinterCallback)  # run.log has the progress; stdout stays quiet
     return trainer, precision
 

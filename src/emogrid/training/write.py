@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from emogrid import atomic
+from emogrid.study.spec_sections import TrainRecipe
 from emogrid.training.fit import CHECKPOINT_DIR
 
 log = logging.getLogger("emogrid.training.train")  # run.log (emogrid.training.train sets up its handler)
@@ -34,8 +35,9 @@ def write_results(spec: dict, out: Path, data: dict, cell, fitted, evaluated, ba
     scores = evaluated.scores
     eff = efficiency(spec, cell, fitted, evaluated, batch)
     health = training_health(state.log_history)
+    train = TrainRecipe.from_spec(spec)
     log.info("done: val %s %.4f, test %s; %d optimizer steps (%d this run), %.1f s train; training health %s: %s",
-             spec["train"]["metric"], scores["val"].get(spec["train"]["metric"], float("nan")),
+             train.metric, scores["val"].get(train.metric, float("nan")),
              f"accuracy {scores['test']['accuracy']:.4f}" if "test" in scores else "not evaluated (tuning cell)",
              state.global_step, fitted.steps_this_run, fitted.train_seconds, health["state"], health["reason"])
     metrics = {"cell": spec["cell"], "cell_id": spec["cell_id"], "status": "ok",
@@ -45,7 +47,7 @@ def write_results(spec: dict, out: Path, data: dict, cell, fitted, evaluated, ba
     metrics.update({key: spec[key] for key in ("tuning", "tuned") if spec.get(key)})
     if not distributed.is_main():  # under torchrun only rank 0 writes the cell's files
         return metrics
-    if spec["train"]["save_adapter"]:
+    if train.save_adapter:
         save_adapter(cell.model, cell.tokenizer, out / "adapter")
     if on_finishing is not None:
         on_finishing()
