@@ -90,10 +90,13 @@ def test_hub_refusals_name_the_model_the_reason_and_the_fix(monkeypatch, tmp_pat
 
 
 def test_fetch_by_hand_reads_the_study_and_skips_local_models(hub, tmp_path, tiny_models, capsys):
+    from toy_data import write_toy_csv
+
+    toy = write_toy_csv(tmp_path / "toy")  # a local dataset the config check can read
     study = tmp_path / "study.yaml"
     study.write_text(textwrap.dedent(f"""\
-        data: {{path: {tmp_path}}}
-        grid: {{models: [hubbed, local], methods: [lora]}}
+        datasets: {{toy: {{path: {toy}, text: text, label: label}}}}
+        grid: {{datasets: [toy], labels: [3], samples: [60], models: [hubbed, local], methods: [lora]}}
         models:
           hubbed: {{id: {REPO_ID}}}
           local: {{path: {tiny_models['llama']}}}
