@@ -18,11 +18,12 @@ from tests.helpers import require_data, snakemake
 from tests.hub_cache import lay_out_model
 
 HUB_MODEL = "test-org/tiny-bert"  # tiny-bert's id in the laid-out hub cache
+RESULTS = Path("results") / "e2e"  # the study's own folder: results/<study.name>
 
 
 @dataclass(frozen=True)
 class FinishedGrid:
-    work: Path          # Snakemake's working directory (results/ below it)
+    work: Path          # Snakemake's working directory (results/e2e/ below it)
     study: Path         # the study file, given after config.yaml
     env: dict           # the environment of every snakemake call against it
     proc: CompletedProcess  # the run that trained it
@@ -34,7 +35,7 @@ def finished_grid(tiny_models, tmp_path_factory) -> FinishedGrid:
     8 cells, tables, figures. Tests may add files (report.html, overlays) but never change results."""
     data = require_data()
     work = tmp_path_factory.mktemp("e2e")
-    lay_out_model(work / "results" / "hub", HUB_MODEL, tiny_models["bert"])
+    lay_out_model(work / RESULTS / "hub", HUB_MODEL, tiny_models["bert"])
     study = work / "study.yaml"
     study.write_text(textwrap.dedent(f"""\
         study: {{name: e2e}}

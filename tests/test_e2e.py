@@ -6,21 +6,23 @@ from __future__ import annotations
 
 import json
 
+from conftest_grid import RESULTS
+
 from tests.helpers import job_counts, snakemake
 
 
 def test_whole_grid_runs_and_tables_exist(finished_grid):
     work, proc = finished_grid.work, finished_grid.proc
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    runs = sorted((work / "results" / "runs").rglob("metrics.json"))
+    runs = sorted((work / RESULTS / "runs").rglob("metrics.json"))
     assert len(runs) == 2 * 2 * 2
     metrics = json.loads(runs[0].read_text())
     assert metrics["status"] == "ok" and 0.0 <= metrics["test"]["accuracy"] <= 1.0
-    cells = (work / "results" / "tables" / "cells.csv").read_text().splitlines()
+    cells = (work / RESULTS / "tables" / "cells.csv").read_text().splitlines()
     assert len(cells) == 1 + 8
     for name in ("study_heatmap", "accuracy_vs_samples", "tradeoffs", "per_class_f1"):
         for ext in ("png", "pdf"):
-            assert (work / "results" / "figures" / f"{name}.{ext}").stat().st_size > 1000
+            assert (work / RESULTS / "figures" / f"{name}.{ext}").stat().st_size > 1000
 
 
 def test_rerun_is_a_no_op(finished_grid):
@@ -32,7 +34,7 @@ def test_rerun_is_a_no_op(finished_grid):
 
 def test_html_report_names_every_figure(finished_grid):
     work, study, env = finished_grid.work, finished_grid.study, finished_grid.env
-    report = work / "results" / "report.html"
+    report = work / RESULTS / "report.html"
     proc = snakemake(work, "--report", str(report), configfiles=[study], env=env)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     html = report.read_text(errors="replace")

@@ -36,6 +36,7 @@ STATE_DIR = Path(os.environ.get("EMOGRID_SLURM_DIR", "/tmp/emogrid-slurm"))
 # in cluster.sh is 600 s >= 3 x the first-poll delay). Real clusters keep the profile defaults.
 SLURM_TEST_FLAGS = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
                     "--slurm-keep-successful-logs"]
+RESULTS = "results/goemotions-qlora"  # config.yaml's study.name (the study file sets none)
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
 
 
@@ -223,8 +224,8 @@ def test_emogrid_grid_through_slurm(slurm_cluster, trivial_run, tmp_path, monkey
     models = {name: build_tiny_model(family, tmp_path / "models" / family)
               for name, family in (("tiny-bert", "bert"), ("tiny-gpt2", "gpt2"))}
     work = tmp_path / "work"
-    # tiny-gpt2 comes "from the hub": a cache laid out where fetch_model looks (results/hub)
-    lay_out_model(work / "results" / "hub", "test-org/tiny-gpt2", models["tiny-gpt2"])
+    # tiny-gpt2 comes "from the hub": a cache laid out where fetch_model looks (<results>/hub)
+    lay_out_model(work / RESULTS / "hub", "test-org/tiny-gpt2", models["tiny-gpt2"])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     study = tmp_path / "study.yaml"
     study.write_text(textwrap.dedent(f"""\
@@ -251,12 +252,12 @@ def test_emogrid_grid_through_slurm(slurm_cluster, trivial_run, tmp_path, monkey
 
     started = time.monotonic()
     # targets before --configfile (which takes several values and would swallow them)
-    one = run_snakemake(work, f"results/runs/{cell}/metrics.json", *common, profile=profile)
+    one = run_snakemake(work, f"{RESULTS}/runs/{cell}/metrics.json", *common, profile=profile)
     log_one = one.stdout + one.stderr
     assert one.returncode == 0, log_one[-5000:]
     ids_one = SUBMITTED.findall(log_one)
     assert len(ids_one) == 2, f"a single cell = its data job + its training job: {ids_one}"
-    assert not (work / "results/runs/goemotions/tiny-gpt2").exists()
+    assert not (work / RESULTS / "runs/goemotions/tiny-gpt2").exists()
 
     grid = run_snakemake(work, *common, profile=profile)
     log_grid = grid.stdout + grid.stderr
@@ -273,16 +274,16 @@ def test_emogrid_grid_through_slurm(slurm_cluster, trivial_run, tmp_path, monkey
     assert (slurm_logs / "rule_train").is_dir() and not (slurm_logs / "rule_fetch_model").exists()
 
     for name in ("tiny-bert", "tiny-gpt2"):
-        metrics = json.loads((work / f"results/runs/goemotions/{name}/lora/k2_n40/s0/metrics.json").read_text())
+        metrics = json.loads((work / RESULTS / f"runs/goemotions/{name}/lora/k2_n40/s0/metrics.json").read_text())
         assert metrics["status"] == "ok" and 0.0 <= metrics["test"]["accuracy"] <= 1.0
         if name == "tiny-gpt2":
             assert metrics["provenance"]["model_source"]["commit"] == COMMIT
-    assert any((work / "results" / "tables").iterdir())
+    assert any((work / RESULTS / "tables").iterdir())
 
     # every training job got a (fake) GPU from SLURM, kept by emogrid gpu-slot, and is requeueable
     assert len(list((work / ".snakemake" / "slurm_logs" / "rule_train").glob("**/*.log"))) == 2
     # the job's own output (gpu-slot's line included) goes to the rule's log file
-    job_logs = list((work / "results" / "logs" / "train").glob("**/*.log"))
+    job_logs = list((work / RESULTS / "logs" / "train").glob("**/*.log"))
     assert len(job_logs) == 2
     for path in job_logs:
         text = path.read_text()

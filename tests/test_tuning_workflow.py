@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from toy_data import write_toy_csv
@@ -14,6 +15,7 @@ from toy_data import write_toy_csv
 from tests.helpers import job_counts, snakemake
 
 ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+RESULTS = Path("results") / "tuned"  # the study's own folder: results/<study.name>
 
 
 def tuned_study(work, tiny_models, tune: str, methods: str = "[full, lora]"):
@@ -61,21 +63,21 @@ def test_before_the_choice_the_dag_holds_the_tuning_and_the_study_cells(tuned):
     assert counts["tune_select"] == 2         # one choice per (dataset, model, method)
     assert counts["train"] == 2               # the study's cells, planned behind their choice
     assert counts["prepare_data"] == 1        # tuning and study share the seed-0 subset
-    assert "results/tune/cells/full/toy/tiny-bert/lora/train.lr=10/k3_n120/s0/metrics.json" in before.stdout
+    assert "results/tuned/tune/cells/full/toy/tiny-bert/lora/train.lr=10/k3_n120/s0/metrics.json" in before.stdout
 
 
 def test_lr_10_diverges_and_is_never_chosen(tuned):
     work, _study, _before, proc = tuned
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     for method, lr in (("full", 3.0e-3), ("lora", 1.0e-2)):
-        choice = json.loads((work / "results" / "tune" / "toy" / "tiny-bert" / f"{method}.json").read_text())
+        choice = json.loads((work / RESULTS / "tune" / "toy" / "tiny-bert" / f"{method}.json").read_text())
         assert choice["choice"] == {"train.lr": lr} and choice["healthy"], choice["candidates"]
         lr10 = next(c for c in choice["candidates"] if c["label"] == "train.lr=10")
         assert lr10["states"] == ["diverged"] and lr10["rank"] == 2
-        cell = work / "results/tune/cells/full/toy/tiny-bert" / method / "train.lr=10/k3_n120/s0"
+        cell = work / "results/tuned/tune/cells/full/toy/tiny-bert" / method / "train.lr=10/k3_n120/s0"
         metrics = json.loads((cell / "metrics.json").read_text())
         assert metrics["health"]["state"] == "diverged" and "test" not in metrics
-        final = json.loads((work / "results" / "runs" / "toy" / "tiny-bert" / method / "k3_n120" / "s0"
+        final = json.loads((work / RESULTS / "runs" / "toy" / "tiny-bert" / method / "k3_n120" / "s0"
                             / "metrics.json").read_text())
         assert final["tuned"] == {"train.lr": lr} and "test" in final
 
@@ -84,7 +86,7 @@ def test_the_report_shows_the_tuning(tuned):
     import pandas as pd
 
     work, _study, _before, _proc = tuned
-    tables = work / "results" / "tables"
+    tables = work / RESULTS / "tables"
     tuning = pd.read_csv(tables / "tuning.csv")
     assert len(tuning) == 4 and tuning["chosen"].sum() == 2
     assert set(tuning.loc[~tuning["healthy"], "candidate"]) == {"train.lr=10"}
@@ -94,7 +96,7 @@ def test_the_report_shows_the_tuning(tuned):
     cells = pd.read_csv(tables / "cells.csv")
     assert set(cells["tuned"]) == {"train.lr=0.003", "train.lr=0.01"}
     assert set(cells["train_health"]) <= {"ok", "unchecked"}
-    assert (work / "results" / "figures" / "tuning.png").stat().st_size > 1000
+    assert (work / RESULTS / "figures" / "tuning.png").stat().st_size > 1000
 
 
 def test_a_rerun_after_a_finished_tuning_trains_nothing(tuned):
@@ -116,7 +118,7 @@ def test_after_the_choice_new_seeds_are_study_cells_only(tuned):
 
 def test_a_changed_choice_reruns_exactly_its_groups_cells(tuned):
     work, study, _before, _proc = tuned
-    runs = work / "results" / "runs" / "toy" / "tiny-bert"
+    runs = work / RESULTS / "runs" / "toy" / "tiny-bert"
     lora_before = (runs / "lora" / "k3_n120" / "s0" / "metrics.json").stat().st_mtime_ns
     narrower = overlay(work, "full_lr.yaml", "tune: {methods: {full: {train.lr: [3.0e-2, 10.0]}}}\n")
     dry = snakemake(work, "-n", configfiles=[study, narrower], env=ENV)
@@ -128,7 +130,7 @@ def test_a_changed_choice_reruns_exactly_its_groups_cells(tuned):
     proc = snakemake(work, "--cores", "2", configfiles=[study, narrower], env=ENV, timeout=1200)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     full = json.loads((runs / "full" / "k3_n120" / "s0" / "metrics.json").read_text())
-    choice = json.loads((work / "results" / "tune" / "toy" / "tiny-bert" / "full.json").read_text())
+    choice = json.loads((work / RESULTS / "tune" / "toy" / "tiny-bert" / "full.json").read_text())
     assert full["tuned"] == choice["choice"] == {"train.lr": 3.0e-2}
     assert (runs / "lora" / "k3_n120" / "s0" / "metrics.json").stat().st_mtime_ns == lora_before
     again = snakemake(work, "-n", configfiles=[study, narrower], env=ENV)
@@ -143,7 +145,7 @@ def test_halving_dry_run_plans_the_first_rung_only(tiny_models, tmp_path):
     counts = job_counts(proc.stdout)
     # rung 0: all 4 candidates on a quarter of the epochs; rung 1's 2 wait for rung 0's checkpoint
     assert counts["tune_train"] == 4 and counts["tune_rung"] == 1 and counts["tune_select"] == 1
-    assert "results/tune/cells/1of4/toy/tiny-bert/full/train.lr=10/k3_n120/s0/metrics.json" in proc.stdout
+    assert "results/tuned/tune/cells/1of4/toy/tiny-bert/full/train.lr=10/k3_n120/s0/metrics.json" in proc.stdout
 
 
 @pytest.mark.slow
@@ -151,17 +153,17 @@ def test_halving_runs_rung_by_rung(tiny_models, tmp_path):
     """4 candidates, eta 2, 2 rungs: 4 cells on half the epochs, the best 2 on all of them."""
     study = tuned_study(tmp_path, tiny_models, "{params: {train.lr: [1.0e-3, 1.0e-2, 3.0e-2, 10.0]}, "
                                                "halving: {eta: 2, rungs: 2}}", methods="[full]")
-    proc = snakemake(tmp_path, "--cores", "2", "results/runs/toy/tiny-bert/full/k3_n120/s0/metrics.json",
+    proc = snakemake(tmp_path, "--cores", "2", "results/tuned/runs/toy/tiny-bert/full/k3_n120/s0/metrics.json",
                      configfiles=[study], env=ENV, timeout=1800)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    tune = tmp_path / "results" / "tune" / "toy" / "tiny-bert"
+    tune = tmp_path / RESULTS / "tune" / "toy" / "tiny-bert"
     rung0 = json.loads((tune / "full.rung0.json").read_text())
     choice = json.loads((tune / "full.json").read_text())
     assert len(rung0["candidates"]) == 4 and len(rung0["kept"]) == 2 and rung0["budget"] == "1of2"
     assert {c["label"] for c in choice["candidates"]} == set(rung0["kept"])
     assert choice["choice_label"] in rung0["kept"] and choice["rungs"][0]["kept"] == rung0["kept"]
-    halves = list((tmp_path / "results" / "tune" / "cells" / "1of2").rglob("metrics.json"))
-    fulls = list((tmp_path / "results" / "tune" / "cells" / "full").rglob("metrics.json"))
+    halves = list((tmp_path / RESULTS / "tune" / "cells" / "1of2").rglob("metrics.json"))
+    fulls = list((tmp_path / RESULTS / "tune" / "cells" / "full").rglob("metrics.json"))
     assert len(halves) == 4 and len(fulls) == 2
     half = json.loads(halves[0].read_text())["efficiency"]["optimizer_steps"]
     whole = json.loads(fulls[0].read_text())["efficiency"]["optimizer_steps"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest_grid import RESULTS
 
 from tests.helpers import job_counts, snakemake
 
@@ -36,7 +37,7 @@ def test_swept_grid_dry_run_job_counts(tmp_path, monkeypatch):
     assert counts["prepare_data"] == 2 * 1 * 2
     # lora: 3 ranks; full ignores lora.r -> 1
     assert counts["train"] == 2 * 1 * 2 * 2 * (3 + 1)
-    assert "results/runs/goemotions/gpt2-xl/lora/lora.r=64/k4_n800/s1/metrics.json" in proc.stdout
+    assert "results/goemotions-qlora/runs/goemotions/gpt2-xl/lora/lora.r=64/k4_n800/s1/metrics.json" in proc.stdout
 
 
 @pytest.mark.parametrize("patch, expected", [
@@ -92,7 +93,7 @@ def test_plan_rule_plans_the_study_not_the_default_grid(finished_grid):
     session's grid, tests/conftest_grid.py: tiny models, CPU), not whichever file came last on
     its own command line (config.yaml's grid: qwen2.5-1.5b, llama-3.2-1b, gpt2-xl, ...)."""
     assert finished_grid.proc.returncode == 0, finished_grid.proc.stderr[-3000:]
-    plan = (finished_grid.work / "results" / "tables" / "plan.md").read_text()
+    plan = (finished_grid.work / RESULTS / "tables" / "plan.md").read_text()
     assert "| tiny-llama | lora |" in plan and "| tiny-bert | full |" in plan
     assert "qwen" not in plan and "llama-3.2" not in plan and "gpt2-xl" not in plan
     assert "| cpu |" in plan and "| cuda |" not in plan

@@ -11,6 +11,9 @@ the one beside it); it is never merged under a study that `--configfile` names.
 `--config` entries are parsed by Snakemake's own parser (`key=value`, top-level keys, values
 read as int, float, bool, then YAML), so a value means exactly what it means to `snakemake`.
 `--config-json` is the whole config as the workflow's rules pass it (Snakemake's merged config).
+
+The study's results folder follows the Snakefile's rule too (emogrid.study.results_dir:
+`results:`, else `results/<study.name>`); `--results DIR` names one outright.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from emogrid.errors import ConfigError
 from emogrid.study.config import DEFAULT_CONFIG, merge_layers, read_study
+from emogrid.study.results_dir import study_results_dir
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +38,24 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config-json", default=None, metavar="JSON",
                        help="the whole config as JSON, as Snakemake merged it (what the workflow's "
                             "rules pass), instead of --configfile")
+
+
+def add_results_arg(parser: argparse.ArgumentParser, *, writes: str = "reads") -> None:
+    """`--results DIR`: the study's results folder, by default the one its config names."""
+    parser.add_argument("--results", default=None, metavar="DIR",
+                        help=f"the results folder it {writes} (default: the study's own, as the Snakefile "
+                             f"finds it: the config's `results:`, else results/<study.name>)")
+
+
+def results_from_args(args: argparse.Namespace) -> Path:
+    """`--results` when given, else the study's results folder by the Snakefile's rule."""
+    given = getattr(args, "results", None)
+    if given:
+        return Path(given)
+    try:
+        return study_results_dir(raw_config(args))
+    except ConfigError as err:
+        raise ConfigError(f"{err}; or name the results folder with --results DIR") from None
 
 
 def _options(args: argparse.Namespace) -> tuple[list, list, str | None]:

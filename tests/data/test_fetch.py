@@ -137,6 +137,9 @@ def test_training_loads_the_fetched_snapshot_offline_and_records_its_commit(hub,
     assert json.loads((out / "spec.json").read_text()) == spec
 
 
+# the folder of the tests' studies: config.yaml (named first) gives their study.name
+STUDY_RESULTS = "results/goemotions-qlora"
+
 def _study(tmp_path, data, model_line):
     study = tmp_path / "study.yaml"
     study.write_text(textwrap.dedent(f"""\
@@ -158,7 +161,7 @@ def test_dag_fetches_hub_models_once_and_nothing_for_local_ones(tmp_path, tiny_m
     assert counts["fetch_model"] == 1 and counts["train"] == 1
     # training runs offline and reads the receipt of the fetch job
     assert "HF_HUB_OFFLINE=1 python -m emogrid gpu-slot" in hubbed.stdout
-    assert "--fetched=results/fetch/models/tiny.json" in hubbed.stdout
+    assert "--fetched=results/goemotions-qlora/fetch/models/tiny.json" in hubbed.stdout
     local = snakemake(tmp_path, "-n", configfiles=[_study(tmp_path, data, f"{{path: {tiny_models['bert']}}}")])
     assert local.returncode == 0 and "fetch_model" not in job_counts(local.stdout)
 
@@ -181,36 +184,36 @@ def test_missing_model_stops_its_cells_before_any_training_job(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "Error in rule fetch_model" in out
-    log = (tmp_path / "results" / "logs" / "fetch" / "models" / "tiny.log").read_text()
+    log = (tmp_path / STUDY_RESULTS / "logs" / "fetch" / "models" / "tiny.log").read_text()
     assert "model 'tiny' (test-org/not-downloaded@main) is not in the cache" in log and "emogrid fetch" in log
-    assert "rule train:" not in out and not (tmp_path / "results" / "runs").exists()
+    assert "rule train:" not in out and not (tmp_path / STUDY_RESULTS / "runs").exists()
 
 
 def test_grid_trains_offline_from_the_fetched_snapshot(finished_grid):
     """The session's grid (tests/conftest_grid.py) takes tiny-bert from the hub cache through the
     fetch job, offline, and tiny-llama from a local folder."""
-    from conftest_grid import HUB_MODEL
+    from conftest_grid import HUB_MODEL, RESULTS
 
     work, proc = finished_grid.work, finished_grid.proc
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert HUB_MODEL == REPO_ID
-    metrics = json.loads((work / "results/runs/goemotions/tiny-bert/lora/k2_n60/s0/metrics.json").read_text())
+    metrics = json.loads((work / RESULTS / "runs/goemotions/tiny-bert/lora/k2_n60/s0/metrics.json").read_text())
     assert metrics["status"] == "ok"
     assert metrics["provenance"]["model_source"]["commit"] == COMMIT
     # the receipt's commit reaches the tables and the report's sources table too
     import pandas as pd
 
-    cells = pd.read_csv(work / "results" / "tables" / "cells.csv", keep_default_na=False)
+    cells = pd.read_csv(work / RESULTS / "tables" / "cells.csv", keep_default_na=False)
     hubbed = cells[cells["model"] == "tiny-bert"]
     assert len(hubbed) == 4 and list(hubbed["model_commit"]) == [COMMIT] * 4
     assert list(hubbed["model_source"]) == [REPO_ID] * 4
-    sources = pd.read_csv(work / "results" / "tables" / "sources.csv", keep_default_na=False)
+    sources = pd.read_csv(work / RESULTS / "tables" / "sources.csv", keep_default_na=False)
     model_row = sources[(sources["kind"] == "model") & (sources["name"] == "tiny-bert")].iloc[0]
     assert (model_row["id"], model_row["commit"], model_row["cells"]) == (REPO_ID, COMMIT, 4)
     data = finished_grid.env["EMOGRID_DATA_DIR"]
     assert sources[sources["kind"] == "dataset"].iloc[0]["id"].startswith(str(Path(data).resolve()))  # local: its path
     assert f"| model | tiny-bert | {REPO_ID} | main | {COMMIT} | 4 |" in \
-        (work / "results" / "tables" / "sources.md").read_text()
+        (work / RESULTS / "tables" / "sources.md").read_text()
 
 
 def _imdb_like(n: int):
@@ -242,7 +245,7 @@ def test_hub_datasets_of_a_study_are_the_ones_without_local_files(monkeypatch, t
 def test_hub_dataset_is_fetched_once_and_read_offline_by_the_data_step(tmp_path, tiny_models):
     from tests.hub_cache import lay_out_dataset
 
-    lay_out_dataset(tmp_path / "results" / "hub", "stanfordnlp/imdb", "plain_text",
+    lay_out_dataset(tmp_path / STUDY_RESULTS / "hub", "stanfordnlp/imdb", "plain_text",
                     {"train": _imdb_like(200), "test": _imdb_like(60)})
     study = tmp_path / "study.yaml"
     study.write_text(textwrap.dedent(f"""\
@@ -252,7 +255,7 @@ def test_hub_dataset_is_fetched_once_and_read_offline_by_the_data_step(tmp_path,
         train: {{epochs: 1, batch_size: 8, eval_batch_size: 64, max_length: 32, patience: 0, precision: fp32}}
         resources: {{train: {{gpu: 0}}}}
         """))
-    target = "results/data/imdb/k2_n40_s0/manifest.json"
+    target = f"{STUDY_RESULTS}/data/imdb/k2_n40_s0/manifest.json"
     proc = snakemake(tmp_path, "--cores", "1", target, configfiles=[study], env={"HF_HUB_OFFLINE": "1"})
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]

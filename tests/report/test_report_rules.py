@@ -28,6 +28,7 @@ from emogrid.report import plots, tables
 
 REPO = Path(__file__).resolve().parents[2]
 STUDY = REPO / "studies" / "quickstart.yaml"
+RESULTS = Path("results") / "quickstart"  # the study's own folder: results/<study.name>
 OLD, NEWER = 1_700_000_000, 1_700_003_600  # data files, then results one hour later
 
 pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not installed")
@@ -112,7 +113,7 @@ def workflow(tmp_path_factory):
     shutil.copytree(REPO / "src" / "emogrid", wf / "src" / "emogrid",
                     ignore=shutil.ignore_patterns("__pycache__"))
     work = root / "work"
-    results = work / "results"
+    results = work / RESULTS
     from emogrid.study.config import load_config
     from emogrid.study.grid import expand_cells
 
@@ -164,25 +165,32 @@ def planned_jobs(output: str) -> set[str]:
 def test_report_only_regenerates_without_training(workflow, tmp_path):
     wf, work = workflow, workflow["work"]
     # data newer than the results and a changed training recipe: a normal run would retrain
-    for path in (work / "results" / "data").rglob("*.jsonl"):
+    for path in (work / RESULTS / "data").rglob("*.jsonl"):
         os.utime(path, None)
     overlay = tmp_path / "lr.yaml"
     overlay.write_text("train:\n  lr: 0.001\n")
     # the config switch (Snakemake parses True, not true) and the environment switch agree
     dry = snakemake(wf, work, "-n", "figures", configfiles=[overlay], config=["report_only=True"])
     assert planned_jobs(dry) == {"aggregate", "figures"}
-    _set_mtimes(work / "results")
+    _set_mtimes(work / RESULTS)
 
-    snakemake(wf, work, "figures", report_only=True)
+    out = snakemake(wf, work, "figures", report_only=True)
+    # the run's last line says how to build the HTML report (--report is a mode, not a target)
+    assert (f"the HTML report: snakemake --report {RESULTS}/report.html figures --configfile {STUDY} "
+            "--config report_only=True") in out
     for name in plots.FIGURES:
         for ext in ("png", "pdf"):
-            assert (work / "results" / "figures" / f"{name}.{ext}").stat().st_size > 0
+            assert (work / RESULTS / "figures" / f"{name}.{ext}").stat().st_size > 0
     for name in tables.TABLE_FILES:
-        assert (work / "results" / "tables" / name).is_file()
-    snakemake(wf, work, "--report", "results/report.html", "figures", report_only=True)
-    html = (work / "results" / "report.html").read_text(errors="replace")
+        assert (work / RESULTS / "tables" / name).is_file()
+    snakemake(wf, work, "--report", f"{RESULTS}/report.html", "figures", report_only=True)
+    html = (work / RESULTS / "report.html").read_text(errors="replace")
     for name in plots.FIGURES:
         assert f"{name}.png" in html, name
+    # the report says how to regenerate itself with this study's own files, and where they are
+    assert f"figures --configfile {STUDY} --config report_only=True" in html
+    assert f"snakemake --report {RESULTS}/report.html figures --configfile {STUDY}" in html
+    assert f"{RESULTS}/tables/problems.md" in html
 
     # plotting code edited: figures only; table code: aggregate + figures
     with open(wf["wf"] / "src" / "emogrid" / "report" / "plots.py", "a") as fh:
@@ -199,11 +207,11 @@ def test_report_only_regenerates_without_training(workflow, tmp_path):
 def test_failed_cell_does_not_block_aggregation(workflow):
     wf, work = workflow, workflow["work"]
     cell = workflow["cells"][-1]
-    run_dir = work / "results" / cell.run_dir
+    run_dir = work / RESULTS / cell.run_dir
     (run_dir / "metrics.json").unlink()
     (run_dir / "failure.json").write_text(
         '{"status": "failed", "error": {"type": "OutOfMemoryError", "message": "oom"}}')
-    _set_mtimes(work / "results")
+    _set_mtimes(work / RESULTS)
     out = snakemake(wf, work, "-n", "figures")
     assert planned_jobs(out) == {"aggregate", "figures"}
     assert f"{cell.run_dir}/failure.json" in out
@@ -214,7 +222,7 @@ def test_failed_aggregate_job_keeps_the_previous_tables(workflow):
     failing `aggregate` leaves (restores) the previous ones instead of an empty folder."""
     wf, work = workflow, workflow["work"]
     snakemake(wf, work, "figures", report_only=True)
-    tables_dir = work / "results" / "tables"
+    tables_dir = work / RESULTS / "tables"
     before = {p.name: p.read_bytes() for p in tables_dir.iterdir() if p.is_file()}
     assert "cells.csv" in before and "study_accuracy.md" in before
     code = wf["wf"] / "src" / "emogrid" / "report" / "tables.py"

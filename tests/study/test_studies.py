@@ -81,7 +81,7 @@ def test_two_datasets_end_to_end_with_minilm(tmp_path):
     env = {"EMOGRID_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1"}
     proc = snakemake(tmp_path, "--cores", "2", configfiles=[study], env=env, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    results = tmp_path / "results"
+    results = tmp_path / "results" / "two-datasets"  # the study's own folder
     manifest = json.loads((results / "data" / "imdb_csv" / "k2_n40_s0" / "manifest.json").read_text())
     assert manifest["labels"] == ["negative", "positive"] and manifest["source"]["splits"]["test"] == "test"
     cells = pd.read_csv(results / "tables" / "cells.csv")

@@ -106,6 +106,7 @@ PYTHON_SHIM = textwrap.dedent(
 )
 
 MODELS = ("ma", "mb", "mc")
+RESULTS = "results/goemotions-qlora"  # the study's folder: config.yaml's study.name (the study file sets none)
 SEEDS = (0, 1)
 
 
@@ -177,7 +178,7 @@ class Study:
         return proc
 
     def metrics(self) -> list[Path]:
-        return sorted((self.dir / "results" / "runs").glob("**/metrics.json"))
+        return sorted((self.dir / RESULTS / "runs").glob("**/metrics.json"))
 
     def snapshot(self) -> dict[str, tuple[str, int]]:
         """Every finished cell's files: sha256 and mtime (any rewrite changes the mtime)."""
@@ -289,7 +290,7 @@ def test_failures_never_touch_finished_cells(tmp_path):
         attempts.setdefault(call["cell"], []).append(call["attempt"])
     for cell, tries in attempts.items():
         assert sorted(tries) == ([1] if "/mc/" in cell else [1, 2]), (cell, tries)
-    for cell in (p for p in (study.dir / "results" / "runs").glob("**/ma/**/failure.json")):
+    for cell in (p for p in (study.dir / RESULTS / "runs").glob("**/ma/**/failure.json")):
         assert json.loads(cell.read_text())["status"] == "failed"
         # Snakemake empties a rule's log: before each attempt; run.log is not one, so it keeps both
         assert [line.split()[1] for line in (cell.parent / "run.log").read_text().splitlines()] == ["1", "2"]
@@ -304,7 +305,7 @@ def test_failures_never_touch_finished_cells(tmp_path):
     assert_untouched(before, study.snapshot())
     for metrics in study.metrics():
         json.loads(metrics.read_text())  # whole files, never the crashed half-write
-    assert not list((study.dir / "results" / "runs").glob("**/mc/**/failure.json"))
+    assert not list((study.dir / RESULTS / "runs").glob("**/mc/**/failure.json"))
 
 
 def test_workflow_jobs_never_share_a_gpu(tmp_path):
@@ -388,10 +389,10 @@ def test_ctrl_c_after_a_cell_wrote_its_results_never_retrains_it(tmp_path):
     (hand / "go").touch()
     proc.wait(timeout=60)
     for cell in held:
-        metrics = study.dir / "results" / "runs" / cell / "metrics.json"
+        metrics = study.dir / RESULTS / "runs" / cell / "metrics.json"
         assert metrics.is_file(), f"{cell}: results lost to the interrupt"
         # the situation under test: Snakemake left the finished outputs marked incomplete
-        assert _mark_path(study.dir / ".snakemake" / "incomplete", f"results/runs/{cell}/metrics.json").is_file()
+        assert _mark_path(study.dir / ".snakemake" / "incomplete", f"{RESULTS}/runs/{cell}/metrics.json").is_file()
     before = study.snapshot()
 
     rerun = study.run(FAKE_SECONDS="0.2")
@@ -461,7 +462,7 @@ def test_invalid_results_are_retrained_by_the_next_run(tmp_path):
     study = Study(tmp_path)
     first = study.run(FAKE_SECONDS="0.1")
     assert first.returncode == 0, first.stderr[-3000:]
-    runs = study.dir / "results" / "runs"
+    runs = study.dir / RESULTS / "runs"
     truncated = runs / "goemotions/ma/lora/k2_n40/s0/metrics.json"
     copied = runs / "goemotions/mb/lora/k2_n40/s0/metrics.json"
     text = truncated.read_text()

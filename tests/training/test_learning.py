@@ -165,7 +165,7 @@ def test_tuned_methods_on_minilm(minilm, tmp_path):
     proc = snakemake(tmp_path, "--cores", "1", configfiles=[REPO / "studies" / "methods_tuned.yaml", cut],
                      env=env, timeout=7200, base=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    results = tmp_path / "results"
+    results = tmp_path / "results" / "methods-tuned"  # the study's own folder
     lines, tuning_s, study_s = [], 0.0, 0.0
     for method in ("full", "lora", "ia3", "loraplus", "dora"):
         choice = json.loads((results / "tune" / "goemotions" / "minilm" / f"{method}.json").read_text())

@@ -7,6 +7,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from emogrid.report import outputs
+from emogrid.report import regenerate
 from emogrid.report import rule_inputs as reporting
 from emogrid.training import tracking
 from emogrid.planning.study_check import check_study
@@ -15,9 +16,8 @@ from emogrid.data.fetch import cache_dir, hub_datasets, hub_models, receipt_path
 from emogrid.scheduling.resources import export_declared_gpus, export_packing
 from emogrid.planning.job_resources import unfit_cells_message
 from emogrid.study.grid import dataset_definitions, expand_cells, subset_dir, subsets
+from emogrid.study.results_dir import study_results_dir
 from emogrid.study.tuning import Tuning
-
-RESULTS = "results"
 
 # Jobs run `python -m emogrid`: put this checkout's package first on the path, so conda
 # envs (which hold only the dependencies) and cluster nodes run exactly this code.
@@ -39,6 +39,9 @@ if workflow.is_main_process:
     for _note in _warnings:
         print(f"emogrid: warning: {_note}", file=sys.stderr)
 validate(config, "../schemas/config.schema.yaml")  # Snakemake's own check (passed above); a link to emogrid/schemas/
+# One study, one results folder: `results:`, else results/<study.name> (emogrid.study.results_dir,
+# the rule every emogrid command follows); everything below writes under it.
+RESULTS = study_results_dir(config).as_posix()
 # Live curves (train.report_to) travel in the environment, not in the cell spec: switching
 # them on or off never reruns a finished cell (emogrid.training.tracking).
 tracking.export(config)
@@ -60,7 +63,7 @@ envvars:
 
 
 # tune: (tune.smk, emogrid.study.tuning): the study's cells carry their group's chosen values, read
-# from results/tune/<group>.json whenever a cell is looked up (the choice appears mid-run)
+# from <results>/tune/<group>.json whenever a cell is looked up (the choice appears mid-run)
 TUNING = Tuning(config, RESULTS)
 CELLS = [TUNING.final(cell) for cell in expand_cells(config)]
 DATASETS = dataset_definitions(config)  # name -> complete definition (grid.datasets)
@@ -126,7 +129,7 @@ def cell_of(wildcards):
         return TUNING.final(CELL_BY_ID[wildcards.cell])
     except KeyError:
         raise ValueError(
-            f"results/runs/{wildcards.cell} is not a cell of this grid " "(see `emogrid grid` for the cell ids)"
+            f"{RESULTS}/runs/{wildcards.cell} is not a cell of this grid (see `emogrid grid` for the cell ids)"
         ) from None
 
 
@@ -178,6 +181,20 @@ def aggregate_results(wildcards):
 def results_fingerprint(wildcards):
     """Report-only mode: a digest of every result file, so new results rerun `aggregate`."""
     return reporting.results_fingerprint(RESULTS, REPORT_ONLY)
+
+
+# The study's own config files, for the commands the report and the last log line print.
+STUDY_CONFIGFILES = [] if DEFAULT_STUDY else list(workflow.overwrite_configfiles or [])
+# The report's text with the study's folder and regenerate commands filled in (emogrid.report.regenerate),
+# rendered into Snakemake's per-run temporary folder.
+REPORT_TEXT = str(
+    regenerate.render_report_text(
+        Path(workflow.basedir) / "workflow" / "report" / "workflow.rst",
+        workflow.snakemake_tmp_dir,
+        RESULTS,
+        STUDY_CONFIGFILES,
+    )
+)
 
 
 def reference_file(wildcards):

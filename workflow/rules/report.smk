@@ -12,16 +12,17 @@
 #   presentation changes can never retrain a cell.
 # - A failed cell (failure.json, no metrics.json) enters `aggregate` through its
 #   failure.json, so it does not block the tables on the next run. Retry one explicitly
-#   (snakemake results/runs/<cell>/metrics.json) or delete its failure.json.
+#   (snakemake <results>/runs/<cell>/metrics.json) or delete its failure.json.
 # - Report-only mode (--config report_only=True, or env EMOGRID_REPORT_ONLY=1) drops every
 #   results file from the inputs of `aggregate`: the DAG then holds `aggregate` and
 #   `figures` only, so no training or data job can be scheduled, whatever changed in the
 #   config or code. A fingerprint of the result files (path, size, mtime) is a param
 #   instead, so new or changed results still rerun the tables.
-#       snakemake --cores 1 figures --config report_only=True
-#       snakemake --report results/report.html figures --config report_only=True
+#       snakemake --cores 1 figures --configfile studies/x.yaml --config report_only=True
+#       snakemake --report results/x/report.html figures --configfile studies/x.yaml --config report_only=True
+#   (<results> = the study's folder: `results:`, else results/<study.name>; emogrid.report.regenerate)
 #   (Snakemake reads `True` as a boolean; `true` stays a string and fails validation.)
-report: "../report/workflow.rst"
+report: REPORT_TEXT  # workflow/report/workflow.rst with the study's folder and commands (common.smk)
 
 
 # Seconds of pandas/matplotlib: not worth two queue round-trips on a cluster.

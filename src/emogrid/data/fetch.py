@@ -179,7 +179,9 @@ def configure_parser(p) -> None:
     p.add_argument("--spec", help="JSON of one model ({id, revision}) or dataset ({id, config, revision}) "
                                   "to fetch without reading a config (what the workflow's fetch jobs pass)")
     p.add_argument("--receipt", help="with --spec: where to write the receipt")
-    p.add_argument("--results", default="results", help="results directory (receipts go to <results>/fetch)")
+    from emogrid.cli_config import add_results_arg
+
+    add_results_arg(p, writes="writes")  # receipts go to <results>/fetch
     p.add_argument("--cache", default=None, help="download cache (default: fetch.cache_dir, else <results>/hub)")
 
 
@@ -187,13 +189,17 @@ def run(args) -> int:
     if args.spec:
         if bool(args.model) == bool(args.dataset) or not args.receipt:
             raise EmogridError("--spec needs --receipt PATH and exactly one of --model NAME or --dataset NAME")
+        if not args.cache and not args.results:
+            raise EmogridError("--spec needs the download cache: --cache DIR (or --results DIR: <results>/hub)")
         spec = json.loads(args.spec)
         config = {}
+        results = Path(args.results) if args.results else None
         jobs = ([("models", args.model, spec)] if args.model else [("datasets", args.dataset, spec)])
     else:
-        from emogrid.cli_config import config_from_args
+        from emogrid.cli_config import config_from_args, results_from_args
 
         config = config_from_args(args)
+        results = results_from_args(args)
         jobs = [("models", n, m) for n, m in hub_models(config).items() if not args.dataset
                 and (not args.model or n == args.model)]
         jobs += [("datasets", n, d) for n, d in hub_datasets(config).items() if not args.model
@@ -201,10 +207,10 @@ def run(args) -> int:
         if (args.model or args.dataset) and not jobs:
             raise EmogridError(f"{args.model or args.dataset!r} is not a hub {'model' if args.model else 'dataset'} "
                                "of this study (local paths need no fetch)")
-    cache = Path(args.cache) if args.cache else cache_dir(config, args.results)
+    cache = Path(args.cache) if args.cache else cache_dir(config, results)
     failures = []
     for kind, name, entry in jobs:
-        target = Path(args.receipt) if args.spec else receipt_path(args.results, kind, name)
+        target = Path(args.receipt) if args.spec else receipt_path(results, kind, name)
         try:
             fetch = fetch_model if kind == "models" else fetch_dataset
             receipt = fetch(name, entry, cache)

@@ -16,13 +16,13 @@ from emogrid.scheduling.resources import safety_margin
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    from emogrid.cli_config import add_config_args
+    from emogrid.cli_config import add_config_args, add_results_arg
 
     add_config_args(p)
-    p.add_argument("--results", default="results", help="results directory (fetched models: <results>/fetch)")
+    add_results_arg(p)  # fetched models: <results>/fetch
     p.add_argument("--out", default=None,
                    help="folder for plan.{csv,md}, lora_sizing.{csv,md}; default: print only (the "
-                        "workflow's plan rule owns results/tables/plan.*)")
+                        "workflow's plan rule owns <results>/tables/plan.*)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="plan for a GPU (precision auto = bf16) or a CPU (fp32) run; auto: the "
                         "device each model's cells will run on, said with its reason (resources "
@@ -45,7 +45,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from emogrid.atomic import write_text
-    from emogrid.cli_config import config_from_args
+    from emogrid.cli_config import config_from_args, results_from_args
     from emogrid.planning.report import (
         LORA_COLUMNS,
         PLAN_COLUMNS,
@@ -62,14 +62,15 @@ def run(args) -> int:
 
     t0 = time.perf_counter()
     config = config_from_args(args)
+    results = results_from_args(args)
     from emogrid.data.fetch import use_receipts
 
-    use_receipts(config, args.results)  # fetched hub models: read their config.json from disk
+    use_receipts(config, results)  # fetched hub models: read their config.json from disk
     cells = expand_cells(config)
     res = (config.get("resources") or {}).get("train") or {}
     gpu_mem = args.gpu_mem_mb if args.gpu_mem_mb is not None else res.get("gpu_mem_mb")
     margin = args.margin if args.margin is not None else safety_margin(config)
-    stats = token_stats_from_jsonl(args.data) if args.data else dataset_token_stats(config, args.results)
+    stats = token_stats_from_jsonl(args.data) if args.data else dataset_token_stats(config, results)
     from emogrid.planning.job_resources import device_plan
 
     why = {name: device_plan(config, name) if args.device == "auto" else (args.device, "--device")
@@ -80,7 +81,7 @@ def run(args) -> int:
     if out:
         write_text(out / "plan.csv", to_csv(rows, PLAN_COLUMNS))
     md = plan_markdown(rows, with_fits=bool(gpu_mem))
-    md += "\n\n" + downloads_markdown(config, args.results)
+    md += "\n\n" + downloads_markdown(config, results)
     if out:
         write_text(out / "plan.md", md)
     sizing_md = ""

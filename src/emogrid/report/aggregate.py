@@ -202,13 +202,14 @@ def report_settings(config: dict | None) -> dict:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", default="results/runs",
-                        help="runs directory holding {cell_id}/metrics.json (default: %(default)s)")
-    parser.add_argument("--out", default="results/tables",
-                        help="tables directory to write (default: %(default)s)")
-    from emogrid.cli_config import add_config_args
+    parser.add_argument("--runs", default=None,
+                        help="runs directory holding {cell_id}/metrics.json (default: <results>/runs)")
+    parser.add_argument("--out", default=None,
+                        help="tables directory to write (default: <results>/tables)")
+    from emogrid.cli_config import add_config_args, add_results_arg
 
     add_config_args(parser)  # with a study config: pending rows for cells not yet run, its order
+    add_results_arg(parser)
     parser.add_argument("--per-class-samples", type=int, default=None, metavar="N",
                         help="per-class F1 table at this sample size (default: the largest n of each k)")
     parser.add_argument("--no-tables", action="store_true",
@@ -216,9 +217,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emogrid.cli_config import config_from_args, config_given
+    from emogrid.cli_config import config_from_args, config_given, results_from_args
 
     config = config_from_args(args) if config_given(args) else None
+    if not (args.runs and args.out):
+        results = results_from_args(args)
+        args.runs = args.runs or str(results / "runs")
+        args.out = args.out or str(results / "tables")
     result = aggregate(args.runs, args.out, tables=not args.no_tables,
                        config=config, per_class_samples=args.per_class_samples)
     counts = result["cells"]["status"].value_counts().to_dict()

@@ -109,8 +109,10 @@ def to_json(diff: TreeDiff) -> dict:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("a", metavar="A", help="results directory (holding runs/) of the first run")
-    parser.add_argument("b", metavar="B", help="results directory of the second run")
+    parser.add_argument("a", metavar="A", help="results folder (holding runs/) of the first run, or its study "
+                                               "file (its folder by the Snakefile's rule: results:, else "
+                                               "results/<study.name>)")
+    parser.add_argument("b", metavar="B", help="results folder, or study file, of the second run")
     parser.add_argument("--format", choices=("md", "json"), default="md", help="output format (default: md)")
     parser.add_argument("--split", choices=("test", "val"), default="test", help="split compared (default: test)")
     parser.add_argument("--alpha", type=float, default=ALPHA,
@@ -126,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.alpha < 1:
         raise ConfigError(f"--alpha {args.alpha}: expected a number in (0, 1)")
-    diff = diff_trees(args.a, args.b, split=args.split, alpha=args.alpha)
+    from emogrid.study.results_dir import results_dir_of
+
+    diff = diff_trees(results_dir_of(args.a), results_dir_of(args.b), split=args.split, alpha=args.alpha)
     if args.format == "json":
         json.dump(to_json(diff), sys.stdout, indent=2)
         sys.stdout.write("\n")

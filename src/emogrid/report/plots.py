@@ -97,18 +97,22 @@ def make_figures(tables_dir: str | Path, out_dir: str | Path, runs_dir: str | Pa
         written += save(tuning.tuning_figure(Path(tables_dir) / "tuning.csv"), stage / "tuning", formats)
         for cell_id in confusion or []:
             safe = cell_id.strip("/").replace("/", "__")
-            written += save(per_class.confusion_matrix(runs_dir or "results/runs", cell_id.strip("/")),
-                            stage / "confusion" / safe, formats)
+            runs = runs_dir or Path(tables_dir).parent / "runs"  # the study's folder holds both
+            written += save(per_class.confusion_matrix(runs, cell_id.strip("/")), stage / "confusion" / safe, formats)
         written = [out_dir / Path(p).relative_to(stage) for p in written]
     return {"written": written, "heatmap": info}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tables", default="results/tables",
-                        help="tables directory written by `emogrid aggregate` (default: %(default)s)")
-    parser.add_argument("--out", default="results/figures", help="figures directory (default: %(default)s)")
-    parser.add_argument("--runs", default="results/runs",
-                        help="runs directory, read only for --confusion (default: %(default)s)")
+    from emogrid.cli_config import add_config_args, add_results_arg
+
+    add_config_args(parser)  # the study, only to find its results folder
+    add_results_arg(parser)
+    parser.add_argument("--tables", default=None,
+                        help="tables directory written by `emogrid aggregate` (default: <results>/tables)")
+    parser.add_argument("--out", default=None, help="figures directory (default: <results>/figures)")
+    parser.add_argument("--runs", default=None,
+                        help="runs directory, read only for --confusion (default: <results>/runs)")
     parser.add_argument("--confusion", action="append", default=[], metavar="CELL_ID",
                         help="also draw the confusion matrix of this cell (repeatable), "
                              "e.g. goemotions/minilm/lora/k4_n800/s0")
@@ -117,6 +121,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from emogrid.cli_config import results_from_args
+
+    if not (args.tables and args.out and args.runs):
+        results = results_from_args(args)
+        args.tables = args.tables or str(results / "tables")
+        args.out = args.out or str(results / "figures")
+        args.runs = args.runs or str(results / "runs")
     result = make_figures(args.tables, args.out, args.runs, args.confusion,
                           tuple(args.formats) if args.formats else FORMATS)
     info = result["heatmap"]

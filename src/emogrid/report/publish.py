@@ -38,7 +38,8 @@ def read_cell(cell_dir: str | Path) -> dict[str, Any]:
     path = cell_dir / "metrics.json"
     if not path.is_file():
         raise EmogridError(f"{path}: missing; CELL_DIR must be a finished cell's folder "
-                           "(results/runs/<dataset>/<model>/<method>/.../k<K>_n<N>/s<SEED>)")
+                           "(<results>/runs/<dataset>/<model>/<method>/.../k<K>_n<N>/s<SEED>), or its cell id with "
+                           "the study's --configfile")
     checked = cell_files.read(path, "metrics")
     if not checked.valid:
         raise EmogridError(f"{checked.reason}", hint="only a cell with a valid metrics.json can be published")
@@ -219,6 +220,17 @@ def _point_adapter_at_the_hub(path: Path, cell: dict) -> None:
     path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
+def cell_folder(args: argparse.Namespace) -> Path:
+    """CELL as a folder; else a cell id under the study's runs (--configfile / --results, the
+    Snakefile's rule for the results folder)."""
+    from emogrid.cli_config import results_from_args
+
+    given = Path(args.cell_dir)
+    if given.is_dir():
+        return given
+    return results_from_args(args) / "runs" / args.cell_dir.strip("/")
+
+
 def default_out(cell: dict, repo: str) -> Path:
     """`<results>/publish/ORG/NAME` beside the cell's runs tree (else beside the cell folder)."""
     base = cell["runs_dir"].parent if cell["runs_dir"] is not None else cell["dir"].parent
@@ -245,7 +257,12 @@ def upload(folder: Path, repo: str, private: bool, cell_id: str) -> str:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("cell_dir", metavar="CELL_DIR", help="a finished cell's folder (results/runs/<cell id>)")
+    from emogrid.cli_config import add_config_args, add_results_arg
+
+    parser.add_argument("cell_dir", metavar="CELL", help="a finished cell's folder (<results>/runs/<cell id>), or its "
+                                                         "cell id in the study's results folder (below)")
+    add_config_args(parser)  # the study, only to find its results folder for a cell id
+    add_results_arg(parser)
     parser.add_argument("--repo", required=True, metavar="ORG/NAME", help="hub repository to create or update")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="folder to write (default: <results>/publish/ORG/NAME)")
@@ -264,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--repo {args.repo}: {err}") from None
     if "/" not in args.repo:
         raise ConfigError(f"--repo {args.repo}: expected ORG/NAME (an organisation or user, then the model's name)")
-    cell = read_cell(args.cell_dir)
+    cell = read_cell(cell_folder(args))
     out = Path(args.out) if args.out else default_out(cell, args.repo)
     files = write_folder(cell, out, args.repo, include_predictions=args.include_predictions)
     print(f"emogrid publish: wrote {len(files)} files to {out} (card: {out / 'README.md'})")

@@ -252,10 +252,10 @@ def _clip(text: str, width: int, ascii_only: bool = False) -> str:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    from emogrid.cli_config import add_config_args
+    from emogrid.cli_config import add_config_args, add_results_arg
 
     add_config_args(parser)
-    parser.add_argument("--results", default="results", help="results directory (default: %(default)s)")
+    add_results_arg(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--ascii", action="store_true", help="ASCII symbols only (# x ~ .)")
     parser.add_argument("--width", type=int, default=None,
@@ -263,19 +263,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from emogrid.cli_config import config_from_args, results_from_args
     from emogrid.results.collect import expected_cells
 
-    results_dir = Path(args.results)
+    results_dir = results_from_args(args)
     if not results_dir.is_dir():
-        raise EmogridError(f"--results {args.results}: no such directory",
-                           hint="pass the results directory of the study (default: results, "
-                                "relative to where snakemake ran)")
-    from emogrid.cli_config import config_from_args
+        raise EmogridError(f"results folder {results_dir}: no such directory",
+                           hint="run the study first, or name its folder with --results (a study's folder is "
+                                "its `results:` key, else results/<study.name>, relative to where snakemake ran)")
 
     expected = expected_cells(config=config_from_args(args), results=results_dir)
     if not expected:
         raise EmogridError("the config expands to no cells")
-    status = grid_status(args.results, expected)
+    status = grid_status(results_dir, expected)
     if args.json:
         json.dump(status, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")

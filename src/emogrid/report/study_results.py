@@ -1,6 +1,6 @@
 """A finished (or running) study in Python: `emogrid.open_study(results_dir)`.
 
-    study = emogrid.open_study("results")
+    study = emogrid.open_study("results/quickstart")   # or the study file: "studies/quickstart.yaml"
     study.cells          # one row per cell: axes, status, metrics, intervals, efficiency
     study.summary        # one row per (cell without seed, metric): mean, std, n, intervals
     study.comparisons    # paired method comparisons (per subset; pooled rows descriptive)
@@ -9,7 +9,9 @@
     study.predictions(cell_id)   # one row per evaluated example of one cell
     print(study.status)  # done / failed / running / pending, as `emogrid status` shows it
 
-`results_dir` is the folder that holds `runs/` and `tables/` (the workflow's `results/`). The
+`results_dir` is the study's results folder, the one that holds `runs/` and `tables/` (the
+config's `results:`, else `results/<study.name>`), or the study's file: its folder by the same
+rule as the Snakefile (emogrid.study.results_dir), and its config for pending cells. The
 frames are the tables `emogrid aggregate` wrote (tables/*.parquet|csv: the same columns, see
 docs/CONTRACTS.md "Tables", and docs/RESULTS.md for a walk through them). Without tables, or with
 `recompute=True`, they are computed from the result files in memory (emogrid.report.aggregate's
@@ -37,10 +39,16 @@ FRAMES = ("cells", "summary", "comparisons", "per_class", "replication")
 _TEXT_COLUMNS = ("variant", "variant_a", "variant_b")
 
 
-def open_study(results_dir: str | os.PathLike = "results", *, config: dict | None = None,
+def open_study(results_dir: str | os.PathLike, *, config: dict | None = None,
                recompute: bool = False) -> StudyResults:
-    """The results of one study (module docstring). EmogridError if `results_dir` holds neither
-    tables nor result files."""
+    """The results of one study (module docstring): its results folder, or its study file.
+    EmogridError if the folder holds neither tables nor result files."""
+    from emogrid.study.config import load_config
+    from emogrid.study.results_dir import is_study_file, study_results_dir
+
+    if is_study_file(results_dir):
+        config = config if config is not None else load_config([results_dir])
+        results_dir = study_results_dir(config)
     return StudyResults(results_dir, config=config, recompute=recompute)
 
 
