@@ -82,3 +82,29 @@ def test_errors_are_user_errors(tmp_path, tree):
         P.load_tables(tmp_path)
     with pytest.raises(EmogridError, match="no metrics.json"):
         confusion_matrix(tree / "runs", "goemotions/nope/full/k2_n100/s0")
+
+
+def test_every_hatched_cell_is_listed_where_the_footer_says(tmp_path):
+    """Arms that never combine k=2 with n=200 (and so on) leave positions with no cell at all: the
+    heatmap hatches them, says so, and problems.md (where the footer sends the reader) lists every
+    hatched position with why, the failed one too."""
+    runs = tmp_path / "runs"
+    for model in ("tiny-a", "tiny-b"):
+        for k, n in ((2, 100), (4, 200), (8, 400)):
+            F.write_cell(runs, "goemotions", model, "lora", "", {}, k, n, 0, 0.6 + k / 100,
+                         failed=(model, k) == ("tiny-b", 8))
+    A.aggregate(runs, tmp_path / "tables")
+    fig, info = study_heatmap(P.load_tables(tmp_path / "tables"))
+    missing = info["missing"]
+    assert len(missing) == 2 * 9 - 5  # 2 models x 3 k x 3 n, less the 5 finished
+    assert "tiny-a · lora · k=2, n=200 (no cell in the study)" in missing
+    assert "tiny-b · lora · k=8, n=400 (failed)" in missing
+    problems = (tmp_path / "tables" / "problems.md").read_text()
+    assert f"## Hatched in the study heatmap (no finished seed): {len(missing)}" in problems
+    for desc in missing:
+        position = desc.split(" (")[0]
+        why = "failed" if desc.endswith("(failed)") else "no cell"
+        assert f"goemotions/{position}: {why}" in problems, desc
+    footer = " ".join(t.get_text() for t in fig.texts)
+    assert "more (all in the study's tables/problems.md, 'Hatched in the study heatmap')" in footer
+    matplotlib.pyplot.close(fig)

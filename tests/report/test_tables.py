@@ -295,3 +295,15 @@ def test_macro_f1_cells_with_a_class_under_ten_examples_are_marked():
     assert "‡: a class has fewer than 10 test examples (macro-F1 interval approximate)" in f1
     acc = render_study(study_pivot(summary, "test_accuracy", {}), "Test accuracy (%)")["md"]
     assert "‡" not in acc  # Wilson's interval for accuracy does not depend on per-class counts
+
+
+def test_empty_replication_table_says_why():
+    """No reference set, or one whose rows name no arm of this study: the table says which."""
+    from emogrid.report.paper_tables.replication import render
+    from emogrid.results.replication import OUT_COLUMNS
+
+    empty = pd.DataFrame(columns=OUT_COLUMNS)
+    assert "(no reference: set report.reference)" in render(empty)["md"]
+    md = render(empty, reference="studies/references/paper.csv")["md"]
+    assert "no published number matches a cell of this study" in md and "studies/references/paper.csv" in md
+    assert "set report.reference" not in md

@@ -75,7 +75,7 @@ def write_tables(out_dir: str | Path, cells: pd.DataFrame, summary: pd.DataFrame
     from emogrid.results import replication as replication_mod
 
     frame = replication if replication is not None else pd.DataFrame(columns=replication_mod.OUT_COLUMNS)
-    put("replication", render_replication(frame, (report or {}).get("equivalence_pp")))
+    put("replication", render_replication(frame, (report or {}).get("equivalence_pp"), (report or {}).get("reference")))
     put("recipe", render_recipe(recipe_frame(config)))
     write_text(out_dir / "problems.md", render_problems(cells))
     written.append(out_dir / "problems.md")

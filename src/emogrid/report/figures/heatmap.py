@@ -34,6 +34,7 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
     info: {"annotated": number of cells with a printed value, "missing": [descriptions],
     "panels": [method names]}.
     """
+    from emogrid.report.paper_tables.problems import hatched_positions
     from emogrid.report.paper_tables.study import with_learn_flags
 
     summary, cells, levels = data["summary"], data["cells"], data["levels"]
@@ -51,6 +52,9 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
     failed_keys = cells[cells["status"] == "failed"]
     failed_set = {(r.dataset, r.model, r.method, r.variant, int(r.labels), int(r.samples))
                   for r in failed_keys.itertuples(index=False) if not pd.isna(r.labels)}
+    # positions where the study has no cell at all (problems.md lists every hatched position with why)
+    no_cell = {tuple(p[a] for a in ("dataset", "model", "method", "variant", "labels", "samples"))
+               for p in hatched_positions(cells) if p["why"] == "no cell"}
     n_mode = int(sub["n"].mode().max()) if len(sub) else 0
     cmap, norm = _colour_scale(sub["mean"].dropna())
     panels = _panels(frame, levels)
@@ -72,7 +76,7 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
         for text in ax.texts[before:]:
             text.set_gid("value")
             annotated += 1
-        for desc in _hatch_missing(ax, method, rows, cols, grid_values, failed_set, multi_ds):
+        for desc in _hatch_missing(ax, method, rows, cols, grid_values, failed_set, no_cell, multi_ds):
             if desc not in missing:
                 missing.append(desc)
         _label_axes(ax, method, rows, cols, multi_ds)
@@ -86,9 +90,10 @@ def study_heatmap(data: dict[str, Any], metric: str = "test_accuracy"):
                  f"(n = {n_mode} seed{'s' if n_mode != 1 else ''})", fontsize=10, fontweight="bold")
     notes = [text for mark, text in NOTES.items() if mark in marks]
     if missing:
-        notes.append(f"Hatched: no finished seed ({len(missing)} cells):")
+        notes.append(f"Hatched: no finished seed ({len(missing)} cells; the study's tables/problems.md lists each "
+                     "with why):")
         notes += ["  " + m for m in missing]
-    footnote(fig, notes, max_lines=10)
+    footnote(fig, notes, max_lines=10, more_in="the study's tables/problems.md, 'Hatched in the study heatmap'")
     return fig, {"annotated": annotated, "missing": missing, "panels": [p[0] for p in panels]}
 
 
@@ -166,7 +171,7 @@ def _grid(method: str, rows: list[tuple], cols: list[tuple[int, int]], values: d
 
 
 def _hatch_missing(ax, method: str, rows: list[tuple], cols: list[tuple[int, int]], grid_values: np.ndarray,
-                   failed_set: set, multi_ds: bool) -> list[str]:
+                   failed_set: set, no_cell: set, multi_ds: bool) -> list[str]:
     """Hatch the cells without a finished seed ('failed' where one failed); returns their descriptions."""
     descs = []
     for i, (ds, model, variant) in enumerate(rows):
@@ -180,7 +185,8 @@ def _hatch_missing(ax, method: str, rows: list[tuple], cols: list[tuple[int, int
                             color="#404040", gid="failed")
                 name = f"{ds}/" if multi_ds else ""
                 descs.append(f"{name}{model} · {arm_label(method, variant, short=True)} · k={k}, n={n}"
-                             + (" (failed)" if key in failed_set else ""))
+                             + (" (failed)" if key in failed_set else " (no cell in the study)" if key in no_cell
+                                else ""))
     return descs
 
 

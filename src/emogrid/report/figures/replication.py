@@ -18,8 +18,9 @@ def replication_figure(path: Path):
     """Published (x) vs measured (y, mean over seeds with its 95% interval), in %; y = x dashed."""
     frame = pd.read_csv(path) if Path(path).is_file() else pd.DataFrame()
     if frame.empty or "status" not in frame or not (frame["status"] == "measured").any():
-        return placeholder("Replication", "no published numbers to compare (set report.reference)"
-                           if frame.empty else "none of the published cells has been measured yet")
+        empty = ("no published numbers to compare: report.reference is unset, or none of its rows matches "
+                 "a cell of this study (tables/replication.md says which)")
+        return placeholder("Replication", empty if frame.empty else "none of the published cells has been measured yet")
     got = frame[frame["status"] == "measured"].reset_index(drop=True)
     models = list(dict.fromkeys(got["model"]))
     palette = model_palette(models)

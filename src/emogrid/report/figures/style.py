@@ -73,13 +73,13 @@ def placeholder(title: str, message: str):
     return fig
 
 
-def footnote(fig, lines: list[str], max_lines: int = 8) -> None:
-    """Notes under a figure, at most `max_lines` (the rest counted, pointing to problems.md)."""
+def footnote(fig, lines: list[str], max_lines: int = 8, more_in: str = "") -> None:
+    """Notes under a figure, at most `max_lines` (the rest counted, and where they are all listed)."""
     if not lines:
         return
     shown = lines[:max_lines]
     if len(lines) > max_lines:
-        shown.append(f"… and {len(lines) - max_lines} more (see results/tables/problems.md)")
+        shown.append(f"… and {len(lines) - max_lines} more" + (f" (all in {more_in})" if more_in else ""))
     fig.text(0.01, -0.01, "\n".join(shown), ha="left", va="top", fontsize=7, color="#404040",
              transform=fig.transFigure)
 

@@ -10,8 +10,17 @@ from emogrid.report.paper_tables.layout import DASH, METRIC_NAMES, SPLIT_NAMES, 
 from emogrid.study.cell_id import arm_label
 
 
-def render(frame: pd.DataFrame, equivalence_pp: float | None = None) -> dict[str, str]:
-    """The replication table as {"csv", "md", "tex"}."""
+def empty_reason(reference: str | None) -> str:
+    """What an empty table means: no reference file, or one whose rows match no arm of this study."""
+    if not reference:
+        return "(no reference: set report.reference)"
+    return (f"(no published number matches a cell of this study: no row of {reference} names this study's "
+            "dataset, model and method)")
+
+
+def render(frame: pd.DataFrame, equivalence_pp: float | None = None, reference: str | None = None) -> dict[str, str]:
+    """The replication table as {"csv", "md", "tex"}; `reference`: report.reference, for the
+    empty table's message."""
     heads = ["Study", "Model", "Method", "k", "n", "Split / metric", "Published", "Paper n", "Measured [95% interval]",
              "Seeds", "Δ (pp) [95% prediction interval]", "Verdict"]
     body = []
@@ -45,7 +54,7 @@ def render(frame: pd.DataFrame, equivalence_pp: float | None = None) -> dict[str
     md = "\n".join([f"**Replication** — {note}", "", "| " + " | ".join(heads) + " |",
                     "|" + "|".join([":--"] * 6 + ["--:"] * 5 + [":--"]) + "|"]
                    + ["| " + " | ".join(r) + " |" for r in body]
-                   + ([] if body else ["| (no reference: set report.reference) |" + " |" * (len(heads) - 1)])) + "\n"
+                   + ([] if body else [f"| {empty_reason(reference)} |" + " |" * (len(heads) - 1)])) + "\n"
     tex = [f"% Replication: {note}", r"\begin{tabular}{llllllrrrrrl}", r"\toprule",
            " & ".join(latex_escape(h).replace("Δ", r"$\Delta$") for h in heads) + r" \\", r"\midrule"]
     tex += [" & ".join(latex_escape(x).replace(DASH, "--") for x in r) + r" \\" for r in body]
