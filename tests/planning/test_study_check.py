@@ -94,6 +94,22 @@ def test_schema_semantic_and_target_problems_come_in_one_message():
     assert "query" in msg.split("its linear modules:")[1]
 
 
+@pytest.mark.parametrize("grid, grid_message", [
+    ({"labels": []}, "grid.labels: must not be empty"),
+    ({"methods": ["lora", "lroa"]}, "grid.methods[1]: method 'lroa' is not defined"),
+    ({"labels": "2"}, "grid.labels: expected array, got '2'"),
+])
+def test_a_grid_error_does_not_hide_a_misspelt_target(grid, grid_message):
+    """A grid error stops the cells from expanding; the targets are still checked (on the config
+    without what was rejected), with their did-you-mean, in the same message."""
+    raw = with_({"lora": {"targets": "querry,value"}, "train": {"epochs": 0}})
+    raw["grid"] = {**raw["grid"], "models": ["bert-base"], "methods": ["lora"], "samples": [800], **grid}
+    msg = error_of(raw, deep=True)
+    assert grid_message in msg and "train.epochs: expected integer >= 1, got 0" in msg
+    assert "lora.targets 'querry,value' for model 'bert-base' (bert" in msg and "(did you mean 'query,value'?)" in msg
+    assert msg.count("lora.targets") == 1
+
+
 def test_a_misspelt_module_list_gets_the_closest_modules():
     raw = with_({"lora": {"targets": "querry,value"}, "grid": {"models": ["bert-base"], "labels": [2]}})
     msg = error_of(raw, deep=True)

@@ -143,6 +143,43 @@ def schema_problems(config: dict, schema: dict) -> list[str]:
     return lines + ([f"... and {len(errors) - MAX_ERRORS} more schema errors"] if len(errors) > MAX_ERRORS else [])
 
 
+def without_rejected(raw: dict, config: dict, schema: dict) -> dict:
+    """A copy of `raw` without every value the schema rejects in `config` (its defaulted form):
+    each such key falls back to its default, an unknown key goes, a rejected list item goes.
+    So the checks after the schema can still run and report in the same message."""
+    import jsonschema
+
+    out = copy.deepcopy(raw)
+    for error in jsonschema.Draft202012Validator(schema).iter_errors(config):
+        path = list(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = error.schema.get("properties", {})
+            for name in [k for k in error.instance if k not in allowed]:
+                _drop(out, path + [name])
+        elif path:
+            _drop(out, path)
+    return out
+
+
+def _drop(tree: Any, path: list) -> None:
+    """Remove the value at `path` from a nested dict/list, if it is there (a list emptied by it goes too)."""
+    parents = [tree]
+    for step in path[:-1]:
+        node = parents[-1]
+        if isinstance(node, dict) and step in node or isinstance(node, list) and isinstance(step, int) \
+                and 0 <= step < len(node):
+            parents.append(node[step])
+        else:
+            return
+    node, last = parents[-1], path[-1]
+    if isinstance(node, dict) and last in node:
+        del node[last]
+    elif isinstance(node, list) and isinstance(last, int) and 0 <= last < len(node):
+        del node[last]
+        if not node and len(path) > 1 and isinstance(parents[-2], dict):
+            del parents[-2][path[-2]]
+
+
 # ---------------------------------------------------------------- overrides
 
 def check_overrides(where: str, overrides: dict, *, allow_sweep: bool = False) -> list[str]:
