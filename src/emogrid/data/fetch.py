@@ -24,6 +24,7 @@ from typing import Any
 
 from emogrid import atomic
 from emogrid.errors import EmogridError
+from emogrid.study.results_dir import study_results_dir
 
 DEFAULT_CACHE = "hub"  # under the results directory
 RECEIPTS = "fetch"
@@ -42,10 +43,12 @@ class FetchError(EmogridError):
 # ---------------------------------------------------------------- what a study needs
 
 
-def cache_dir(config: dict, results: str | os.PathLike = "results") -> Path:
-    """The download cache: `fetch.cache_dir`, else `<results>/hub`."""
+def cache_dir(config: dict, results: str | os.PathLike | None = None) -> Path:
+    """The download cache: `fetch.cache_dir`, else `<results>/hub` (the study's folder by default)."""
     chosen = (config.get("fetch") or {}).get("cache_dir")
-    return Path(chosen).expanduser() if chosen else Path(results) / DEFAULT_CACHE
+    if chosen:
+        return Path(chosen).expanduser()
+    return (study_results_dir(config) if results is None else Path(results)) / DEFAULT_CACHE
 
 
 def hub_models(config: dict) -> dict[str, dict]:
@@ -248,10 +251,11 @@ def hub_datasets(config: dict) -> dict[str, dict]:
     return out
 
 
-def use_receipts(config: dict, results: str | os.PathLike = "results") -> list[str]:
+def use_receipts(config: dict, results: str | os.PathLike | None = None) -> list[str]:
     """Point the config's hub models at their fetched snapshots where a receipt exists
     (the planner then reads config.json from disk, never from the hub). Returns the names."""
     used = []
+    results = study_results_dir(config) if results is None else results
     for name in hub_models(config):
         path = receipt_path(results, "models", name)
         if path.is_file():

@@ -11,12 +11,16 @@ from emogrid.errors import EmogridError
 from emogrid.planning.structure import build_meta_model, bundled_config_name, checkpoint_dtype, model_config_dict
 
 
-def download_rows(config: dict, results: str | os.PathLike = "results", *, online: bool | None = None) -> list[dict]:
+def download_rows(config: dict, results: str | os.PathLike | None = None, *,
+                  online: bool | None = None) -> list[dict]:
     """What fetching the study's models costs on disk, per model, before downloading.
 
     A receipt gives the bytes on disk; else, with network, the hub's file list (the files
     fetch_model takes); else an estimate from config.json: parameters x checkpoint dtype.
-    Local models (path/package) download nothing."""
+    Local models (path/package) download nothing. `results`: the study's folder by default."""
+    from emogrid.study.results_dir import study_results_dir
+
+    results = study_results_dir(config) if results is None else results
     if online is None:
         online = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("1", "true", "yes", "on")
     rows = []

@@ -44,11 +44,15 @@ MAX_LENGTH_BOUND = {"source": "max_length (no token statistics for this dataset 
 _SAMPLED_SUBSETS = 3  # prepared subsets read per dataset (they share one source)
 
 
-def dataset_token_stats(config: dict, results: str | os.PathLike = "results"):
-    """A function spec -> the token statistics of the spec's dataset (cached per dataset)."""
+def dataset_token_stats(config: dict, results: str | os.PathLike | None = None):
+    """A function spec -> the token statistics of the spec's dataset (cached per dataset);
+    prepared subsets are looked up in `results`, by default the study's folder."""
     from pathlib import Path
 
     from emogrid.study.datasets import resolve_dataset
+    from emogrid.study.results_dir import study_results_dir
+
+    results = study_results_dir(config) if results is None else results
 
     cache: dict[str, dict] = {}
 

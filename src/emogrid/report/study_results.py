@@ -216,7 +216,7 @@ class StudyResults:
         if self.config is not None:
             from emogrid.results.collect import expected_cells
 
-            return expected_cells(config=self.config)
+            return expected_cells(config=self.config, results=self.results_dir)
         cells = self.cells
         if "in_grid" in cells:
             cells = cells[cells["in_grid"].fillna(False).astype(bool)]

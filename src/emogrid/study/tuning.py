@@ -42,6 +42,7 @@ from pathlib import Path
 from emogrid.study.arms import arm_configs
 from emogrid.study.cell_id import format_variant
 from emogrid.study.grid import Cell, config_hash, expand_cells, find_sweeps
+from emogrid.study.results_dir import study_results_dir
 from emogrid.study.spec_sections import TrainRecipe
 from emogrid.study.tune_config import DEFAULT_PER, method_params, tune_section
 
@@ -95,9 +96,9 @@ class Tuning:
     """The tuning of one study config; `enabled` is False without `tune:` (then every method
     returns the grid's own cells unchanged)."""
 
-    def __init__(self, config: dict, results: str | Path = "results"):
+    def __init__(self, config: dict, results: str | Path | None = None):
         self.config = config
-        self.results = Path(results)
+        self.results = study_results_dir(config) if results is None else Path(results)
         self.tune = tune_section(config)
         self.enabled = self.tune is not None
         self.groups: dict[str, Group] = {}
@@ -332,7 +333,7 @@ def read_json(path: str | Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def tuned_cells(config: dict, cells: list[Cell], results: str | Path = "results") -> list[Cell]:
+def tuned_cells(config: dict, cells: list[Cell], results: str | Path | None = None) -> list[Cell]:
     """The study's cells with the choices made so far (unchanged without `tune:`)."""
     tuning = Tuning(config, results)
     return [tuning.final(c) for c in cells] if tuning.enabled else cells
