@@ -1,5 +1,5 @@
 # Tuning (the study's `tune:` section): tuning cells (validation only) -> one selection per group
-# (a checkpoint writing results/tune/<group>.json) -> the study's cells with the chosen values.
+# (a checkpoint writing <results>/tune/<group>.json) -> the study's cells with the chosen values.
 # Logic: emogrid.study.tuning (what to train and choose), emogrid.results.tune_select (the choice).
 #
 # The study's train jobs take their group's choice file as an `ancient` input through a
