@@ -14,6 +14,7 @@ from emogrid.errors import CellError
 from emogrid.study.config import finalize
 from emogrid.study.grid import check_spec, expand_cells
 from emogrid.study.schema import schema_default, section_defaults
+from emogrid.study.spec_sections import MethodSpec
 
 METHODS = ["full", "lora", "qlora", "ia3", "adalora", "dora", "loraplus"]
 
@@ -97,7 +98,7 @@ def test_peft_and_quantisation_configs_are_the_schema_defaults(specs, tiny_bert)
     assert build_peft_config(specs["full"], model, "bert") is None
     assert sorted(build_peft_config(specs["ia3"], model, "bert").target_modules) == sorted(
         TARGETS["bert"][schema_default("ia3.targets")])
-    bnb = quantization_config(specs["qlora"]["method"], specs["qlora"]["quant"], "bert")
+    bnb = quantization_config(MethodSpec.from_spec(specs["qlora"]), specs["qlora"]["quant"], "bert")
     assert bnb.bnb_4bit_use_double_quant is schema_default("quant.double_quant")
 
 

@@ -8,9 +8,9 @@ import dataclasses
 import json
 
 from emogrid.study.config import finalize
-from emogrid.study.grid import expand_cells
+from emogrid.study.grid import SPEC_KEYS, expand_cells
 from emogrid.study.schema import section_defaults
-from emogrid.study.spec_sections import TrainRecipe
+from emogrid.study.spec_sections import MethodSpec, TrainRecipe
 
 
 def _spec() -> dict:
@@ -48,3 +48,14 @@ def test_a_hand_made_spec_takes_the_schema_defaults_and_typed_values():
     assert isinstance(train.lr, float) and isinstance(train.batch_size, int)
     assert partial == {"train": {"batch_size": "16", "epochs": 3, "train_head": False}}
     assert TrainRecipe.from_spec(copy.deepcopy(partial)) == train  # a value: equal views for equal sections
+
+
+def test_the_method_view_holds_every_key_of_the_block_and_reads_each_method():
+    assert {f.name for f in dataclasses.fields(MethodSpec)} == set(SPEC_KEYS["method"])
+    config = finalize({"grid": {"models": ["m"], "methods": ["full", "qlora", "dora", "loraplus"], "labels": [2],
+                                "samples": [40]}, "models": {"m": {"id": "a/b"}}, "loraplus": {"ratio": 8}})
+    views = {c.axes["method"]: MethodSpec.from_spec(c.spec) for c in expand_cells(config)}
+    assert views["full"].trains_every_weight and not views["full"].quantized
+    assert (views["qlora"].peft, views["qlora"].quantize, views["qlora"].quantized) == ("lora", "nf4", True)
+    assert views["dora"].use_dora and views["dora"].loraplus_ratio is None
+    assert views["loraplus"].loraplus_ratio == 8.0 and views["loraplus"].name == "loraplus"

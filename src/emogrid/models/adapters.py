@@ -10,7 +10,7 @@ import math
 
 from emogrid.errors import CellError
 from emogrid.models.loading import GENERIC, head_modules
-from emogrid.study.spec_sections import TrainRecipe
+from emogrid.study.spec_sections import MethodSpec, TrainRecipe
 
 _LLAMA_ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
 _LLAMA_MLP = ["gate_proj", "up_proj", "down_proj"]
@@ -155,8 +155,8 @@ NO_ADAPTER = ("full", "head", "none")
 
 def build_peft_config(spec: dict, model, family: str, *, total_step: int | None = None):
     """The peft config for a cell (None for the kinds in NO_ADAPTER)."""
-    method = spec["method"]
-    kind = method["peft"]
+    method = MethodSpec.from_spec(spec)
+    kind = method.peft
     if kind in NO_ADAPTER:
         return None
     from peft import AdaLoraConfig, IA3Config, LoraConfig, TaskType
@@ -168,7 +168,7 @@ def build_peft_config(spec: dict, model, family: str, *, total_step: int | None 
     if kind == "lora":
         lora = spec["lora"]
         return LoraConfig(r=int(lora["r"]), lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
-                          use_dora=bool(method["use_dora"]), fan_in_fan_out=fan_in_fan_out,
+                          use_dora=method.use_dora, fan_in_fan_out=fan_in_fan_out,
                           **_lora_targets_and_head(spec, model, family, lora))
     if kind == "ia3":
         targets = resolve_targets(model, family, spec["ia3"]["targets"])
@@ -191,19 +191,19 @@ def build_peft_config(spec: dict, model, family: str, *, total_step: int | None 
 def apply_method(model, spec: dict, family: str, *, total_step: int | None = None):
     """The model ready to train: every weight for `full`, the head alone for `head`, nothing for
     `none` (evaluated as loaded), else a PeftModel (QLoRA prepared for k-bit)."""
-    method = spec["method"]
-    quantized = method["quantize"] != "none"
-    if method["peft"] == "full":
+    method = MethodSpec.from_spec(spec)
+    quantized = method.quantized
+    if method.trains_every_weight:
         if quantized:
             raise CellError("full fine-tuning of a quantised model is not possible",
                             hint="use method quantize: none for full, or a LoRA-family method with nf4/int8")
         for p in model.parameters():
             p.requires_grad_(True)
         return model
-    if method["peft"] in ("head", "none"):
+    if method.peft in ("head", "none"):
         heads = set(head_modules(family))
         for name, p in model.named_parameters():
-            p.requires_grad_(method["peft"] == "head" and bool(heads.intersection(name.split("."))))
+            p.requires_grad_(method.peft == "head" and bool(heads.intersection(name.split("."))))
         return model
     from peft import get_peft_model
 

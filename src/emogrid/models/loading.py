@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from emogrid.errors import CellError
-from emogrid.study.spec_sections import TrainRecipe
+from emogrid.study.spec_sections import MethodSpec, TrainRecipe
 
 DECODER_FAMILIES = ("llama", "qwen2", "gpt2", "gemma3", "gemma", "gemma2")
 ENCODER_FAMILIES = ("bert", "distilbert", "roberta", "deberta-v2", "modernbert")
@@ -144,7 +144,7 @@ def base_weights_dtype(spec: dict, *, cuda: bool | None = None) -> str:
     """
     want = TrainRecipe.from_spec(spec).precision
     bf16 = want == "bf16" or (want == "auto" and (bf16_supported() if cuda is None else cuda))
-    frozen_base = spec["method"]["peft"] != "full"
+    frozen_base = MethodSpec.from_spec(spec).peft != "full"
     return "bf16" if bf16 and frozen_base else "fp32"
 
 
@@ -164,10 +164,10 @@ def bf16_supported() -> bool:
     return bf16_native()
 
 
-def quantization_config(method: dict, quant: dict | None, family: str):
+def quantization_config(method: MethodSpec, quant: dict | None, family: str):
     """BitsAndBytesConfig for nf4/int8, with the head kept in full precision (None if unquantised).
     `quant` is the spec's `quant` section: None exactly when the method is unquantised."""
-    kind = method["quantize"]
+    kind = method.quantize
     if kind == "none":
         return None
     from transformers import BitsAndBytesConfig
@@ -227,7 +227,7 @@ def load_model(spec: dict, num_labels: int, *, multi_label: bool = False,
     if family in DECODER_FAMILIES or (family == GENERIC and getattr(config, "pad_token_id", None) is None):
         config.pad_token_id = tokenizer.pad_token_id
     quant = spec.get("quant")  # optional by design: only quantised methods' specs have the section
-    qconfig = quantization_config(spec["method"], quant, family)
+    qconfig = quantization_config(MethodSpec.from_spec(spec), quant, family)
     kwargs: dict[str, Any] = {"config": config, "trust_remote_code": trust, "use_safetensors": True}
     if qconfig is not None:
         kwargs["quantization_config"] = qconfig

@@ -11,6 +11,8 @@ So `checkpoint_disk_mb` = 2 x resumable + best weights, the most a running cell 
 
 from __future__ import annotations
 
+from emogrid.study.spec_sections import MethodSpec
+
 POLICY = ("Checkpoints, while a cell trains (results/runs/<cell>/.checkpoint, deleted when it finishes): "
           "the latest resumable checkpoint (weights + optimizer state) and the best evaluation's weights "
           "only (no optimizer state). checkpoint_disk_mb = 2 x resumable + best weights: the most one "
@@ -20,7 +22,7 @@ POLICY = ("Checkpoints, while a cell trains (results/runs/<cell>/.checkpoint, de
 def checkpoint_disk(spec: dict, est: dict) -> dict:
     """{checkpoint_weights_mb, checkpoint_resumable_mb, checkpoint_disk_mb} of a cell from its
     memory estimate (emogrid.planning.memory.plan_cell_memory)."""
-    full = spec["method"]["peft"] == "full"
+    full = MethodSpec.from_spec(spec).peft == "full"
     weights = float(est["weights_mb"] if full else est["trainable_mb"])
     resumable = weights + float(est["optimizer_mb"])
     return {"checkpoint_weights_mb": round(weights, 1), "checkpoint_resumable_mb": round(resumable, 1),

@@ -19,6 +19,7 @@ from emogrid.scheduling.resources import (
     train_resources,
     validate_resources,
 )
+from emogrid.study.spec_sections import MethodSpec
 
 
 def rule_resources(config: Mapping, step: str, cell_of: Callable | None = None, *,
@@ -128,7 +129,7 @@ def planned_host_mem_mb(cell, config: Mapping | None = None) -> float:
     n = planned_gpus(config, cell)
     if device != "cuda" or n <= 1:
         return est["host_mem_mb"]
-    loading = 1 if spec["method"]["peft"] == "full" else n  # FSDP: rank 0 reads the weights
+    loading = 1 if MethodSpec.from_spec(spec).trains_every_weight else n  # FSDP: rank 0 reads the weights
     return n * HOST_RUNTIME_MB["cuda"] + max(loading * est["host_load_mb"], est["host_save_mb"])
 
 

@@ -42,7 +42,7 @@ from emogrid.models.loading import base_weights_dtype
 from emogrid.planning.structure import checkpoint_dtype, meta_structure, model_config_dict, structure, structure_key
 from emogrid.planning.tokens import DEFAULT_TOKEN_STATS
 from emogrid.scheduling.resources import DEFAULT_SAFETY_MARGIN
-from emogrid.study.spec_sections import TrainRecipe
+from emogrid.study.spec_sections import MethodSpec, TrainRecipe
 
 MIB = 2 ** 20
 # GPU memory besides the tensors (device="cuda"), per process:
@@ -288,13 +288,13 @@ def plan_cell_memory(spec: dict, *, device: str = "cuda", token_stats: dict | No
     `reserved_peak_mb` leaves the context out), the model's share of RSS for device="cpu".
     """
     train = TrainRecipe.from_spec(spec)
-    method = spec["method"]
+    method = MethodSpec.from_spec(spec)
     k = int(spec["cell"]["labels"])
     # `token_stats`: a dict, or a function of the spec (per dataset: tokens.dataset_token_stats)
     stats = (token_stats(spec) if callable(token_stats) else token_stats) or DEFAULT_TOKEN_STATS
     cfg_dict, src = model_config_dict(spec["model"])
     precision = resolve_precision(train, device)
-    quantize = method["quantize"]
+    quantize = method.quantize
     if weights_dtype is None:
         # the loader's rule: trained weights fp32, a frozen base bf16 on a bf16 device
         weights_dtype = base_weights_dtype(spec, cuda=device == "cuda")
@@ -431,8 +431,8 @@ def host_staging_bytes(st: dict, cfg_dict: dict, spec: dict, weights_dtype: str,
     each checkpoint of a full fine-tuning cell holds its whole fp32 model in host memory; an
     adapter cell saves only what trains."""
     ckpt = st["total"] * DTYPE_BYTES[checkpoint_dtype(cfg_dict)]
-    built = 0 if spec["method"]["quantize"] != "none" else st["total"] * DTYPE_BYTES[weights_dtype]
-    saved = st["total"] * DTYPE_BYTES[weights_dtype] if spec["method"]["peft"] == "full" else trainable_bytes
+    built = 0 if MethodSpec.from_spec(spec).quantize != "none" else st["total"] * DTYPE_BYTES[weights_dtype]
+    saved = st["total"] * DTYPE_BYTES[weights_dtype] if MethodSpec.from_spec(spec).peft == "full" else trainable_bytes
     return ckpt + built, saved
 
 
@@ -492,7 +492,7 @@ def gpus_for(spec: dict, gpu_mem_mb: float, *, margin: float = DEFAULT_SAFETY_MA
     est = plan_cell_memory(spec, device="cuda", token_stats=token_stats)
     if est["train_peak_mb"] * margin <= gpu_mem_mb:
         return 1
-    if spec["method"]["peft"] != "full":
+    if MethodSpec.from_spec(spec).peft != "full":
         return None
     layers = _arch(model_config_dict(spec["model"])[0])["layers"]
     batch = TrainRecipe.from_spec(spec).batch_size

@@ -15,6 +15,7 @@ from typing import Any
 
 from emogrid.errors import CellError
 from emogrid.study.model_registry import builtin_for, bundled_configs
+from emogrid.study.spec_sections import MethodSpec
 
 # Bundled architecture configs: file stem -> hub ids they stand for (emogrid.study.model_registry).
 BUNDLED_CONFIGS: dict[str, tuple[str, ...]] = bundled_configs()
@@ -127,8 +128,9 @@ def structure_key(cfg_dict: dict, cfg_key: str, spec: dict, dtype: str) -> tuple
     width is not part of it (counts are adjusted for it)."""
     from emogrid.models.adapters import NO_ADAPTER, build_peft_config
 
-    if spec["method"]["peft"] in NO_ADAPTER:
-        return (cfg_key, spec["method"]["peft"], dtype)
+    peft = MethodSpec.from_spec(spec).peft
+    if peft in NO_ADAPTER:
+        return (cfg_key, peft, dtype)
 
     if cfg_key not in _bare_models:  # target names only: one meta model per config serves all keys
         _bare_models[cfg_key] = build_meta_model(cfg_dict, 2)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from emogrid.errors import CellError
 from emogrid.planning.memory import plan_cell_memory
+from emogrid.study.spec_sections import MethodSpec
 
 VALIDATION_COLUMNS = ["cell", "batch_size", "seq_len", "estimate_mb", "measured_mb", "rel_error",
                       "weights_mb", "gradients_mb", "optimizer_mb", "activations_mb", "measured_activations_mb",
@@ -71,7 +72,8 @@ def validate_cpu(spec: dict, seq_len: int, steps: int = 3) -> dict:
                                                             "p95": seq_len, "p99": seq_len, "max": seq_len})
     meas = measure_cpu_run(spec, seq_len, steps)
     e, m = est["train_peak_mb"], meas["model_peak_mb"]
-    return {"cell": spec.get("cell_id") or spec["method"]["name"], "estimate_mb": e, "measured_mb": round(m, 1),
+    name = spec.get("cell_id") or MethodSpec.from_spec(spec).name
+    return {"cell": name, "estimate_mb": e, "measured_mb": round(m, 1),
             "rel_error": round((e - m) / m, 3), "measured_activations_mb": round(meas["forward_held_mb"], 1),
             "baseline_rss_mb": round(meas["baseline_mb"], 1),
             "peak_rss_mb": round(meas["peak_rss_mb"], 1), **{k: est[k] for k in (

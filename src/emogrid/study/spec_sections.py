@@ -67,3 +67,31 @@ class TrainRecipe:
     def batch(self) -> dict[str, int]:
         """The batch settings a run adapts after running out of memory (emogrid.training.failures)."""
         return {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "eval_batch_size": self.eval_batch_size}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """The `method` block of a cell spec: what kind of training a cell does (emogrid.study.methods
+    writes it; emogrid.study.grid.SPEC_KEYS lists its keys)."""
+
+    name: str  # the method's name in the grid (lora, qlora, dora, ...)
+    peft: str  # full | lora | ia3 | adalora | head | none
+    quantize: str  # none | nf4 | int8
+    use_dora: bool
+    loraplus_ratio: float | None  # LoRA+: B's learning rate over A's; None for other methods
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> MethodSpec:
+        method = spec["method"]
+        ratio = method.get("loraplus_ratio")
+        return cls(name=str(method["name"]), peft=str(method["peft"]), quantize=str(method.get("quantize", "none")),
+                   use_dora=bool(method.get("use_dora", False)),
+                   loraplus_ratio=None if ratio is None else float(ratio))
+
+    @property
+    def trains_every_weight(self) -> bool:
+        return self.peft == "full"
+
+    @property
+    def quantized(self) -> bool:
+        return self.quantize != "none"

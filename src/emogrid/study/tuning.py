@@ -43,7 +43,7 @@ from emogrid.study.arms import arm_configs
 from emogrid.study.cell_id import format_variant
 from emogrid.study.grid import Cell, config_hash, expand_cells, find_sweeps
 from emogrid.study.results_dir import study_results_dir
-from emogrid.study.spec_sections import TrainRecipe
+from emogrid.study.spec_sections import MethodSpec, TrainRecipe
 from emogrid.study.tune_config import DEFAULT_PER, method_params, tune_section
 
 AXIS_ORDER = ("dataset", "model", "method", "labels", "samples")
@@ -322,7 +322,7 @@ def _unpin(config: dict, model: str, method: str, key: str) -> None:
 def _reads(spec: dict, key: str) -> bool:
     """Whether a cell spec carries the section of a dotted key (LoRA+'s ratio lives in `method`)."""
     section = key.split(".", 1)[0]
-    return section in spec or (section == "loraplus" and spec["method"].get("loraplus_ratio") is not None)
+    return section in spec or (section == "loraplus" and MethodSpec.from_spec(spec).loraplus_ratio is not None)
 
 
 def read_json(path: str | Path) -> dict | None:

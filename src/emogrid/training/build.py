@@ -8,7 +8,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from emogrid.study.spec_sections import TrainRecipe
+from emogrid.study.spec_sections import MethodSpec, TrainRecipe
 from emogrid.training.arguments import optimizer_steps
 from emogrid.training.cell_data import encode
 
@@ -40,10 +40,10 @@ def build_cell(spec: dict, data: dict, batch: dict, on_model=None) -> BuiltCell:
     multi = data["multi_label"]
     labels = data["labels"]
     log.info("cell %s: %s / %s, %d labels, train %d val %d test %s, micro-batch %d x accum %d",
-             spec["cell_id"], spec["model"]["name"], spec["method"]["name"], len(labels),
+             spec["cell_id"], spec["model"]["name"], MethodSpec.from_spec(spec).name, len(labels),
              len(data["train"]), len(data["val"]), len(data["test"]) if "test" in data else "not read (tuning)",
              batch["batch_size"], batch["grad_accum"])
-    if spec["method"]["quantize"] == "int8":
+    if MethodSpec.from_spec(spec).quantize == "int8":
         from emogrid.models.devices import quiet_int8_casts
 
         quiet_int8_casts()  # bitsandbytes warns on every int8 matmul input on CUDA: once is enough

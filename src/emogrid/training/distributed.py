@@ -22,6 +22,7 @@ import subprocess
 import sys
 
 from emogrid.errors import CellError
+from emogrid.study.spec_sections import MethodSpec
 
 
 def rank(environ=None) -> int:
@@ -122,7 +123,7 @@ def parallel_arguments(spec: dict, cuda: bool, processes: int) -> dict:
     on the CPU (gloo, the tests) exactly as on CUDA (nccl), so a CPU run checks the CUDA setting."""
     if processes <= 1:
         return {}
-    if cuda and spec["method"]["peft"] == "full":
+    if cuda and MethodSpec.from_spec(spec).peft == "full":
         return {"fsdp": True, "fsdp_config": dict(FSDP_CONFIG)}
     return {"ddp_backend": "nccl" if cuda else "gloo", "ddp_find_unused_parameters": False}
 
@@ -205,6 +206,6 @@ def barrier() -> None:
 def parallel_mode(spec: dict, cuda: bool, processes: int) -> str:
     if processes <= 1:
         return "single"
-    if cuda and spec["method"]["peft"] == "full":
+    if cuda and MethodSpec.from_spec(spec).peft == "full":
         return "fsdp"
     return "ddp"

@@ -20,6 +20,7 @@ from pathlib import Path
 from emogrid import atomic
 from emogrid.errors import CellError
 from emogrid.study.methods import trains
+from emogrid.study.spec_sections import MethodSpec
 from emogrid.training.cell_data import read_json
 from emogrid.training.signals import Preempted, SigtermCheckpoint
 
@@ -53,9 +54,9 @@ def fit(spec: dict, cell, out: Path, batch: dict) -> Fitted:
     # the Trainer first: under torchrun it starts the process group the barrier below needs
     trainer, precision = build_trainer(spec, cell.model, cell.tokenizer, cell.sets, ckpt_dir, batch,
                                        cell.labels, cell.multi, cell.steps_per_epoch, stop)
-    if not trains(spec["method"]["peft"]):
+    if not trains(MethodSpec.from_spec(spec).peft):
         # the `untrained` baseline: evaluated as loaded, its zero steps are the point
-        log.info("method %s trains nothing: evaluating the model as loaded", spec["method"]["name"])
+        log.info("method %s trains nothing: evaluating the model as loaded", MethodSpec.from_spec(spec).name)
         return Fitted(trainer=trainer, precision=precision, train_seconds=0.0, resumed_from_step=0,
                       steps_this_run=0)
     resume = None

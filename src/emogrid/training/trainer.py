@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import Trainer
 
-from emogrid.study.spec_sections import TrainRecipe
+from emogrid.study.spec_sections import MethodSpec, TrainRecipe
 
 
 def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, multi, steps_per_epoch, stop):
@@ -40,13 +40,13 @@ def build_trainer(spec, model, tokenizer, sets, ckpt_dir: Path, batch, labels, m
     # restored at the end (load_best_model_at_end), with or without early stopping.
     patience = train.patience
     early_stop = [EarlyStoppingCallback(early_stopping_patience=patience)] if patience > 0 else []
-    adalora = [AdaLoraStep()] if spec["method"]["peft"] == "adalora" else []
+    adalora = [AdaLoraStep()] if MethodSpec.from_spec(spec).peft == "adalora" else []
     callbacks = [*early_stop, ProgressLog(), SigtermSave(stop), *adalora, *tracked["callbacks"]]
     collator = PadCollator(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if cuda else None), multi)
     val_sorted = sorted(sets["val"], key=lambda x: len(x["input_ids"]))  # metrics ignore order
     trainer = CellTrainer(model=model, args=args, train_dataset=sets["train"], eval_dataset=val_sorted,
                           data_collator=collator, compute_metrics=trainer_metrics(labels, multi, spec),
-                          callbacks=callbacks, loraplus_ratio=spec["method"]["loraplus_ratio"],
+                          callbacks=callbacks, loraplus_ratio=MethodSpec.from_spec(spec).loraplus_ratio,
                           length_grouping=train.length_grouping, length_chunks=1 if cuda else 4)
     trainer.remove_callback(PrinterCallback)  # run.log has the progress; stdout stays quiet
     return trainer, precision
