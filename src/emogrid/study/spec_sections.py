@@ -84,8 +84,9 @@ class MethodSpec:
     def from_spec(cls, spec: Mapping[str, Any]) -> MethodSpec:
         method = spec["method"]
         ratio = method.get("loraplus_ratio")
-        return cls(name=str(method["name"]), peft=str(method["peft"]), quantize=str(method.get("quantize", "none")),
-                   use_dora=bool(method.get("use_dora", False)),
+        # a hand-made spec (a test's, the planner's what-if) may name only the peft kind
+        return cls(name=str(method.get("name", method["peft"])), peft=str(method["peft"]),
+                   quantize=str(method.get("quantize", "none")), use_dora=bool(method.get("use_dora", False)),
                    loraplus_ratio=None if ratio is None else float(ratio))
 
     @property
