@@ -34,8 +34,10 @@ include: "workflow/rules/report.smk"
 
 onsuccess:
     # Snakemake's --report is a mode, not a target: the last line says how to build the HTML report.
-    print(f"emogrid: tables and figures in {RESULTS}/; the HTML report: "
-          f"{regenerate.report_command(RESULTS, STUDY_CONFIGFILES)}")
+    print(
+        f"emogrid: tables and figures in {RESULTS}/; the HTML report: "
+        f"{regenerate.report_command(RESULTS, STUDY_CONFIGFILES)}"
+    )
 
 
 rule all:
