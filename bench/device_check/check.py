@@ -452,7 +452,8 @@ def section_snakemake(ctx: dict) -> dict:
         f"seeds: [{'0' if ctx['cpu'] else '0, 1'}]}}\n"
         f"models:\n  m: {{path: {model}}}\n"
         "train: {epochs: 1, patience: 0, batch_size: 16}\n"
-        "resources: {train: {cpus_per_task: 1, mem_mb: 8000, cells_per_gpu: auto}}\n")
+        "resources: {train: {cpus_per_task: 1, mem_mb: 8000, cells_per_gpu: auto}}\n"
+        "results: results\n")  # the study's folder: results/ of the working directory, not results/<study>/
     env = dict(ctx["env"])
     env.pop("EMOGRID_GPU_SLOT", None)
     env["EMOGRID_GPU_LOCK_DIR"] = str(study / "gpu-locks")
